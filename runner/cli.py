@@ -1,0 +1,185 @@
+"""`restic-runner`: the command line. Imports stay lazy so `--version` and `run` start fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from runner import __version__
+
+EXIT_BUSY = 75  # EX_TEMPFAIL: `run --fail-if-busy` found the job running
+
+
+def _echo(text: str, *, err: bool = False) -> None:
+    """Every line the CLI prints goes through the redactor."""
+    from security.masking import redact_text
+
+    click.echo(redact_text(text), err=err)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    _echo(f"restic-runner: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _guard(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn our own errors into one clear line and exit 2, never a traceback."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from runner.errors import UserError
+
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            _fail(str(exc), exc.exit_code)
+    return wrapper
+
+
+def _config_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--config", "config_file", metavar="FILE", default=None,
+                        help="Config file (default: $RESTIC_RUNNER_CONFIG, "
+                             "./restic-runner.toml).")(func)
+
+
+def _config_file(ctx: click.Context, local: str | None) -> str | None:
+    return local or (ctx.obj or {}).get("config_file")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="restic-runner", message="%(prog)s %(version)s")
+@_config_option
+@click.pass_context
+def main(ctx: click.Context, config_file: str | None) -> None:
+    """Run restic and rclone jobs under a lock; record, mask and report every run."""
+    ctx.obj = {"config_file": config_file}
+
+
+@main.command()
+@click.argument("job")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as JSON.")
+@click.option("--fail-if-busy", is_flag=True,
+              help=f"Exit {EXIT_BUSY} instead of 0 when the job is already running.")
+@click.pass_context
+@_guard
+def run(ctx: click.Context, job: str, config_file: str | None, as_json: bool,
+        fail_if_busy: bool) -> None:
+    """Run JOB now, in the foreground; exit with the tool's exit code."""
+    import signal
+
+    from runner.config import load_config
+    from runner.engine import Engine
+    from runner.execute import CancelFlag
+    from runner.history import open_history
+
+    config = load_config(_config_file(ctx, config_file))
+    config.job(job)
+    cancel = CancelFlag()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: cancel.set(signal.Signals(signum).name))
+    history = open_history(config.state_dir)
+    record = Engine(config, history).run(job, cancel=cancel)
+    if as_json:
+        _echo(json.dumps(record, indent=2))
+    else:
+        _echo(summarize(record), err=record["status"] not in ("succeeded", "skipped"))
+    if record["status"] == "skipped":
+        sys.exit(EXIT_BUSY if fail_if_busy else 0)
+    sys.exit(record["exit_code"])
+
+
+def summarize(record: dict[str, Any]) -> str:
+    """One line a cron mail or a terminal can show."""
+    from runner.format import run_details
+
+    details = run_details(record)
+    head = f"{record['job']}: {record['status']} (exit {record['exit_code']})"
+    if record["status"] == "skipped":
+        return f"{head}: {record['error']}"
+    parts = [f"{head} in {record['duration_seconds']:.1f}s"]
+    if details:
+        parts.append(details)
+    if record.get("error") and record["status"] != "succeeded":
+        parts.append(record["error"])
+    parts.append(f"run {record['run_id']}")
+    return " · ".join(parts)
+
+
+@main.command()
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_guard
+def status(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
+    """Last run of every job and what is running now, from local state."""
+    from runner.config import load_config
+    from runner.format import status_report, status_table
+    from runner.history import open_history
+
+    config = load_config(_config_file(ctx, config_file))
+    report = status_report(config, open_history(config.state_dir))
+    _echo(json.dumps(report, indent=2) if as_json else status_table(report))
+
+
+@main.group("config")
+def config_group() -> None:
+    """Configuration commands."""
+
+
+@config_group.command("check")
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def config_check(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
+    """Validate the configuration only; exit 2 naming the offending key."""
+    from runner.config import load_config
+    from runner.errors import ConfigError, UserError
+    from runner.format import config_summary
+
+    try:
+        config = load_config(_config_file(ctx, config_file))
+    except UserError as exc:
+        if as_json:
+            error: dict[str, Any] = {"message": str(exc)}
+            if isinstance(exc, ConfigError):
+                error.update(file=exc.file, key=exc.key, problem=exc.problem)
+            _echo(json.dumps({"schema": "restic-runner.config-check/1", "ok": False,
+                              "error": error}, indent=2))
+            sys.exit(2)
+        _fail(str(exc))
+    summary = config_summary(config)
+    if as_json:
+        _echo(json.dumps(summary, indent=2))
+    else:
+        jobs = ", ".join(f"{n} ({j['kind']})" for n, j in summary["jobs"].items()) or "none"
+        _echo(f"{config.path}: OK · state_dir {config.state_dir} · jobs: {jobs}")
+        for warning in summary["warnings"]:
+            _echo(f"warning: {warning}", err=True)
+
+
+@main.command()
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def doctor(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
+    """Read-only diagnostics; exit 1 on any failure."""
+    from runner.doctor import run_doctor
+
+    report = run_doctor(_config_file(ctx, config_file))
+    if as_json:
+        _echo(json.dumps(report, indent=2))
+    else:
+        for check in report["checks"]:
+            _echo(f"[{check['status'].upper():4}] {check['section']}: {check['message']}")
+        _echo(f"{report['failures']} failure(s), {report['warnings']} warning(s)")
+    sys.exit(0 if report["ok"] else 1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,149 @@
+"""`restic-runner doctor`: read-only diagnostics. Nothing here writes to a repository."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.config import Config, JobConfig, load_config
+from runner.errors import UserError
+from runner.tools import probe_repository, tool_info
+from security.masking import redact_text
+from security.secrets import file_access
+
+SCHEMA = "restic-runner.doctor/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    section: str
+    status: str  # ok | warn | fail | info
+    message: str
+
+
+def secret_files(config: Config) -> dict[Path, str]:
+    """Every secret file the config names, with the key that names it."""
+    found: dict[Path, str] = {}
+    for job in config.jobs.values():
+        where = f"jobs.{job.name}"
+        r, c = job.restic, job.rclone
+        if job.uses_restic:
+            for key, path in (("password_file", r.password_file),
+                              ("repository_file", r.repository_file)):
+                if path:
+                    found.setdefault(path, f"{where}.{key}")
+            for name, path in r.env_files.items():
+                found.setdefault(path, f"{where}.env_files.{name}")
+        else:
+            if c.config:
+                found.setdefault(c.config, f"{where}.config (rclone)")
+            for name, path in c.env_files.items():
+                found.setdefault(path, f"{where}.env_files.{name}")
+    return found
+
+
+def _secret_file_checks(config: Config) -> list[Check]:
+    checks = []
+    for path, key in secret_files(config).items():
+        access = file_access(path)
+        if not access.exists or not access.readable:
+            checks.append(Check("secrets", "fail", f"{key}: {path} is missing or not readable"))
+        elif access.world_readable:
+            checks.append(Check("secrets", "fail", f"{key}: {access.describe()} is readable by "
+                                f"every local user; run and serve refuse it (chmod o-rwx)"))
+        elif access.group_readable:
+            checks.append(Check("secrets", "warn", f"{key}: {access.describe()} is "
+                                "group-readable (fine for Kubernetes fsGroup mounts)"))
+        else:
+            checks.append(Check("secrets", "ok", f"{key}: {access.describe()}"))
+    for job in config.jobs.values():
+        if job.uses_restic and job.restic.password:
+            checks.append(Check("secrets", "warn", f"jobs.{job.name}: password is inline in "
+                                "the config; prefer password_file"))
+    return checks
+
+
+def _tool_checks(config: Config) -> list[Check]:
+    """restic and rclone with their versions; missing is a failure only if a job needs it."""
+    needed = {j.restic.binary if j.uses_restic else j.rclone.binary for j in config.jobs.values()}
+    checks = []
+    for binary in sorted(needed | {config.restic.binary, config.rclone.binary}):
+        info = tool_info(binary)
+        if info.error:
+            checks.append(Check("binaries", "fail" if binary in needed else "warn", info.error))
+        else:
+            checks.append(Check("binaries", "ok", f"{binary}: {info.banner} ({info.path})"))
+    return checks
+
+
+def _repository_checks(config: Config) -> list[Check]:
+    from runner.toolenv import resolve_environment
+
+    checks, seen = [], set()
+    for job in config.jobs.values():
+        if not job.uses_restic:
+            continue
+        try:
+            tool = resolve_environment(job)
+        except UserError as exc:
+            checks.append(Check("repository", "fail", redact_text(str(exc))))
+            continue
+        key = (job.restic.binary, tool.repository, tool.env.get("RESTIC_PASSWORD_FILE"))
+        if key in seen:
+            continue
+        seen.add(key)
+        probe = probe_repository(job.restic.binary, tool.env)
+        status = "ok" if probe.status == "ok" else "fail"
+        checks.append(Check("repository", status,
+                            f"{tool.repository} (job {job.name}): {probe.message}"))
+    return checks
+
+
+def _state_dir_check(config: Config) -> Check:
+    state = config.state_dir
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=state, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check("state", "fail", f"state_dir {state} is not writable: {exc.strerror}")
+    return Check("state", "ok", f"state_dir {state} is writable")
+
+
+def _job_summary(job: JobConfig) -> dict[str, Any]:
+    from runner.jobs import plan
+
+    return {"kind": job.kind, "steps": [" ".join(s.argv) for s in plan(job)],
+            "timeout_seconds": job.timeout}
+
+
+def run_doctor(config_file: str | None) -> dict[str, Any]:
+    try:
+        config = load_config(config_file)
+    except UserError as exc:
+        checks = [Check("config", "fail", str(exc))]
+        return _report(checks, None)
+    checks = [Check("config", "ok", f"{config.path}: {len(config.jobs)} job(s)")]
+    checks += _tool_checks(config)
+    checks += _secret_file_checks(config)
+    checks += _repository_checks(config)
+    checks.append(_state_dir_check(config))
+    return _report(checks, config)
+
+
+def _report(checks: list[Check], config: Config | None) -> dict[str, Any]:
+    failures = sum(c.status == "fail" for c in checks)
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "ok": failures == 0,
+        "failures": failures,
+        "warnings": sum(c.status == "warn" for c in checks),
+        "checks": [asdict(c) for c in checks],
+        "uid": os.getuid(),
+    }
+    if config is not None:
+        report["jobs"] = {name: _job_summary(job) for name, job in config.jobs.items()}
+    return report

@@ -1,0 +1,273 @@
+"""The engine: the one path every run takes (CLI, API, scheduler), and the only place that
+changes run state. Take the job's lock, record the run, run its steps under supervision with
+output masked into the run log, finish the record, write `last-<job>.json`, run the post hook.
+"""
+
+from __future__ import annotations
+
+import getpass
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from runner import __version__
+from runner.config import Config, JobConfig
+from runner.execute import CancelFlag, ProcessOutcome, supervise
+from runner.history import History
+from runner.jobs import StepSpec, plan, unlock_step
+from runner.jobs.output import OutputParser
+from runner.locks import JobLock
+from runner.record import new_record, parse_rfc3339, utc_now
+from runner.runlog import RunLog
+from runner.toolenv import ToolEnvironment, base_environment, resolve_environment
+
+SKIP_WAIT = 2.0  # how long a contender waits to learn which run holds the lock
+PROGRESS_EVERY = 1.0  # seconds between progress updates in the store
+EXIT_TIMED_OUT = 124
+EXIT_CANCELLED = 130
+
+
+def cli_trigger() -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except Exception:  # no passwd entry for this uid (containers)
+        user = None
+    return {"source": "cli", "client": user, "idempotency_key": None}
+
+
+class Engine:
+    def __init__(self, config: Config, history: History) -> None:
+        self.config = config
+        self.history = history
+
+    def run(self, job_name: str, *, trigger: dict[str, Any] | None = None,
+            params: Mapping[str, Any] | None = None, cancel: CancelFlag | None = None,
+            on_start: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Run a job to its end and return its final record (a `skipped` one if it is busy)."""
+        job = self.config.job(job_name)
+        tool = resolve_environment(job)  # secret-file problems stop us before anything runs
+        trigger = trigger or cli_trigger()
+        lock = JobLock(self.history.lock_dir, job.name)
+        holder = self._acquire(lock)
+        if holder is not None:
+            return self._skipped(job, tool, trigger, holder)
+        try:
+            record = new_record(job=job.name, kind=job.kind, hostname=self.config.hostname,
+                                repository=tool.repository, trigger=trigger, version=__version__)
+            if params:
+                record["params"] = dict(params)
+            self.history.insert(record)
+            lock.write_holder(record["run_id"])
+            if on_start:
+                on_start(record)
+            _Run(self, job, record, tool, params or {}, cancel or CancelFlag()).execute()
+            return record
+        finally:
+            lock.release()
+
+    def _acquire(self, lock: JobLock) -> str | None:
+        """None when we hold the lock; else the run id of the run that holds it.
+
+        The lock may also be held for an instant by a process checking for dead runs; a
+        contender waits briefly until it either gets the lock or sees a running holder.
+        """
+        give_up = time.monotonic() + SKIP_WAIT
+        while not lock.try_acquire():
+            holder = lock.read_holder() or {}
+            run_id = str(holder.get("run_id", ""))
+            current = self.history.get(run_id) if run_id else None
+            if current and current["status"] == "running":
+                return run_id
+            if time.monotonic() >= give_up:
+                return run_id or "unknown"
+            time.sleep(0.02)
+        return None
+
+    def _skipped(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
+                 holder: str) -> dict[str, Any]:
+        record = new_record(job=job.name, kind=job.kind, hostname=self.config.hostname,
+                            repository=tool.repository, trigger=trigger, version=__version__)
+        message = f"skipped: previous run of {job.name} still active (run {holder})"
+        record.update(status="skipped", exit_code=0, finished_at=record["started_at"],
+                      duration_seconds=0.0, error=message, log_tail=message + "\n",
+                      running_run_id=holder)
+        with RunLog(self.history.log_path(job.name, record["run_id"])) as log:
+            log.note(message)
+        self.history.insert(record)
+        self.history.write_last(record)
+        return record
+
+
+class _Run:
+    """One run in progress: its record, its log, its steps."""
+
+    def __init__(self, engine: Engine, job: JobConfig, record: dict[str, Any],
+                 tool: ToolEnvironment, params: Mapping[str, Any], cancel: CancelFlag) -> None:
+        self.engine, self.job, self.record = engine, job, record
+        self.history = engine.history
+        self.tool, self.params, self.cancel = tool, params, cancel
+        self.log = RunLog(self.history.log_path(job.name, record["run_id"]))
+        self.deadline = time.monotonic() + job.timeout if job.timeout else None
+        self._last_progress = 0.0
+
+    def execute(self) -> None:
+        r = self.record
+        try:
+            self.log.note(f"run {r['run_id']} of job {self.job.name} ({self.job.kind}) on "
+                          f"{r['hostname']}, trigger {r['trigger']['source']}, "
+                          f"restic-runner {__version__}")
+            if self.tool.repository:
+                self.log.note(f"repository {self.tool.repository}")
+            status, exit_code = self._steps()
+        except Exception as exc:  # a bug or an OS error: the run is marked, never left running
+            self.log.note(f"internal error: {type(exc).__name__}: {exc}")
+            r["error"] = f"internal error: {type(exc).__name__}: {exc}"
+            status, exit_code = "failed", 1
+        self._finish(status, exit_code)
+        if self.job.post_hook:
+            self._post_hook()
+        self.log.close()
+        self.history.prune_logs(self.job.name, self.job.keep_logs)
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def _steps(self) -> tuple[str, int]:
+        if self.job.pre_hook:
+            hook = self._hook("pre_hook", self.job.pre_hook, {})
+            if hook.cancelled:
+                return self._stopped_status(hook)
+            if hook.exit_code != 0:
+                if self.job.pre_hook_on_error == "fail":
+                    self.record["error"] = f"pre_hook failed with exit code {hook.exit_code}"
+                    self.log.note(f"{self.record['error']}; the run stops here")
+                    return "failed", hook.exit_code
+                self.log.note("pre_hook failed; continuing (pre_hook_on_error = \"continue\")")
+        status, exit_code = "succeeded", 0
+        for spec in plan(self.job, self.params):
+            if spec.needs_success and status != "succeeded":
+                self.log.note(f"{spec.name} not run: the previous step did not succeed")
+                continue
+            outcome, parser = self._tool_step(spec)
+            if spec.decides_outcome:
+                self.record["stats"].update(parser.stats)
+                if outcome.stopped:
+                    return self._stopped_status(outcome)
+                status, exit_code = _status_of(spec, outcome)
+                if outcome.not_started:
+                    self.record["error"] = outcome.not_started
+                elif status != "succeeded":
+                    self.record["error"] = parser.error
+            elif outcome.stopped:
+                return self._stopped_status(outcome)
+            if outcome.exit_code != 0 and self.job.uses_restic and self.job.restic.auto_unlock \
+                    and _is_lock_failure(outcome.exit_code, parser.error):
+                self.log.note("repository is locked and auto_unlock is on: removing stale locks")
+                self._tool_step(unlock_step(self.job))
+            if status == "failed":
+                break
+        return status, exit_code
+
+    def _tool_step(self, spec: StepSpec) -> tuple[ProcessOutcome, OutputParser]:
+        parser = spec.parser()
+        self.log.note("$ " + " ".join(spec.argv))
+        outcome = self._supervise(spec.name, spec.argv, self.tool.env, parser, self.deadline)
+        parser.finish(outcome.exit_code)
+        step: dict[str, Any] = {"name": spec.name, "exit_code": outcome.exit_code,
+                                "duration_seconds": round(outcome.duration, 3)}
+        if not spec.decides_outcome and parser.stats:
+            step["stats"] = parser.stats
+        self.record["steps"].append(step)
+        if outcome.not_started:
+            self.log.note(outcome.not_started)
+        self.log.note(f"{spec.name} exited {outcome.exit_code} after {outcome.duration:.2f}s"
+                      + (" (timed out)" if outcome.timed_out else "")
+                      + (" (cancelled)" if outcome.cancelled else ""))
+        return outcome, parser
+
+    def _hook(self, name: str, argv: tuple[str, ...], extra: dict[str, str],
+              cancel: CancelFlag | None = None) -> ProcessOutcome:
+        """Run a hook under the same supervision; a hook that times out exits 124."""
+        env = base_environment()
+        env.update({k: self.tool.secrets[k] for k in self.job.hook_env if k in self.tool.secrets})
+        env.update(RESTIC_RUNNER_JOB=self.job.name, RESTIC_RUNNER_RUN_ID=self.record["run_id"],
+                   **extra)
+        self.log.note(f"{name}: $ " + " ".join(argv))
+        deadline = time.monotonic() + self.job.hook_timeout
+        outcome = self._supervise(name, argv, env, OutputParser(), deadline, cancel)
+        if outcome.timed_out:
+            outcome.exit_code = EXIT_TIMED_OUT
+        self.record["steps"].append({"name": name, "exit_code": outcome.exit_code,
+                                     "duration_seconds": round(outcome.duration, 3)})
+        if outcome.not_started:
+            self.log.note(outcome.not_started)
+        self.log.note(f"{name} exited {outcome.exit_code} after {outcome.duration:.2f}s"
+                      + (" (timed out)" if outcome.timed_out else ""))
+        return outcome
+
+    def _supervise(self, name: str, argv: tuple[str, ...], env: dict[str, str],
+                   parser: OutputParser, deadline: float | None,
+                   cancel: CancelFlag | None = None) -> ProcessOutcome:
+        pipes = self.log.pipes(parser)
+
+        def sink(data: bytes, stream: str) -> None:
+            pipes[stream].feed(data)
+            now = time.monotonic()
+            if now - self._last_progress >= PROGRESS_EVERY:
+                self._last_progress = now
+                progress = parser.progress()
+                if progress is not None:
+                    self.record["progress"] = dict(progress, step=name)
+                    self.history.save(self.record)
+
+        try:
+            return supervise(argv, env, sink, deadline=deadline, grace=self.job.stop_grace,
+                             cancel=cancel or self.cancel)
+        finally:
+            for pipe in pipes.values():
+                pipe.close()
+
+    def _stopped_status(self, outcome: ProcessOutcome) -> tuple[str, int]:
+        if outcome.timed_out:
+            self.record["error"] = f"timed out after {self.job.timeout:g}s"
+            return "timed_out", EXIT_TIMED_OUT
+        if outcome.exit_code == 0:
+            return "succeeded", 0
+        self.record["error"] = f"cancelled ({self.cancel.reason})"
+        return "cancelled", EXIT_CANCELLED
+
+    # --- the end ---------------------------------------------------------------------------------
+
+    def _finish(self, status: str, exit_code: int) -> None:
+        r = self.record
+        r["status"], r["exit_code"], r["progress"] = status, exit_code, None
+        r["finished_at"] = utc_now()
+        r["duration_seconds"] = round(
+            (parse_rfc3339(r["finished_at"]) - parse_rfc3339(r["started_at"])).total_seconds(), 3)
+        self.log.note(f"finished: {status} (exit {exit_code}) in {r['duration_seconds']:.2f}s")
+        r["log_tail"] = self.log.tail()
+        self.history.save(r)
+        self.result_file = self.history.write_last(r)
+
+    def _post_hook(self) -> None:
+        r = self.record
+        self._hook("post_hook", self.job.post_hook, {
+            "RESTIC_RUNNER_STATUS": r["status"],
+            "RESTIC_RUNNER_EXIT_CODE": str(r["exit_code"]),
+            "RESTIC_RUNNER_RESULT_FILE": str(self.result_file),
+        }, cancel=CancelFlag())  # runs even after a cancel; hook_timeout bounds it
+        r["log_tail"] = self.log.tail()
+        self.history.save(r)
+        self.history.write_last(r)
+
+
+def _status_of(spec: StepSpec, outcome: ProcessOutcome) -> tuple[str, int]:
+    if outcome.exit_code == 0:
+        return "succeeded", 0
+    if outcome.exit_code in spec.warning_codes:
+        return "warning", outcome.exit_code
+    return "failed", outcome.exit_code
+
+
+def _is_lock_failure(exit_code: int, error: str | None) -> bool:
+    """restic 0.18 says 11; 0.14 says 1 and only its message tells a lock failure apart."""
+    return exit_code == 11 or (exit_code == 1 and "already locked" in (error or ""))

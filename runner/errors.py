@@ -1,0 +1,20 @@
+"""Errors a user can act on: one clear message each, turned into exit 2 by the CLI."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An error caused by input the user controls (config, arguments, files)."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A configuration problem, located by file and dotted key."""
+
+    def __init__(self, file: str, key: str, problem: str) -> None:
+        self.file = file
+        self.key = key
+        self.problem = problem
+        where = f"{file}: {key}" if key else file
+        super().__init__(f"{where}: {problem}")

@@ -1,0 +1,137 @@
+"""Supervising one tool process: argv (never a shell), its own process group, a minimal
+environment, output streamed to a sink, a deadline, and a graceful stop.
+
+Stopping (timeout or cancel) is SIGINT to the whole group (restic then removes its repository
+lock), SIGTERM after `grace` seconds, SIGKILL after another `grace`. Whatever is left in the group
+when the tool has exited is killed, so no process outlives its run. If the supervisor itself dies,
+the kernel sends the tool SIGINT (PR_SET_PDEATHSIG), so even then restic cleans up its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+Sink = Callable[[bytes, str], None]
+TICK = 0.2  # how often the loop looks at the deadline and the cancel flag
+DRAIN_AFTER_EXIT = 1.0  # seconds to wait for grandchildren holding the pipes after the exit
+
+
+@dataclass(slots=True)
+class ProcessOutcome:
+    exit_code: int
+    duration: float
+    timed_out: bool = False
+    cancelled: bool = False
+    not_started: str | None = None  # why the process could not be started
+
+    @property
+    def stopped(self) -> bool:
+        return self.timed_out or self.cancelled
+
+
+class CancelFlag:
+    """Set from a signal handler or another thread; read by the supervision loop."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def set(self, reason: str = "cancelled") -> None:
+        self.reason = self.reason or reason
+
+    def is_set(self) -> bool:
+        return self.reason is not None
+
+
+_libc_prctl: Callable[..., int] | None = None
+
+
+def _die_with_supervisor() -> None:
+    """Child side, before exec: get SIGINT if the supervising process dies."""
+    if _libc_prctl is not None:
+        _libc_prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
+
+
+def _load_prctl() -> None:
+    global _libc_prctl
+    if _libc_prctl is None:
+        import ctypes
+
+        _libc_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
+              deadline: float | None = None, grace: float = 30.0,
+              cancel: CancelFlag | None = None, cwd: str | None = None) -> ProcessOutcome:
+    """Run `argv` to its end (or stop it); stream stdout/stderr chunks to `sink`."""
+    _load_prctl()
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=dict(env), cwd=cwd, start_new_session=True, close_fds=True,
+            preexec_fn=_die_with_supervisor,
+        )
+    except OSError as exc:
+        reason = f"cannot start {argv[0]}: {exc.strerror or exc}"
+        return ProcessOutcome(127 if isinstance(exc, FileNotFoundError) else 126,
+                              time.monotonic() - started, not_started=reason)
+    pgid = proc.pid
+    outcome = ProcessOutcome(exit_code=-1, duration=0.0)
+    selector = selectors.DefaultSelector()
+    assert proc.stdout is not None and proc.stderr is not None
+    selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
+    selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
+    stop_stage, next_signal_at, exited_at = 0, 0.0, None
+    escalation = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+    try:
+        while True:
+            if selector.get_map():
+                for key, _ in selector.select(TICK):
+                    data = os.read(key.fd, 65536)
+                    if data:
+                        sink(data, key.data)
+                    else:
+                        selector.unregister(key.fileobj)
+            else:
+                time.sleep(TICK / 4)
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now
+            if exited_at is not None and (
+                not selector.get_map() or now - exited_at > DRAIN_AFTER_EXIT
+            ):
+                break  # done; or the tool is gone and something it started holds the pipes
+            if stop_stage == 0:
+                if cancel is not None and cancel.is_set():
+                    outcome.cancelled = True
+                elif deadline is not None and now >= deadline:
+                    outcome.timed_out = True
+                else:
+                    continue
+                stop_stage, next_signal_at = 1, now + grace
+                _signal_group(pgid, escalation[0])
+            elif stop_stage < len(escalation) and now >= next_signal_at:
+                _signal_group(pgid, escalation[stop_stage])
+                stop_stage, next_signal_at = stop_stage + 1, now + grace
+        code = proc.wait()
+        outcome.exit_code = 128 - code if code < 0 else code
+    finally:
+        selector.close()
+        proc.stdout.close()
+        proc.stderr.close()
+        _signal_group(pgid, signal.SIGKILL)  # nothing of this run outlives it
+    outcome.duration = time.monotonic() - started
+    return outcome
+

@@ -1,0 +1,120 @@
+"""Human and machine views of runs, status and config (everything printed is masked later)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from runner.config import Config
+from runner.durations import human_duration
+from runner.history import History
+from runner.record import parse_rfc3339
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def run_details(record: dict[str, Any]) -> str:
+    """The interesting numbers of a run, as restic-backup-helper's mail subjects word them."""
+    s = record.get("stats") or {}
+    parts = []
+    if "files_new" in s:
+        parts.append(f"{s['files_new']} new, {s.get('files_changed', 0)} changed files")
+    if "data_added" in s:
+        parts.append(f"{human_bytes(s['data_added'])} added")
+    if "snapshot_id" in s:
+        parts.append(f"snapshot {s['snapshot_id'][:8]}")
+    if "snapshots_removed" in s:
+        parts.append(f"{s['snapshots_kept']} kept, {s['snapshots_removed']} removed")
+    if "errors_found" in s:
+        parts.append(f"{s['errors_found']} errors found")
+    if "transferred_bytes" in s:
+        parts.append(f"{human_bytes(s['transferred_bytes'])} in {s.get('transfers', 0)} "
+                     "transfers")
+    for step in record.get("steps", [])[1:]:
+        if step["name"] == "forget" and "stats" in step:
+            parts.append(f"forget: {step['stats']['snapshots_removed']} removed")
+        elif step["exit_code"] != 0:
+            parts.append(f"{step['name']} exited {step['exit_code']}")
+    return ", ".join(parts)
+
+
+def _age(timestamp: str | None) -> float | None:
+    if not timestamp:
+        return None
+    return round((datetime.now(UTC) - parse_rfc3339(timestamp)).total_seconds(), 1)
+
+
+def status_report(config: Config, history: History) -> dict[str, Any]:
+    jobs = []
+    for name, job in config.jobs.items():
+        last = history.last_ended(name)
+        jobs.append({
+            "job": name,
+            "kind": job.kind,
+            "schedule": job.schedule,
+            "last": None if last is None else {
+                key: last.get(key) for key in ("run_id", "status", "exit_code", "started_at",
+                                               "finished_at", "duration_seconds", "stats",
+                                               "error")
+            } | {"age_seconds": _age(last.get("finished_at"))},
+            "running": [{"run_id": r["run_id"], "started_at": r["started_at"],
+                         "progress": r.get("progress")} for r in history.running(name)],
+        })
+    return {"schema": "restic-runner.status/1", "hostname": config.hostname,
+            "state_dir": str(config.state_dir), "jobs": jobs}
+
+
+def status_table(report: dict[str, Any]) -> str:
+    rows = [("JOB", "KIND", "LAST", "EXIT", "FINISHED", "AGE", "DURATION", "RUNNING")]
+    for job in report["jobs"]:
+        last = job["last"] or {}
+        running = ", ".join(
+            r["run_id"][:8] + (f" {r['progress']['percent_done'] * 100:.0f}%"
+                               if (r.get("progress") or {}).get("percent_done") is not None
+                               else "")
+            for r in job["running"]) or "-"
+        age = last.get("age_seconds")
+        rows.append((job["job"], job["kind"], last.get("status", "never"),
+                     str(last.get("exit_code", "-")), last.get("finished_at") or "-",
+                     human_duration(age) if age is not None else "-",
+                     f"{last['duration_seconds']:.1f}s" if last.get("duration_seconds")
+                     is not None else "-", running))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
+
+
+def config_summary(config: Config) -> dict[str, Any]:
+    """The resulting configuration, masked, as `config check --json` shows it."""
+    from runner.jobs import plan
+    from security.masking import mask_repository
+
+    warnings = []
+    jobs = {}
+    for name, job in config.jobs.items():
+        entry: dict[str, Any] = {"kind": job.kind, "timeout_seconds": job.timeout,
+                                 "schedule": job.schedule, "params": list(job.params),
+                                 "steps": [list(s.argv) for s in plan(job)]}
+        if job.uses_restic:
+            r = job.restic
+            entry["repository"] = (mask_repository(r.repository) if r.repository
+                                   else f"(from {r.repository_file})")
+            entry["password"] = "(inline)" if r.password else f"(from {r.password_file})"
+            entry["env_files"] = {k: str(v) for k, v in r.env_files.items()}
+            if r.password:
+                warnings.append(f"jobs.{name}: password is inline; prefer password_file")
+            if r.repository and mask_repository(r.repository) != r.repository:
+                warnings.append(f"jobs.{name}: repository carries a password inline; "
+                                "prefer repository_file")
+        else:
+            entry["rclone_config"] = str(job.rclone.config) if job.rclone.config else None
+        jobs[name] = entry
+    return {"schema": "restic-runner.config-check/1", "ok": True, "file": str(config.path),
+            "state_dir": str(config.state_dir), "hostname": config.hostname, "jobs": jobs,
+            "warnings": sorted(set(warnings))}

@@ -1,0 +1,181 @@
+"""Run history: SQLite (WAL) in `state_dir`, a masked log file per run, `last-<job>.json`.
+
+Every process that opens the store first marks runs whose supervisor died as `interrupted`: a
+`running` row whose job lock can be taken has no living owner.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runner.errors import UserError
+from runner.fsutil import atomic_write, private_dir
+from runner.locks import JobLock
+from runner.record import parse_rfc3339, utc_now
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id      TEXT PRIMARY KEY,
+    job         TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    record      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, started_at DESC);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at DESC);
+CREATE INDEX IF NOT EXISTS runs_running ON runs (status) WHERE status = 'running';
+"""
+
+
+class StateError(UserError):
+    """The state directory or its database cannot be used."""
+
+
+class History:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        try:
+            private_dir(state_dir)
+            self.lock_dir = private_dir(state_dir / "locks")
+            self.log_dir = private_dir(state_dir / "logs")
+            self.db = sqlite3.connect(state_dir / "history.db", timeout=30,
+                                      isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            if self.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                self.db.executescript(_SCHEMA)
+                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(
+                f"state_dir: the history database {state_dir / 'history.db'} cannot be used "
+                f"({exc}); move it aside to start a new history"
+            ) from None
+        except OSError as exc:
+            raise StateError(f"state_dir: {state_dir} is not usable: {exc.strerror}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def insert(self, record: dict[str, Any]) -> None:
+        self.db.execute(
+            "INSERT INTO runs (run_id, job, status, started_at, record) VALUES (?, ?, ?, ?, ?)",
+            (record["run_id"], record["job"], record["status"], record["started_at"],
+             json.dumps(record)),
+        )
+
+    def save(self, record: dict[str, Any]) -> None:
+        self.db.execute(
+            "UPDATE runs SET status = ?, record = ? WHERE run_id = ?",
+            (record["status"], json.dumps(record), record["run_id"]),
+        )
+
+    def write_last(self, record: dict[str, Any]) -> Path:
+        """`last-<job>.json`, written atomically after every run, skipped and failed included."""
+        path = self.state_dir / f"last-{record['job']}.json"
+        atomic_write(path, json.dumps(record, indent=2).encode() + b"\n")
+        return path
+
+    def log_path(self, job: str, run_id: str) -> Path:
+        return private_dir(self.log_dir / job) / f"{run_id}.log"
+
+    def prune_logs(self, job: str, keep: int) -> int:
+        """Delete the oldest log files of a job beyond `keep`; returns how many went."""
+        directory = self.log_dir / job
+        try:
+            logs = sorted(directory.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+        except OSError:
+            return 0
+        for old in logs[keep:]:
+            old.unlink(missing_ok=True)
+        return max(0, len(logs) - keep)
+
+    # --- reading -------------------------------------------------------------------------------
+
+    def get(self, run_id: str) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def running(self, job: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT record FROM runs WHERE status = 'running'"
+        args: tuple[str, ...] = ()
+        if job is not None:
+            sql, args = sql + " AND job = ?", (job,)
+        return [json.loads(r[0]) for r in self.db.execute(sql + " ORDER BY started_at", args)]
+
+    def last_ended(self, job: str) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT record FROM runs WHERE job = ? AND status != 'running' "
+            "ORDER BY started_at DESC LIMIT 1", (job,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def runs(self, *, job: str | None = None, status: str | None = None,
+             limit: int = 50) -> Iterator[dict[str, Any]]:
+        clauses, args = [], []
+        if job:
+            clauses.append("job = ?")
+            args.append(job)
+        if status:
+            clauses.append("status = ?")
+            args.append(status)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        sql = f"SELECT record FROM runs {where} ORDER BY started_at DESC LIMIT ?"
+        for (text,) in self.db.execute(sql, (*args, limit)):
+            yield json.loads(text)
+
+    # --- recovery ------------------------------------------------------------------------------
+
+    def mark_interrupted(self) -> list[dict[str, Any]]:
+        """Mark `running` rows whose job lock is free (their supervisor is dead) `interrupted`."""
+        marked = []
+        for record in self.running():
+            lock = JobLock(self.lock_dir, record["job"])
+            if not lock.try_acquire():
+                continue  # a living supervisor holds it
+            try:
+                current = self.get(record["run_id"])
+                if current is None or current["status"] != "running":
+                    continue
+                finish_interrupted(current)
+                self.save(current)
+                self._append_log(current, "restic-runner: interrupted: the process supervising "
+                                          "this run died before it ended; marked at "
+                                          f"{current['finished_at']}\n")
+                latest = self.last_ended(current["job"])
+                if latest and latest["run_id"] == current["run_id"]:
+                    self.write_last(current)
+                marked.append(current)
+            finally:
+                lock.release()
+        return marked
+
+    def _append_log(self, record: dict[str, Any], line: str) -> None:
+        try:
+            with open(self.log_path(record["job"], record["run_id"]), "a", encoding="utf-8") as f:
+                f.write(line)
+        except OSError:
+            pass
+
+
+def finish_interrupted(record: dict[str, Any]) -> None:
+    record["status"] = "interrupted"
+    record["finished_at"] = utc_now()
+    record["progress"] = None
+    started = parse_rfc3339(record["started_at"])
+    record["duration_seconds"] = round(
+        (parse_rfc3339(record["finished_at"]) - started).total_seconds(), 3)
+    record["error"] = record.get("error") or "the supervising process died before the run ended"
+
+
+def open_history(state_dir: Path) -> History:
+    """Open the store and recover what dead supervisors left behind."""
+    history = History(state_dir)
+    history.mark_interrupted()
+    return history
+

@@ -1,0 +1,110 @@
+"""Job kinds: one small builder per kind turns a job into the steps (argv + output parser) to run.
+
+Only validated values reach argv: the job's own configuration and, from a trigger request, the
+params the job allows (`tags`, `dry_run`), already checked by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.config import JobConfig
+from runner.jobs.output import (
+    BackupOutput,
+    CheckOutput,
+    ForgetOutput,
+    OutputParser,
+    RcloneOutput,
+    ResticOutput,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    name: str
+    argv: tuple[str, ...]
+    parser: Callable[[], OutputParser]
+    # Only run when every earlier step that decides the outcome succeeded (exit 0).
+    needs_success: bool = False
+    # False for follow-up steps (forget after backup) whose result is recorded but does not
+    # change the run's status or exit code.
+    decides_outcome: bool = True
+    warning_codes: frozenset[int] = field(default_factory=frozenset)
+
+
+def _restic(job: JobConfig, command: str, *args: str) -> tuple[str, ...]:
+    argv = [job.restic.binary, command, "--json"]
+    if job.restic.cacert:
+        argv += ["--cacert", str(job.restic.cacert)]
+    return (*argv, *args)
+
+
+def _tags(job: JobConfig, params: Mapping[str, Any]) -> list[str]:
+    tags = list(job.tags) + [t for t in params.get("tags", ()) if t not in job.tags]
+    return [f"--tag={t}" for t in tags]
+
+
+def _dry_run(params: Mapping[str, Any]) -> list[str]:
+    return ["--dry-run"] if params.get("dry_run") else []
+
+
+def _backup(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
+    paths = ("--", *job.paths) if job.paths else ()
+    argv = _restic(job, "backup", *_tags(job, params), *_dry_run(params), *job.args, *paths)
+    steps = [StepSpec("backup", argv, BackupOutput, warning_codes=frozenset({3}))]
+    if job.forget_args:
+        steps.append(StepSpec("forget", _restic(job, "forget", *_dry_run(params),
+                                                *job.forget_args),
+                              ForgetOutput, needs_success=True, decides_outcome=False))
+    return steps
+
+
+def _forget(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
+    return [StepSpec("forget", _restic(job, "forget", *_dry_run(params), *job.args), ForgetOutput)]
+
+
+def _prune(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
+    return [StepSpec("prune", _restic(job, "prune", *_dry_run(params), *job.args), ResticOutput)]
+
+
+def _check(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
+    return [StepSpec("check", _restic(job, "check", *job.args), CheckOutput)]
+
+
+def _unlock(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
+    return [StepSpec("unlock", _restic(job, "unlock", *job.args), ResticOutput)]
+
+
+# What makes rclone report its stats as JSON lines (a periodic one gives live progress); a flag
+# the job sets itself wins.
+RCLONE_STATS_FLAGS = {"--use-json-log": (), "--stats-log-level": ("NOTICE",), "--stats": ("5s",)}
+
+
+def _replicate(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
+    given = {a.split("=", 1)[0] for a in job.args if a.startswith("--")}
+    flags = [x for flag, value in RCLONE_STATS_FLAGS.items() if flag not in given
+             for x in (flag, *value)]
+    return [StepSpec("replicate", (job.rclone.binary, *job.args, *_dry_run(params), *flags),
+                     RcloneOutput)]
+
+
+BUILDERS: dict[str, Callable[[JobConfig, Mapping[str, Any]], list[StepSpec]]] = {
+    "backup": _backup,
+    "forget": _forget,
+    "prune": _prune,
+    "check": _check,
+    "unlock": _unlock,
+    "replicate": _replicate,
+}
+
+
+def plan(job: JobConfig, params: Mapping[str, Any] | None = None) -> list[StepSpec]:
+    """The steps of one run of `job`."""
+    return BUILDERS[job.kind](job, params or {})
+
+
+def unlock_step(job: JobConfig) -> StepSpec:
+    """`restic unlock` (stale locks only, never --remove-all), for auto_unlock."""
+    return StepSpec("unlock", _restic(job, "unlock"), ResticOutput, decides_outcome=False)

@@ -1,0 +1,63 @@
+"""Per-job locks: one `fcntl.flock` per job under `state_dir/locks/`.
+
+The lock is held by the process that supervises the run, so the kernel frees it when that process
+dies, however it dies. Whether a run may start is decided by taking the lock, never by looking
+first.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+
+class JobLock:
+    def __init__(self, lock_dir: Path, job: str) -> None:
+        self.path = lock_dir / f"{job}.lock"
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def try_acquire(self) -> bool:
+        """Take the lock without waiting; False when another process holds it."""
+        if self._fd is not None:
+            return True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def write_holder(self, run_id: str) -> None:
+        """Note who holds the lock, so a skipped run can name the run it yielded to."""
+        assert self._fd is not None
+        data = json.dumps({"run_id": run_id, "pid": os.getpid()}).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+    def read_holder(self) -> dict[str, object] | None:
+        try:
+            data = json.loads(self.path.read_bytes() or b"null")
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self) -> JobLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

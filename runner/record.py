@@ -1,0 +1,48 @@
+"""The run record (SPEC §4): one document for the API, `last-<job>.json` and webhook payloads."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+SCHEMA = "restic-runner.run/1"
+ENDED = frozenset({"succeeded", "warning", "failed", "skipped", "timed_out", "cancelled",
+                   "interrupted"})
+
+
+def utc_now() -> str:
+    return rfc3339(datetime.now(UTC))
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def new_record(*, job: str, kind: str, hostname: str, repository: str | None,
+               trigger: dict[str, Any], version: str) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "run_id": str(uuid.uuid4()),
+        "job": job,
+        "kind": kind,
+        "status": "running",
+        "exit_code": None,
+        "hostname": hostname,
+        "repository": repository,
+        "trigger": trigger,
+        "started_at": utc_now(),
+        "finished_at": None,
+        "duration_seconds": None,
+        "stats": {},
+        "steps": [],
+        "progress": None,
+        "log_tail": "",
+        "error": None,
+        "notifications": [],
+        "version": version,
+    }

@@ -1,0 +1,74 @@
+"""The external tools: find them, ask their versions, probe a repository (never `init`)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from security.masking import redact_text
+
+_VERSION = re.compile(r"v?(\d+\.\d+\.\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolInfo:
+    binary: str
+    path: str | None
+    version: str | None  # "0.18.0"
+    banner: str | None  # the first line the tool printed
+    error: str | None = None
+
+
+def tool_info(binary: str) -> ToolInfo:
+    path = shutil.which(binary)
+    if path is None:
+        return ToolInfo(binary, None, None, None, f"{binary}: not found on PATH")
+    try:
+        done = subprocess.run([path, "version"], capture_output=True, timeout=20, check=False,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return ToolInfo(binary, path, None, None, f"{binary}: cannot run: {exc}")
+    banner = done.stdout.decode("utf-8", "replace").strip().splitlines()[:1]
+    match = _VERSION.search(banner[0]) if banner else None
+    if done.returncode != 0 or not match:
+        return ToolInfo(binary, path, None, banner[0] if banner else None,
+                        f"{binary}: 'version' exited {done.returncode}")
+    return ToolInfo(binary, path, match.group(1), banner[0])
+
+
+@dataclass(frozen=True, slots=True)
+class RepositoryProbe:
+    status: str  # "ok" | "missing" | "wrong-password" | "locked" | "error"
+    exit_code: int | None
+    message: str
+
+
+# restic 0.14 says 1 for all of these; only its message tells them apart. 0.18 has exit codes.
+_MISSING_TEXT = ("Is there a repository at the following location?", "repository does not exist",
+                 "unable to open config file")
+
+
+def probe_repository(binary: str, env: Mapping[str, str], timeout: float = 120) -> RepositoryProbe:
+    """`restic cat config`: is the repository there and does the password open it?"""
+    try:
+        done = subprocess.run([binary, "cat", "config", "--no-lock"], env=dict(env),
+                              capture_output=True, timeout=timeout, check=False,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return RepositoryProbe("error", None, redact_text(f"cannot run restic: {exc}"))
+    stderr = redact_text(done.stderr.decode("utf-8", "replace")).strip()
+    last = stderr.splitlines()[-1] if stderr else ""
+    code = done.returncode
+    if code == 0:
+        return RepositoryProbe("ok", 0, "repository opened")
+    if code == 10 or any(t in stderr for t in _MISSING_TEXT):
+        return RepositoryProbe("missing", code, "no repository at this location (restic init "
+                                                "creates one; restic-runner never does here)")
+    if code == 12 or "wrong password" in stderr:
+        return RepositoryProbe("wrong-password", code, "wrong password or no key found")
+    if code == 11 or "already locked" in stderr:
+        return RepositoryProbe("locked", code, "repository is locked")
+    return RepositoryProbe("error", code, last or f"restic exited {code}")

@@ -1,0 +1,89 @@
+"""Reading secrets: from files, with permission checks; every value read is registered with the
+redactor before anyone can print it."""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner.errors import UserError
+from security.masking import register_secret, url_secrets
+
+
+class SecretFileError(UserError):
+    """A secret file that cannot be used: unreadable, or readable by every local user."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileAccess:
+    path: Path
+    exists: bool
+    readable: bool
+    group_readable: bool
+    world_readable: bool
+    mode: int | None
+
+    def describe(self) -> str:
+        mode = f"mode {self.mode:04o}" if self.mode is not None else "missing"
+        return f"{self.path} ({mode})"
+
+
+def file_access(path: Path) -> FileAccess:
+    try:
+        st = path.stat()
+    except OSError:
+        return FileAccess(path, False, False, False, False, None)
+    mode = stat.S_IMODE(st.st_mode)
+    return FileAccess(
+        path=path, exists=True, readable=os.access(path, os.R_OK),
+        group_readable=bool(mode & stat.S_IRGRP), world_readable=bool(mode & stat.S_IROTH),
+        mode=mode,
+    )
+
+
+def read_secret_file(path: Path, key: str) -> str:
+    """The stripped content of a secret file, registered with the redactor."""
+    value = read_secret_file_raw(path, key).strip()
+    register_secret(value)
+    return value
+
+
+def read_repository_file(path: Path, key: str) -> str:
+    """First non-blank, non-comment line of a repository file (as restic-backup-helper reads it).
+
+    The URL may carry a password, so the file is a secret file and the password is registered.
+    """
+    content = read_secret_file_raw(path, key)
+    for line in content.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            register_repository(line)
+            return line
+    raise SecretFileError(f"{key}: repository file {path} holds no repository line")
+
+
+def read_secret_file_raw(path: Path, key: str) -> str:
+    """The content of a secret file, unregistered: the caller registers the secret part.
+
+    Refuses files every local user can read (SPEC §8); group-readable is allowed.
+    """
+    access = file_access(path)
+    if not access.exists or not access.readable:
+        raise SecretFileError(f"{key}: secret file {path} is missing or not readable")
+    if access.world_readable:
+        raise SecretFileError(
+            f"{key}: secret file {access.describe()} is readable by every local user; "
+            f"run: chmod o-rwx {path}"
+        )
+    try:
+        return path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise SecretFileError(f"{key}: cannot read secret file {path}: {exc.strerror}") from None
+
+
+def register_repository(url: str) -> None:
+    """Register the password of a repository URL, as written and as decoded."""
+    for secret in url_secrets(url):
+        register_secret(secret)

@@ -1,0 +1,167 @@
+"""Canary secrets (a repository URL password, a password file, an env_files value, each with
+`/ @ : %`, spaces and non-ASCII) appear in no file under state_dir and no output of any command,
+in any encoding; and never in a child's argv.
+
+The repository is a real REST server (`rclone serve restic` with basic auth) on loopback, so the
+repository URL carries a password as production ones do.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from tests.conftest import CANARY, RCLONE_BINARIES, RUNNER, Workspace, processes_with_cmdline
+
+URL_CANARY = "url-" + CANARY
+PASSWORD_CANARY = "pw-" + CANARY
+ENV_CANARY = "env-" + CANARY
+WRONG_CANARY = "wrong-" + CANARY
+CANARIES = (URL_CANARY, PASSWORD_CANARY, ENV_CANARY, WRONG_CANARY)
+
+
+def encoded_forms(secret: str) -> set[bytes]:
+    raw = secret.encode()
+    return {raw, quote(secret, safe="").encode(), quote(secret, safe="/").encode(),
+            quote_plus(secret).encode(), base64.b64encode(raw), base64.urlsafe_b64encode(raw),
+            json.dumps(secret).encode()[1:-1],
+            json.dumps(secret, ensure_ascii=False).encode()[1:-1]}
+
+
+def assert_no_canary(data: bytes, where: str) -> None:
+    for canary in CANARIES:
+        for form in encoded_forms(canary):
+            assert form not in data, f"{canary!r} leaked into {where} as {form!r}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def rest_server(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    root = tmp_path / "rest-root"
+    root.mkdir()
+    proc = subprocess.Popen(
+        [RCLONE_BINARIES["1.60"], "serve", "restic", "--addr", f"127.0.0.1:{port}",
+         "--user", "backup", "--pass", URL_CANARY, str(root)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield f"rest:http://backup:{quote(URL_CANARY, safe='')}@127.0.0.1:{port}/"
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+def _secret_file(path: Path, value: str) -> Path:
+    path.write_text(value + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def test_canaries_never_leak(ws: Workspace, rest_server: str, wait_for) -> None:
+    repo_file = _secret_file(ws.root / "repo-url", rest_server)
+    password = _secret_file(ws.root / "canary-password", PASSWORD_CANARY)
+    env_secret = _secret_file(ws.root / "aws-secret", ENV_CANARY)
+    wrong = _secret_file(ws.root / "wrong-password", WRONG_CANARY)
+    env = ws.restic_env() | {"RESTIC_REPOSITORY": rest_server,
+                             "RESTIC_PASSWORD_FILE": str(password)}
+    subprocess.run([ws.restic, "init"], env=env, check=True, capture_output=True)
+    hook = ws.root / "hook.sh"
+    hook.write_text('#!/bin/sh\necho "hook sees $AWS_SECRET_ACCESS_KEY"\n'
+                    'echo "hook sees $RESTIC_REPOSITORY" >&2\n')
+    hook.chmod(0o755)
+    big = ws.root / "big"
+    big.mkdir()
+    (big / "r.bin").write_bytes(os.urandom(1024 * 1024))
+    ws.config_path.write_text(f"""
+state_dir = "{ws.state}"
+[restic]
+binary = "{ws.restic}"
+repository_file = "{repo_file}"
+password_file = "{password}"
+cache_dir = "{ws.root / 'cache'}"
+env_files = {{ AWS_SECRET_ACCESS_KEY = "{env_secret}" }}
+
+[jobs.nightly]
+kind = "backup"
+paths = ["{ws.data}"]
+pre_hook = ["{hook}"]
+post_hook = ["{hook}"]
+hook_env = ["AWS_SECRET_ACCESS_KEY", "RESTIC_REPOSITORY"]
+forget_args = ["--keep-last", "3"]
+
+[jobs.wrong]
+kind = "check"
+password_file = "{wrong}"
+
+[jobs.slow]
+kind = "backup"
+paths = ["{big}"]
+args = ["--limit-upload", "200"]
+timeout = "3s"
+""")
+    outputs: list[tuple[str, subprocess.CompletedProcess[bytes]]] = []
+
+    def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+        done = subprocess.run([RUNNER, *args], env=ws.env(), capture_output=True, timeout=120)
+        outputs.append((" ".join(args), done))
+        return done
+
+    # success with hooks that print the secrets they were given
+    done = cli("run", "nightly", "--json")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["repository"] == "rest:http://backup:***@127.0.0.1:" + \
+        rest_server.rsplit(":", 1)[1]
+    log = (ws.state / "logs" / "nightly" / f"{record['run_id']}.log").read_text()
+    assert "hook sees ***" in log  # the hook got the secret, the log shows the mask
+    cli("run", "nightly")
+    # failure: wrong password
+    done = cli("run", "wrong", "--json")
+    assert done.returncode in (1, 12)
+    # timeout, with restic's argv checked while it runs
+    proc = subprocess.Popen([RUNNER, "run", "slow"], env=ws.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    pid = wait_for(lambda: processes_with_cmdline(str(big)))[0]
+    assert_no_canary(Path(f"/proc/{pid}/cmdline").read_bytes(), "restic's argv")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 124
+    outputs.append(("run slow", subprocess.CompletedProcess([], 124, out, err)))
+    # cancel
+    proc = subprocess.Popen([RUNNER, "run", "slow"], env=ws.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    wait_for(lambda: processes_with_cmdline(str(big)))
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    outputs.append(("run slow (cancelled)", subprocess.CompletedProcess([], 130, out, err)))
+    for args in (("status",), ("status", "--json"), ("config", "check"),
+                 ("config", "check", "--json"), ("doctor",), ("doctor", "--json")):
+        cli(*args)
+    doctor = json.loads(outputs[-1][1].stdout)
+    assert any("wrong password" in c["message"] for c in doctor["checks"])
+
+    for name, done in outputs:
+        assert_no_canary(done.stdout, f"stdout of {name}")
+        assert_no_canary(done.stderr, f"stderr of {name}")
+    files = [p for p in ws.state.rglob("*") if p.is_file()]
+    assert len(files) >= 8
+    for path in files:
+        assert_no_canary(path.read_bytes(), str(path))
