@@ -19,12 +19,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 RUNNER = str(VENV_BIN / "restic-runner")
+# scripts/bootstrap.sh puts both here: a link to the system's restic when it is that version,
+# else the binary from the Debian release that ships it (12: 0.14, 13: 0.18).
 RESTIC_BINARIES = {
-    "0.14": Path(shutil.which("restic") or "/usr/bin/restic"),
+    "0.14": ROOT / ".tools" / "restic-0.14" / "restic",
     "0.18": ROOT / ".tools" / "restic-0.18" / "restic",
 }
 RCLONE_BINARIES = {
-    "1.60": Path(shutil.which("rclone", path="/usr/bin") or "/usr/bin/rclone"),
+    "1.60": Path("/usr/bin/rclone"),
     "1.75": VENV_BIN / "rclone",
 }
 # A canary with every character that has broken masking before: / @ : % space, non-ASCII.

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Put restic 0.18 at .tools/restic-0.18/restic (the version the tests run against).
+#
+# - Already there and `restic version` says 0.18: nothing to do (silent).
+# - The system restic is 0.18 (Debian 13 / trixie apt): symlink it.
+# - Otherwise (Debian 12): download Debian trixie's restic .deb with an isolated apt
+#   (its own sources.list, lists and cache under .tools/, system apt state untouched)
+#   and unpack it with `dpkg -x`. restic is a static Go binary that only needs
+#   libc6 >= 2.34, so it runs on bookworm. See docs of the environment, section 2.
+#
+# The Debian mirror is read from the machine's own apt sources; the public
+# deb.debian.org is only a last-resort fallback.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$PWD
+dest_dir="$root/.tools/restic-0.18"
+dest="$dest_dir/restic"
+work="$root/.tools/work/restic-0.18"
+fallback_mirror="http://deb.debian.org/debian"
+
+is_018() { # is_018 BINARY: true when BINARY runs and reports restic 0.18.x
+  [ -x "$1" ] && "$1" version 2>/dev/null | grep -q '^restic 0\.18\.'
+}
+
+log() { echo "fetch-restic-018: $*" >&2; }
+
+if is_018 "$dest"; then
+  exit 0
+fi
+mkdir -p "$dest_dir"
+rm -f "$dest"
+
+# Debian 13 (or anything whose own restic is 0.18): reuse it.
+sys_restic=$(command -v restic || true)
+if [ -n "$sys_restic" ] && is_018 "$sys_restic"; then
+  ln -s "$sys_restic" "$dest"
+  log "linked $dest -> $sys_restic ($("$dest" version))"
+  exit 0
+fi
+
+# The first http(s) URI of the machine's main Debian archive (not -security/-updates).
+debian_mirror() {
+  local f uri
+  for f in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list.d/*.sources; do
+    [ -r "$f" ] || continue
+    # deb822: stanzas separated by blank lines; pick one with Types: deb whose
+    # Suites has a plain codename (no "-security" etc.) and is not disabled.
+    uri=$(awk '
+      function flush() {
+        if (uris != "" && types ~ /(^| )deb( |$)/ && plain && enabled) { print uris; found = 1; exit }
+        uris = ""; types = ""; plain = 0; enabled = 1
+      }
+      BEGIN { enabled = 1 }
+      /^[ \t]*$/ { flush(); next }
+      /^[ \t]*#/ { next }
+      tolower($1) == "uris:"    { uris = $2 }
+      tolower($1) == "types:"   { types = " " substr($0, index($0, ":") + 1) " " }
+      tolower($1) == "suites:"  { for (i = 2; i <= NF; i++) if ($i !~ /[-\/]/) plain = 1 }
+      tolower($1) == "enabled:" { if (tolower($2) == "no") enabled = 0 }
+      END { if (!found) flush() }
+    ' "$f")
+    case "$uri" in http://* | https://*) echo "${uri%/}"; return 0 ;; esac
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -r "$f" ] || continue
+    # one-line format: deb [options] URI SUITE COMPONENTS...
+    uri=$(sed -e 's/\[[^]]*\]//' "$f" | awk '$1 == "deb" && $3 !~ /[-\/]/ { print $2; exit }')
+    case "$uri" in http://* | https://*) echo "${uri%/}"; return 0 ;; esac
+  done
+  return 1
+}
+
+if ! mirror=$(debian_mirror); then
+  mirror=$fallback_mirror
+  log "no Debian mirror found in /etc/apt sources; falling back to $mirror"
+fi
+
+for tool in apt-get dpkg; do
+  command -v "$tool" >/dev/null || { log "needs $tool (Debian/Ubuntu)"; exit 1; }
+done
+
+rm -rf "$work"
+mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/root"
+echo "deb $mirror trixie main" >"$work/sources.list"
+apt_opts=(
+  -o "Dir::Etc::SourceList=$work/sources.list"
+  -o "Dir::Etc::SourceParts=/dev/null"
+  -o "Dir::State::Lists=$work/lists"
+  -o "Dir::Cache=$work/cache"
+  -o "Debug::NoLocking=1"
+  -o "APT::Sandbox::User=root"
+  -o "Acquire::Languages=none"
+)
+# snapshot.debian.org archives carry an expired Valid-Until by design.
+case "$mirror" in *snapshot.debian.org*) apt_opts+=(-o "Acquire::Check-Valid-Until=false") ;; esac
+
+log "downloading restic from Debian trixie ($mirror) into ${work#"$root"/}"
+if ! apt-get "${apt_opts[@]}" update -qq >"$work/update.log" 2>&1; then
+  cat "$work/update.log" >&2
+  log "apt-get update of the trixie source failed (NO_PUBKEY? then upgrade debian-archive-keyring)"
+  exit 1
+fi
+(cd "$work" && apt-get "${apt_opts[@]}" download -qq restic) >"$work/download.log" 2>&1 || {
+  cat "$work/download.log" >&2
+  exit 1
+}
+debs=("$work"/restic_*.deb)
+[ -f "${debs[0]}" ] || { log "no restic .deb downloaded"; exit 1; }
+dpkg -x "${debs[0]}" "$work/root"
+install -m 0755 "$work/root/usr/bin/restic" "$dest.tmp"
+mv -f "$dest.tmp" "$dest"
+
+if ! is_018 "$dest"; then
+  log "$dest does not report restic 0.18:"
+  "$dest" version >&2 || true
+  rm -f "$dest"
+  exit 1
+fi
+rm -rf "$work"; rmdir "$root/.tools/work" 2>/dev/null || true # apt lists of trixie are ~60 MB; only the binary is needed
+log "installed $dest ($("$dest" version))"
