@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -417,7 +416,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     base = path.parent.resolve()
     top = _Table(file, "", dict(data), base)
     state_dir = top.path("state_dir") or _default_state_dir()
-    hostname = top.get("hostname", _string) or socket.gethostname()
+    hostname = top.get("hostname", _string) or os.uname().nodename
     restic = _read_restic(_Table(file, "restic", data.get("restic", {}), base), ResticSettings())
     top.seen.add("restic")
     rclone_table = _Table(file, "rclone", data.get("rclone", {}), base)

@@ -10,6 +10,7 @@ the kernel sends the tool SIGINT (PR_SET_PDEATHSIG), so even then restic cleans 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import selectors
 import signal
@@ -66,6 +67,16 @@ def _load_prctl() -> None:
         _libc_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
+PIPE_SIZE = 1 << 20  # room for what a dying tool still writes when nobody reads any more
+
+
+def _output_pipe() -> tuple[int, int]:
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    return read_end, write_end
+
+
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -77,22 +88,30 @@ def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
     """Run `argv` to its end (or stop it); stream stdout/stderr chunks to `sink`."""
     _load_prctl()
     started = time.monotonic()
+    pipes = {name: _output_pipe() for name in ("stdout", "stderr")}
     try:
+        # The child also holds the read ends (pass_fds): if the supervisor dies, restic's
+        # writes do not hit a broken pipe, which would kill it (SIGPIPE) before it can remove
+        # its repository lock on the SIGINT the kernel sends it.
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            argv, stdin=subprocess.DEVNULL, stdout=pipes["stdout"][1],
+            stderr=pipes["stderr"][1], pass_fds=tuple(r for r, _ in pipes.values()),
             env=dict(env), cwd=cwd, start_new_session=True, close_fds=True,
             preexec_fn=_die_with_supervisor,
         )
     except OSError as exc:
+        for r, w in pipes.values():
+            os.close(r)
+            os.close(w)
         reason = f"cannot start {argv[0]}: {exc.strerror or exc}"
         return ProcessOutcome(127 if isinstance(exc, FileNotFoundError) else 126,
                               time.monotonic() - started, not_started=reason)
     pgid = proc.pid
     outcome = ProcessOutcome(exit_code=-1, duration=0.0)
     selector = selectors.DefaultSelector()
-    assert proc.stdout is not None and proc.stderr is not None
-    selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
-    selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
+    for name, (read_end, write_end) in pipes.items():
+        os.close(write_end)
+        selector.register(read_end, selectors.EVENT_READ, name)
     stop_stage, next_signal_at, exited_at = 0, 0.0, None
     escalation = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
     try:
@@ -104,8 +123,10 @@ def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
                         sink(data, key.data)
                     else:
                         selector.unregister(key.fileobj)
-            else:
-                time.sleep(TICK / 4)
+                        os.close(key.fd)
+            else:  # the tool closed its output; wait for its exit, still honouring the deadline
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=TICK)
             now = time.monotonic()
             if exited_at is None and proc.poll() is not None:
                 exited_at = now
@@ -128,9 +149,9 @@ def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
         code = proc.wait()
         outcome.exit_code = 128 - code if code < 0 else code
     finally:
+        for key in list(selector.get_map().values()):
+            os.close(key.fd)
         selector.close()
-        proc.stdout.close()
-        proc.stderr.close()
         _signal_group(pgid, signal.SIGKILL)  # nothing of this run outlives it
     outcome.duration = time.monotonic() - started
     return outcome

@@ -1,0 +1,142 @@
+"""doctor, status, auto_unlock, log pruning, a missing binary, a damaged history."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import ROOT, Workspace, processes_with_cmdline
+
+BACKUP = """
+[jobs.nightly]
+kind = "backup"
+paths = ["{data}"]
+"""
+
+
+def test_doctor_reports_a_healthy_setup(ws: Workspace) -> None:
+    ws.write_config(BACKUP.format(data=ws.data))
+    done = ws.cli("doctor", "--json")
+    report = json.loads(done.stdout)
+    assert done.returncode == 0, report
+    by_section = {}
+    for check in report["checks"]:
+        by_section.setdefault(check["section"], []).append(check)
+    assert {"config", "binaries", "secrets", "repository", "state"} <= set(by_section)
+    restic = [c for c in by_section["binaries"] if str(ws.restic) in c["message"]]
+    assert restic and f"restic {ws.restic_version}" in restic[0]["message"]
+    assert by_section["repository"][0]["status"] == "ok"
+    text = ws.cli("doctor")
+    assert text.returncode == 0 and "0 failure(s)" in text.stdout
+
+
+def test_doctor_says_no_repository_and_never_inits(ws: Workspace) -> None:
+    ws.repo = ws.root / "nowhere"
+    ws.write_config(BACKUP.format(data=ws.data))
+    done = ws.cli("doctor", "--json")
+    assert done.returncode == 1
+    report = json.loads(done.stdout)
+    repo = next(c for c in report["checks"] if c["section"] == "repository")
+    assert repo["status"] == "fail" and "no repository at this location" in repo["message"]
+    assert not ws.repo.exists()
+
+
+def test_doctor_flags_secret_file_modes(ws: Workspace) -> None:
+    ws.write_config(BACKUP.format(data=ws.data))
+    ws.password_file.chmod(0o640)
+    report = json.loads(ws.cli("doctor", "--json").stdout)
+    secret = next(c for c in report["checks"] if c["section"] == "secrets")
+    assert secret["status"] == "warn" and "group-readable" in secret["message"]
+    ws.password_file.chmod(0o644)
+    done = ws.cli("doctor", "--json")
+    assert done.returncode == 1
+    statuses = {c["status"] for c in json.loads(done.stdout)["checks"]
+                if c["section"] == "secrets"}
+    assert statuses == {"fail"}
+
+
+def test_doctor_with_a_broken_config_fails_cleanly(ws: Workspace) -> None:
+    ws.write_config('[jobs.x]\nkind = "nope"\n')
+    done = ws.cli("doctor")
+    assert done.returncode == 1 and "jobs.x.kind" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_status_table_lists_every_job(ws: Workspace) -> None:
+    ws.write_config(BACKUP.format(data=ws.data) + '[jobs.check]\nkind = "check"\n')
+    ws.cli("run", "nightly", check=True)
+    table = ws.cli("status", check=True).stdout.splitlines()
+    assert table[0].split()[:4] == ["JOB", "KIND", "LAST", "EXIT"]
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert rows["nightly"][1:4] == ["backup", "succeeded", "0"]
+    assert rows["check"][1:3] == ["check", "never"]
+
+
+def test_python_dash_m_runner(ws: Workspace) -> None:
+    done = subprocess.run([sys.executable, "-m", "runner", "--version"], capture_output=True,
+                          text=True, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "restic-runner 0.1.0"
+
+
+def _stale_lock(ws: Workspace) -> None:
+    """A restic backup killed with SIGKILL leaves its lock in the repository."""
+    big = ws.root / "big"
+    big.mkdir()
+    (big / "r.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    proc = subprocess.Popen([ws.restic, "backup", "--limit-upload", "100", str(big)],
+                            env=ws.restic_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not list((ws.repo / "locks").iterdir()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list((ws.repo / "locks").iterdir())
+
+
+def test_auto_unlock_removes_a_stale_lock_after_a_lock_failure(ws: Workspace) -> None:
+    _stale_lock(ws)
+    ws.write_config('[jobs.prune]\nkind = "prune"\n')
+    code, record = ws.run_json("prune")
+    assert code == (1 if ws.restic_version == "0.14" else 11)
+    assert [s["name"] for s in record["steps"]] == ["prune"]  # off by default: lock stays
+    assert list((ws.repo / "locks").iterdir())
+    ws.write_config('[jobs.prune]\nkind = "prune"\nauto_unlock = true\n')
+    code, record = ws.run_json("prune")
+    assert record["status"] == "failed"
+    assert [s["name"] for s in record["steps"]] == ["prune", "unlock"]
+    assert record["steps"][1]["exit_code"] == 0
+    assert not list((ws.repo / "locks").iterdir())
+    assert "locked" in record["error"]
+    code, record = ws.run_json("prune")
+    assert code == 0 and record["status"] == "succeeded"
+
+
+def test_old_logs_are_pruned_per_job(ws: Workspace) -> None:
+    ws.write_config('[jobs.unlock]\nkind = "unlock"\nkeep_logs = 2\n')
+    ids = [ws.run_json("unlock")[1]["run_id"] for _ in range(4)]
+    logs = sorted(p.stem for p in (ws.state / "logs" / "unlock").glob("*.log"))
+    assert logs == sorted(ids[-2:])
+
+
+def test_missing_restic_binary_fails_with_127(ws: Workspace) -> None:
+    ws.write_config(f'[jobs.check]\nkind = "check"\nbinary = "{ws.root}/no-restic"\n')
+    code, record = ws.run_json("check")
+    assert code == 127 and record["status"] == "failed"
+    assert "cannot start" in record["error"]
+    assert not processes_with_cmdline(str(ws.root / "no-restic"))
+
+
+def test_a_damaged_history_is_a_clear_error(ws: Workspace) -> None:
+    ws.write_config(BACKUP.format(data=ws.data))
+    ws.state.mkdir()
+    (ws.state / "history.db").write_bytes(b"this is not a database" * 100)
+    done = ws.cli("run", "nightly")
+    assert done.returncode == 2
+    assert "history.db cannot be used" in done.stderr and "move it aside" in done.stderr
+    assert "Traceback" not in done.stderr
