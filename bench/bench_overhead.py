@@ -126,6 +126,9 @@ def bench_overhead(args: argparse.Namespace, restic: str, runner: str | None, lo
             "RESTIC_CACHE_DIR": str(cache),
             "HOME": str(home),
             "PATH": path,
+            # what restic-runner sets by default ([restic] progress_fps), so both sides run
+            # the very same restic invocation and the ratio is the runner's cost alone
+            "RESTIC_PROGRESS_FPS": "2",
         }
         # the argv runner/jobs builds for a backup job: restic backup --json --tag=T -- PATHS
         bare = [restic, "backup", "--json", f"--tag={JOB}", "--", str(src)]

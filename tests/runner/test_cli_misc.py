@@ -140,3 +140,16 @@ def test_a_damaged_history_is_a_clear_error(ws: Workspace) -> None:
     assert done.returncode == 2
     assert "history.db cannot be used" in done.stderr and "move it aside" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_locked_forget_does_not_change_the_backups_outcome(ws: Workspace) -> None:
+    """The multi-host case: forget cannot get its exclusive lock (exit 11 in 0.18, 1 in 0.14);
+    the backup's snapshot is made and the run stays succeeded."""
+    _stale_lock(ws)
+    ws.write_config(BACKUP.format(data=ws.data) + 'forget_args = ["--keep-last", "1"]\n')
+    code, record = ws.run_json("nightly")
+    assert code == 0 and record["status"] == "succeeded"
+    assert [(s["name"], s["exit_code"]) for s in record["steps"]] == [
+        ("backup", 0), ("forget", 1 if ws.restic_version == "0.14" else 11)]
+    assert record["error"] is None
+    assert any(ws.data.as_posix() in s["paths"][0] for s in ws.snapshots())
