@@ -18,7 +18,7 @@ help:
 	@echo "make test       set up, ruff check, pytest $(PYTEST_ARGS)"
 	@echo "make lint       ruff check (+ shellcheck of scripts/ when installed)"
 	@echo "make bench      set up and run bench/bench_overhead.py (BENCH_ARGS=...)"
-	@echo "make bootstrap  apt packages, .venv, .tools/restic-0.18/restic"
+	@echo "make bootstrap  apt packages, .venv, .tools/restic-{0.14,0.18}/restic"
 	@echo "make venv       only the .venv"
 	@echo "make clean      remove demo/ and .tools/ work dirs, caches (keeps .venv)"
 	@echo "make distclean  clean, plus .venv and .tools/"

@@ -5,7 +5,8 @@ output masked into the run log, finish the record, write `last-<job>.json`, run 
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,9 +30,9 @@ EXIT_CANCELLED = 130
 
 def cli_trigger() -> dict[str, Any]:
     try:
-        user = getpass.getuser()
-    except Exception:  # no passwd entry for this uid (containers)
-        user = None
+        user: str | None = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry for this uid (containers)
+        user = os.environ.get("USER")
     return {"source": "cli", "client": user, "idempotency_key": None}
 
 

@@ -3,7 +3,9 @@
 #   1. system packages (apt, only when a binary is missing): restic, rclone,
 #      prometheus-pushgateway, prometheus (for promtool); python3-venv if needed
 #   2. .venv with `pip install -e '.[test]'` (again whenever pyproject.toml changes)
-#   3. restic 0.18 at .tools/restic-0.18/restic (scripts/fetch-restic-018.sh)
+#   3. restic 0.14 and 0.18 at .tools/restic-{0.14,0.18}/restic (scripts/fetch-restic.sh):
+#      a link to the system restic when it is that version, else Debian bookworm's /
+#      trixie's binary (Debian 12 links 0.14 and fetches 0.18, Debian 13 the reverse)
 # Silent and fast when there is nothing to do.
 #
 # Usage: scripts/bootstrap.sh [--venv-only]     (from any directory)
@@ -113,7 +115,8 @@ if [ "$new_venv" = 1 ] || [ ! -e "$stamp" ] || [ pyproject.toml -nt "$stamp" ] |
   touch "$stamp"
 fi
 
-# --- 3. restic 0.18 for the tests ----------------------------------------------------------
+# --- 3. both restic versions for the tests -------------------------------------------------
 if [ "$venv_only" = 0 ]; then
-  bash scripts/fetch-restic-018.sh
+  bash scripts/fetch-restic.sh 0.14 bookworm
+  bash scripts/fetch-restic.sh 0.18 trixie
 fi

@@ -94,3 +94,15 @@ def test_rclone_stats_from_either_version() -> None:
                                 "deletes": 0, "renames": 0, "errors": 0, "total_bytes": 4096,
                                 "total_transfers": 4, "elapsed_seconds": 0.5}
         assert parser.progress()["percent_done"] == 0.5
+
+
+def test_run_ids_are_version_4_uuids() -> None:
+    import uuid
+
+    from runner.record import new_run_id
+
+    ids = {new_run_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for run_id in list(ids)[:50]:
+        parsed = uuid.UUID(run_id)
+        assert parsed.version == 4 and str(parsed) == run_id
