@@ -1,7 +1,7 @@
 # restic-runner — developer entry points. The README's two commands:
 #   make demo   set up, then run the main job on an embedded default config (./demo/)
 #   make test   set up, then lint and run the test suite
-# Set-up (apt packages, .venv, restic 0.18 under .tools/) is scripts/bootstrap.sh:
+# Set-up (apt packages, .venv, restic 0.14 and 0.18 under .tools/) is scripts/bootstrap.sh:
 # idempotent, and silent and fast once done.
 
 SHELL := /bin/bash

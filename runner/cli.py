@@ -27,7 +27,8 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _guard(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn our own errors into one clear line and exit 2, never a traceback."""
+    """Our own errors become one clear line and exit 2, never a traceback. A bug still shows
+    its traceback (masked like every other output) and exits 1."""
     import functools
 
     @functools.wraps(func)
@@ -38,6 +39,11 @@ def _guard(func: Callable[..., Any]) -> Callable[..., Any]:
             return func(*args, **kwargs)
         except UserError as exc:
             _fail(str(exc), exc.exit_code)
+        except Exception:
+            import traceback
+
+            _echo(traceback.format_exc().rstrip(), err=True)
+            _fail("internal error (the traceback above is masked); please report it", 1)
     return wrapper
 
 
@@ -136,6 +142,7 @@ def config_group() -> None:
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
+@_guard
 def config_check(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
     """Validate the configuration only; exit 2 naming the offending key."""
     from runner.config import load_config
@@ -167,6 +174,7 @@ def config_check(ctx: click.Context, config_file: str | None, as_json: bool) -> 
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
+@_guard
 def doctor(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
     """Read-only diagnostics; exit 1 on any failure."""
     from runner.doctor import run_doctor
