@@ -77,7 +77,7 @@ class Engine:
             holder = lock.read_holder() or {}
             run_id = str(holder.get("run_id", ""))
             current = self.history.get(run_id) if run_id else None
-            if current and current["status"] == "running":
+            if current and current["status"] == "running" and _alive(holder.get("pid")):
                 return run_id
             if time.monotonic() >= give_up:
                 return run_id or "unknown"
@@ -259,6 +259,20 @@ class _Run:
         r["log_tail"] = self.log.tail()
         self.history.save(r)
         self.history.write_last(r)
+
+
+def _alive(pid: object) -> bool:
+    """Whether the process noted as the lock's holder still exists (a dead one's run is about
+    to be marked interrupted by whoever holds the lock for an instant to check)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _status_of(spec: StepSpec, outcome: ProcessOutcome) -> tuple[str, int]:
