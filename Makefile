@@ -44,6 +44,8 @@ demo: bootstrap
 
 bench: bootstrap
 	$(PY) bench/bench_overhead.py $(BENCH_ARGS)
+	$(PY) bench/bench_output_path.py
+	$(PY) bench/bench_redactor.py
 
 clean:
 	rm -rf demo/ .tools/work/ bench/out/ .pytest_cache/ .ruff_cache/ .hypothesis/
