@@ -279,6 +279,10 @@ class _Table:
 
 
 def _read_restic(t: _Table, base: ResticSettings) -> ResticSettings:
+    pairs = (("repository", "repository_file"), ("password", "password_file"))
+    for inline, from_file in pairs:
+        if t.has(inline) and t.has(from_file):
+            raise t.error(from_file, f"set {inline} or {from_file}, not both")
     values: dict[str, Any] = {
         "binary": t.get("binary", _string, base.binary),
         "repository": t.get("repository", _string, base.repository),
@@ -293,9 +297,7 @@ def _read_restic(t: _Table, base: ResticSettings) -> ResticSettings:
         "progress_fps": t.get("progress_fps", _positive_number, base.progress_fps),
     }
     # A job that sets one form of a setting replaces the other form inherited from [restic].
-    for inline, from_file in (("repository", "repository_file"), ("password", "password_file")):
-        if t.has(inline) and t.has(from_file):
-            raise t.error(from_file, f"set {inline} or {from_file}, not both")
+    for inline, from_file in pairs:
         if t.has(inline):
             values[from_file] = None
         elif t.has(from_file):
@@ -417,11 +419,13 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     top = _Table(file, "", dict(data), base)
     state_dir = top.path("state_dir") or _default_state_dir()
     hostname = top.get("hostname", _string) or os.uname().nodename
-    restic = _read_restic(_Table(file, "restic", data.get("restic", {}), base), ResticSettings())
-    top.seen.add("restic")
+    restic_table = _Table(file, "restic", data.get("restic", {}), base)
+    restic = _read_restic(restic_table, ResticSettings())
+    restic_table.finish()
     rclone_table = _Table(file, "rclone", data.get("rclone", {}), base)
     rclone = _read_rclone(rclone_table, RcloneSettings())
-    top.seen.add("rclone")
+    rclone_table.finish()
+    top.seen.update(("restic", "rclone"))
     jobs_table = _Table(file, "jobs", data.get("jobs", {}), base)
     top.seen.add("jobs")
     jobs = {name: _read_job(file, name, body, base, restic, rclone)

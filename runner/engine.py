@@ -21,6 +21,7 @@ from runner.locks import JobLock
 from runner.record import new_record, parse_rfc3339, utc_now
 from runner.runlog import RunLog
 from runner.toolenv import ToolEnvironment, base_environment, resolve_environment
+from security.masking import redact_text
 
 SKIP_WAIT = 2.0  # how long a contender waits to learn which run holds the lock
 PROGRESS_EVERY = 1.0  # seconds between progress updates in the store
@@ -61,7 +62,7 @@ class Engine:
             lock.write_holder(record["run_id"])
             if on_start:
                 on_start(record)
-            _Run(self, job, record, tool, params or {}, cancel or CancelFlag()).execute()
+            _Run(self.history, job, record, tool, params or {}, cancel or CancelFlag()).execute()
             return record
         finally:
             lock.release()
@@ -102,10 +103,9 @@ class Engine:
 class _Run:
     """One run in progress: its record, its log, its steps."""
 
-    def __init__(self, engine: Engine, job: JobConfig, record: dict[str, Any],
+    def __init__(self, history: History, job: JobConfig, record: dict[str, Any],
                  tool: ToolEnvironment, params: Mapping[str, Any], cancel: CancelFlag) -> None:
-        self.engine, self.job, self.record = engine, job, record
-        self.history = engine.history
+        self.history, self.job, self.record = history, job, record
         self.tool, self.params, self.cancel = tool, params, cancel
         self.log = RunLog(self.history.log_path(job.name, record["run_id"]))
         self.deadline = time.monotonic() + job.timeout if job.timeout else None
@@ -121,8 +121,8 @@ class _Run:
                 self.log.note(f"repository {self.tool.repository}")
             status, exit_code = self._steps()
         except Exception as exc:  # a bug or an OS error: the run is marked, never left running
-            self.log.note(f"internal error: {type(exc).__name__}: {exc}")
-            r["error"] = f"internal error: {type(exc).__name__}: {exc}"
+            r["error"] = redact_text(f"internal error: {type(exc).__name__}: {exc}")
+            self.log.note(r["error"])
             status, exit_code = "failed", 1
         self._finish(status, exit_code)
         if self.job.post_hook:
@@ -173,16 +173,8 @@ class _Run:
         self.log.note("$ " + " ".join(spec.argv))
         outcome = self._supervise(spec.name, spec.argv, self.tool.env, parser, self.deadline)
         parser.finish(outcome.exit_code)
-        step: dict[str, Any] = {"name": spec.name, "exit_code": outcome.exit_code,
-                                "duration_seconds": round(outcome.duration, 3)}
-        if not spec.decides_outcome and parser.stats:
-            step["stats"] = parser.stats
-        self.record["steps"].append(step)
-        if outcome.not_started:
-            self.log.note(outcome.not_started)
-        self.log.note(f"{spec.name} exited {outcome.exit_code} after {outcome.duration:.2f}s"
-                      + (" (timed out)" if outcome.timed_out else "")
-                      + (" (cancelled)" if outcome.cancelled else ""))
+        stats = parser.stats if not spec.decides_outcome and parser.stats else None
+        self._record_step(spec.name, outcome, stats)
         return outcome, parser
 
     def _hook(self, name: str, argv: tuple[str, ...], extra: dict[str, str],
@@ -197,13 +189,21 @@ class _Run:
         outcome = self._supervise(name, argv, env, OutputParser(), deadline, cancel)
         if outcome.timed_out:
             outcome.exit_code = EXIT_TIMED_OUT
-        self.record["steps"].append({"name": name, "exit_code": outcome.exit_code,
-                                     "duration_seconds": round(outcome.duration, 3)})
+        self._record_step(name, outcome)
+        return outcome
+
+    def _record_step(self, name: str, outcome: ProcessOutcome,
+                     stats: dict[str, Any] | None = None) -> None:
+        step: dict[str, Any] = {"name": name, "exit_code": outcome.exit_code,
+                                "duration_seconds": round(outcome.duration, 3)}
+        if stats:
+            step["stats"] = stats
+        self.record["steps"].append(step)
         if outcome.not_started:
             self.log.note(outcome.not_started)
         self.log.note(f"{name} exited {outcome.exit_code} after {outcome.duration:.2f}s"
-                      + (" (timed out)" if outcome.timed_out else ""))
-        return outcome
+                      + (" (timed out)" if outcome.timed_out else "")
+                      + (" (cancelled)" if outcome.cancelled else ""))
 
     def _supervise(self, name: str, argv: tuple[str, ...], env: dict[str, str],
                    parser: OutputParser, deadline: float | None,
