@@ -8,7 +8,9 @@ files, never in argv (`/proc/<pid>/cmdline` is readable by every local user).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from runner.config import JobConfig
 from security.masking import mask_repository, register_secret
@@ -36,11 +38,20 @@ def resolve_environment(job: JobConfig) -> ToolEnvironment:
     return _restic_environment(job) if job.uses_restic else _rclone_environment(job)
 
 
+def _with_job_variables(plain: Mapping[str, str], from_files: Mapping[str, Path],
+                        where: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The base environment plus a job's `env` and `env_files` (read, registered)."""
+    env = base_environment()
+    env.update(plain)
+    secrets = {name: read_secret_file(path, f"{where}: env_files.{name}")
+               for name, path in from_files.items()}
+    env.update(secrets)
+    return env, secrets
+
+
 def _restic_environment(job: JobConfig) -> ToolEnvironment:
     r, where = job.restic, f"jobs.{job.name}"
-    env = base_environment()
-    env.update(r.env)
-    secrets: dict[str, str] = {}
+    env, secrets = _with_job_variables(r.env, r.env_files, where)
     if r.repository_file:
         repository = read_repository_file(r.repository_file, f"{where}: repository_file")
     else:
@@ -54,8 +65,6 @@ def _restic_environment(job: JobConfig) -> ToolEnvironment:
     elif r.password:
         register_secret(r.password)
         env["RESTIC_PASSWORD"] = secrets["RESTIC_PASSWORD"] = r.password
-    for name, path in r.env_files.items():
-        env[name] = secrets[name] = read_secret_file(path, f"{where}: env_files.{name}")
     if r.cache_dir:
         env["RESTIC_CACHE_DIR"] = str(r.cache_dir)
     env["RESTIC_PROGRESS_FPS"] = f"{r.progress_fps:g}"
@@ -63,13 +72,9 @@ def _restic_environment(job: JobConfig) -> ToolEnvironment:
 
 
 def _rclone_environment(job: JobConfig) -> ToolEnvironment:
-    c, where = job.rclone, f"jobs.{job.name}"
-    env = base_environment()
-    env.update(c.env)
-    secrets: dict[str, str] = {}
+    c = job.rclone
+    env, secrets = _with_job_variables(c.env, c.env_files, f"jobs.{job.name}")
     if c.config:
         env["RCLONE_CONFIG"] = str(c.config)
-    for name, path in c.env_files.items():
-        env[name] = secrets[name] = read_secret_file(path, f"{where}: env_files.{name}")
     return ToolEnvironment(env, secrets, None)
 
