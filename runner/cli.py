@@ -189,5 +189,131 @@ def doctor(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
     sys.exit(0 if report["ok"] else 1)
 
 
+@main.command()
+@_config_option
+@click.option("--bind", metavar="HOST:PORT", help="Listen address (default: [server] bind).")
+@click.option("--workers", type=click.IntRange(1, 64), help="gunicorn workers.")
+@click.pass_context
+@_guard
+def serve(ctx: click.Context, config_file: str | None, bind: str | None,
+          workers: int | None) -> None:
+    """Serve the HTTP API under gunicorn."""
+    from runner.config import load_config, parse_bind
+    from runner.history import open_history
+    from runner.serve import serve as run_server
+    from runner.toolenv import resolve_environment
+    from security.clients import load_clients
+
+    config = load_config(_config_file(ctx, config_file))
+    if bind is not None:
+        try:
+            parse_bind(bind)
+        except ValueError as exc:
+            _fail(f"--bind: {exc}")
+    load_clients(config)  # unreadable or world-readable secret files stop us here
+    for job in config.jobs.values():
+        resolve_environment(job)
+    # checks the store and marks dead runs in a child: this process must not hold SQLite state
+    # when it forks the launcher (runner.dispatch)
+    _in_child(lambda: open_history(config.state_dir).close())
+    run_server(config, bind=bind, workers=workers)
+
+
+def _in_child(func: Callable[[], None]) -> None:
+    """Run `func` in a forked child; a UserError there becomes ours."""
+    import os
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_end)
+        from runner.errors import UserError
+
+        try:
+            func()
+            code = 0
+        except UserError as exc:
+            os.write(write_end, str(exc).encode())
+            code = 2
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as f:
+        message = f.read().decode()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        _fail(message or "cannot open the state directory")
+
+
+@main.command()
+@click.argument("url")
+@click.argument("job")
+@click.option("--secret-file", type=click.Path(dir_okay=False), help="whsec_ secret: sign the "
+              "request (Standard Webhooks).")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="Bearer token file.")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(0), default=None,
+              help="Wait up to SECONDS for the run to end; exit with its exit code.")
+@click.option("--idempotency-key", help="Retries with the same key return the same run.")
+@click.option("--tag", "tags", multiple=True, help="Extra tag (the job must allow `tags`).")
+@click.option("--dry-run", is_flag=True, help="Ask for a dry run (the job must allow it).")
+@click.option("--fail-if-busy", is_flag=True,
+              help=f"Exit {EXIT_BUSY} instead of 0 when the job is already running.")
+@_guard
+def trigger(url: str, job: str, secret_file: str | None, token_file: str | None,
+            wait_seconds: float | None, idempotency_key: str | None, tags: tuple[str, ...],
+            dry_run: bool, fail_if_busy: bool) -> None:
+    """Start JOB on the restic-runner at URL; print the run id (and wait, with --wait)."""
+    from runner.client import ApiClient, TriggerOutcome
+
+    if bool(secret_file) == bool(token_file):
+        _fail("give one of --secret-file or --token-file")
+    params: dict[str, Any] = {}
+    if tags:
+        params["tags"] = list(tags)
+    if dry_run:
+        params["dry_run"] = True
+    client = ApiClient.from_files(url, secret_file=secret_file, token_file=token_file)
+    outcome: TriggerOutcome = client.trigger(job, params, idempotency_key=idempotency_key,
+                                             wait=wait_seconds)
+    _echo(outcome.message, err=outcome.exit_code not in (0,))
+    if outcome.busy:
+        sys.exit(EXIT_BUSY if fail_if_busy else 0)
+    sys.exit(outcome.exit_code)
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """Credentials for clients and for signing."""
+
+
+@keys_group.command("generate")
+@click.argument("kind", type=click.Choice(["whsec", "token", "ed25519"]))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
+              help="File to write (mode 0600); ed25519 also writes OUT.pub.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+@_guard
+def keys_generate(kind: str, out: str, force: bool) -> None:
+    """Generate a whsec_ secret, a bearer token, or an Ed25519 whsk_/whpk_ pair."""
+    from pathlib import Path
+
+    from security import keys
+
+    path = Path(out)
+    try:
+        if kind == "whsec":
+            keys.write_secret_file(path, keys.new_whsec(), force=force)
+        elif kind == "token":
+            keys.write_secret_file(path, keys.new_token(), force=force)
+        else:
+            private, public = keys.new_ed25519()
+            keys.write_secret_file(path, private, force=force)
+            pub = path.with_name(path.name + ".pub")
+            keys.write_secret_file(pub, public, force=force)
+            pub.chmod(0o644)  # a public key is no secret
+            _echo(f"public key: {public} (also in {pub})")
+    except FileExistsError:
+        _fail(f"{path} exists; pass --force to overwrite it")
+    _echo(f"wrote {path} (mode 0600)")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,7 +1,7 @@
 """Configuration: TOML into frozen, validated objects.
 
 Every problem is reported as one `ConfigError` naming the file, the dotted key and what was
-expected, before anything runs. Sections that later features own (`server`, `clients`, `notify`,
+expected, before anything runs. Sections that later features own (`notify`,
 `signing`) are kept as plain tables until their validators land.
 """
 
@@ -89,6 +89,29 @@ class JobConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """`[server]`: how `serve` listens and what a request may ask for."""
+
+    bind: str = "127.0.0.1:8080"
+    workers: int = 2
+    threads: int = 8  # per worker: long-polls (?wait=) hold a thread each
+    max_body_bytes: int = 65536
+    max_wait: float = 25.0
+    graceful_timeout: float = 30.0
+    max_requests: int = 0  # recycle workers after this many requests (0: never)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """`[[clients]]`: who may call the API, with which credential, for which jobs."""
+
+    name: str
+    jobs: tuple[str, ...]
+    secret_file: Path | None = None  # Standard Webhooks `whsec_` secret(s), one per line
+    token_file: Path | None = None  # Bearer token(s), one per line
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     state_dir: Path
@@ -96,8 +119,8 @@ class Config:
     restic: ResticSettings
     rclone: RcloneSettings
     jobs: Mapping[str, JobConfig]
-    server: Mapping[str, Any] = field(default_factory=_empty)
-    clients: tuple[Mapping[str, Any], ...] = ()
+    server: ServerConfig = field(default_factory=ServerConfig)
+    clients: tuple[ClientConfig, ...] = ()
     notify: Mapping[str, Any] = field(default_factory=_empty)
     signing: Mapping[str, Any] = field(default_factory=_empty)
 
@@ -193,12 +216,6 @@ def _raw_table(value: object) -> Mapping[str, Any]:
     if not isinstance(value, dict):
         raise _expect("a table", value)
     return value
-
-
-def _raw_array_of_tables(value: object) -> tuple[Mapping[str, Any], ...]:
-    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise _expect("an array of tables ([[clients]])", value)
-    return tuple(value)
 
 
 def _choice(*options: str) -> Callable[[object], str]:
@@ -399,6 +416,57 @@ def _check_job(t: _Table, job: JobConfig) -> None:
                                       "RESTIC_PASSWORD)")
 
 
+def parse_bind(value: object) -> str:
+    text = _string(value)
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _expect('"HOST:PORT", e.g. "127.0.0.1:8080"', value)
+    return text
+
+
+def _read_server(t: _Table) -> ServerConfig:
+    d = ServerConfig()
+    server = ServerConfig(
+        bind=t.get("bind", parse_bind, d.bind),
+        workers=t.get("workers", _count, d.workers),
+        threads=t.get("threads", _count, d.threads),
+        max_body_bytes=t.get("max_body_bytes", _count, d.max_body_bytes),
+        max_wait=t.get("max_wait", _duration, d.max_wait),
+        graceful_timeout=t.get("graceful_timeout", _duration, d.graceful_timeout),
+        max_requests=t.get("max_requests", _count, d.max_requests),
+    )
+    t.finish()
+    return server
+
+
+def _read_clients(file: str, data: object, base: Path, jobs: Mapping[str, JobConfig]
+                  ) -> tuple[ClientConfig, ...]:
+    if not isinstance(data, list):
+        raise ConfigError(file, "clients", "expected an array of tables ([[clients]])")
+    clients: list[ClientConfig] = []
+    for i, body in enumerate(data):
+        t = _Table(file, f"clients[{i}]", body, base)
+        name = t.get("name", _string)
+        if name is None:
+            raise t.error("name", "missing (every client needs a name)")
+        if any(c.name == name for c in clients):
+            raise t.error("name", f"a client named {name!r} is already defined")
+        allowed = t.get("jobs", _strings, ())
+        for job in allowed:
+            if job != "*" and job not in jobs:
+                raise t.error("jobs", f"no job named {job!r} (configured: "
+                                      f"{', '.join(sorted(jobs)) or 'none'}; \"*\" means all)")
+        client = ClientConfig(name=name, jobs=allowed,
+                              secret_file=t.path("secret_file", must_exist=True),
+                              token_file=t.path("token_file", must_exist=True))
+        if not (client.secret_file or client.token_file):
+            raise t.error("secret_file", "a client needs secret_file (Standard Webhooks) or "
+                                         "token_file (Bearer)")
+        t.finish()
+        clients.append(client)
+    return tuple(clients)
+
+
 def _default_state_dir() -> Path:
     if os.environ.get(STATE_DIR_ENV):
         return Path(os.environ[STATE_DIR_ENV])
@@ -430,14 +498,16 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     top.seen.add("jobs")
     jobs = {name: _read_job(file, name, body, base, restic, rclone)
             for name, body in jobs_table.data.items()}
-    for section in ("server", "notify", "signing"):
+    server = _read_server(_Table(file, "server", data.get("server", {}), base))
+    clients = _read_clients(file, data.get("clients", []), base, jobs)
+    for section in ("notify", "signing"):
         top.get(section, _raw_table)
-    clients = top.get("clients", _raw_array_of_tables, ())
+    top.seen.update(("server", "clients"))
     top.finish()
     return Config(
         path=path, state_dir=state_dir, hostname=hostname, restic=restic, rclone=rclone,
         jobs=MappingProxyType(jobs),
-        server=MappingProxyType(dict(data.get("server", {}))),
+        server=server,
         clients=clients,
         notify=MappingProxyType(dict(data.get("notify", {}))),
         signing=MappingProxyType(dict(data.get("signing", {}))),

@@ -29,6 +29,14 @@ EXIT_TIMED_OUT = 124
 EXIT_CANCELLED = 130
 
 
+class JobBusy(Exception):
+    """The job is running; raised instead of recording a `skipped` run when asked to."""
+
+    def __init__(self, running_run_id: str) -> None:
+        super().__init__(running_run_id)
+        self.running_run_id = running_run_id
+
+
 def cli_trigger() -> dict[str, Any]:
     try:
         user: str | None = pwd.getpwuid(os.getuid()).pw_name
@@ -44,14 +52,21 @@ class Engine:
 
     def run(self, job_name: str, *, trigger: dict[str, Any] | None = None,
             params: Mapping[str, Any] | None = None, cancel: CancelFlag | None = None,
-            on_start: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Run a job to its end and return its final record (a `skipped` one if it is busy)."""
+            on_start: Callable[[dict[str, Any]], None] | None = None,
+            record_skipped: bool = True) -> dict[str, Any]:
+        """Run a job to its end and return its final record.
+
+        When the job is already running: a `skipped` record, or `JobBusy` with
+        `record_skipped=False` (an API caller gets a 409 instead of a history entry).
+        """
         job = self.config.job(job_name)
         tool = resolve_environment(job)  # secret-file problems stop us before anything runs
         trigger = trigger or cli_trigger()
         lock = JobLock(self.history.lock_dir, job.name)
         holder = self._acquire(lock)
         if holder is not None:
+            if not record_skipped:
+                raise JobBusy(holder)
             return self._skipped(job, tool, trigger, holder)
         try:
             record = new_record(job=job.name, kind=job.kind, hostname=self.config.hostname,

@@ -59,6 +59,13 @@ def _die_with_supervisor() -> None:
         _libc_prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
 
 
+def die_with_parent(sig: int) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies."""
+    _load_prctl()
+    assert _libc_prctl is not None
+    _libc_prctl(1, sig)
+
+
 def _load_prctl() -> None:
     global _libc_prctl
     if _libc_prctl is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,29 @@ CREATE INDEX IF NOT EXISTS runs_running ON runs (status) WHERE status = 'running
 """
 
 
+def connect_db(path: Path, attempts: int = 40) -> sqlite3.Connection:
+    """Open the database in WAL mode. Many processes opening it at the same instant (50
+    triggers at once) can see SQLITE_BUSY or SQLITE_PROTOCOL while one switches the journal
+    mode; those are transient, so retry briefly."""
+    for attempt in range(attempts):
+        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            return db
+        except sqlite3.OperationalError as exc:
+            db.close()
+            transient = "locked" in str(exc) or "locking protocol" in str(exc)
+            if not transient or attempt == attempts - 1:
+                raise
+            time.sleep(0.005 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 class StateError(UserError):
     """The state directory or its database cannot be used."""
 
@@ -43,13 +67,7 @@ class History:
             private_dir(state_dir)
             self.lock_dir = private_dir(state_dir / "locks")
             self.log_dir = private_dir(state_dir / "logs")
-            self.db = sqlite3.connect(state_dir / "history.db", timeout=30,
-                                      isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            if self.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                self.db.executescript(_SCHEMA)
-                self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self.db = connect_db(state_dir / "history.db")
         except sqlite3.DatabaseError as exc:
             raise StateError(
                 f"state_dir: the history database {state_dir / 'history.db'} cannot be used "
@@ -115,15 +133,21 @@ class History:
             "ORDER BY started_at DESC LIMIT 1", (job,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def runs(self, *, job: str | None = None, status: str | None = None,
-             limit: int = 50) -> Iterator[dict[str, Any]]:
+    def runs(self, *, job: str | None = None, status: str | None = None, limit: int = 50,
+             before: str | None = None, jobs: list[str] | None = None
+             ) -> Iterator[dict[str, Any]]:
+        """Newest first; `before` pages by start time; `jobs` limits to those job names."""
         clauses, args = [], []
-        if job:
-            clauses.append("job = ?")
-            args.append(job)
-        if status:
-            clauses.append("status = ?")
-            args.append(status)
+        for column, value in (("job", job), ("status", status)):
+            if value:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if before:
+            clauses.append("started_at < ?")
+            args.append(before)
+        if jobs is not None:
+            clauses.append(f"job IN ({','.join('?' * len(jobs))})" if jobs else "0")
+            args.extend(jobs)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT record FROM runs {where} ORDER BY started_at DESC LIMIT ?"
         for (text,) in self.db.execute(sql, (*args, limit)):

@@ -61,3 +61,25 @@ class JobLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def signal_holder(lock_dir: Path, job: str, run_id: str, sig: int | None = None) -> bool:
+    """Ask the supervisor of `run_id` to stop (SIGTERM: it passes SIGINT to restic).
+
+    False when the lock is not held for that run (ended, or its supervisor is gone).
+    """
+    import signal
+
+    lock = JobLock(lock_dir, job)
+    if lock.try_acquire():  # nobody holds it: the run has no live supervisor
+        lock.release()
+        return False
+    holder = lock.read_holder() or {}
+    pid = holder.get("pid")
+    if holder.get("run_id") != run_id or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, sig or signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,341 @@
+"""The HTTP API (SPEC §3): routes only. Runs start through `runner.dispatch` (the engine, in a
+detached supervisor); state comes from `runner.history`; who may call is `security.auth`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from runner import __version__
+from runner.config import Config
+from runner.history import History
+from runner.idempotency import IdempotencyStore
+from runner.params import parse_trigger_body
+from runner.problems import Problem
+from runner.record import ENDED
+from security.auth import AuthFailure, Client, FailureLimiter, SeenIds, authenticate
+
+OPEN_ENDPOINTS = frozenset({"api.healthz", "api.readyz", "api.metrics", "api.openapi",
+                            "api.keys"})
+RETRY_AFTER_BUSY = "30"
+MAX_PAGE = 200
+
+api = Blueprint("api", __name__)
+
+
+@dataclass
+class ApiState:
+    """What the app shares between requests of one worker process."""
+
+    config: Config
+    clients: tuple[Client, ...]
+    seen: SeenIds
+    limiter: FailureLimiter
+    local: threading.local
+
+    def history(self) -> History:
+        """One SQLite connection per thread (gthread workers serve requests in threads)."""
+        if not hasattr(self.local, "history"):
+            self.local.history = History(self.config.state_dir)
+        return self.local.history
+
+    def idempotency(self) -> IdempotencyStore:
+        if not hasattr(self.local, "idempotency"):
+            self.local.idempotency = IdempotencyStore(self.config.state_dir / "history.db")
+        return self.local.idempotency
+
+
+def state() -> ApiState:
+    return current_app.extensions["restic_runner"]
+
+
+# --- authentication --------------------------------------------------------------------------
+
+@api.before_request
+def _authenticate() -> None:
+    length = request.content_length
+    if length is not None and length > state().config.server.max_body_bytes:
+        raise Problem(413, "Payload too large",
+                      f"the body may be at most {state().config.server.max_body_bytes} bytes")
+    if request.endpoint in OPEN_ENDPOINTS or request.endpoint is None:
+        return
+    s = state()
+    now = time.time()
+    address = f"addr:{request.remote_addr}"
+    wait = s.limiter.blocked(address, now)
+    if wait is not None:
+        raise _too_many(wait)
+    body = request.get_data(cache=True)
+    try:
+        g.client = authenticate(s.clients, request.headers, body, now=now, seen=s.seen)
+    except AuthFailure as failure:
+        current_app.logger.warning("authentication failed (%s) from %s", failure.reason,
+                                   request.remote_addr)
+        s.limiter.record_failure(address, now)
+        if failure.client and failure.reason in ("expired", "future"):
+            # a known client with a bad clock; not replays, or one captured request could
+            # lock its client out
+            s.limiter.record_failure(f"client:{failure.client}", now)
+        raise Problem(401, "Unauthorized", "missing or invalid credentials",
+                      headers={"WWW-Authenticate": 'Bearer realm="restic-runner"'}) from None
+    wait = s.limiter.blocked(f"client:{g.client.name}", now)
+    if wait is not None:
+        raise _too_many(wait)
+
+
+def _too_many(wait: float) -> Problem:
+    return Problem(429, "Too many failed attempts", "try again later",
+                   headers={"Retry-After": str(max(1, int(wait + 0.999)))})
+
+
+def _client() -> Client:
+    return g.client
+
+
+def _visible(record: dict[str, Any]) -> bool:
+    return _client().may_run(record["job"])
+
+
+def _run_or_404(run_id: str) -> dict[str, Any]:
+    record = state().history().get(run_id)
+    if record is None or not _visible(record):
+        raise Problem(404, "Not found", f"no run {run_id}")
+    if record["status"] == "running":
+        state().history().mark_interrupted()
+        record = state().history().get(run_id) or record
+    return record
+
+
+def _links(run_id: str) -> dict[str, str]:
+    base = f"/runs/{run_id}"
+    return {"self": base, "result": f"{base}/result", "log": f"{base}/log",
+            "cancel": f"{base}/cancel"}
+
+
+# --- triggering ------------------------------------------------------------------------------
+
+@api.post("/trigger/<job>")
+def trigger(job: str) -> Response:
+    s, client = state(), _client()
+    if not client.may_run(job):
+        raise Problem(403, "Forbidden", f"client {client.name} may not run job {job}")
+    if job not in s.config.jobs:
+        raise Problem(404, "Not found", f"no job named {job}")
+    body = request.get_data(cache=True)
+    params = parse_trigger_body(body, s.config.jobs[job])
+    wait = _wait_seconds()
+    key = request.headers.get("Idempotency-Key")
+    if key is not None:
+        if not 1 <= len(key) <= 255 or not key.isprintable():
+            raise Problem(400, "Bad request", "Idempotency-Key: 1 to 255 printable characters")
+        claim = s.idempotency().claim(client.name, key, job.encode() + b"\0" + body)
+        if claim.conflict:
+            raise Problem(422, "Idempotency key reused",
+                          "this Idempotency-Key was used with another request body")
+        if not claim.owner:
+            if claim.run_id is None:
+                raise Problem(409, "Request in progress",
+                              "a request with this Idempotency-Key is still being handled",
+                              headers={"Retry-After": "1"})
+            return _accepted(claim.run_id, wait)
+    trigger_info = {"source": "api", "client": client.name, "idempotency_key": key,
+                    "remote_addr": request.remote_addr}
+    from runner.dispatch import launcher_socket_path, request_start
+
+    result = request_start(launcher_socket_path(s.config), job, trigger=trigger_info,
+                           params=params)
+    if result.status == "started" and result.run_id:
+        if key is not None:
+            s.idempotency().settle(client.name, key, result.run_id)
+        return _accepted(result.run_id, wait)
+    if key is not None:
+        s.idempotency().release(client.name, key)
+    if result.status == "busy":
+        raise Problem(409, "Job already running", f"job {job} is running (run {result.run_id})",
+                      headers={"Retry-After": RETRY_AFTER_BUSY}, run_id=result.run_id)
+    raise Problem(503, "Cannot start the run", result.message or "unknown error")
+
+
+def _wait_seconds() -> float:
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise Problem(400, "Bad request", "wait: expected a number of seconds") from None
+    if not 0 <= seconds < 86400:
+        raise Problem(400, "Bad request", "wait: expected 0 or more seconds")
+    return min(seconds, state().config.server.max_wait)
+
+
+def _accepted(run_id: str, wait: float) -> Response:
+    history = state().history()
+    deadline = time.monotonic() + wait
+    record = history.get(run_id)
+    while wait and record and record["status"] not in ENDED and time.monotonic() < deadline:
+        time.sleep(0.1)
+        record = history.get(run_id)
+    if record and record["status"] in ENDED:
+        return jsonify(record)
+    body = {"run_id": run_id, "job": record["job"] if record else None,
+            "status": record["status"] if record else "running", "links": _links(run_id)}
+    response = jsonify(body)
+    response.status_code = 202
+    response.headers["Location"] = f"/runs/{run_id}"
+    return response
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+@api.get("/runs/<run_id>")
+def run(run_id: str) -> Response:
+    return jsonify(_run_or_404(run_id))
+
+
+@api.get("/runs/<run_id>/result")
+def result(run_id: str) -> Response:
+    record = _run_or_404(run_id)
+    if record["status"] not in ENDED:
+        raise Problem(404, "Not finished", f"run {run_id} is {record['status']}",
+                      run_id=run_id, run_status=record["status"])
+    return jsonify(record)
+
+
+@api.get("/runs/<run_id>/log")
+def log(run_id: str) -> Response:
+    record = _run_or_404(run_id)
+    path = state().history().log_path(record["job"], run_id)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise Problem(404, "Not found", f"the log of run {run_id} was pruned") from None
+    return Response(text, mimetype="text/plain", headers={"X-Run-Status": record["status"]})
+
+
+@api.post("/runs/<run_id>/cancel")
+def cancel(run_id: str) -> Response:
+    record = _run_or_404(run_id)
+    if record["status"] in ENDED:
+        raise Problem(409, "Run has ended", f"run {run_id} is {record['status']}",
+                      run_id=run_id)
+    from runner.locks import signal_holder
+
+    if not signal_holder(state().history().lock_dir, record["job"], run_id):
+        raise Problem(409, "Run is not cancellable", f"run {run_id} has no live supervisor")
+    response = jsonify({"run_id": run_id, "status": "cancelling", "links": _links(run_id)})
+    response.status_code = 202
+    return response
+
+
+@api.get("/runs")
+def runs() -> Response:
+    s = state()
+    job, status = request.args.get("job"), request.args.get("status")
+    try:
+        limit = min(int(request.args.get("limit", "50")), MAX_PAGE)
+    except ValueError:
+        raise Problem(400, "Bad request", "limit: expected an integer") from None
+    if limit < 1:
+        raise Problem(400, "Bad request", "limit: expected 1 or more")
+    before = request.args.get("before")
+    if job and not _client().may_run(job):
+        raise Problem(403, "Forbidden", f"client {_client().name} may not see job {job}")
+    allowed = None if "*" in _client().jobs else list(_client().jobs)
+    items = list(s.history().runs(job=job, status=status, limit=limit, before=before,
+                                  jobs=allowed))
+    body: dict[str, Any] = {"runs": items}
+    if len(items) == limit:
+        body["next"] = f"/runs?limit={limit}&before={items[-1]['started_at']}" + (
+            f"&job={job}" if job else "") + (f"&status={status}" if status else "")
+    return jsonify(body)
+
+
+@api.get("/jobs")
+def jobs() -> Response:
+    s = state()
+    history = s.history()
+    out = []
+    for name, job in s.config.jobs.items():
+        if not _client().may_run(name):
+            continue
+        running = history.running(name)
+        out.append({"job": name, "kind": job.kind, "description": job.description,
+                    "params": list(job.params), "schedule": job.schedule,
+                    "last_run": history.last_ended(name),
+                    "running_run_id": running[0]["run_id"] if running else None})
+    return jsonify({"jobs": out})
+
+
+# --- open endpoints ----------------------------------------------------------------------------
+
+@api.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok", "version": __version__})
+
+
+@api.get("/readyz")
+def readyz() -> Response:
+    from runner.readiness import readiness
+
+    checks = readiness(state().config)
+    ok = all(c["ok"] for c in checks)
+    response = jsonify({"status": "ready" if ok else "not ready", "checks": checks})
+    if not ok:
+        failing = ", ".join(c["name"] for c in checks if not c["ok"])
+        return Problem(503, "Not ready", f"failing checks: {failing}", checks=checks).response()
+    return response
+
+
+@api.get("/keys")
+def keys() -> Response:
+    """The public Ed25519 key that signs result payloads, when `[signing] key_file` is set."""
+    key_file = state().config.signing.get("key_file")
+    if not key_file:
+        return jsonify({"keys": []})
+    from pathlib import Path
+
+    from security.keys import public_from_whsk
+    from security.secrets import read_secret_file
+
+    path = Path(key_file)
+    if not path.is_absolute():
+        path = state().config.path.parent / path
+    return jsonify({"keys": [public_from_whsk(read_secret_file(path, "signing.key_file"))]})
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+def create_app(config: Config) -> Flask:
+    """The application factory: one app per gunicorn worker."""
+    from security.auth import FailureLimiter, SeenIds
+    from security.clients import load_clients
+
+    app = Flask("restic_runner")
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    auth_db = config.state_dir / "auth.db"
+    History(config.state_dir).mark_interrupted()
+    app.extensions["restic_runner"] = ApiState(
+        config=config, clients=load_clients(config), seen=SeenIds(auth_db),
+        limiter=FailureLimiter(auth_db), local=threading.local())
+    app.register_blueprint(api)
+
+    @app.errorhandler(Problem)
+    def _problem(problem: Problem) -> Response:
+        return problem.response()
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Response:
+        return Problem(exc.code or 500, exc.name, exc.description).response()
+
+    @app.errorhandler(Exception)
+    def _bug(exc: Exception) -> Response:
+        app.logger.exception("internal error")
+        return Problem(500, "Internal error", "see the service log").response()
+
+    return app

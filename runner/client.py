@@ -1,0 +1,114 @@
+"""The client side of the API, for `restic-runner trigger` (cron, scripts, CronJobs)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import UserError
+from security.secrets import read_secret_file
+
+POLL_EVERY = 2.0
+EXIT_WAIT_TIMED_OUT = 124
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerOutcome:
+    exit_code: int
+    message: str
+    run_id: str | None = None
+    busy: bool = False
+
+
+class ApiClient:
+    def __init__(self, base_url: str, *, hmac_key: bytes | None = None,
+                 token: str | None = None, timeout: float = 30.0) -> None:
+        import requests
+
+        self.base = base_url.rstrip("/")
+        self.hmac_key, self.token, self.timeout = hmac_key, token, timeout
+        self.session = requests.Session()
+
+    @classmethod
+    def from_files(cls, base_url: str, *, secret_file: str | None,
+                   token_file: str | None) -> ApiClient:
+        from security.auth import parse_whsec
+
+        if secret_file:
+            secret = read_secret_file(Path(secret_file), "--secret-file").splitlines()[0]
+            try:
+                return cls(base_url, hmac_key=parse_whsec(secret))
+            except ValueError as exc:
+                raise UserError(f"--secret-file: {exc}") from None
+        assert token_file
+        return cls(base_url, token=read_secret_file(Path(token_file), "--token-file"))
+
+    def _headers(self, body: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.hmac_key is not None:
+            from security.auth import sign_v1
+
+            msg_id, stamp = f"msg_{uuid.uuid4().hex}", int(time.time())
+            headers.update({"webhook-id": msg_id, "webhook-timestamp": str(stamp),
+                            "webhook-signature": sign_v1(self.hmac_key, msg_id, stamp, body)})
+        else:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def request(self, method: str, path: str, body: bytes = b"",
+                extra: dict[str, str] | None = None) -> Any:
+        import requests
+
+        headers = self._headers(body) | (extra or {})
+        try:
+            return self.session.request(method, self.base + path, data=body, headers=headers,
+                                        timeout=self.timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            raise UserError(f"cannot reach {self.base}: {type(exc).__name__}") from None
+
+    def trigger(self, job: str, params: dict[str, Any], *, idempotency_key: str | None,
+                wait: float | None) -> TriggerOutcome:
+        body = json.dumps({"params": params}).encode() if params else b""
+        extra = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        response = self.request("POST", f"/trigger/{job}", body, extra)
+        doc = _json(response)
+        if response.status_code == 409:
+            return TriggerOutcome(0, f"{job}: skipped: already running (run {doc.get('run_id')})",
+                                  doc.get("run_id"), busy=True)
+        if response.status_code not in (200, 202):
+            detail = doc.get("detail") or doc.get("title") or response.reason
+            code = 2 if 400 <= response.status_code < 500 else 1
+            return TriggerOutcome(code, f"{job}: HTTP {response.status_code}: {detail}")
+        run_id = doc["run_id"]
+        if wait is None:
+            return TriggerOutcome(0, run_id, run_id)
+        return self.wait_for(run_id, wait)
+
+    def wait_for(self, run_id: str, seconds: float) -> TriggerOutcome:
+        deadline = time.monotonic() + seconds
+        while True:
+            response = self.request("GET", f"/runs/{run_id}/result")
+            if response.status_code == 200:
+                record = _json(response)
+                code = record["exit_code"] if record["exit_code"] is not None else 1
+                return TriggerOutcome(code, f"{record['job']}: {record['status']} "
+                                            f"(exit {record['exit_code']}) · run {run_id}", run_id)
+            if response.status_code != 404 or time.monotonic() >= deadline:
+                break
+            time.sleep(min(POLL_EVERY, max(0.0, deadline - time.monotonic())))
+        if response.status_code == 404 and _json(response).get("run_status"):
+            return TriggerOutcome(EXIT_WAIT_TIMED_OUT,
+                                  f"run {run_id} still running after {seconds:g}s", run_id)
+        return TriggerOutcome(1, f"run {run_id}: HTTP {response.status_code}", run_id)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    try:
+        doc = response.json()
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}

@@ -1,0 +1,175 @@
+"""Starting runs from the HTTP service so that each run outlives the worker that accepted it.
+
+A *launcher* process is forked by `serve` before gunicorn starts its workers. It holds no SQLite
+handle and no thread — a clean process to fork from (SQLite's per-process lock state must never
+be inherited into a process that opens the same database). A worker that accepts a trigger
+connects to the launcher's UNIX socket (in `state_dir`, mode 0600) and sends the request; the
+launcher forks twice, and the grandchild — a session of its own, reparented away from everyone —
+becomes the run's supervisor: it takes the job lock, runs the engine and holds the lock until the
+end. It answers on the worker's connection as soon as the lock decided (started or busy), so the
+HTTP answer (202 or 409) is exactly what the lock said. No interpreter starts: a fork of a warm
+process reaches `exec restic` in milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.config import Config
+from runner.errors import UserError
+
+REPORT_TIMEOUT = 30.0  # seconds to wait for the supervisor to say started/busy
+
+
+@dataclass(frozen=True, slots=True)
+class StartResult:
+    status: str  # "started" | "busy" | "error"
+    run_id: str | None = None
+    message: str | None = None
+
+
+def request_start(socket_path: Path, job: str, *, trigger: dict[str, Any],
+                  params: Mapping[str, Any] | None = None) -> StartResult:
+    """Ask the launcher to start `job`; return once the job lock decided."""
+    request = json.dumps({"job": job, "trigger": trigger, "params": dict(params or {})})
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(REPORT_TIMEOUT)
+            conn.connect(str(socket_path))
+            conn.sendall(request.encode() + b"\n")
+            data = conn.makefile("rb").readline()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return StartResult("error", message=f"the launcher is not reachable ({reason})")
+    try:
+        return StartResult(**json.loads(data))
+    except (ValueError, TypeError):
+        return StartResult("error", message="the run's supervisor did not report back")
+
+
+def launcher_socket_path(config: Config) -> Path:
+    return config.state_dir / "launcher.sock"
+
+
+def start_launcher(config: Config) -> int:
+    """Fork the launcher; returns its pid. It exits when its parent (gunicorn's master) dies."""
+    path = launcher_socket_path(config)
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        listener.bind(str(path))
+    finally:
+        os.umask(old_umask)
+    listener.listen(128)
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        listener.close()
+        return pid
+    code = 0
+    try:
+        _launcher_loop(config, listener, parent)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None:
+    from runner.execute import die_with_parent
+
+    die_with_parent(signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on serve: the master handles it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    listener.settimeout(1.0)
+    while os.getppid() == parent:
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        with conn:
+            conn.settimeout(10)
+            try:
+                request = json.loads(conn.makefile("rb").readline())
+            except (OSError, ValueError):
+                continue
+            _spawn_supervisor(config, request, conn)
+
+
+def _spawn_supervisor(config: Config, request: dict[str, Any], conn: socket.socket) -> None:
+    """Double fork: the grandchild supervises the run and answers on `conn`."""
+    pid = os.fork()
+    if pid == 0:  # intermediate child: new session, fork the supervisor, leave
+        code = 0
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                _supervise(config, request["job"], request["trigger"], request["params"],
+                           os.dup(conn.fileno()))
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _detach_fds(keep: int) -> None:
+    """Close everything inherited from the worker (listening sockets, database handles) but
+    the report pipe; stdio goes to /dev/null."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.closerange(3, keep)
+    os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
+
+
+def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mapping[str, Any],
+               report_fd: int) -> None:
+    """The supervisor process: never returns."""
+    code, reported = 0, False
+
+    def report(**fields: Any) -> None:
+        nonlocal reported
+        if not reported:
+            reported = True
+            os.write(report_fd, json.dumps(fields).encode() + b"\n")
+            os.close(report_fd)
+
+    try:
+        _detach_fds(report_fd)
+        os.set_blocking(report_fd, True)
+        from runner.engine import Engine, JobBusy
+        from runner.execute import CancelFlag
+        from runner.history import History
+
+        cancel = CancelFlag()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, _f: cancel.set(signal.Signals(signum).name))
+        for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                    signal.SIGWINCH, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+        try:
+            Engine(config, History(config.state_dir)).run(
+                job, trigger=trigger, params=params, cancel=cancel, record_skipped=False,
+                on_start=lambda record: report(status="started", run_id=record["run_id"]))
+        except JobBusy as busy:
+            report(status="busy", run_id=busy.running_run_id)
+    except BaseException as exc:
+        from security.masking import redact_text
+
+        report(status="error", message=redact_text(f"{type(exc).__name__}: {exc}"))
+        code = 2 if isinstance(exc, UserError) else 1
+    finally:
+        sys.stdout.flush()
+        os._exit(code)

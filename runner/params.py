@@ -1,0 +1,59 @@
+"""Trigger request bodies: `{"params": {...}}`, validated against what the job allows. Nothing
+from a request reaches argv without passing through here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runner.config import TAG, JobConfig
+from runner.problems import Problem
+
+MAX_TAGS = 16
+
+
+def _bad(detail: str) -> Problem:
+    return Problem(400, "Bad request", detail)
+
+
+def _tags(value: object) -> list[str]:
+    if not isinstance(value, list) or not value or len(value) > MAX_TAGS:
+        raise _bad(f"params.tags: expected a list of 1 to {MAX_TAGS} tags")
+    for tag in value:
+        if not isinstance(tag, str) or not TAG.fullmatch(tag):
+            raise _bad("params.tags: every tag must match ^[A-Za-z0-9._:-]{1,64}$")
+    return list(dict.fromkeys(value))
+
+
+def _dry_run(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise _bad("params.dry_run: expected true or false")
+    return value
+
+
+VALIDATORS = {"tags": _tags, "dry_run": _dry_run}
+
+
+def parse_trigger_body(body: bytes, job: JobConfig) -> dict[str, Any]:
+    """The validated params of a trigger request (an empty body or `{}` means none)."""
+    if not body.strip():
+        return {}
+    try:
+        doc = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _bad("the body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise _bad('expected a JSON object such as {"params": {"tags": ["weekly"]}}')
+    unknown = set(doc) - {"params"}
+    if unknown:
+        raise _bad(f"unknown member {sorted(unknown)[0]!r} (expected: params)")
+    params = doc.get("params", {})
+    if not isinstance(params, dict):
+        raise _bad("params: expected a JSON object")
+    out: dict[str, Any] = {}
+    for name, value in params.items():
+        if name not in job.params:
+            allowed = ", ".join(job.params) or "none"
+            raise _bad(f"params.{name}: not allowed for job {job.name} (allowed: {allowed})")
+        out[name] = VALIDATORS[name](value)
+    return out

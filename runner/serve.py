@@ -1,0 +1,57 @@
+"""`restic-runner serve`: the API under gunicorn (never Flask's development server).
+
+gthread workers: a long-poll (`?wait=`) holds a thread, not a whole worker. Runs do not live in
+the workers (see `runner.dispatch`), so worker restarts, `max_requests` recycling and reloads
+never touch a run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from runner.config import Config
+
+
+class RunnerServer(BaseApplication):  # type: ignore[misc]
+    def __init__(self, config: Config, options: dict[str, Any]) -> None:
+        self.runner_config = config
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from runner.api import create_app
+
+        return create_app(self.runner_config)
+
+
+def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -> dict[str, Any]:
+    server = config.server
+    return {
+        "bind": [bind or server.bind],
+        "workers": workers or server.workers,
+        "worker_class": "gthread",
+        "threads": server.threads,
+        "graceful_timeout": int(server.graceful_timeout),
+        # a worker may be busy for a whole long-poll; beyond that it is stuck
+        "timeout": int(server.max_wait) + 30,
+        "max_requests": server.max_requests,
+        "max_requests_jitter": server.max_requests // 10 if server.max_requests else 0,
+        "accesslog": "-",
+        "errorlog": "-",
+        "proc_name": "restic-runner",
+        "control_socket_disable": True,  # gunicorn >= 25 would open one under $HOME
+        "forwarded_allow_ips": "127.0.0.1",
+    }
+
+
+def serve(config: Config, *, bind: str | None = None, workers: int | None = None) -> None:
+    from runner.dispatch import start_launcher
+
+    start_launcher(config)  # before any worker exists, and before anything opens SQLite here
+    RunnerServer(config, gunicorn_options(config, bind=bind, workers=workers)).run()

@@ -1,0 +1,165 @@
+"""The real service: `restic-runner serve` under gunicorn on a free loopback port."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import RUNNER, Workspace
+
+
+@pytest.fixture(scope="session", params=["0.18"])
+def restic_version(request: pytest.FixtureRequest) -> str:
+    """The API does not depend on restic's version; the core engine's tests cover both."""
+    return request.param
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def secret_file(path: Path, value: str) -> Path:
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Server:
+    ws: Workspace
+    url: str
+    key: bytes  # the HMAC key of client "airflow" (all jobs)
+    token: str  # the bearer token of client "cron" (all jobs)
+    limited_token: str  # client "limited": job "check" only
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def sign(self, body: bytes, *, msg_id: str | None = None, stamp: int | None = None,
+             key: bytes | None = None) -> dict[str, str]:
+        msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+        stamp = int(time.time()) if stamp is None else stamp
+        mac = hmac.new(key or self.key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256)
+        return {"webhook-id": msg_id, "webhook-timestamp": str(stamp),
+                "webhook-signature": "v1," + base64.b64encode(mac.digest()).decode(),
+                "Content-Type": "application/json"}
+
+    def bearer(self, token: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token or self.token}"}
+
+    def post(self, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+             **kw: Any) -> requests.Response:
+        headers = self.sign(body) if headers is None else headers
+        return requests.post(self.url + path, data=body, headers=headers, timeout=60, **kw)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> requests.Response:
+        return requests.get(self.url + path, headers=self.bearer() if headers is None
+                            else headers, timeout=60)
+
+    def wait_result(self, run_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.get(f"/runs/{run_id}/result")
+            if response.status_code == 200:
+                return response.json()
+            assert response.status_code == 404, response.text
+            time.sleep(0.2)
+        raise AssertionError(f"run {run_id} did not end in {timeout}s")
+
+    def workers(self) -> list[int]:
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        return [int(p) for p in out.stdout.split()]
+
+
+JOBS = """
+[jobs.nightly]
+kind = "backup"
+paths = ["{data}"]
+params = ["tags", "dry_run"]
+
+[jobs.slow]
+kind = "backup"
+paths = ["{big}"]
+args = ["--limit-upload", "150"]
+
+[jobs.check]
+kind = "check"
+"""
+
+
+@pytest.fixture
+def server(ws: Workspace) -> Iterator[Server]:
+    key = os.urandom(24)
+    token = "rrt_" + base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
+    limited = "rrt_" + base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
+    whsec = secret_file(ws.root / "airflow.whsec", "whsec_" + base64.b64encode(key).decode())
+    tok = secret_file(ws.root / "cron.token", token)
+    lim = secret_file(ws.root / "limited.token", limited)
+    big = ws.root / "big"
+    big.mkdir()
+    (big / "random.bin").write_bytes(os.urandom(1536 * 1024))
+    port = free_port()
+    ws.write_config(JOBS.format(data=ws.data, big=big) + f"""
+[[clients]]
+name = "airflow"
+secret_file = "{whsec}"
+jobs = ["*"]
+
+[[clients]]
+name = "cron"
+token_file = "{tok}"
+jobs = ["*"]
+
+[[clients]]
+name = "limited"
+token_file = "{lim}"
+jobs = ["check"]
+""", top=f'[server]\nbind = "127.0.0.1:{port}"\nworkers = 2\nmax_body_bytes = 4096\n'
+             'max_wait = "20s"\n')
+    log = ws.root / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([RUNNER, "serve"], env=ws.env(), stdout=out, stderr=out,
+                                cwd=ws.root)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"server did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    srv = Server(ws, url, key, token, limited, proc, log)
+    yield srv
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def problem(response: requests.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, (response.status_code, response.text)
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    doc = json.loads(response.text)
+    assert doc["status"] == status and doc["title"]
+    return doc

@@ -1,0 +1,198 @@
+"""The trigger API end to end: real gunicorn, real restic, real signatures."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+
+from tests.conftest import RUNNER
+from tests.e2e.conftest import Server, problem
+
+
+def _runs(server: Server) -> list[dict]:
+    return server.get("/runs").json()["runs"]
+
+
+def test_bad_credentials_are_401_and_start_nothing(server: Server) -> None:
+    body = b"{}"
+    now = int(time.time())
+    cases = {
+        "unsigned": {"Content-Type": "application/json"},
+        "bad signature": server.sign(body, key=os.urandom(24)),
+        "expired": server.sign(body, stamp=now - 301),
+        "future": server.sign(body, stamp=now + 301),
+        "wrong token": server.bearer("rrt_not-the-token"),
+        "malformed signature": {**server.sign(body), "webhook-signature": "v1,%%%"},
+    }
+    for name, headers in cases.items():
+        response = server.post("/trigger/nightly", body, headers)
+        doc = problem(response, 401)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer"), name
+        assert doc["detail"] == "missing or invalid credentials", name  # says nothing more
+    replayed = server.sign(body)
+    assert server.post("/trigger/nightly", body, replayed).status_code == 202
+    doc = problem(server.post("/trigger/nightly", body, replayed), 401)
+    assert doc["detail"] == "missing or invalid credentials"
+    assert len(_runs(server)) == 1  # only the one good request started a run
+
+
+def test_forbidden_unknown_oversized_malformed(server: Server) -> None:
+    limited = server.bearer(server.limited_token)
+    problem(server.post("/trigger/nightly", b"", limited), 403)
+    problem(server.post("/trigger/nope", b""), 404)
+    problem(server.post("/trigger/nope", b"", limited), 403)  # no hint that it does not exist
+    problem(server.post("/trigger/nightly", b"x" * 5000), 413)
+    problem(server.post("/trigger/nightly", b"{not json"), 400)
+    doc = problem(server.post("/trigger/nightly", b'{"params": {"exclude": ["/"]}}'), 400)
+    assert "not allowed" in doc["detail"]
+    doc = problem(server.post("/trigger/nightly", b'{"params": {"tags": ["a b"]}}'), 400)
+    assert "tags" in doc["detail"]
+    problem(server.post("/trigger/check", b'{"params": {"dry_run": true}}'), 400)
+    problem(server.get("/runs/does-not-exist"), 404)
+    problem(server.get("/nowhere"), 404)
+    assert _runs(server) == []
+
+
+def test_trigger_wait_and_result(server: Server) -> None:
+    body = json.dumps({"params": {"tags": ["weekly"]}}).encode()
+    response = server.post("/trigger/nightly?wait=20", body)
+    assert response.status_code == 200, response.text
+    record = response.json()
+    assert record["status"] == "succeeded" and record["exit_code"] == 0
+    assert record["trigger"]["source"] == "api" and record["trigger"]["client"] == "airflow"
+    assert record["params"] == {"tags": ["weekly"]}
+    snap = server.ws.snapshots()[0]
+    assert "weekly" in snap["tags"]
+    assert server.get(f"/runs/{record['run_id']}/result").json() == record
+    log = server.get(f"/runs/{record['run_id']}/log")
+    assert log.headers["Content-Type"].startswith("text/plain")
+    assert "finished: succeeded" in log.text
+    jobs = {j["job"]: j for j in server.get("/jobs").json()["jobs"]}
+    assert jobs["nightly"]["last_run"]["run_id"] == record["run_id"]
+    limited_jobs = server.get("/jobs", server.bearer(server.limited_token)).json()["jobs"]
+    assert [j["job"] for j in limited_jobs] == ["check"]
+    problem(server.get(f"/runs/{record['run_id']}", server.bearer(server.limited_token)), 404)
+
+
+def test_result_is_404_while_running_and_cancel_releases_the_lock(server: Server) -> None:
+    response = server.post("/trigger/slow")
+    assert response.status_code == 202
+    run_id = response.json()["run_id"]
+    assert response.headers["Location"] == f"/runs/{run_id}"
+    doc = problem(server.get(f"/runs/{run_id}/result"), 404)
+    assert doc["run_status"] == "running"
+    deadline = time.monotonic() + 30
+    while not (server.get(f"/runs/{run_id}").json().get("progress") or {}).get("bytes_done"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    busy = server.post("/trigger/slow")
+    doc = problem(busy, 409)
+    assert doc["run_id"] == run_id and busy.headers["Retry-After"]
+    assert server.post(f"/runs/{run_id}/cancel").status_code == 202
+    record = server.wait_result(run_id)
+    assert record["status"] == "cancelled" and record["exit_code"] == 130
+    assert list((server.ws.repo / "locks").iterdir()) == []
+    problem(server.post(f"/runs/{run_id}/cancel"), 409)
+
+
+def test_fifty_simultaneous_triggers_make_one_run(server: Server) -> None:
+    def fire(_: int) -> requests.Response:
+        return server.post("/trigger/slow", b"", server.bearer())
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(fire, range(50)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes.count(202) == 1 and codes.count(409) == 49, codes
+    run_id = next(r.json()["run_id"] for r in answers if r.status_code == 202)
+    assert {r.json()["run_id"] for r in answers if r.status_code == 409} == {run_id}
+    server.post(f"/runs/{run_id}/cancel")
+    server.wait_result(run_id)
+    assert len(_runs(server)) == 1
+
+
+def test_idempotency_key(server: Server) -> None:
+    body = b'{"params": {"dry_run": true}}'
+    headers = server.sign(body) | {"Idempotency-Key": "dag-run-2026-11-26"}
+    first = server.post("/trigger/nightly", body, headers)
+    assert first.status_code == 202, first.text
+    retry = server.post("/trigger/nightly", body,
+                        server.sign(body) | {"Idempotency-Key": "dag-run-2026-11-26"})
+    assert retry.status_code in (200, 202)
+    assert retry.json()["run_id"] == first.json()["run_id"]
+    other = server.post("/trigger/nightly", b"{}",
+                        server.sign(b"{}") | {"Idempotency-Key": "dag-run-2026-11-26"})
+    problem(other, 422)
+    server.wait_result(first.json()["run_id"])
+    assert len(_runs(server)) == 1
+
+
+def test_a_run_outlives_the_worker_that_accepted_it(server: Server) -> None:
+    response = server.post("/trigger/slow", b"", server.bearer())
+    run_id = response.json()["run_id"]
+    for worker in server.workers():
+        os.kill(worker, signal.SIGKILL)
+    time.sleep(1)
+    record = server.get(f"/runs/{run_id}").json()
+    assert record["status"] == "running"
+    server.post(f"/runs/{run_id}/cancel", b"", server.bearer())
+    assert server.wait_result(run_id)["status"] == "cancelled"
+
+
+def test_a_run_outlives_the_whole_server(server: Server) -> None:
+    run_id = server.post("/trigger/nightly?wait=0").json()["run_id"]
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=30)
+    deadline = time.monotonic() + 60
+    last = server.ws.state / "last-nightly.json"
+    while not last.exists() or json.loads(last.read_text())["run_id"] != run_id:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert json.loads(last.read_text())["status"] == "succeeded"
+
+
+def test_standardwebhooks_library_signatures_are_accepted(server: Server) -> None:
+    from datetime import UTC, datetime
+
+    from standardwebhooks.webhooks import Webhook
+
+    secret = (server.ws.root / "airflow.whsec").read_text().strip()
+    body = b'{"params": {"dry_run": true}}'
+    msg_id = "msg_from_the_library"
+    now = datetime.now(tz=UTC)
+    signature = Webhook(secret).sign(msg_id, now, body.decode())
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(int(now.timestamp())),
+               "webhook-signature": f"v1,bogus {signature}", "Content-Type": "application/json"}
+    response = server.post("/trigger/nightly?wait=20", body, headers)
+    assert response.status_code == 200, response.text
+
+
+def test_open_endpoints(server: Server) -> None:
+    assert requests.get(server.url + "/healthz", timeout=5).json()["status"] == "ok"
+    ready = requests.get(server.url + "/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert {c["name"] for c in ready.json()["checks"]} >= {"config", "state_dir"}
+    assert requests.get(server.url + "/keys", timeout=5).json() == {"keys": []}
+    problem(requests.get(server.url + "/runs", timeout=5), 401)
+
+
+def test_trigger_cli(server: Server) -> None:
+    secret = str(server.ws.root / "airflow.whsec")
+    done = subprocess.run([RUNNER, "trigger", server.url, "nightly", "--secret-file", secret,
+                           "--wait", "60", "--tag", "cli"], capture_output=True, text=True,
+                          timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert "nightly: succeeded (exit 0)" in done.stdout
+    token = str(server.ws.root / "cron.token")
+    done = subprocess.run([RUNNER, "trigger", server.url, "nightly", "--token-file", token],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and len(done.stdout.strip()) == 36  # the run id
+    limited = str(server.ws.root / "limited.token")
+    done = subprocess.run([RUNNER, "trigger", server.url, "nightly", "--token-file", limited],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "HTTP 403" in done.stderr
