@@ -292,6 +292,16 @@ def readyz() -> Response:
     return response
 
 
+@api.get("/metrics")
+def metrics() -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from runner.metrics import exposition
+
+    return Response(exposition(state().config, state().history()),
+                    headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 @api.get("/keys")
 def keys() -> Response:
     """The public Ed25519 key that signs result payloads, when `[signing] key_file` is set."""

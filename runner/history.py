@@ -127,10 +127,18 @@ class History:
             sql, args = sql + " AND job = ?", (job,)
         return [json.loads(r[0]) for r in self.db.execute(sql + " ORDER BY started_at", args)]
 
-    def last_ended(self, job: str) -> dict[str, Any] | None:
-        row = self.db.execute(
-            "SELECT record FROM runs WHERE job = ? AND status != 'running' "
-            "ORDER BY started_at DESC LIMIT 1", (job,)).fetchone()
+    def last_ended(self, job: str, *, status: str | None = None,
+                   exclude: tuple[str, ...] = ()) -> dict[str, Any] | None:
+        """The newest run of `job` that has ended (optionally: with `status`)."""
+        sql = "SELECT record FROM runs WHERE job = ? AND status != 'running'"
+        args: list[str] = [job]
+        if status:
+            sql += " AND status = ?"
+            args.append(status)
+        for skip in exclude:
+            sql += " AND status != ?"
+            args.append(skip)
+        row = self.db.execute(sql + " ORDER BY started_at DESC LIMIT 1", args).fetchone()
         return json.loads(row[0]) if row else None
 
     def runs(self, *, job: str | None = None, status: str | None = None, limit: int = 50,

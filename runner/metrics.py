@@ -1,0 +1,92 @@
+"""Prometheus metrics of the runs, computed from the history at scrape time, so every gunicorn
+worker answers `/metrics` with the same numbers (and the Pushgateway notifier can push the same
+families). Labels are only `hostname` and `job_name`: no label or value carries a URL.
+
+Stats become gauges by an explicit list with the unit in the name, never "anything numeric".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from runner.config import Config
+from runner.history import History
+from runner.record import parse_rfc3339
+
+# stat name in the run record -> metric suffix (restic_<kind>_last_<suffix>)
+STAT_METRICS: dict[str, dict[str, str]] = {
+    "backup": {"files_new": "files_new", "files_changed": "files_changed",
+               "files_unmodified": "files_unmodified", "dirs_new": "dirs_new",
+               "dirs_changed": "dirs_changed", "dirs_unmodified": "dirs_unmodified",
+               "data_added": "data_added_bytes", "data_added_packed": "data_added_packed_bytes",
+               "total_files_processed": "files_processed",
+               "total_bytes_processed": "processed_bytes"},
+    "forget": {"snapshots_kept": "snapshots_kept", "snapshots_removed": "snapshots_removed"},
+    "check": {"errors_found": "errors"},
+    "replicate": {"transferred_bytes": "transferred_bytes", "transfers": "transfers",
+                  "checks": "checks", "deletes": "deletes", "errors": "errors"},
+}
+LABELS = ("hostname", "job_name")
+
+
+def _ts(text: str | None) -> float | None:
+    return parse_rfc3339(text).timestamp() if text else None
+
+
+def run_values(record: dict[str, Any] | None, last_success: dict[str, Any] | None,
+               running: bool) -> dict[str, float]:
+    """The `restic_<kind>_*` values of one job (suffix -> value)."""
+    values: dict[str, float] = {"running": 1.0 if running else 0.0}
+    if record is not None:
+        values.update({
+            "last_exit_code": float(record["exit_code"]) if record["exit_code"] is not None
+            else -1.0,
+            "last_success": 1.0 if record["status"] == "succeeded" else 0.0,
+            "last_duration_seconds": float(record.get("duration_seconds") or 0.0),
+        })
+        for key, suffix in (("started_at", "last_started_timestamp"),
+                            ("finished_at", "last_finished_timestamp")):
+            stamp = _ts(record.get(key))
+            if stamp is not None:
+                values[suffix] = stamp
+        for stat, suffix in STAT_METRICS.get(record["kind"], {}).items():
+            value = (record.get("stats") or {}).get(stat)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                values[f"last_{suffix}"] = float(value)
+    success_at = _ts(last_success.get("finished_at")) if last_success else None
+    if success_at is not None:
+        values["last_success_timestamp"] = success_at
+    return values
+
+
+class RunCollector(Collector):
+    def __init__(self, config: Config, history: History) -> None:
+        self.config, self.history = config, history
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        families: dict[str, GaugeMetricFamily] = {}
+        for name, job in self.config.jobs.items():
+            last = self.history.last_ended(name, exclude=("skipped",))
+            success = self.history.last_ended(name, status="succeeded")
+            values = run_values(last, success, bool(self.history.running(name)))
+            for suffix, value in values.items():
+                metric = f"restic_{job.kind.replace('-', '_')}_{suffix}"
+                family = families.get(metric)
+                if family is None:
+                    family = families[metric] = GaugeMetricFamily(
+                        metric, f"restic-runner: {suffix.replace('_', ' ')} of the last "
+                                f"{job.kind} run", labels=LABELS)
+                family.add_metric([self.config.hostname, name], value)
+        yield from families.values()
+
+
+def exposition(config: Config, history: History) -> bytes:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(RunCollector(config, history))
+    return generate_latest(registry)
