@@ -67,25 +67,27 @@ def _authenticate() -> None:
     s = state()
     now = time.time()
     address = f"addr:{request.remote_addr}"
-    wait = s.limiter.blocked(address, now)
-    if wait is not None:
-        raise _too_many(wait)
     body = request.get_data(cache=True)
     try:
         g.client = authenticate(s.clients, request.headers, body, now=now, seen=s.seen)
     except AuthFailure as failure:
+        # Valid credentials always pass: a flood of bad requests from an address (or a
+        # misconfigured neighbour on the same host) must not lock the good clients out.
+        # Failures are counted and, past the limit, answered 429 without more detail.
         current_app.logger.warning("authentication failed (%s) from %s", failure.reason,
                                    request.remote_addr)
-        s.limiter.record_failure(address, now)
+        keys = [address]
         if failure.client and failure.reason in ("expired", "future"):
             # a known client with a bad clock; not replays, or one captured request could
             # lock its client out
-            s.limiter.record_failure(f"client:{failure.client}", now)
+            keys.append(f"client:{failure.client}")
+        waits = [w for w in (s.limiter.blocked(k, now) for k in keys) if w is not None]
+        if waits:
+            raise _too_many(max(waits)) from None
+        for key in keys:
+            s.limiter.record_failure(key, now)
         raise Problem(401, "Unauthorized", "missing or invalid credentials",
                       headers={"WWW-Authenticate": 'Bearer realm="restic-runner"'}) from None
-    wait = s.limiter.blocked(f"client:{g.client.name}", now)
-    if wait is not None:
-        raise _too_many(wait)
 
 
 def _too_many(wait: float) -> Problem:
@@ -300,6 +302,13 @@ def metrics() -> Response:
 
     return Response(exposition(state().config, state().history()),
                     headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@api.get("/openapi.json")
+def openapi() -> Response:
+    from runner.openapi import document
+
+    return jsonify(document(job_names=sorted(state().config.jobs)))
 
 
 @api.get("/keys")

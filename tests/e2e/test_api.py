@@ -196,3 +196,28 @@ def test_trigger_cli(server: Server) -> None:
     done = subprocess.run([RUNNER, "trigger", server.url, "nightly", "--token-file", limited],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "HTTP 403" in done.stderr
+
+
+def test_failed_attempts_are_rate_limited_but_good_clients_pass(server: Server) -> None:
+    bad = server.bearer("rrt_guess")
+    codes = [server.post("/trigger/nightly", b"", bad).status_code for _ in range(13)]
+    assert codes == [401] * 11 + [429, 429]  # more than 10 failures a minute: blocked
+    limited = server.post("/trigger/nightly", b"", bad)
+    doc = problem(limited, 429)
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert "credential" not in doc["detail"]
+    # the same address with a valid credential is not locked out
+    assert server.get("/runs").status_code == 200
+    assert server.post("/trigger/nightly?wait=20").status_code == 200
+
+
+def test_no_secret_reaches_the_service_log(server: Server) -> None:
+    import base64
+
+    server.post("/trigger/nightly?wait=20")
+    server.post("/trigger/nightly", b"", server.bearer("rrt_wrong"))
+    text = server.log.read_bytes()
+    for secret in (server.token.encode(), server.limited_token.encode(),
+                   base64.b64encode(server.key)):
+        assert secret not in text
+    assert b"authentication failed (bad-token)" in text
