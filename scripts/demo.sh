@@ -70,6 +70,14 @@ password_file=$demo/secrets/restic-password
   chmod 0600 "$password_file"
 )
 
+client_secret=$demo/secrets/demo-client.whsec
+if [ ! -s "$client_secret" ]; then
+  step "Generating an API client secret: restic-runner keys generate whsec (mode 0600)"
+  "$cli" keys generate whsec --out "$client_secret"
+fi
+port=${DEMO_PORT:-$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+url=http://127.0.0.1:$port
+
 # --- config ---------------------------------------------------------------------------------
 toml_str() { # a TOML basic string
   local s=${1//\\/\\\\}
@@ -91,6 +99,15 @@ paths = [$(toml_str "$demo/data")]
 tags = ["demo"]
 forget_args = ["--keep-last", "5"]
 timeout = "10m"
+params = ["tags", "dry_run"]
+
+[server]
+bind = "127.0.0.1:$port"
+
+[[clients]]
+name = "demo"
+secret_file = $(toml_str "$client_secret")
+jobs = ["nightly"]
 EOF
 mv "$config.tmp" "$config"
 echo "demo: config $config"
@@ -117,6 +134,37 @@ step "Run 2: restic-runner run nightly again (incremental: only the changes are 
 
 step "restic-runner status"
 "$cli" status --config "$config"
+
+step "Serving the HTTP API on $url (gunicorn, 2 workers)"
+server_log=$demo/server.log
+"$cli" serve --config "$config" >"$server_log" 2>&1 &
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if "$py" -c "import urllib.request as u; u.urlopen('$url/healthz', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  kill -0 "$server_pid" 2>/dev/null || { cat "$server_log" >&2; failed "serve did not start"; }
+  sleep 0.1
+done
+"$py" -c "import urllib.request as u, json; print(json.load(u.urlopen('$url/readyz')))"
+
+step "Run 3: a signed trigger through the API, followed to the end"
+echo "\$ restic-runner trigger $url nightly --secret-file demo/secrets/demo-client.whsec --tag api --wait 120"
+"$cli" trigger "$url" nightly --secret-file "$client_secret" --tag api --wait 120
+
+step "restic-runner status"
+"$cli" status --config "$config"
+
+step "Next, try"
+echo "  # start the job and print its run id (the server runs it; the request is signed)"
+echo "  .venv/bin/restic-runner serve --config $config &"
+echo "  .venv/bin/restic-runner trigger $url nightly --secret-file $client_secret --wait 600"
+echo "  # with curl and a bearer token (restic-runner keys generate token --out FILE, then a"
+echo "  # [[clients]] entry with token_file = FILE):"
+echo "  curl -sS -X POST -H \"Authorization: Bearer \$(cat FILE)\" $url/trigger/nightly"
+echo "  curl -sS -H \"Authorization: Bearer \$(cat FILE)\" $url/runs/<run_id>/result"
+echo "  curl -sS $url/metrics"
 
 step "Where things are"
 echo "  run history (SQLite):      demo/state/history.db"
