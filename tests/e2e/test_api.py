@@ -221,3 +221,20 @@ def test_no_secret_reaches_the_service_log(server: Server) -> None:
                    base64.b64encode(server.key)):
         assert secret not in text
     assert b"authentication failed (bad-token)" in text
+
+
+def test_runs_are_listed_newest_first_with_paging_and_filters(server: Server) -> None:
+    ids = [server.post("/trigger/check?wait=20", b"", server.bearer()).json()["run_id"]
+           for _ in range(3)]
+    page = server.get("/runs?limit=2").json()
+    assert [r["run_id"] for r in page["runs"]] == ids[::-1][:2]
+    rest = server.get(page["next"]).json()
+    assert [r["run_id"] for r in rest["runs"]] == ids[:1]
+    assert "next" not in rest
+    assert server.get("/runs?job=nightly").json()["runs"] == []
+    assert len(server.get("/runs?status=succeeded&job=check").json()["runs"]) == 3
+    problem(server.get("/runs?limit=0"), 400)
+    problem(server.get("/runs?limit=x"), 400)
+    limited = server.bearer(server.limited_token)
+    assert len(server.get("/runs", limited).json()["runs"]) == 3  # "check" is its job
+    problem(server.get("/runs?job=nightly", limited), 403)

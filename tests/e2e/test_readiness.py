@@ -1,0 +1,31 @@
+"""/readyz names what keeps the service from running jobs (Flask's test client: no server)."""
+
+from __future__ import annotations
+
+from runner.api import create_app
+from runner.config import load_config
+from tests.conftest import Workspace
+
+
+def test_readyz_is_503_naming_the_failing_checks(ws: Workspace) -> None:
+    token = ws.root / "t.token"
+    token.write_text("rrt_a-token-for-the-test\n")
+    token.chmod(0o600)
+    ws.write_config(f"""
+[jobs.broken]
+kind = "check"
+binary = "{ws.root}/no-such-restic"
+[[clients]]
+name = "c"
+token_file = "{token}"
+jobs = ["*"]
+""")
+    app = create_app(load_config(str(ws.config_path)))
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.content_type == "application/problem+json"
+    doc = response.get_json(force=True)
+    failing = {c["name"] for c in doc["checks"] if not c["ok"]}
+    assert failing == {f"binary:{ws.root}/no-such-restic", "launcher"}
+    assert "binary:" in doc["detail"] and "launcher" in doc["detail"]
+    assert app.test_client().get("/healthz").status_code == 200
