@@ -86,13 +86,15 @@ def start_launcher(config: Config) -> int:
 
 
 def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None:
-    from runner.execute import die_with_parent
+    from runner.execute import become_subreaper, die_with_parent
 
     die_with_parent(signal.SIGTERM)
+    become_subreaper()  # supervisors that end while we live are ours to reap
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on serve: the master handles it
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     listener.settimeout(1.0)
     while os.getppid() == parent:
+        _reap()
         try:
             conn, _ = listener.accept()
         except TimeoutError:
@@ -104,6 +106,17 @@ def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None
             except (OSError, ValueError):
                 continue
             _spawn_supervisor(config, request, conn)
+
+
+def _reap() -> None:
+    """Collect every ended child (supervisors reparented to us included)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
 
 
 def _spawn_supervisor(config: Config, request: dict[str, Any], conn: socket.socket) -> None:

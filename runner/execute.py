@@ -59,6 +59,14 @@ def _die_with_supervisor() -> None:
         _libc_prctl(1, signal.SIGINT)  # PR_SET_PDEATHSIG
 
 
+def become_subreaper() -> None:
+    """Orphaned descendants get reparented to this process (PR_SET_CHILD_SUBREAPER), which then
+    must reap them: not every PID 1 does (a container without an init, some sandboxes)."""
+    _load_prctl()
+    assert _libc_prctl is not None
+    _libc_prctl(36, 1)
+
+
 def die_with_parent(sig: int) -> None:
     """Ask the kernel to send `sig` to this process when its parent dies."""
     _load_prctl()

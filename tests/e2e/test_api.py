@@ -238,3 +238,25 @@ def test_runs_are_listed_newest_first_with_paging_and_filters(server: Server) ->
     limited = server.bearer(server.limited_token)
     assert len(server.get("/runs", limited).json()["runs"]) == 3  # "check" is its job
     problem(server.get("/runs?job=nightly", limited), 403)
+
+
+def test_ended_supervisors_are_reaped_by_the_launcher(server: Server) -> None:
+    """The launcher is a child subreaper: a run's supervisor is reparented to it (not to PID 1,
+    which in a container without an init never reaps), and reaped when the run ends."""
+    run_id = server.post("/trigger/slow", b"", server.bearer()).json()["run_id"]
+    holder = json.loads((server.ws.state / "locks" / "slow.lock").read_text())
+    assert holder["run_id"] == run_id
+    supervisor = holder["pid"]
+    with open(f"/proc/{supervisor}/stat") as f:
+        parent = int(f.read().rsplit(")", 1)[1].split()[1])
+    children = subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
+                              text=True).stdout.split()
+    assert str(parent) in children  # a child of gunicorn's master: the launcher
+    with open(f"/proc/{parent}/cmdline", "rb") as f:
+        assert b"restic-runner" in f.read()
+    server.post(f"/runs/{run_id}/cancel", b"", server.bearer())
+    server.wait_result(run_id)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{supervisor}"):  # a zombie still has a /proc entry
+        assert time.monotonic() < deadline, "the ended supervisor was not reaped"
+        time.sleep(0.1)
