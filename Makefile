@@ -46,6 +46,7 @@ bench: bootstrap
 	$(PY) bench/bench_overhead.py $(BENCH_ARGS)
 	$(PY) bench/bench_output_path.py
 	$(PY) bench/bench_redactor.py
+	$(PY) bench/bench_api.py
 
 clean:
 	rm -rf demo/ .tools/work/ bench/out/ .pytest_cache/ .ruff_cache/ .hypothesis/
