@@ -74,8 +74,7 @@ def _authenticate() -> None:
         # Valid credentials always pass: a flood of bad requests from an address (or a
         # misconfigured neighbour on the same host) must not lock the good clients out.
         # Failures are counted and, past the limit, answered 429 without more detail.
-        current_app.logger.warning("authentication failed (%s) from %s", failure.reason,
-                                   request.remote_addr)
+        _log_failure(failure.reason, request.remote_addr)
         keys = [address]
         if failure.client and failure.reason in ("expired", "future"):
             # a known client with a bad clock; not replays, or one captured request could
@@ -88,6 +87,25 @@ def _authenticate() -> None:
             s.limiter.record_failure(key, now)
         raise Problem(401, "Unauthorized", "missing or invalid credentials",
                       headers={"WWW-Authenticate": 'Bearer realm="restic-runner"'}) from None
+
+
+_failure_log: dict[str, tuple[float, int]] = {}
+_failure_log_lock = threading.Lock()
+FAILURE_LOG_EVERY = 10.0
+
+
+def _log_failure(reason: str, address: str | None) -> None:
+    """One warning per source address every 10 s, with a count: a flood of bad requests must
+    not turn into a flood of log lines (or fill the disk)."""
+    key, now = f"{address}:{reason}", time.monotonic()
+    with _failure_log_lock:
+        last, suppressed = _failure_log.get(key, (0.0, 0))
+        if now - last < FAILURE_LOG_EVERY:
+            _failure_log[key] = (last, suppressed + 1)
+            return
+        _failure_log[key] = (now, 0)
+    more = f" (+{suppressed} more since the last report)" if suppressed else ""
+    current_app.logger.warning("authentication failed (%s) from %s%s", reason, address, more)
 
 
 def _too_many(wait: float) -> Problem:
@@ -183,8 +201,8 @@ def _accepted(run_id: str, wait: float) -> Response:
     while wait and record and record["status"] not in ENDED and time.monotonic() < deadline:
         time.sleep(0.1)
         record = history.get(run_id)
-    if record and record["status"] in ENDED:
-        return jsonify(record)
+    if wait and record and record["status"] in ENDED:
+        return jsonify(record)  # only a caller who asked to wait gets the final record
     body = {"run_id": run_id, "job": record["job"] if record else None,
             "status": record["status"] if record else "running", "links": _links(run_id)}
     response = jsonify(body)

@@ -28,10 +28,19 @@ class ApiClient:
     def __init__(self, base_url: str, *, hmac_key: bytes | None = None,
                  token: str | None = None, timeout: float = 30.0) -> None:
         import requests
+        from requests.adapters import HTTPAdapter
+        from urllib3.util.retry import Retry
 
         self.base = base_url.rstrip("/")
         self.hmac_key, self.token, self.timeout = hmac_key, token, timeout
         self.session = requests.Session()
+        # Polling reuses a keep-alive connection that the server may close at the same instant
+        # (gunicorn's keepalive is 2 s): GETs are retried; a POST never is (it could start a
+        # second run; use --idempotency-key to make retries safe).
+        retry = Retry(total=3, connect=3, read=2, backoff_factor=0.2, allowed_methods={"GET"},
+                      status=0, raise_on_status=False)
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
 
     @classmethod
     def from_files(cls, base_url: str, *, secret_file: str | None,

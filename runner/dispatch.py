@@ -1,14 +1,15 @@
 """Starting runs from the HTTP service so that each run outlives the worker that accepted it.
 
 A *launcher* process is forked by `serve` before gunicorn starts its workers. It holds no SQLite
-handle and no thread — a clean process to fork from (SQLite's per-process lock state must never
-be inherited into a process that opens the same database). A worker that accepts a trigger
-connects to the launcher's UNIX socket (in `state_dir`, mode 0600) and sends the request; the
-launcher forks twice, and the grandchild — a session of its own, reparented away from everyone —
-becomes the run's supervisor: it takes the job lock, runs the engine and holds the lock until the
-end. It answers on the worker's connection as soon as the lock decided (started or busy), so the
-HTTP answer (202 or 409) is exactly what the lock said. No interpreter starts: a fork of a warm
-process reaches `exec restic` in milliseconds.
+handle and no thread: a clean process to fork from (SQLite's per-process lock state must never be
+inherited into a process that opens the same database). A worker that accepts a trigger connects
+to the launcher's UNIX socket (in `state_dir`, mode 0600) and sends the request; the launcher
+forks the run's supervisor, a session of its own outside gunicorn's process tree, which takes the
+job lock, runs the engine and holds the lock until the end. The supervisor answers on the
+worker's connection as soon as the lock decided (started or busy), so the HTTP answer (202 or
+409) is exactly what the lock said. The launcher is a child subreaper: it reaps its supervisors,
+and if it dies first they are reparented and go on. No interpreter starts per run: a fork of a
+warm process reaches `exec restic` in milliseconds.
 """
 
 from __future__ import annotations
@@ -86,10 +87,12 @@ def start_launcher(config: Config) -> int:
 
 
 def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None:
+    from runner import engine, history  # noqa: F401 - imported once here, not in every run
     from runner.execute import become_subreaper, die_with_parent
 
     die_with_parent(signal.SIGTERM)
     become_subreaper()  # supervisors that end while we live are ours to reap
+    _warm_up(config)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on serve: the master handles it
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     listener.settimeout(1.0)
@@ -108,6 +111,18 @@ def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None
             _spawn_supervisor(config, request, conn)
 
 
+def _warm_up(config: Config) -> None:
+    """Do once here what every forked supervisor would otherwise do first: read the jobs'
+    secrets (registering them) and compile the redactor, so a run starts in milliseconds."""
+    from runner.toolenv import resolve_environment
+    from security.masking import REGISTRY
+
+    for job in config.jobs.values():
+        with contextlib.suppress(Exception):
+            resolve_environment(job)
+    REGISTRY.redact(b"warm-up\n")
+
+
 def _reap() -> None:
     """Collect every ended child (supervisors reparented to us included)."""
     while True:
@@ -120,21 +135,18 @@ def _reap() -> None:
 
 
 def _spawn_supervisor(config: Config, request: dict[str, Any], conn: socket.socket) -> None:
-    """Double fork: the grandchild supervises the run and answers on `conn`."""
-    pid = os.fork()
-    if pid == 0:  # intermediate child: new session, fork the supervisor, leave
+    """Fork the run's supervisor: a session of its own, our child (we are its subreaper and
+    reap it); if we die first, it is reparented and goes on. It answers on `conn`."""
+    if os.fork() == 0:
         code = 0
         try:
             os.setsid()
-            if os.fork() == 0:
-                _supervise(config, request["job"], request["trigger"], request["params"],
-                           os.dup(conn.fileno()))
+            _supervise(config, request["job"], request["trigger"], request["params"],
+                       os.dup(conn.fileno()))
         except BaseException:
             code = 1
         finally:
             os._exit(code)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
 
 
 def _detach_fds(keep: int) -> None:
