@@ -47,6 +47,9 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
         "proc_name": "restic-runner",
         "control_socket_disable": True,  # gunicorn >= 25 would open one under $HOME
         "forwarded_allow_ips": "127.0.0.1",
+        # SO_REUSEPORT: the kernel spreads connections over the workers; without it one
+        # worker often accepts every keep-alive connection of a burst and the other idles
+        "reuse_port": True,
     }
 
 
