@@ -80,13 +80,33 @@ def _authenticate() -> None:
             # a known client with a bad clock; not replays, or one captured request could
             # lock its client out
             keys.append(f"client:{failure.client}")
-        waits = [w for w in (s.limiter.blocked(k, now) for k in keys) if w is not None]
-        if waits:
-            raise _too_many(max(waits)) from None
+        wait = _blocked_for(s, keys, now)
+        if wait is not None:
+            raise _too_many(wait) from None
         for key in keys:
             s.limiter.record_failure(key, now)
         raise Problem(401, "Unauthorized", "missing or invalid credentials",
                       headers={"WWW-Authenticate": 'Bearer realm="restic-runner"'}) from None
+
+
+_blocked_until: dict[str, tuple[float, float]] = {}  # key -> (blocked until, trust until)
+BLOCK_CACHE_SECONDS = 1.0
+
+
+def _blocked_for(s: ApiState, keys: list[str], now: float) -> float | None:
+    """How long the first blocked key stays blocked. A block is remembered in this process for
+    up to a second, so a flood is answered without asking SQLite every time."""
+    for key in keys:
+        until, trust = _blocked_until.get(key, (0.0, 0.0))
+        if now < trust and now < until:
+            return until - now
+        wait = s.limiter.blocked(key, now)
+        if wait is not None:
+            if len(_blocked_until) > 10000:  # many addresses: start over rather than grow
+                _blocked_until.clear()
+            _blocked_until[key] = (now + wait, now + BLOCK_CACHE_SECONDS)
+            return wait
+    return None
 
 
 _failure_log: dict[str, tuple[float, int]] = {}
@@ -99,6 +119,8 @@ def _log_failure(reason: str, address: str | None) -> None:
     not turn into a flood of log lines (or fill the disk)."""
     key, now = f"{address}:{reason}", time.monotonic()
     with _failure_log_lock:
+        if len(_failure_log) > 10000:
+            _failure_log.clear()
         last, suppressed = _failure_log.get(key, (0.0, 0))
         if now - last < FAILURE_LOG_EVERY:
             _failure_log[key] = (last, suppressed + 1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 from runner.config import Config
 
@@ -30,6 +31,20 @@ class RunnerServer(BaseApplication):  # type: ignore[misc]
         return create_app(self.runner_config)
 
 
+QUIET_STATUSES = frozenset({401, 429})
+
+
+class AccessLogger(Logger):  # type: ignore[misc]
+    """gunicorn's logger, minus access lines for rejected credentials: a flood of bad requests
+    must not become a flood of log lines (or fill the disk). The API logs them instead as one
+    throttled warning per source address and reason, with a count."""
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        if getattr(resp, "status_code", None) in QUIET_STATUSES:
+            return
+        super().access(resp, req, environ, request_time)
+
+
 def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -> dict[str, Any]:
     server = config.server
     return {
@@ -43,6 +58,7 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
         "max_requests": server.max_requests,
         "max_requests_jitter": server.max_requests // 10 if server.max_requests else 0,
         "accesslog": "-",
+        "logger_class": AccessLogger,
         "errorlog": "-",
         "proc_name": "restic-runner",
         "control_socket_disable": True,  # gunicorn >= 25 would open one under $HOME
