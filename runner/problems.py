@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -21,12 +22,30 @@ class Problem(Exception):
         self.members = members
 
     def response(self) -> Response:
-        from security.masking import redact_text
+        if self.members:
+            body = _render(self.status, self.title, self.detail, self.members)
+        else:  # the common refusals (401, 429, ...) are rendered once, not per request
+            body = _render_plain(self.status, self.title, self.detail, _secrets_epoch())
+        return Response(body, status=self.status, mimetype=PROBLEM_TYPE, headers=self.headers)
 
-        body: dict[str, Any] = {"type": "about:blank", "title": self.title,
-                                "status": self.status}
-        if self.detail:
-            body["detail"] = redact_text(self.detail)
-        body.update(self.members)
-        return Response(json.dumps(body), status=self.status, mimetype=PROBLEM_TYPE,
-                        headers=self.headers)
+
+def _secrets_epoch() -> int:
+    """Changes whenever a secret is registered, so a cached body is masked anew."""
+    from security.masking import REGISTRY
+
+    return REGISTRY.secrets_count
+
+
+def _render(status: int, title: str, detail: str | None, members: dict[str, Any]) -> str:
+    from security.masking import redact_text
+
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = redact_text(detail)
+    body.update(members)
+    return json.dumps(body)
+
+
+@functools.lru_cache(maxsize=256)
+def _render_plain(status: int, title: str, detail: str | None, epoch: int) -> str:
+    return _render(status, title, detail, {})
