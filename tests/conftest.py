@@ -53,17 +53,21 @@ def restic_bin(restic_version: str) -> Path:
     return binary
 
 
-@pytest.fixture(scope="session")
-def repo_template(restic_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One initialised repository per restic version, copied per test (init costs ~2 s)."""
-    base = tmp_path_factory.mktemp(f"template-{restic_bin.parent.name}")
+def init_template(restic: Path, base: Path) -> Path:
+    """An initialised repository and its password under `base` (init costs ~2 s: tests copy
+    it instead of running init)."""
     password = base / "password"
     password.write_text("template-password-0\n")
     password.chmod(0o600)
     env = {"PATH": os.environ["PATH"], "HOME": str(base), "RESTIC_REPOSITORY": str(base / "repo"),
            "RESTIC_PASSWORD_FILE": str(password), "RESTIC_CACHE_DIR": str(base / "cache")}
-    subprocess.run([restic_bin, "init"], env=env, check=True, capture_output=True)
+    subprocess.run([restic, "init"], env=env, check=True, capture_output=True)
     return base
+
+
+@pytest.fixture(scope="session")
+def repo_template(restic_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return init_template(restic_bin, tmp_path_factory.mktemp(f"template-{restic_bin.parent.name}"))
 
 
 def make_data(root: Path, files: int = 20, size: int = 2000) -> Path:
@@ -145,16 +149,20 @@ class Workspace:
         return self.restic_json("snapshots")
 
 
-@pytest.fixture
-def ws(tmp_path: Path, restic_bin: Path, restic_version: str, repo_template: Path) -> Workspace:
+def make_workspace(tmp_path: Path, restic: Path, version: str, template: Path) -> Workspace:
     repo = tmp_path / "repo"
-    shutil.copytree(repo_template / "repo", repo)
+    shutil.copytree(template / "repo", repo)
     password = tmp_path / "password"
-    shutil.copy(repo_template / "password", password)
+    shutil.copy(template / "password", password)
     password.chmod(0o600)
-    return Workspace(root=tmp_path, restic=restic_bin, restic_version=restic_version, repo=repo,
+    return Workspace(root=tmp_path, restic=restic, restic_version=version, repo=repo,
                      password_file=password, data=make_data(tmp_path / "data"),
                      state=tmp_path / "state")
+
+
+@pytest.fixture
+def ws(tmp_path: Path, restic_bin: Path, restic_version: str, repo_template: Path) -> Workspace:
+    return make_workspace(tmp_path, restic_bin, restic_version, repo_template)
 
 
 def pids_of_group_members(pgid: int) -> list[int]:

@@ -20,13 +20,21 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import RUNNER, Workspace
+from tests.conftest import RESTIC_BINARIES, RUNNER, Workspace, init_template, make_workspace
+
+API_RESTIC = "0.18"  # the API does not depend on restic's version; the engine's tests cover both
 
 
-@pytest.fixture(scope="session", params=["0.18"])
-def restic_version(request: pytest.FixtureRequest) -> str:
-    """The API does not depend on restic's version; the core engine's tests cover both."""
-    return request.param
+@pytest.fixture(scope="session")
+def api_repo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return init_template(RESTIC_BINARIES[API_RESTIC], tmp_path_factory.mktemp("api-template"))
+
+
+@pytest.fixture
+def ws(tmp_path: Path, api_repo_template: Path) -> Workspace:
+    """Not the parametrised `ws` of tests/conftest.py: overriding its session-scoped
+    `restic_version` here would share cached binaries with the engine's tests."""
+    return make_workspace(tmp_path, RESTIC_BINARIES[API_RESTIC], API_RESTIC, api_repo_template)
 
 
 def free_port() -> int:
