@@ -23,10 +23,13 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.config import Config
 from runner.errors import UserError
+
+if TYPE_CHECKING:
+    from runner.history import History
 
 REPORT_TIMEOUT = 30.0  # seconds to wait for the supervisor to say started/busy
 
@@ -96,6 +99,7 @@ def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on serve: the master handles it
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     listener.settimeout(1.0)
+    spare = _Spare(config)
     while os.getppid() == parent:
         _reap()
         try:
@@ -105,10 +109,50 @@ def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None
         with conn:
             conn.settimeout(10)
             try:
-                request = json.loads(conn.makefile("rb").readline())
+                line = conn.makefile("rb").readline()
+                request = json.loads(line)
             except (OSError, ValueError):
                 continue
-            _spawn_supervisor(config, request, conn)
+            if not spare.hand_over(line, conn):  # it died while waiting: start one now
+                _spawn_supervisor(config, request, conn)
+            spare = _Spare(config)
+
+
+class _Spare:
+    """A supervisor forked ahead of its run, in its own session, its history connection already
+    open, waiting for a request and the worker's connection (passed as a file descriptor): the
+    fork and the SQLite open are off the path from trigger to `exec restic`."""
+
+    def __init__(self, config: Config) -> None:
+        self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.fork() == 0:
+            code = 0
+            try:
+                self.sock.close()
+                os.setsid()
+                _detach_fds(child.fileno())
+                from runner.history import History
+
+                history = History(config.state_dir)
+                message, fds, _, _ = socket.recv_fds(child, 1 << 16, 1)
+                if message and fds:
+                    request = json.loads(message)
+                    _supervise(config, request["job"], request["trigger"], request["params"],
+                               fds[0], history=history)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        child.close()
+
+    def hand_over(self, request_line: bytes, conn: socket.socket) -> bool:
+        try:
+            socket.send_fds(self.sock, [request_line], [conn.fileno()])
+            return True
+        except OSError:
+            return False
+        finally:
+            self.sock.close()
 
 
 def _warm_up(config: Config) -> None:
@@ -160,8 +204,9 @@ def _detach_fds(keep: int) -> None:
 
 
 def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mapping[str, Any],
-               report_fd: int) -> None:
-    """The supervisor process: never returns."""
+               report_fd: int, history: History | None = None) -> None:
+    """The supervisor process: never returns. A spare comes with its fds already detached and
+    its history open."""
     code, reported = 0, False
 
     def report(**fields: Any) -> None:
@@ -172,7 +217,8 @@ def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mappin
             os.close(report_fd)
 
     try:
-        _detach_fds(report_fd)
+        if history is None:
+            _detach_fds(report_fd)
         os.set_blocking(report_fd, True)
         from runner.engine import Engine, JobBusy
         from runner.execute import CancelFlag
@@ -185,7 +231,7 @@ def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mappin
                     signal.SIGWINCH, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
         try:
-            Engine(config, History(config.state_dir)).run(
+            Engine(config, history or History(config.state_dir)).run(
                 job, trigger=trigger, params=params, cancel=cancel, record_skipped=False,
                 on_start=lambda record: report(status="started", run_id=record["run_id"]))
         except JobBusy as busy:
