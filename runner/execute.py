@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import time
@@ -82,6 +83,19 @@ def _load_prctl() -> None:
         _libc_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
+# util-linux's setpriv sets the parent-death signal and execs the tool. Python must fork (not
+# vfork) to run a preexec_fn, which costs ~1.5 ms in a process of this size; setpriv is the
+# faster path where it exists, preexec_fn the fallback.
+SETPRIV = shutil.which("setpriv")
+
+
+def _with_death_signal(argv: tuple[str, ...]) -> tuple[str, ...]:
+    if SETPRIV is None:
+        _load_prctl()
+        return argv
+    return (SETPRIV, "--pdeathsig", "INT", "--", *argv)
+
+
 PIPE_SIZE = 1 << 20  # room for what a dying tool still writes when nobody reads any more
 
 
@@ -101,18 +115,22 @@ def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
               deadline: float | None = None, grace: float = 30.0,
               cancel: CancelFlag | None = None, cwd: str | None = None) -> ProcessOutcome:
     """Run `argv` to its end (or stop it); stream stdout/stderr chunks to `sink`."""
-    _load_prctl()
     started = time.monotonic()
+    program = shutil.which(argv[0], path=env.get("PATH"))
+    if program is None:
+        return ProcessOutcome(127, time.monotonic() - started,
+                              not_started=f"cannot start {argv[0]}: not found or not executable")
     pipes = {name: _output_pipe() for name in ("stdout", "stderr")}
     try:
         # The child also holds the read ends (pass_fds): if the supervisor dies, restic's
         # writes do not hit a broken pipe, which would kill it (SIGPIPE) before it can remove
         # its repository lock on the SIGINT the kernel sends it.
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=pipes["stdout"][1],
-            stderr=pipes["stderr"][1], pass_fds=tuple(r for r, _ in pipes.values()),
-            env=dict(env), cwd=cwd, start_new_session=True, close_fds=True,
-            preexec_fn=_die_with_supervisor,
+            _with_death_signal((program, *argv[1:])), stdin=subprocess.DEVNULL,
+            stdout=pipes["stdout"][1], stderr=pipes["stderr"][1],
+            pass_fds=tuple(r for r, _ in pipes.values()), env=dict(env), cwd=cwd,
+            start_new_session=True, close_fds=True,
+            preexec_fn=None if SETPRIV else _die_with_supervisor,
         )
     except OSError as exc:
         for r, w in pipes.values():
