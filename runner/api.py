@@ -55,10 +55,16 @@ def state() -> ApiState:
 # --- authentication --------------------------------------------------------------------------
 
 @api.before_request
-def _admit() -> None:
+def _admit() -> Response | None:
+    """A refusal is answered straight from here: a flood of bad requests should cost as little
+    as possible, so no exception travels through Flask's error handling."""
     from runner.gatekeeper import admit
 
-    admit(state())
+    try:
+        admit(state())
+    except Problem as refusal:
+        return refusal.response()
+    return None
 
 
 def _client() -> Client:
