@@ -639,8 +639,8 @@ def report(result: dict[str, Any]) -> str:
                      f"{a['p99_ms']:.1f}" if a else "-"])
     out.append(table(["request", "n", "start p50", "start p99", "start max", "answer p50",
                       "answer p99"], rows))
-    out.append("(ms from just before connecting to the stub's `date`; 'answer' = the 202 read "
-               "back; floor = the same stub started by subprocess.run in the bench process; "
+    out.append("(ms from just before connecting to the stub's own timestamp; 'answer' = the 202 "
+               "read back; floor = the same stub started by subprocess.run in the bench process; "
                f"{r2['retries_409']} retried 409s)")
     out.append(f"target: start p50 <= {TARGET_START_P50_MS:g} ms -> {verdict(r2['ok'])}")
     out.append("")
