@@ -4,7 +4,8 @@ environment, output streamed to a sink, a deadline, and a graceful stop.
 Stopping (timeout or cancel) is SIGINT to the whole group (restic then removes its repository
 lock), SIGTERM after `grace` seconds, SIGKILL after another `grace`. Whatever is left in the group
 when the tool has exited is killed, so no process outlives its run. If the supervisor itself dies,
-the kernel sends the tool SIGINT (PR_SET_PDEATHSIG), so even then restic cleans up its lock.
+the kernel sends the tool SIGINT (PR_SET_PDEATHSIG, through `setpriv`), so even then restic
+cleans up its lock.
 """
 
 from __future__ import annotations
