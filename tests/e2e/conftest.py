@@ -165,6 +165,12 @@ jobs = ["check"]
         proc.wait()
 
 
+def token_client(ws: Workspace) -> str:
+    """A `[[clients]]` entry (all jobs, a bearer token file) to append to a test's config."""
+    token = secret_file(ws.root / "t.token", "rrt_a-token-for-this-test")
+    return f'[[clients]]\nname = "c"\ntoken_file = "{token}"\njobs = ["*"]\n'
+
+
 def problem(response: requests.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["Content-Type"].startswith("application/problem+json")

@@ -11,6 +11,7 @@ from runner.config import load_config
 from security.auth import parse_whsec
 from security.keys import parse_whpk, parse_whsk
 from tests.conftest import RUNNER, Workspace
+from tests.e2e.conftest import token_client
 
 
 def _generate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,19 +47,8 @@ def test_keys_generate_writes_private_files(tmp_path: Path) -> None:
 def test_keys_endpoint_serves_the_signing_public_key(ws: Workspace) -> None:
     key = ws.root / "runner.whsk"
     assert _generate("ed25519", "--out", str(key)).returncode == 0
-    token = ws.root / "t.token"
-    token.write_text("rrt_a-token-for-this-test\n")
-    token.chmod(0o600)
-    ws.write_config(f"""
-[jobs.check]
-kind = "check"
-[[clients]]
-name = "c"
-token_file = "{token}"
-jobs = ["*"]
-[signing]
-key_file = "{key}"
-""")
+    ws.write_config('[jobs.check]\nkind = "check"\n' + token_client(ws)
+                    + f'[signing]\nkey_file = "{key}"\n')
     app = create_app(load_config(str(ws.config_path)))
     keys = app.test_client().get("/keys").get_json()
     assert keys == {"keys": [Path(f"{key}.pub").read_text().strip()]}

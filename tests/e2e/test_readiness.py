@@ -5,21 +5,15 @@ from __future__ import annotations
 from runner.api import create_app
 from runner.config import load_config
 from tests.conftest import Workspace
+from tests.e2e.conftest import token_client
 
 
 def test_readyz_is_503_naming_the_failing_checks(ws: Workspace) -> None:
-    token = ws.root / "t.token"
-    token.write_text("rrt_a-token-for-the-test\n")
-    token.chmod(0o600)
     ws.write_config(f"""
 [jobs.broken]
 kind = "check"
 binary = "{ws.root}/no-such-restic"
-[[clients]]
-name = "c"
-token_file = "{token}"
-jobs = ["*"]
-""")
+""" + token_client(ws))
     app = create_app(load_config(str(ws.config_path)))
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
