@@ -27,7 +27,10 @@ API_RESTIC = "0.18"  # the API does not depend on restic's version; the engine's
 
 @pytest.fixture(scope="session")
 def api_repo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return init_template(RESTIC_BINARIES[API_RESTIC], tmp_path_factory.mktemp("api-template"))
+    binary = RESTIC_BINARIES[API_RESTIC]
+    version = subprocess.run([binary, "version"], capture_output=True, text=True).stdout
+    assert version.startswith(f"restic {API_RESTIC}."), f"{binary} is not restic {API_RESTIC}"
+    return init_template(binary, tmp_path_factory.mktemp("api-template"))
 
 
 @pytest.fixture
