@@ -325,7 +325,11 @@ def create_app(config: Config) -> Flask:
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception) -> Response:
-        app.logger.exception("internal error")
+        import traceback
+
+        from security.masking import redact_text
+
+        app.logger.error("internal error\n%s", redact_text(traceback.format_exc()))
         return Problem(500, "Internal error", "see the service log").response()
 
     return app

@@ -110,11 +110,12 @@ def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None
             conn.settimeout(10)
             try:
                 line = conn.makefile("rb").readline()
-                request = json.loads(line)
+                json.loads(line)  # the spare parses it again; garbage is dropped here
             except (OSError, ValueError):
                 continue
-            if not spare.hand_over(line, conn):  # it died while waiting: start one now
-                _spawn_supervisor(config, request, conn)
+            if not spare.hand_over(line, conn):  # it died while waiting: fork another
+                spare = _Spare(config)
+                spare.hand_over(line, conn)
             spare = _Spare(config)
 
 
@@ -176,21 +177,6 @@ def _reap() -> None:
             return
         if pid == 0:
             return
-
-
-def _spawn_supervisor(config: Config, request: dict[str, Any], conn: socket.socket) -> None:
-    """Fork the run's supervisor: a session of its own, our child (we are its subreaper and
-    reap it); if we die first, it is reparented and goes on. It answers on `conn`."""
-    if os.fork() == 0:
-        code = 0
-        try:
-            os.setsid()
-            _supervise(config, request["job"], request["trigger"], request["params"],
-                       os.dup(conn.fileno()))
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
 
 
 def _detach_fds(keep: int) -> None:

@@ -18,7 +18,7 @@ from runner.history import History
 from runner.jobs import StepSpec, plan, unlock_step
 from runner.jobs.output import OutputParser
 from runner.locks import JobLock
-from runner.record import new_record, parse_rfc3339, utc_now
+from runner.record import new_record, seconds_between, utc_now
 from runner.runlog import RunLog
 from runner.toolenv import ToolEnvironment, base_environment, resolve_environment
 from security.masking import redact_text
@@ -69,8 +69,7 @@ class Engine:
                 raise JobBusy(holder)
             return self._skipped(job, tool, trigger, holder)
         try:
-            record = new_record(job=job.name, kind=job.kind, hostname=self.config.hostname,
-                                repository=tool.repository, trigger=trigger, version=__version__)
+            record = self._new_record(job, tool, trigger)
             if params:
                 record["params"] = dict(params)
             self.history.insert(record)
@@ -81,6 +80,11 @@ class Engine:
             return record
         finally:
             lock.release()
+
+    def _new_record(self, job: JobConfig, tool: ToolEnvironment,
+                    trigger: dict[str, Any]) -> dict[str, Any]:
+        return new_record(job=job.name, kind=job.kind, hostname=self.config.hostname,
+                          repository=tool.repository, trigger=trigger, version=__version__)
 
     def _acquire(self, lock: JobLock) -> str | None:
         """None when we hold the lock; else the run id of the run that holds it.
@@ -102,8 +106,7 @@ class Engine:
 
     def _skipped(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
                  holder: str) -> dict[str, Any]:
-        record = new_record(job=job.name, kind=job.kind, hostname=self.config.hostname,
-                            repository=tool.repository, trigger=trigger, version=__version__)
+        record = self._new_record(job, tool, trigger)
         message = f"skipped: previous run of {job.name} still active (run {holder})"
         record.update(status="skipped", exit_code=0, finished_at=record["started_at"],
                       duration_seconds=0.0, error=message, log_tail=message + "\n",
@@ -257,8 +260,7 @@ class _Run:
         r = self.record
         r["status"], r["exit_code"], r["progress"] = status, exit_code, None
         r["finished_at"] = utc_now()
-        r["duration_seconds"] = round(
-            (parse_rfc3339(r["finished_at"]) - parse_rfc3339(r["started_at"])).total_seconds(), 3)
+        r["duration_seconds"] = seconds_between(r["started_at"], r["finished_at"])
         self.log.note(f"finished: {status} (exit {exit_code}) in {r['duration_seconds']:.2f}s")
         r["log_tail"] = self.log.tail()
         self.history.save(r)

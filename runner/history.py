@@ -16,7 +16,7 @@ from typing import Any
 from runner.errors import UserError
 from runner.fsutil import atomic_write, private_dir
 from runner.locks import JobLock
-from runner.record import parse_rfc3339, utc_now
+from runner.record import seconds_between, utc_now
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -199,9 +199,7 @@ def finish_interrupted(record: dict[str, Any]) -> None:
     record["status"] = "interrupted"
     record["finished_at"] = utc_now()
     record["progress"] = None
-    started = parse_rfc3339(record["started_at"])
-    record["duration_seconds"] = round(
-        (parse_rfc3339(record["finished_at"]) - started).total_seconds(), 3)
+    record["duration_seconds"] = seconds_between(record["started_at"], record["finished_at"])
     record["error"] = record.get("error") or "the supervising process died before the run ended"
 
 

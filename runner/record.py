@@ -32,6 +32,10 @@ def parse_rfc3339(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def seconds_between(started_at: str, finished_at: str) -> float:
+    return round((parse_rfc3339(finished_at) - parse_rfc3339(started_at)).total_seconds(), 3)
+
+
 def new_record(*, job: str, kind: str, hostname: str, repository: str | None,
                trigger: dict[str, Any], version: str) -> dict[str, Any]:
     return {
