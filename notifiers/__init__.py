@@ -1,6 +1,3 @@
-"""Notification targets. One module per target behind one small interface; the registry is empty
-until the notifier issue lands (pushgateway, webhooks, healthchecks, mail)."""
-
-from __future__ import annotations
-
-REGISTRY: dict[str, type] = {}
+"""Where runs report: one module per target kind behind one small interface
+(`notifiers.base.Target`), a registry that builds the configured targets, and a durable outbox
+(`notifiers.outbox`) from which a courier (`notifiers.courier`) delivers with retries."""

@@ -286,18 +286,13 @@ def openapi() -> Response:
 @api.get("/keys")
 def keys() -> Response:
     """The public Ed25519 key that signs result payloads, when `[signing] key_file` is set."""
-    key_file = state().config.signing.get("key_file")
+    key_file = state().config.signing.key_file
     if not key_file:
         return jsonify({"keys": []})
-    from pathlib import Path
-
     from security.keys import public_from_whsk
     from security.secrets import read_secret_file
 
-    path = Path(key_file)
-    if not path.is_absolute():
-        path = state().config.path.parent / path
-    return jsonify({"keys": [public_from_whsk(read_secret_file(path, "signing.key_file"))]})
+    return jsonify({"keys": [public_from_whsk(read_secret_file(key_file, "signing.key_file"))]})
 
 
 # --- the app -----------------------------------------------------------------------------------

@@ -90,7 +90,11 @@ def run(ctx: click.Context, job: str, config_file: str | None, as_json: bool,
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: cancel.set(signal.Signals(signum).name))
     history = open_history(config.state_dir)
-    record = Engine(config, history).run(job, cancel=cancel)
+    from notifiers.courier import run_notifier
+
+    notifier = run_notifier(config, adopt=True)  # no service may be around: deliver it all
+    record = Engine(config, history, notifier).run(job, cancel=cancel)
+    record = history.get(record["run_id"]) or record  # with the deliveries' outcomes
     if as_json:
         _echo(json.dumps(record, indent=2))
     else:
@@ -187,6 +191,68 @@ def doctor(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
             _echo(f"[{check['status'].upper():4}] {check['section']}: {check['message']}")
         _echo(f"{report['failures']} failure(s), {report['warnings']} warning(s)")
     sys.exit(0 if report["ok"] else 1)
+
+
+@main.command("notify-test")
+@_config_option
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_guard
+def notify_test(ctx: click.Context, config_file: str | None, dry_run: bool,
+                as_json: bool) -> None:
+    """One test event to every configured target; exit 1 if any delivery failed."""
+    from notifiers.probe import notify_test as send_tests
+    from runner.config import load_config
+    from runner.history import History
+
+    config = load_config(_config_file(ctx, config_file))
+    if not config.notify.any_target:
+        _fail("no notification targets configured ([notify.*] in the config)")
+    results = send_tests(config, History(config.state_dir), dry_run=dry_run)
+    if as_json:
+        _echo(json.dumps({"dry_run": dry_run, "targets": results}, indent=2))
+    else:
+        for r in results:
+            detail = r.get("error") or r.get("response") or ""
+            extra = {k: v for k, v in r.items() if k not in ("target", "result", "error",
+                                                               "response", "seconds")}
+            _echo(f"{r['target']}: {r['result']}" + (f" ({detail})" if detail else "")
+                  + (f" {json.dumps(extra)}" if dry_run else ""))
+    sys.exit(1 if any(r["result"] == "failed" for r in results) else 0)
+
+
+@main.group("metrics")
+def metrics_group() -> None:
+    """Metrics commands."""
+
+
+@metrics_group.command("prune")
+@_config_option
+@click.option("--dry-run", is_flag=True, help="List the groups; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+@_guard
+def metrics_prune(ctx: click.Context, config_file: str | None, dry_run: bool,
+                  as_json: bool) -> None:
+    """Delete this host's Pushgateway groups of jobs that are no longer configured."""
+    from notifiers.probe import prune_pushgateway
+    from runner.config import load_config
+
+    config = load_config(_config_file(ctx, config_file))
+    if not config.notify.pushgateway:
+        _fail("no [notify.pushgateway] configured")
+    stale = prune_pushgateway(config, dry_run=dry_run)
+    if as_json:
+        _echo(json.dumps({"dry_run": dry_run, "deleted": [] if dry_run else stale,
+                          "stale": stale}, indent=2))
+    else:
+        verb = "would delete" if dry_run else "deleted"
+        for group in stale:
+            _echo(f"{verb} group job=restic_runner hostname={group['hostname']} "
+                  f"job_name={group['job_name']}")
+        if not stale:
+            _echo("no groups of unconfigured jobs")
 
 
 @main.command()

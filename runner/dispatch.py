@@ -91,6 +91,12 @@ def start_launcher(config: Config) -> int:
 
 def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None:
     from runner import engine, history  # noqa: F401 - imported once here, not in every run
+
+    if config.notify.any_target:
+        from notifiers import courier, registry  # noqa: F401
+        from notifiers.registry import build_targets
+
+        build_targets(config)  # imports every configured target's module, once
     from runner.execute import become_subreaper, die_with_parent
 
     die_with_parent(signal.SIGTERM)
@@ -216,8 +222,12 @@ def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mappin
         for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
                     signal.SIGWINCH, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        from notifiers.courier import run_notifier
+
+        # first attempts only: the service's deliveries worker retries the rest
+        notifier = run_notifier(config, adopt=False, wait=0.0)
         try:
-            Engine(config, history or History(config.state_dir)).run(
+            Engine(config, history or History(config.state_dir), notifier).run(
                 job, trigger=trigger, params=params, cancel=cancel, record_skipped=False,
                 on_start=lambda record: report(status="started", run_id=record["run_id"]))
         except JobBusy as busy:

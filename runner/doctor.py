@@ -42,6 +42,22 @@ def secret_files(config: Config) -> dict[Path, str]:
                 found.setdefault(c.config, f"{where}.config (rclone)")
             for name, path in c.env_files.items():
                 found.setdefault(path, f"{where}.env_files.{name}")
+    n = config.notify
+    named: list[tuple[str, Path | None]] = [("signing.key_file", config.signing.key_file)]
+    if n.pushgateway:
+        named.append(("notify.pushgateway.password_file", n.pushgateway.password_file))
+    if n.mail:
+        named.append(("notify.mail.password_file", n.mail.password_file))
+    for w in n.webhooks:
+        base = f"notify.webhooks.{w.name}"
+        named += [(f"{base}.secret_file", w.secret_file),
+                  (f"{base}.auth_header_file", w.auth_header_file),
+                  (f"{base}.url_file", w.url_file)]
+    for h in n.healthchecks:
+        named.append((f"notify.healthchecks.{h.name}.url_file", h.url_file))
+    for key, path in named:
+        if path:
+            found.setdefault(path, key)
     return found
 
 
@@ -130,8 +146,37 @@ def run_doctor(config_file: str | None) -> dict[str, Any]:
     checks += _tool_checks(config)
     checks += _secret_file_checks(config)
     checks += _repository_checks(config)
-    checks.append(_state_dir_check(config))
+    state = _state_dir_check(config)
+    checks.append(state)
+    checks += _notify_checks(config, state.status == "ok")
     return _report(checks, config)
+
+
+def _notify_checks(config: Config, state_ok: bool) -> list[Check]:
+    """Each target reachable and (where that can be seen without sending) its credentials
+    accepted; no event is sent."""
+    if not config.notify.any_target:
+        return [Check("notify", "info", "no notification targets configured")]
+    if not state_ok:
+        return [Check("notify", "warn", "targets not checked: the state directory is unusable")]
+    from notifiers.probe import check_targets
+    from runner.history import History
+
+    history = History(config.state_dir)
+    checks = [Check("notify", "ok" if c.ok else "fail", f"{c.target}: {c.message}")
+              for c in check_targets(config, history)]
+    for hc in config.notify.healthchecks:
+        if hc.url:
+            checks.append(Check("notify", "warn", f"notify.healthchecks.{hc.name}: the ping URL "
+                                "is inline in the config (it is the check's credential); "
+                                "prefer url_file"))
+    from runner.format import pending_deliveries
+
+    pending = pending_deliveries(history)
+    if pending:
+        checks.append(Check("notify", "warn", f"{pending} deliveries pending a retry "
+                                              "(see `restic-runner status`)"))
+    return checks
 
 
 def _report(checks: list[Check], config: Config | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import os
 import pwd
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from runner import __version__
 from runner.config import Config, JobConfig
@@ -45,10 +45,23 @@ def cli_trigger() -> dict[str, Any]:
     return {"source": "cli", "client": user, "idempotency_key": None}
 
 
+class Notifier(Protocol):
+    """Hears of a run's start and end (`notifiers.courier.RunNotifier`); `close` waits, bounded,
+    for the deliveries once the job's lock is released."""
+
+    def started(self, record: dict[str, Any]) -> None: ...
+
+    def ended(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Engine:
-    def __init__(self, config: Config, history: History) -> None:
+    def __init__(self, config: Config, history: History,
+                 notifier: Notifier | None = None) -> None:
         self.config = config
         self.history = history
+        self.notifier = notifier
 
     def run(self, job_name: str, *, trigger: dict[str, Any] | None = None,
             params: Mapping[str, Any] | None = None, cancel: CancelFlag | None = None,
@@ -67,19 +80,25 @@ class Engine:
         if holder is not None:
             if not record_skipped:
                 raise JobBusy(holder)
-            return self._skipped(job, tool, trigger, holder)
-        try:
-            record = self._new_record(job, tool, trigger)
-            if params:
-                record["params"] = dict(params)
-            self.history.insert(record)
-            lock.write_holder(record["run_id"])
-            if on_start:
-                on_start(record)
-            _Run(self.history, job, record, tool, params or {}, cancel or CancelFlag()).execute()
-            return record
-        finally:
-            lock.release()
+            record = self._skipped(job, tool, trigger, holder)
+        else:
+            try:
+                record = self._new_record(job, tool, trigger)
+                if params:
+                    record["params"] = dict(params)
+                self.history.insert(record)
+                lock.write_holder(record["run_id"])
+                if on_start:
+                    on_start(record)
+                if self.notifier:
+                    self.notifier.started(record)
+                _Run(self.history, job, record, tool, params or {}, cancel or CancelFlag(),
+                     on_end=self.notifier.ended if self.notifier else None).execute()
+            finally:
+                lock.release()
+        if self.notifier:  # deliveries wait here, after the lock is released
+            self.notifier.close()
+        return record
 
     def _new_record(self, job: JobConfig, tool: ToolEnvironment,
                     trigger: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +134,8 @@ class Engine:
             log.note(message)
         self.history.insert(record)
         self.history.write_last(record)
+        if self.notifier:
+            self.notifier.ended(record)
         return record
 
 
@@ -122,9 +143,11 @@ class _Run:
     """One run in progress: its record, its log, its steps."""
 
     def __init__(self, history: History, job: JobConfig, record: dict[str, Any],
-                 tool: ToolEnvironment, params: Mapping[str, Any], cancel: CancelFlag) -> None:
+                 tool: ToolEnvironment, params: Mapping[str, Any], cancel: CancelFlag,
+                 on_end: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.history, self.job, self.record = history, job, record
         self.tool, self.params, self.cancel = tool, params, cancel
+        self.on_end = on_end
         self.log = RunLog(self.history.log_path(job.name, record["run_id"]))
         self.deadline = time.monotonic() + job.timeout if job.timeout else None
         self._last_progress = 0.0
@@ -265,6 +288,8 @@ class _Run:
         r["log_tail"] = self.log.tail()
         self.history.save(r)
         self.result_file = self.history.write_last(r)
+        if self.on_end:  # deliveries start now, while the post hook runs
+            self.on_end(r)
 
     def _post_hook(self) -> None:
         r = self.record

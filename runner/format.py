@@ -118,3 +118,9 @@ def config_summary(config: Config) -> dict[str, Any]:
     return {"schema": "restic-runner.config-check/1", "ok": True, "file": str(config.path),
             "state_dir": str(config.state_dir), "hostname": config.hostname, "jobs": jobs,
             "warnings": sorted(set(warnings))}
+
+
+def pending_deliveries(history: History) -> int:
+    from notifiers.outbox import Outbox
+
+    return Outbox(history.db).pending()

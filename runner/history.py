@@ -10,15 +10,16 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError
 from runner.fsutil import atomic_write, private_dir
 from runner.locks import JobLock
-from runner.record import seconds_between, utc_now
+from runner.record import rfc3339, seconds_between, utc_now
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
@@ -30,6 +31,54 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_by_job ON runs (job, started_at DESC);
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at DESC);
 CREATE INDEX IF NOT EXISTS runs_running ON runs (status) WHERE status = 'running';
+-- the notifiers' outbox (notifiers/outbox.py): one row per event, one per delivery to a target
+CREATE TABLE IF NOT EXISTS events (
+    event_id    TEXT PRIMARY KEY,
+    run_id      TEXT NOT NULL,
+    job         TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    event       TEXT NOT NULL,
+    created     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id          INTEGER PRIMARY KEY,
+    event_id    TEXT NOT NULL REFERENCES events (event_id),
+    run_id      TEXT NOT NULL,
+    job         TEXT NOT NULL,
+    target      TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    created     REAL NOT NULL,
+    next_at     REAL NOT NULL,
+    lease_until REAL NOT NULL DEFAULT 0,
+    last_at     TEXT,
+    detail      TEXT,
+    error       TEXT
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS deliveries_by_run ON deliveries (run_id, target);
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    delivery_id INTEGER NOT NULL,
+    at          TEXT NOT NULL,
+    delivered   INTEGER NOT NULL,
+    detail      TEXT,
+    error       TEXT,
+    seconds     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_delivery ON delivery_attempts (delivery_id);
+CREATE TABLE IF NOT EXISTS targets (
+    target      TEXT PRIMARY KEY,
+    disabled_fingerprint TEXT,
+    disabled_at TEXT,
+    disabled_reason TEXT,
+    memory      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS delivery_counters (
+    job         TEXT PRIMARY KEY,
+    failures    INTEGER NOT NULL DEFAULT 0,
+    given_up    INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -97,6 +146,7 @@ class History:
     def write_last(self, record: dict[str, Any]) -> Path:
         """`last-<job>.json`, written atomically after every run, skipped and failed included."""
         path = self.state_dir / f"last-{record['job']}.json"
+        record = self.with_notifications(dict(record))
         atomic_write(path, json.dumps(record, indent=2).encode() + b"\n")
         return path
 
@@ -118,7 +168,33 @@ class History:
 
     def get(self, run_id: str) -> dict[str, Any] | None:
         row = self.db.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return self.with_notifications(json.loads(row[0])) if row else None
+
+    def with_notifications(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record with `notifications` as the outbox knows them now."""
+        record["notifications"] = self.notifications(record["run_id"])
+        return record
+
+    def notifications(self, run_id: str) -> list[dict[str, Any]]:
+        """Each delivery of the run's events: target, event, status, attempts, the last answer."""
+        rows = self.db.execute(
+            "SELECT d.target, e.type, d.state, d.attempts, d.last_at, d.detail, d.error, "
+            "d.next_at FROM deliveries d JOIN events e USING (event_id) WHERE d.run_id = ? "
+            "ORDER BY d.id", (run_id,))
+        out = []
+        for target, event, state, attempts, last_at, detail, error, next_at in rows:
+            item: dict[str, Any] = {"target": target, "event": event, "status": state,
+                                    "attempts": attempts}
+            if last_at:
+                item["last_attempt_at"] = last_at
+            if detail:
+                item["response"] = detail
+            if error:
+                item["error"] = error
+            if state == "pending":
+                item["next_attempt_at"] = rfc3339(datetime.fromtimestamp(next_at, UTC))
+            out.append(item)
+        return out
 
     def running(self, job: str | None = None) -> list[dict[str, Any]]:
         sql = "SELECT record FROM runs WHERE status = 'running'"
@@ -158,8 +234,8 @@ class History:
             args.extend(jobs)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT record FROM runs {where} ORDER BY started_at DESC LIMIT ?"
-        for (text,) in self.db.execute(sql, (*args, limit)):
-            yield json.loads(text)
+        for (text,) in self.db.execute(sql, (*args, limit)).fetchall():
+            yield self.with_notifications(json.loads(text))
 
     # --- recovery ------------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from runner.config import Config
@@ -30,7 +31,7 @@ STAT_METRICS: dict[str, dict[str, str]] = {
     "replicate": {"transferred_bytes": "transferred_bytes", "transfers": "transfers",
                   "checks": "checks", "deletes": "deletes", "errors": "errors"},
 }
-LABELS = ("hostname", "job_name")
+LABELS = ["hostname", "job_name"]
 
 
 def _ts(text: str | None) -> float | None:
@@ -64,29 +65,61 @@ def run_values(record: dict[str, Any] | None, last_success: dict[str, Any] | Non
 
 
 class RunCollector(Collector):
-    def __init__(self, config: Config, history: History) -> None:
-        self.config, self.history = config, history
+    """The families of some jobs (default: all configured), read from the history."""
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        families: dict[str, GaugeMetricFamily] = {}
-        for name, job in self.config.jobs.items():
+    def __init__(self, config: Config, history: History,
+                 jobs: tuple[str, ...] | None = None) -> None:
+        self.config, self.history = config, history
+        self.jobs = tuple(config.jobs) if jobs is None else jobs
+
+    def collect(self) -> Iterator[Metric]:
+        from notifiers.outbox import Outbox
+
+        families: dict[str, Metric] = {}
+
+        def add(metric: str, help_text: str, labels: list[str], value: float,
+                family_type: type[Metric] = GaugeMetricFamily) -> None:
+            family = families.get(metric)
+            if family is None:
+                family = families[metric] = family_type(metric, help_text, labels=LABELS)
+            family.add_metric(labels, value)
+
+        counters = Outbox(self.history.db).job_counters()
+        for name in self.jobs:
+            job = self.config.jobs[name]
+            labels = [self.config.hostname, name]
+            kind = job.kind.replace("-", "_")
             last = self.history.last_ended(name, exclude=("skipped",))
             success = self.history.last_ended(name, status="succeeded")
-            values = run_values(last, success, bool(self.history.running(name)))
+            running = self.history.running(name)
+            values = run_values(last, success, bool(running))
+            since = _ts(running[0]["started_at"]) if running else None
+            if since is not None:
+                values["running_since_timestamp"] = since
             for suffix, value in values.items():
-                metric = f"restic_{job.kind.replace('-', '_')}_{suffix}"
-                family = families.get(metric)
-                if family is None:
-                    family = families[metric] = GaugeMetricFamily(
-                        metric, f"restic-runner: {suffix.replace('_', ' ')} of the last "
-                                f"{job.kind} run", labels=LABELS)
-                family.add_metric([self.config.hostname, name], value)
+                add(f"restic_{kind}_{suffix}",
+                    f"restic-runner: {suffix.replace('_', ' ')} of the last {job.kind} run",
+                    labels, value)
+            pending, failures, given_up = counters.get(name, (0, 0, 0))
+            add("restic_runner_job_max_age_seconds", "restic-runner: how old the last success "
+                "may be before the shipped alert fires (job key max_age)", labels, job.max_age)
+            add("restic_runner_notifications_pending", "restic-runner: deliveries of this "
+                "job's events waiting for a retry", labels, float(pending))
+            add("restic_runner_notification_failures", "restic-runner: failed delivery "
+                "attempts of this job's events", labels, float(failures), CounterMetricFamily)
+            add("restic_runner_notifications_given_up", "restic-runner: deliveries of this "
+                "job's events abandoned (retry budget spent, permanent error, 410 Gone)",
+                labels, float(given_up), CounterMetricFamily)
         yield from families.values()
 
 
-def exposition(config: Config, history: History) -> bytes:
-    from prometheus_client import CollectorRegistry, generate_latest
-
+def registry_for(config: Config, history: History,
+                 jobs: tuple[str, ...] | None = None) -> CollectorRegistry:
+    """A dedicated registry (never the process's default one: no process metrics pushed)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(RunCollector(config, history))
-    return generate_latest(registry)
+    registry.register(RunCollector(config, history, jobs))
+    return registry
+
+
+def exposition(config: Config, history: History) -> bytes:
+    return generate_latest(registry_for(config, history))

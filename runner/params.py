@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runner.config import TAG, JobConfig
+from runner.config import JobConfig
+from runner.configread import TAG
 from runner.problems import Problem
 
 MAX_TAGS = 16

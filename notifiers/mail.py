@@ -1,0 +1,168 @@
+"""`[notify.mail]`: one mail per run end, over SMTP (STARTTLS or implicit TLS, optional login).
+
+Subject as restic-backup-helper wrote it (SPEC §5): `[OK] <job> <hostname> · <duration> ·
+<details>` or `[FAIL <exit>] …`; body: the masked run log, cut from the start to `body_limit`
+bytes, saying so. Credentials go to the SMTP session only, never into a header.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from notifiers.base import Check, DeliveryContext, Event, Outcome, event_class, fingerprint_of
+from notifiers.healthchecks import log_tail
+from runner.durations import human_duration
+from runner.notifyconfig import MailSettings
+from security.masking import redact_text
+from security.secrets import read_secret_file
+
+
+def subject(record: dict[str, Any], test: bool = False) -> str:
+    status, code = record["status"], record.get("exit_code")
+    if test:
+        tag = "[TEST]"
+    elif status == "succeeded":
+        tag = "[OK]"
+    elif status == "skipped":
+        tag = "[SKIPPED]"
+    else:
+        tag = f"[FAIL {code if code is not None else status}]"
+    parts = [f"{tag} {record['job']} {record['hostname']}",
+             human_duration(float(record.get("duration_seconds") or 0.0))]
+    details = mail_details(record)
+    if details:
+        parts.append(details)
+    return redact_text(" · ".join(parts))
+
+
+def mail_details(record: dict[str, Any]) -> str:
+    """restic-backup-helper's details: a backup's data added (or new files) and snapshot; a
+    replicate's transfers; else the (masked) repository."""
+    from runner.format import human_bytes
+
+    stats = record.get("stats") or {}
+    if record["kind"] == "backup" and ("data_added" in stats or "files_new" in stats):
+        text = (f"{human_bytes(stats['data_added'])} new" if "data_added" in stats
+                else f"{stats['files_new']} new files")
+        if stats.get("snapshot_id"):
+            text += f" (snap {str(stats['snapshot_id'])[:8]})"
+        return text
+    if record["kind"] == "replicate" and "transferred_bytes" in stats:
+        return (f"{human_bytes(stats['transferred_bytes'])} in {stats.get('transfers', 0)} "
+                f"transfers ({stats.get('errors', 0)} errors)")
+    if record["status"] == "skipped":
+        return str(record.get("error") or "")
+    return str(record.get("repository") or "")
+
+
+class MailTarget:
+    name = "mail"
+
+    def __init__(self, settings: MailSettings) -> None:
+        self.settings = settings
+
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.settings)
+
+    def wants(self, event: str, job: str) -> bool:
+        cls = event_class(event)
+        return cls == "test" or (cls != "start" and self.settings.filters.wants(cls, job))
+
+    def message(self, event: Event, ctx: DeliveryContext) -> EmailMessage:
+        s = self.settings
+        msg = EmailMessage()
+        msg["Subject"] = subject(event.record, test=event_class(event.type) == "test")
+        msg["From"] = s.sender
+        msg["To"] = ", ".join(s.to)
+        msg["Date"] = formatdate(localtime=False)
+        msg["Message-ID"] = make_msgid("restic-runner", domain=event.record["hostname"])
+        msg["X-Restic-Runner-Run-Id"] = event.run_id
+        limit = s.body_limit
+        log = log_tail(ctx, event.record, limit + 1)
+        text = log[-limit:].decode("utf-8", "replace")
+        if len(log) > limit:
+            text = (f"[the log is longer than {limit} bytes: only its end is shown; the whole "
+                    f"log: `GET /runs/{event.run_id}/log`]\n" + text)
+        msg.set_content(redact_text(text) or "(no log)")
+        return msg
+
+    def _connect(self) -> smtplib.SMTP:
+        s = self.settings
+        context = ssl.create_default_context(cafile=str(s.cafile) if s.cafile else None)
+        smtp: smtplib.SMTP
+        if s.tls:
+            smtp = smtplib.SMTP_SSL(s.host, s.effective_port, timeout=s.timeout, context=context)
+        else:
+            smtp = smtplib.SMTP(s.host, s.effective_port, timeout=s.timeout)
+        try:
+            smtp.ehlo()
+            if s.starttls:
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if s.username and s.password_file:
+                smtp.login(s.username, read_secret_file(s.password_file,
+                                                        "notify.mail.password_file"))
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def deliver(self, event: Event, ctx: DeliveryContext) -> Outcome:
+        msg = self.message(event, ctx)
+        try:
+            smtp = self._connect()
+            try:
+                code, reply = smtp.mail(self.settings.sender)
+                if code != 250:
+                    return _refused(code, reply, "MAIL FROM")
+                for rcpt in self.settings.to:
+                    code, reply = smtp.rcpt(rcpt)
+                    if code not in (250, 251):
+                        return _refused(code, reply, f"RCPT TO {rcpt}")
+                code, reply = smtp.data(msg.as_bytes())
+                if code != 250:
+                    return _refused(code, reply, "DATA")
+                return Outcome.ok(f"SMTP {code}")
+            finally:
+                _quit(smtp)
+        except smtplib.SMTPResponseException as exc:
+            return _refused(exc.smtp_code, exc.smtp_error, "SMTP")
+        except (OSError, smtplib.SMTPException) as exc:
+            return Outcome.failed("no answer", f"{self._where()}: {exc or type(exc).__name__}")
+
+    def _where(self) -> str:
+        return f"smtp://{self.settings.host}:{self.settings.effective_port}"
+
+    def check(self, ctx: DeliveryContext) -> Check:
+        try:
+            _quit(self._connect())
+        except smtplib.SMTPResponseException as exc:
+            reply = exc.smtp_error.decode("utf-8", "replace") if isinstance(
+                exc.smtp_error, bytes) else str(exc.smtp_error)
+            return Check(self.name, False, redact_text(f"{self._where()}: {exc.smtp_code} {reply}"))
+        except (OSError, smtplib.SMTPException) as exc:
+            return Check(self.name, False, redact_text(f"{self._where()}: {exc}"))
+        login = "login accepted" if self.settings.username else "no login configured"
+        return Check(self.name, True, f"{self._where()} reachable, {login}")
+
+    def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:
+        msg = self.message(event, ctx)
+        return {"target": self.name, "server": self._where(), "subject": msg["Subject"],
+                "to": list(self.settings.to), "body_bytes": len(msg.get_content())}
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    try:
+        smtp.quit()
+    except (OSError, smtplib.SMTPException):
+        smtp.close()
+
+
+def _refused(code: int, reply: bytes | str, stage: str) -> Outcome:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    # 4xx: try again later; 5xx: the server will say the same tomorrow
+    return Outcome.failed(f"SMTP {code}", f"{stage}: {code} {text}", retry=code < 500)

@@ -1,0 +1,271 @@
+"""The durable outbox: events and their deliveries in the state store (SQLite, beside the runs).
+
+An event is written once; each target that wants it gets a delivery row, `pending` until it is
+`delivered`, `failed` (given up: a permanent error or the retry budget spent), `disabled` (the
+target answered 410 Gone; it stays disabled until its configuration changes) or `superseded` (a
+start event not yet delivered when the run's end event came). Several processes
+may deliver from one outbox (the service's deliveries worker, a run's own supervisor, a CLI
+`run`): a delivery is claimed with a lease in one write transaction, so it is attempted by one
+of them at a time. Deliveries to one target for one run go in order (start before end).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from notifiers.base import STARTED, Event, Outcome, Target
+from runner.notifyconfig import RetryPolicy
+from runner.record import utc_now
+
+LEASE_SECONDS = 120.0  # a claimed delivery is someone's for this long (longer than a timeout)
+
+
+def new_event_id() -> str:
+    """`msg_` + 32 hex digits: a Standard Webhooks message id (no "." in it)."""
+    return "msg_" + os.urandom(16).hex()
+
+
+def new_event(event_type: str, record: dict[str, Any]) -> Event:
+    return Event(new_event_id(), event_type, utc_now(), dict(record))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    id: int
+    target: str
+    attempts: int
+    created: float
+    event: Event
+
+
+def next_delay(policy: RetryPolicy, attempts: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter (±20 %), never sooner than the server's Retry-After."""
+    delay = min(policy.max_interval, policy.initial * 2 ** max(0, attempts - 1))
+    delay *= random.uniform(0.8, 1.2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+class Outbox:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    # --- writing events ------------------------------------------------------------------------
+
+    def enqueue(self, event: Event, targets: list[Target]) -> int:
+        """Store the event and a delivery for each target that wants it; returns how many."""
+        with self._transaction():
+            return self._insert_event(event, targets)
+
+    def enqueue_interrupted(self, targets: list[Target], since: float) -> int:
+        """Events for runs marked `interrupted` (by whichever process found them) that have
+        none yet; checked and written in one transaction, so two processes never both do it."""
+        from runner.record import parse_rfc3339
+
+        count = 0
+        with self._transaction():
+            rows = self.db.execute(
+                "SELECT record FROM runs WHERE status = 'interrupted' AND run_id NOT IN "
+                "(SELECT run_id FROM events WHERE type = 'run.interrupted')").fetchall()
+            for (text,) in rows:
+                record = json.loads(text)
+                finished = record.get("finished_at")
+                if finished and parse_rfc3339(finished).timestamp() >= since:
+                    count += self._insert_event(new_event("run.interrupted", record), targets)
+        return count
+
+    def _insert_event(self, event: Event, targets: list[Target]) -> int:
+        now = time.time()
+        wanted = [t for t in targets if t.wants(event.type, event.job)]
+        self.db.execute(
+            "INSERT INTO events (event_id, run_id, job, type, event, created) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (event.id, event.run_id, event.job, event.type,
+             json.dumps({"id": event.id, "type": event.type, "timestamp": event.timestamp,
+                         "record": event.record}), now))
+        if event.type != STARTED:
+            # a start ping sent after the end would say "running" again: drop it, unless it is
+            # in flight right now (then the end waits for it: one target, one run, in order)
+            self.db.execute(
+                "UPDATE deliveries SET state = 'superseded', error = 'the run ended before it "
+                "was delivered' WHERE run_id = ? AND state = 'pending' AND lease_until < ?",
+                (event.run_id, now))
+        for target in wanted:
+            disabled = self._disabled(target)
+            self.db.execute(
+                "INSERT INTO deliveries (event_id, run_id, job, target, state, created, "
+                "next_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (event.id, event.run_id, event.job, target.name,
+                 "disabled" if disabled else "pending", now, now,
+                 f"target disabled: {disabled}" if disabled else None))
+        return len(wanted)
+
+    # --- claiming and settling -----------------------------------------------------------------
+
+    def claim(self, *, run_ids: tuple[str, ...] | None = None, limit: int = 16,
+              now: float | None = None) -> list[Delivery]:
+        """Due deliveries, leased to the caller. None for `run_ids` means any run's."""
+        now = time.time() if now is None else now
+        sql = ("SELECT d.id, d.target, d.attempts, d.created, e.event FROM deliveries d "
+               "JOIN events e USING (event_id) WHERE d.state = 'pending' AND d.next_at <= ? "
+               "AND d.lease_until < ? AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE "
+               "p.run_id = d.run_id AND p.target = d.target AND p.id < d.id "
+               "AND p.state = 'pending')")
+        args: list[Any] = [now, now]
+        if run_ids is not None:
+            sql += f" AND d.run_id IN ({','.join('?' * len(run_ids))})"
+            args.extend(run_ids)
+        sql += " ORDER BY d.id LIMIT ?"
+        args.append(limit)
+        with self._transaction():
+            rows = self.db.execute(sql, args).fetchall()
+            for row in rows:
+                self.db.execute("UPDATE deliveries SET lease_until = ? WHERE id = ?",
+                                (now + LEASE_SECONDS, row[0]))
+        out = []
+        for delivery_id, target, attempts, created, text in rows:
+            e = json.loads(text)
+            out.append(Delivery(delivery_id, target, attempts, created,
+                                Event(e["id"], e["type"], e["timestamp"], e["record"])))
+        return out
+
+    def settle(self, delivery: Delivery, outcome: Outcome, seconds: float, *,
+               policy: RetryPolicy, target: Target | None) -> str:
+        """Record an attempt and decide what comes next; returns the delivery's new state."""
+        now = time.time()
+        attempts = delivery.attempts + 1
+        if outcome.delivered:
+            state, next_at = "delivered", now
+        elif outcome.gone:
+            state, next_at = "disabled", now
+        else:
+            next_at = now + next_delay(policy, attempts, outcome.retry_after)
+            within_budget = next_at - delivery.created <= policy.give_up_after
+            state = "pending" if outcome.retry and within_budget else "failed"
+        stamp = utc_now()
+        with self._transaction():
+            self.db.execute(
+                "INSERT INTO delivery_attempts (delivery_id, at, delivered, detail, error, "
+                "seconds) VALUES (?, ?, ?, ?, ?, ?)",
+                (delivery.id, stamp, int(outcome.delivered), outcome.detail, outcome.error,
+                 round(seconds, 4)))
+            self.db.execute(
+                "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, lease_until = 0, "
+                "last_at = ?, detail = ?, error = ? WHERE id = ?",
+                (state, attempts, next_at, stamp, outcome.detail, outcome.error, delivery.id))
+            if not outcome.delivered:
+                self._count(delivery.event.job, given_up=state in ("failed", "disabled"))
+            if outcome.remember:
+                self._remember(delivery.target, outcome.remember)
+            if outcome.gone and target is not None:
+                self._disable(target, outcome.error or outcome.detail)
+        return state
+
+    def release(self, delivery: Delivery) -> None:
+        """Give a claimed delivery back untried (the process is stopping)."""
+        self.db.execute("UPDATE deliveries SET lease_until = 0 WHERE id = ?", (delivery.id,))
+
+    # --- what the outbox knows -----------------------------------------------------------------
+
+    def next_due(self, run_ids: tuple[str, ...] | None = None) -> float | None:
+        """When the next pending delivery falls due (None: nothing pending)."""
+        sql = "SELECT MIN(MAX(next_at, lease_until)) FROM deliveries WHERE state = 'pending'"
+        args: tuple[str, ...] = ()
+        if run_ids is not None:
+            sql += f" AND run_id IN ({','.join('?' * len(run_ids))})"
+            args = run_ids
+        row = self.db.execute(sql, args).fetchone()
+        return row[0] if row and row[0] is not None else None
+
+    def pending(self, run_ids: tuple[str, ...] | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'"
+        args: tuple[str, ...] = ()
+        if run_ids is not None:
+            sql += f" AND run_id IN ({','.join('?' * len(run_ids))})"
+            args = run_ids
+        return int(self.db.execute(sql, args).fetchone()[0])
+
+    def job_counters(self) -> dict[str, tuple[int, int, int]]:
+        """job -> (pending deliveries, failed attempts ever, deliveries given up ever)."""
+        out: dict[str, tuple[int, int, int]] = {}
+        for job, failures, given_up in self.db.execute(
+                "SELECT job, failures, given_up FROM delivery_counters"):
+            out[job] = (0, failures, given_up)
+        for job, pending in self.db.execute(
+                "SELECT job, COUNT(*) FROM deliveries WHERE state = 'pending' GROUP BY job"):
+            _, failures, given_up = out.get(job, (0, 0, 0))
+            out[job] = (pending, failures, given_up)
+        return out
+
+    def memory(self, target: str) -> dict[str, Any]:
+        row = self.db.execute("SELECT memory FROM targets WHERE target = ?",
+                              (target,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def disabled(self, target: Target) -> str | None:
+        """Why the target is disabled, when it is (and its configuration has not changed)."""
+        return self._disabled(target)
+
+    def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT at, delivered, detail, error, seconds FROM delivery_attempts "
+            "WHERE delivery_id = ? ORDER BY rowid", (delivery_id,))
+        return [{"at": at, "delivered": bool(ok), "response": detail, "error": error,
+                 "seconds": seconds} for at, ok, detail, error, seconds in rows]
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _disabled(self, target: Target) -> str | None:
+        row = self.db.execute(
+            "SELECT disabled_fingerprint, disabled_at, disabled_reason FROM targets "
+            "WHERE target = ?", (target.name,)).fetchone()
+        if not row or not row[0] or row[0] != target.fingerprint():
+            return None
+        return f"{row[2]} (since {row[1]}; change its configuration to enable it again)"
+
+    def _disable(self, target: Target, reason: str) -> None:
+        self._ensure_target(target.name)
+        self.db.execute(
+            "UPDATE targets SET disabled_fingerprint = ?, disabled_at = ?, disabled_reason = ? "
+            "WHERE target = ?", (target.fingerprint(), utc_now(), reason, target.name))
+        self.db.execute(
+            "UPDATE deliveries SET state = 'disabled', error = ? WHERE target = ? "
+            "AND state = 'pending'", (f"target disabled: {reason}", target.name))
+
+    def _remember(self, target: str, values: dict[str, Any]) -> None:
+        self._ensure_target(target)
+        memory = self.memory(target)
+        memory.update(values)
+        self.db.execute("UPDATE targets SET memory = ? WHERE target = ?",
+                        (json.dumps(memory), target))
+
+    def _ensure_target(self, target: str) -> None:
+        self.db.execute("INSERT OR IGNORE INTO targets (target) VALUES (?)", (target,))
+
+    def _count(self, job: str, *, given_up: bool) -> None:
+        self.db.execute("INSERT OR IGNORE INTO delivery_counters (job) VALUES (?)", (job,))
+        self.db.execute("UPDATE delivery_counters SET failures = failures + 1, "
+                        "given_up = given_up + ? WHERE job = ?", (int(given_up), job))
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT (ROLLBACK on error): a claim is atomic across processes."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,52 @@
+"""`[notify] metrics_dir`: the job's metrics as a node-exporter textfile,
+`<metrics_dir>/restic_<job>.prom` (restic-backup-helper's name), rewritten atomically when a run
+starts and when it ends. Same families and labels as `/metrics` and the Pushgateway."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import generate_latest
+
+from notifiers.base import Check, DeliveryContext, Event, Outcome, event_class
+from runner.fsutil import atomic_write
+from runner.metrics import registry_for
+
+
+class TextfileTarget:
+    name = "textfile"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(str(self.directory).encode()).hexdigest()[:16]
+
+    def path(self, job: str) -> Path:
+        return self.directory / f"restic_{job.replace('-', '_').replace('.', '_')}.prom"
+
+    def wants(self, event: str, job: str) -> bool:
+        return event_class(event) in ("start", "success", "warning", "failure")
+
+    def deliver(self, event: Event, ctx: DeliveryContext) -> Outcome:
+        job = event.job
+        if job not in ctx.config.jobs:
+            return Outcome.failed("not written", f"job {job} is not configured", retry=False)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            data = generate_latest(registry_for(ctx.config, ctx.history, (job,)))
+            atomic_write(self.path(job), data, mode=0o644)  # node-exporter reads it
+        except OSError as exc:
+            return Outcome.failed("not written", f"{self.path(job)}: {exc.strerror or exc}")
+        return Outcome.ok("written")
+
+    def check(self, ctx: DeliveryContext) -> Check:
+        if self.directory.is_dir() and os.access(self.directory, os.W_OK | os.X_OK):
+            return Check(self.name, True, f"{self.directory} writable")
+        return Check(self.name, False, f"{self.directory} is not a writable directory")
+
+    def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:
+        return {"target": self.name, "file": str(self.path(event.job))}

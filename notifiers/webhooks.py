@@ -1,0 +1,97 @@
+"""`[notify.webhooks.<name>]`: the run record, POSTed as a Standard Webhooks message.
+
+Body `{"type", "timestamp", "data": <run record>}`; headers `webhook-id` (the same on every
+attempt, so receivers de-duplicate), `webhook-timestamp` (of this attempt), `webhook-signature`
+(`v1,` HMAC with the target's `secret_file`; `v1a,` Ed25519 with `[signing] key_file`), and
+`Authorization` from `auth_header_file`. 2xx delivers; 410 disables the target; anything else
+is retried by the outbox.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from notifiers import http
+from notifiers.base import Check, DeliveryContext, Event, Outcome, event_class, fingerprint_of
+from runner.notifyconfig import SigningSettings, WebhookSettings
+from security.auth import parse_whsec
+from security.masking import mask_webhook_url, register_secret, url_secrets
+from security.secrets import read_secret_file
+from security.signing import signature_header
+
+
+def read_url(url: str | None, url_file: Any, key: str) -> str:
+    """The target's URL; one read from a file is a secret as a whole."""
+    if url:
+        for secret in url_secrets(url):
+            register_secret(secret)
+        return url
+    value = read_secret_file(url_file, key)
+    for secret in url_secrets(value):
+        register_secret(secret)
+    return value
+
+
+class WebhookTarget:
+    def __init__(self, settings: WebhookSettings, signing: SigningSettings) -> None:
+        self.settings, self.signing = settings, signing
+        self.name = f"webhook:{settings.name}"
+        self._key = f"notify.webhooks.{settings.name}"
+
+    def fingerprint(self) -> str:
+        return fingerprint_of(self.settings)
+
+    def wants(self, event: str, job: str) -> bool:
+        return event_class(event) == "test" or self.settings.filters.wants(event_class(event), job)
+
+    def url(self) -> str:
+        return read_url(self.settings.url, self.settings.url_file, f"{self._key}.url_file")
+
+    def _request(self, event: Event) -> tuple[bytes, dict[str, str]]:
+        body = event.payload()
+        timestamp = int(time.time())
+        headers = {"Content-Type": "application/json", "webhook-id": event.id,
+                   "webhook-timestamp": str(timestamp)}
+        hmac_keys: tuple[bytes, ...] = ()
+        if self.settings.secret_file:
+            text = read_secret_file(self.settings.secret_file, f"{self._key}.secret_file")
+            hmac_keys = tuple(parse_whsec(line) for line in text.splitlines() if line.strip())
+        whsk = (read_secret_file(self.signing.key_file, "signing.key_file")
+                if self.signing.key_file else None)
+        signature = signature_header(event.id, timestamp, body, hmac_keys=hmac_keys, whsk=whsk)
+        if signature:
+            headers["webhook-signature"] = signature
+        if self.settings.auth_header_file:
+            headers["Authorization"] = read_secret_file(self.settings.auth_header_file,
+                                                        f"{self._key}.auth_header_file")
+        return body, headers
+
+    def deliver(self, event: Event, ctx: DeliveryContext) -> Outcome:
+        url = self.url()
+        body, headers = self._request(event)
+        try:
+            answer = http.request("POST", url, body=body, headers=headers,
+                                  timeout=self.settings.timeout)
+        except http.HttpError as exc:
+            return Outcome.failed("no answer", str(exc))
+        if answer.ok:
+            return Outcome.ok(f"HTTP {answer.status}")
+        outcome = Outcome.failed(f"HTTP {answer.status}", http.answer_error(answer, url),
+                                 retry_after=answer.retry_after())
+        outcome.gone = answer.status == 410
+        return outcome
+
+    def check(self, ctx: DeliveryContext) -> Check:
+        url = self.url()
+        problem = http.reachable(url, timeout=self.settings.timeout)
+        if problem:
+            return Check(self.name, False, problem)
+        return Check(self.name, True, f"{mask_webhook_url(url)} reachable (credentials are "
+                                      "checked only by sending: notify-test)")
+
+    def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:
+        body, headers = self._request(event)
+        shown = {k: ("***" if k == "Authorization" else v) for k, v in headers.items()}
+        return {"target": self.name, "method": "POST", "url": mask_webhook_url(self.url()),
+                "headers": shown, "body_bytes": len(body)}

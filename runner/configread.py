@@ -1,0 +1,172 @@
+"""Reading TOML tables: value converters (return the value or raise ValueError("expected ...")) and
+`Table`, which knows its dotted name, resolves paths and refuses keys nobody asked for. Shared
+by `runner.config` and `runner.notifyconfig`."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from runner.durations import parse_duration
+from runner.errors import ConfigError
+
+TAG = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def describe(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def expect(what: str, value: object) -> ValueError:
+    return ValueError(f"expected {what}, got {describe(value)}")
+
+
+def as_string(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise expect("a non-empty string", value)
+    return value
+
+
+def as_bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise expect("true or false", value)
+    return value
+
+
+def as_count(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise expect("a positive integer", value)
+    return value
+
+
+def as_positive_number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise expect("a positive number", value)
+    return float(value)
+
+
+def as_duration(value: object) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise expect('a duration such as "6h", "90m", "45s" or seconds', value) from None
+
+
+def as_strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise expect("a list of non-empty strings", value)
+    return tuple(value)
+
+
+def as_argv(value: object) -> tuple[str, ...]:
+    argv = as_strings(value)
+    if not argv:
+        raise expect("a non-empty list (program and arguments)", value)
+    return argv
+
+
+def as_tags(value: object) -> tuple[str, ...]:
+    tags = as_strings(value)
+    for tag in tags:
+        if not TAG.fullmatch(tag):
+            raise expect("tags matching [A-Za-z0-9._:-]{1,64}", tag)
+    return tags
+
+
+def as_env_names(value: object) -> tuple[str, ...]:
+    names = as_strings(value)
+    for name in names:
+        if not ENV_NAME.fullmatch(name):
+            raise expect("environment variable names", name)
+    return names
+
+
+def as_str_map(value: object) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not all(
+        ENV_NAME.fullmatch(k) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise expect('a table of NAME = "value" strings', value)
+    return MappingProxyType(dict(value))
+
+
+def choice(*options: str) -> Callable[[object], str]:
+    def convert(value: object) -> str:
+        if value not in options:
+            raise expect(" or ".join(f'"{o}"' for o in options), value)
+        return str(value)
+    return convert
+
+
+# --- reading tables ----------------------------------------------------------------------------
+
+class Table:
+    """One TOML table being read: knows its dotted name and refuses keys nobody asked for."""
+
+    def __init__(self, file: str, name: str, data: object, base: Path) -> None:
+        if not isinstance(data, dict):
+            raise ConfigError(file, name, f"expected a table, got {describe(data)}")
+        self.file, self.name, self.data, self.base = file, name, data, base
+        self.seen: set[str] = set()
+
+    def key(self, key: str) -> str:
+        return f"{self.name}.{key}" if self.name else key
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.file, self.key(key), problem)
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str, convert: Callable[[object], Any], default: Any = None) -> Any:
+        self.seen.add(key)
+        if key not in self.data:
+            return default
+        try:
+            return convert(self.data[key])
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
+
+    def path(self, key: str, default: Path | None = None, *, must_exist: bool = False) -> Any:
+        raw = self.get(key, as_string)
+        if raw is None:
+            return default
+        path = self._resolve(raw)
+        if must_exist:
+            self._check_readable(key, path)
+        return path
+
+    def path_map(self, key: str) -> Mapping[str, Path]:
+        self.seen.add(key)
+        raw = self.data.get(key, {})
+        if not isinstance(raw, dict):
+            raise self.error(key, 'expected a table of NAME = "/path/to/file", '
+                                  f"got {describe(raw)}")
+        out: dict[str, Path] = {}
+        for name, value in raw.items():
+            if not ENV_NAME.fullmatch(name) or not isinstance(value, str) or not value:
+                raise self.error(f"{key}.{name}", f"expected a file path, got {describe(value)}")
+            out[name] = self._resolve(value)
+            self._check_readable(f"{key}.{name}", out[name])
+        return MappingProxyType(out)
+
+    def _resolve(self, raw: str) -> Path:
+        path = Path(os.path.expanduser(raw))
+        return path if path.is_absolute() else self.base / path
+
+    def _check_readable(self, key: str, path: Path) -> None:
+        if not path.is_file():
+            raise self.error(key, f"file {path} does not exist")
+        if not os.access(path, os.R_OK):
+            raise self.error(key, f"file {path} is not readable by this user")
+
+    def finish(self, allowed_hint: str = "") -> None:
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            hint = allowed_hint or ", ".join(sorted(self.seen))
+            raise self.error(unknown[0], f"unknown key (expected one of: {hint})")

@@ -1,0 +1,157 @@
+"""Pushgateway: the real Debian binary, with basic auth; metrics read back from its API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.conftest import Workspace
+from tests.e2e.conftest import api_repo_template, secret_file, ws  # noqa: F401
+from tests.notifiers.conftest import PG_PASSWORD, PG_USER, Pushgateway, start_pushgateway
+
+JOBS = """
+[jobs.nightly]
+kind = "backup"
+paths = ["{data}"]
+
+[jobs.verify]
+kind = "check"
+
+[jobs.broken]
+kind = "backup"
+paths = ["{data}/does-not-exist"]
+"""
+
+
+def configure(ws: Workspace, gateway: Pushgateway, *, hostname: str = "test-host",
+              extra: str = "") -> None:
+    password = secret_file(ws.root / "pg.password", PG_PASSWORD)
+    ws.write_config(JOBS.format(data=ws.data) + f"""
+[notify.pushgateway]
+url = "{gateway.url}"
+username = "{PG_USER}"
+password_file = "{password}"
+{extra}""")
+    text = ws.config_path.read_text().replace('hostname = "test-host"', f'hostname = "{hostname}"')
+    ws.config_path.write_text(text)
+
+
+def test_backup_metrics_reach_the_gateway(ws: Workspace, pushgateway: Pushgateway) -> None:
+    configure(ws, pushgateway)
+    code, record = ws.run_json("nightly")
+    assert code == 0, record
+    labels = {"job": "restic_runner", "hostname": "test-host", "job_name": "nightly"}
+    assert pushgateway.value("restic_backup_last_success", **labels) == 1.0
+    assert pushgateway.value("restic_backup_last_exit_code", **labels) == 0.0
+    assert pushgateway.value("restic_backup_running", **labels) == 0.0
+    assert pushgateway.value("restic_backup_last_files_new", **labels) == 20.0
+    added = pushgateway.value("restic_backup_last_data_added_bytes", **labels)
+    assert added == record["stats"]["data_added"] > 0
+    assert pushgateway.value("restic_backup_last_success_timestamp", **labels) is not None
+    notes = {n["target"]: n for n in record["notifications"]}
+    assert notes["pushgateway"]["status"] == "delivered"
+
+
+def test_exposition_is_promtool_clean(ws: Workspace, pushgateway: Pushgateway) -> None:
+    configure(ws, pushgateway)
+    assert ws.run_json("nightly")[0] == 0
+    assert ws.run_json("verify")[0] == 0
+    text = pushgateway.exposition()
+    ours = "\n".join(line for line in text.splitlines()
+                     if line.removeprefix("# HELP ").removeprefix("# TYPE ").startswith("restic_"))
+    assert "restic_backup_last_files_new" in ours
+    done = subprocess.run(["promtool", "check", "metrics"], input=ours + "\n", text=True,
+                          capture_output=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert 'restic_check_last_success{hostname="test-host",instance="",job="restic_runner",' \
+           'job_name="verify"} 1' in text
+
+
+def test_failure_keeps_the_last_success_timestamp(ws: Workspace,
+                                                  pushgateway: Pushgateway) -> None:
+    configure(ws, pushgateway)
+    code, first = ws.run_json("nightly")
+    assert code == 0
+    labels = {"hostname": "test-host", "job_name": "nightly"}
+    success_at = pushgateway.value("restic_backup_last_success_timestamp", **labels)
+    # the same job now fails: its paths vanish
+    (ws.data).rename(ws.root / "moved-away")
+    code, failed = ws.run_json("nightly")
+    assert code != 0 and failed["status"] == "failed"
+    assert pushgateway.value("restic_backup_last_success", **labels) == 0.0
+    assert pushgateway.value("restic_backup_last_exit_code", **labels) == float(code)
+    assert pushgateway.value("restic_backup_last_success_timestamp", **labels) == success_at
+
+
+def test_jobs_and_hosts_never_overwrite_each_other(ws: Workspace, tmp_path: Path,
+                                                   pushgateway: Pushgateway) -> None:
+    configure(ws, pushgateway, hostname="host-a")
+    assert ws.run_json("nightly")[0] == 0
+    assert ws.run_json("verify")[0] == 0
+    configure(ws, pushgateway, hostname="host-b")
+    ws.config_path.write_text(ws.config_path.read_text().replace(
+        f'state_dir = "{ws.state}"', f'state_dir = "{tmp_path / "state-b"}"'))
+    (ws.data / "dir0" / "file000.txt").unlink()
+    (ws.data).rename(ws.root / "gone")
+    assert ws.run_json("nightly")[0] != 0
+    groups = {(g["labels"]["hostname"], g["labels"]["job_name"]) for g in pushgateway.groups()}
+    assert groups == {("host-a", "nightly"), ("host-a", "verify"), ("host-b", "nightly")}
+    assert pushgateway.value("restic_backup_last_success", hostname="host-a",
+                             job_name="nightly") == 1.0
+    assert pushgateway.value("restic_backup_last_success", hostname="host-b",
+                             job_name="nightly") == 0.0
+    assert pushgateway.value("restic_check_last_success", hostname="host-a",
+                             job_name="verify") == 1.0
+
+
+def test_metrics_prune_deletes_groups_of_unconfigured_jobs(ws: Workspace,
+                                                           pushgateway: Pushgateway) -> None:
+    configure(ws, pushgateway)
+    assert ws.run_json("nightly")[0] == 0
+    assert ws.run_json("verify")[0] == 0
+    # `verify` leaves the configuration
+    ws.config_path.write_text(ws.config_path.read_text().replace(
+        '[jobs.verify]\nkind = "check"\n', ""))
+    done = ws.cli("metrics", "prune", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["deleted"] == [{"hostname": "test-host", "job_name": "verify"}]
+    groups = {g["labels"]["job_name"] for g in pushgateway.groups()}
+    assert groups == {"nightly"}
+
+
+def test_wrong_password_is_a_failed_delivery_not_a_failed_run(
+        ws: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "pg2").mkdir()
+    gateway = start_pushgateway(tmp_path / "pg2", password="the-right-one")
+    try:
+        configure(ws, gateway, extra="[notify]\ncli_wait = 0\n")
+        code, record = ws.run_json("verify")
+        assert code == 0 and record["status"] == "succeeded"
+        note = next(n for n in record["notifications"]
+                    if n["target"] == "pushgateway" and n["event"] == "run.succeeded")
+        # tried once before `run` exited; left in the outbox for the service or the next run
+        assert note["status"] == "pending" and note["attempts"] == 1
+        assert note["response"] == "HTTP 401"
+        assert PG_PASSWORD not in json.dumps(record)
+    finally:
+        gateway.process.terminate()
+        gateway.process.wait(10)
+
+
+def test_start_push_sets_running(ws: Workspace, pushgateway: Pushgateway) -> None:
+    slow = ws.root / "slow-hook.sh"
+    slow.write_text("#!/bin/sh\nsleep 2\n")
+    slow.chmod(0o755)
+    configure(ws, pushgateway)
+    ws.config_path.write_text(ws.config_path.read_text().replace(
+        '[jobs.verify]\nkind = "check"\n', f'[jobs.verify]\nkind = "check"\npre_hook = ["{slow}"]\n'))
+    proc = ws.popen("run", "verify")
+    from tests.notifiers.conftest import wait_until
+
+    wait_until(lambda: pushgateway.value("restic_check_running", job_name="verify") == 1.0)
+    since = pushgateway.value("restic_check_running_since_timestamp", job_name="verify")
+    assert since is not None
+    assert proc.wait(60) == 0
+    assert pushgateway.value("restic_check_running", job_name="verify") == 0.0
+    assert pushgateway.value("restic_check_running_since_timestamp", job_name="verify") is None
