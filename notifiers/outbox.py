@@ -91,12 +91,12 @@ class Outbox:
              json.dumps({"id": event.id, "type": event.type, "timestamp": event.timestamp,
                          "record": event.record}), now))
         if event.type != STARTED:
-            # a start ping sent after the end would say "running" again: drop it, unless it is
-            # in flight right now (then the end waits for it: one target, one run, in order)
+            # a start event that failed and waits for a retry is dropped: sent after the end, it
+            # would say "running" again. One never tried, or in flight, goes first (in order).
             self.db.execute(
                 "UPDATE deliveries SET state = 'superseded', error = 'the run ended before it "
-                "was delivered' WHERE run_id = ? AND state = 'pending' AND lease_until < ?",
-                (event.run_id, now))
+                "was delivered' WHERE run_id = ? AND state = 'pending' AND attempts > 0 "
+                "AND lease_until < ?", (event.run_id, now))
         for target in wanted:
             disabled = self._disabled(target)
             self.db.execute(

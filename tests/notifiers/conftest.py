@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import api_repo_template, ws  # noqa: F401 - fixtures used here
+
 PUSHGATEWAY = "/usr/bin/prometheus-pushgateway"
 PG_USER, PG_PASSWORD = "pusher", "pg-pässw/rd@:%-canary"
 
@@ -142,7 +144,7 @@ class Receiver:
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 receiver.requests.append(Received(self.command, self.path,
@@ -157,8 +159,8 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(b"OK")
 
-            do_GET = do_POST  # noqa: N815
-            do_PUT = do_POST  # noqa: N815
+            do_GET = do_POST
+            do_PUT = do_POST
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -250,7 +252,7 @@ def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
     server = SmtpServer(free_port(), cert)
 
     class Handler:
-        async def handle_DATA(self, srv: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, srv: Any, session: Any, envelope: Any) -> str:
             server.envelopes.append(envelope)
             server.messages.append(message_from_bytes(envelope.original_content))
             return "250 OK queued"
@@ -272,3 +274,45 @@ def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
     controller.start()
     yield server
     controller.stop()
+
+
+# --- the service ---------------------------------------------------------------------------------
+
+@dataclass
+class Service:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_service(workspace: Any, port: int) -> Service:
+    """`restic-runner serve` on the workspace's config (which must bind to `port`)."""
+    from tests.conftest import RUNNER
+
+    log = workspace.root / f"serve-{port}.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen([RUNNER, "serve"], env=workspace.env(), stdout=out, stderr=out,
+                                   cwd=workspace.root)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    wait_until(up, timeout=30, interval=0.1)
+    return Service(url, process, log)

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import Workspace
-from tests.e2e.conftest import api_repo_template, secret_file, ws  # noqa: F401
+from tests.e2e.conftest import secret_file
 from tests.notifiers.conftest import PG_PASSWORD, PG_USER, Pushgateway, start_pushgateway
 
 JOBS = """
@@ -71,7 +71,7 @@ def test_exposition_is_promtool_clean(ws: Workspace, pushgateway: Pushgateway) -
 def test_failure_keeps_the_last_success_timestamp(ws: Workspace,
                                                   pushgateway: Pushgateway) -> None:
     configure(ws, pushgateway)
-    code, first = ws.run_json("nightly")
+    code, _ = ws.run_json("nightly")
     assert code == 0
     labels = {"hostname": "test-host", "job_name": "nightly"}
     success_at = pushgateway.value("restic_backup_last_success_timestamp", **labels)
@@ -145,7 +145,8 @@ def test_start_push_sets_running(ws: Workspace, pushgateway: Pushgateway) -> Non
     slow.chmod(0o755)
     configure(ws, pushgateway)
     ws.config_path.write_text(ws.config_path.read_text().replace(
-        '[jobs.verify]\nkind = "check"\n', f'[jobs.verify]\nkind = "check"\npre_hook = ["{slow}"]\n'))
+        '[jobs.verify]\nkind = "check"\n',
+        f'[jobs.verify]\nkind = "check"\npre_hook = ["{slow}"]\n'))
     proc = ws.popen("run", "verify")
     from tests.notifiers.conftest import wait_until
 

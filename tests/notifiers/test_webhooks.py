@@ -1,0 +1,241 @@
+"""Webhooks: Standard Webhooks signatures (`v1` verified by the `standardwebhooks` library, `v1a`
+by cryptography against `/keys`), retries with backoff, Retry-After, 410, restarts, filters."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import time
+import urllib.request
+from pathlib import Path
+
+from standardwebhooks import Webhook
+
+from tests.conftest import Workspace
+from tests.e2e.conftest import secret_file, token_client
+from tests.notifiers.conftest import Receiver, free_port, start_service, wait_until
+
+JOBS = """
+[jobs.nightly]
+kind = "backup"
+paths = ["{data}"]
+
+[jobs.broken]
+kind = "backup"
+paths = ["{data}/does-not-exist"]
+"""
+WHSEC = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+AUTH = "Bearer receiver-tøken/@:%-canary"
+
+
+def configure(ws: Workspace, receiver: Receiver, *, webhook: str = "", notify: str = "",
+              top: str = "") -> None:
+    whsec = secret_file(ws.root / "ops.whsec", WHSEC)
+    auth = secret_file(ws.root / "ops.auth", AUTH)
+    ws.write_config(JOBS.format(data=ws.data) + f"""
+[notify]
+retry_initial = "0.2s"
+{notify}
+[notify.webhooks.ops]
+url = "{receiver.url}/hooks/backup"
+secret_file = "{whsec}"
+auth_header_file = "{auth}"
+{webhook}
+""", top=top)
+
+
+def test_v1_signature_verifies_with_standardwebhooks(ws: Workspace, receiver: Receiver) -> None:
+    configure(ws, receiver)
+    code, record = ws.run_json("nightly")
+    assert code == 0
+    [request] = receiver.wait_for(1)
+    assert request.path == "/hooks/backup"
+    payload = Webhook(WHSEC).verify(request.body, request.headers)
+    assert payload["type"] == "run.succeeded"
+    assert payload["data"]["run_id"] == record["run_id"]
+    assert payload["data"]["schema"] == "restic-runner.run/1"
+    assert payload["data"]["stats"]["files_new"] == 20
+    assert request.headers["Authorization"] == AUTH
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["webhook-id"].startswith("msg_")
+    [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
+    assert note == {"target": "webhook:ops", "event": "run.succeeded", "status": "delivered",
+                    "attempts": 1, "last_attempt_at": note["last_attempt_at"],
+                    "response": "HTTP 200"}
+    last = json.loads((ws.state / "last-nightly.json").read_text())
+    assert last["notifications"] == record["notifications"]
+
+
+def test_a_tampered_body_does_not_verify(ws: Workspace, receiver: Receiver) -> None:
+    configure(ws, receiver)
+    ws.run_json("nightly")
+    [request] = receiver.wait_for(1)
+    import pytest
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    with pytest.raises(WebhookVerificationError):
+        Webhook(WHSEC).verify(request.body.replace(b"succeeded", b"failed"), request.headers)
+
+
+def test_500_500_200_is_delivered_on_the_third_attempt(ws: Workspace,
+                                                      receiver: Receiver) -> None:
+    receiver.script = [(500, {}), (500, {})]
+    configure(ws, receiver)
+    code, record = ws.run_json("nightly")
+    assert code == 0
+    requests = receiver.wait_for(3)
+    time.sleep(1.0)
+    assert len(receiver.requests) == 3  # exactly once more after the failures
+    assert len({r.headers["webhook-id"] for r in requests}) == 1  # one message, three attempts
+    for r in requests:
+        Webhook(WHSEC).verify(r.body, r.headers)
+    [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
+    assert note["status"] == "delivered" and note["attempts"] == 3
+    gaps = [b.at - a.at for a, b in itertools.pairwise(requests)]
+    assert gaps[1] > gaps[0] * 1.2  # backoff grows (0.2 s, 0.4 s, ±20 % jitter)
+
+
+def test_retry_after_is_honoured(ws: Workspace, receiver: Receiver) -> None:
+    receiver.script = [(503, {"Retry-After": "2"})]
+    configure(ws, receiver)
+    assert ws.run_json("nightly")[0] == 0
+    first, second = receiver.wait_for(2)
+    assert second.at - first.at >= 1.9
+
+
+def test_410_gone_disables_the_target_until_its_config_changes(ws: Workspace,
+                                                             receiver: Receiver) -> None:
+    receiver.script = [(410, {})]
+    configure(ws, receiver)
+    code, record = ws.run_json("nightly")
+    assert code == 0
+    [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
+    assert note["status"] == "disabled" and note["response"] == "HTTP 410"
+    code, record = ws.run_json("nightly")
+    assert code == 0
+    [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
+    assert note["status"] == "disabled" and note["attempts"] == 0
+    assert "410" in note["error"]
+    assert len(receiver.requests) == 1
+    configure(ws, receiver, webhook='timeout = "5s"')  # the operator fixed the target
+    code, record = ws.run_json("nightly")
+    [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
+    assert note["status"] == "delivered"
+    assert len(receiver.requests) == 2
+
+
+def test_redirects_are_not_followed(ws: Workspace, receiver: Receiver) -> None:
+    elsewhere = Receiver(free_port()).start()
+    try:
+        receiver.default = (302, {"Location": f"{elsewhere.url}/stolen"})
+        configure(ws, receiver, notify="cli_wait = 0")
+        code, record = ws.run_json("nightly")
+        assert code == 0
+        [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
+        assert note["status"] == "pending" and note["response"] == "HTTP 302"
+        time.sleep(0.5)
+        assert elsewhere.requests == []
+    finally:
+        elsewhere.stop()
+
+
+def test_on_and_jobs_filters(ws: Workspace, receiver: Receiver) -> None:
+    configure(ws, receiver, webhook='on = ["start", "failure"]\njobs = ["broken"]')
+    assert ws.run_json("nightly")[0] == 0  # not this job
+    code, _ = ws.run_json("broken")
+    assert code != 0
+    requests = receiver.wait_for(2)
+    types = [r.json()["type"] for r in requests]
+    assert types == ["run.started", "run.failed"]
+    assert {r.json()["data"]["job"] for r in requests} == {"broken"}
+    assert requests[1].json()["data"]["exit_code"] == code
+
+
+def test_a_failed_delivery_changes_no_status_or_exit_code(ws: Workspace) -> None:
+    down = Receiver(free_port())  # never started: connection refused
+    configure(ws, down, notify="cli_wait = 0")
+    code, record = ws.run_json("nightly")
+    assert code == 0 and record["status"] == "succeeded"
+    [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
+    assert note["status"] == "pending" and "refused" in note["error"].lower()
+    assert note["error"].startswith("http://127.0.0.1:")  # scheme://host/..., nothing more
+    assert "/hooks/backup" not in note["error"]
+    code, record = ws.run_json("broken")
+    assert record["status"] == "failed" and code == record["exit_code"] != 0
+
+
+def test_a_receiver_down_during_the_run_gets_the_event_after_a_restart(
+        ws: Workspace) -> None:
+    hook_port, api_port = free_port(), free_port()
+    receiver = Receiver(hook_port)  # down while the run happens
+    configure(ws, receiver, top=f'[server]\nbind = "127.0.0.1:{api_port}"\n')
+    with open(ws.config_path, "a") as f:
+        f.write(token_client(ws))
+    service = start_service(ws, api_port)
+    try:
+        request = urllib.request.Request(f"{service.url}/trigger/nightly?wait=20", data=b"",
+                                         method="POST",
+                                         headers={"Authorization": "Bearer "
+                                                  "rrt_a-token-for-this-test"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            run = json.loads(response.read())
+        assert run["status"] == "succeeded"
+    finally:
+        service.stop()
+    receiver.start()  # the receiver comes up while the runner is down
+    try:
+        time.sleep(0.5)
+        assert receiver.requests == []
+        service = start_service(ws, api_port)
+        try:
+            [request] = receiver.wait_for(1, timeout=20)
+            payload = Webhook(WHSEC).verify(request.body, request.headers)
+            assert payload["type"] == "run.succeeded"
+            assert payload["data"]["run_id"] == run["run_id"]
+
+            def delivered() -> bool:
+                req = urllib.request.Request(
+                    f"{service.url}/runs/{run['run_id']}",
+                    headers={"Authorization": "Bearer rrt_a-token-for-this-test"})
+                with urllib.request.urlopen(req, timeout=5) as response:
+                    notes = json.loads(response.read())["notifications"]
+                return any(n["status"] == "delivered" and n["attempts"] >= 2 for n in notes)
+
+            wait_until(delivered)
+        finally:
+            service.stop()
+    finally:
+        receiver.stop()
+
+
+def test_v1a_signature_verifies_against_keys(ws: Workspace, receiver: Receiver,
+                                            tmp_path: Path) -> None:
+    import subprocess
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from tests.conftest import RUNNER
+
+    key = tmp_path / "runner.whsk"
+    subprocess.run([RUNNER, "keys", "generate", "ed25519", "--out", str(key)], check=True,
+                   capture_output=True)
+    api_port = free_port()
+    configure(ws, receiver, top=f'[server]\nbind = "127.0.0.1:{api_port}"\n'
+                                f'[signing]\nkey_file = "{key}"\n')
+    service = start_service(ws, api_port)
+    try:
+        with urllib.request.urlopen(service.url + "/keys", timeout=5) as response:
+            [public] = json.loads(response.read())["keys"]
+    finally:
+        service.stop()
+    code, _ = ws.run_json("nightly")
+    assert code == 0
+    [request] = receiver.wait_for(1)
+    signatures = dict(s.split(",", 1) for s in request.headers["webhook-signature"].split())
+    assert set(signatures) == {"v1", "v1a"}
+    signed = (f"{request.headers['webhook-id']}.{request.headers['webhook-timestamp']}."
+              .encode() + request.body)
+    verifier = Ed25519PublicKey.from_public_bytes(base64.b64decode(public.removeprefix("whpk_")))
+    verifier.verify(base64.b64decode(signatures["v1a"]), signed)  # raises if wrong
+    Webhook(WHSEC).verify(request.body, request.headers)  # and v1 still verifies
