@@ -7,6 +7,7 @@ bytes, saying so. Credentials go to the SMTP session only, never into a header.
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 from email.message import EmailMessage
@@ -87,7 +88,8 @@ class MailTarget:
         if len(log) > limit:
             text = (f"[the log is longer than {limit} bytes: only its end is shown; the whole "
                     f"log: `GET /runs/{event.run_id}/log`]\n" + text)
-        msg.set_content(redact_text(text) or "(no log)")
+        # quoted-printable: restic's JSON lines are longer than SMTP's 998-byte line limit
+        msg.set_content(redact_text(text) or "(no log)", cte="quoted-printable")
         return msg
 
     def _connect(self) -> smtplib.SMTP:
@@ -104,8 +106,8 @@ class MailTarget:
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if s.username and s.password_file:
-                smtp.login(s.username, read_secret_file(s.password_file,
-                                                        "notify.mail.password_file"))
+                _login(smtp, s.username, read_secret_file(s.password_file,
+                                                          "notify.mail.password_file"))
         except BaseException:
             smtp.close()
             raise
@@ -123,7 +125,8 @@ class MailTarget:
                     code, reply = smtp.rcpt(rcpt)
                     if code not in (250, 251):
                         return _refused(code, reply, f"RCPT TO {rcpt}")
-                code, reply = smtp.data(msg.as_bytes())
+                # CRLF line ends: smtplib passes bytes through as they are
+                code, reply = smtp.data(msg.as_bytes(policy=msg.policy.clone(linesep="\r\n")))
                 if code != 250:
                     return _refused(code, reply, "DATA")
                 return Outcome.ok(f"SMTP {code}")
@@ -153,6 +156,19 @@ class MailTarget:
         msg = self.message(event, ctx)
         return {"target": self.name, "server": self._where(), "subject": msg["Subject"],
                 "to": list(self.settings.to), "body_bytes": len(msg.get_content())}
+
+
+def _login(smtp: smtplib.SMTP, user: str, password: str) -> None:
+    """AUTH PLAIN in UTF-8 (RFC 4616) where offered: smtplib's own `login` encodes as ASCII and
+    fails on a password such as "pässwort"; other mechanisms go through `login`."""
+    mechanisms = smtp.esmtp_features.get("auth", "").upper().split()
+    if "PLAIN" not in mechanisms:
+        smtp.login(user, password)
+        return
+    token = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+    code, reply = smtp.docmd("AUTH", "PLAIN " + token)
+    if code not in (235, 503):  # 503: already authenticated
+        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def _quit(smtp: smtplib.SMTP) -> None:

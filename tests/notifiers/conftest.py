@@ -5,6 +5,7 @@ and AUTH, self-signed certificate), and scripted HTTP receivers for webhooks and
 from __future__ import annotations
 
 import datetime
+import email.policy
 import http.server
 import json
 import socket
@@ -254,7 +255,8 @@ def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
     class Handler:
         async def handle_DATA(self, srv: Any, session: Any, envelope: Any) -> str:
             server.envelopes.append(envelope)
-            server.messages.append(message_from_bytes(envelope.original_content))
+            server.messages.append(message_from_bytes(envelope.original_content,
+                                                      policy=email.policy.default))
             return "250 OK queued"
 
     def authenticator(srv: Any, session: Any, envelope: Any, mechanism: str,

@@ -1,0 +1,107 @@
+"""Mail through a real SMTP server (aiosmtpd: STARTTLS required before AUTH, self-signed CA)."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import Workspace
+from tests.e2e.conftest import secret_file
+from tests.notifiers.conftest import SMTP_PASSWORD, SMTP_USER, SmtpServer
+
+
+def configure(ws: Workspace, smtp: SmtpServer, *, extra: str = "") -> None:
+    password = secret_file(ws.root / "smtp.password", SMTP_PASSWORD)
+    ws.write_config(f"""
+[jobs.nightly]
+kind = "backup"
+paths = ["{ws.data}"]
+
+[jobs.broken]
+kind = "backup"
+paths = ["{ws.data}/missing"]
+
+[notify.mail]
+host = "127.0.0.1"
+port = {smtp.port}
+starttls = true
+cafile = "{smtp.cafile}"
+username = "{SMTP_USER}"
+password_file = "{password}"
+from = "backup@test-host.example"
+to = ["ops@example.org", "oncall@example.org"]
+{extra}
+""")
+
+
+def test_success_mail_has_the_helper_subject_and_the_log(ws: Workspace,
+                                                         smtp_server: SmtpServer) -> None:
+    configure(ws, smtp_server)
+    code, record = ws.run_json("nightly")
+    assert code == 0
+    [msg] = smtp_server.wait_for(1)
+    subject = msg["Subject"]
+    snap = record["stats"]["snapshot_id"][:8]
+    assert re.fullmatch(rf"\[OK\] nightly test-host · \d+(\.\d)?s · [\d.]+ KiB new "
+                        rf"\(snap {snap}\)", subject), subject
+    body = msg.get_payload(decode=True).decode()
+    assert f"run {record['run_id']} of job nightly" in body
+    assert "finished: succeeded" in body
+    assert msg["To"] == "ops@example.org, oncall@example.org"
+    assert msg["X-Restic-Runner-Run-Id"] == record["run_id"]
+    assert smtp_server.envelopes[0].rcpt_tos == ["ops@example.org", "oncall@example.org"]
+    assert smtp_server.logins == [(SMTP_USER, SMTP_PASSWORD)]
+    [note] = record["notifications"]
+    assert note["target"] == "mail" and note["status"] == "delivered"
+    assert note["response"] == "SMTP 250"
+    for name, value in msg.items():
+        assert SMTP_PASSWORD not in value, name
+
+
+def test_failure_only_with_on_failure(ws: Workspace, smtp_server: SmtpServer) -> None:
+    configure(ws, smtp_server, extra='on = ["failure"]')
+    assert ws.run_json("nightly")[0] == 0
+    code, record = ws.run_json("broken")
+    assert code != 0
+    [msg] = smtp_server.wait_for(1)
+    assert msg["Subject"].startswith(f"[FAIL {code}] broken test-host · ")
+    assert record["repository"] in msg["Subject"]  # the (masked) repository as details
+
+
+def test_a_long_log_is_cut_and_says_so(ws: Workspace, smtp_server: SmtpServer) -> None:
+    configure(ws, smtp_server, extra="body_limit = 600")
+    assert ws.run_json("nightly")[0] == 0
+    [msg] = smtp_server.wait_for(1)
+    body = msg.get_payload(decode=True).decode()
+    assert body.startswith("[the log is longer than 600 bytes: only its end is shown")
+    assert body.rstrip().endswith(body.rstrip().splitlines()[-1])
+    assert "finished: succeeded" in body
+    assert len(body.encode()) < 600 + 200
+
+
+def test_a_wrong_password_fails_the_delivery_only(ws: Workspace,
+                                                  smtp_server: SmtpServer) -> None:
+    configure(ws, smtp_server)
+    secret_file(ws.root / "smtp.password", "not-the-password")
+    code, record = ws.run_json("nightly")
+    assert code == 0 and record["status"] == "succeeded"
+    [note] = record["notifications"]
+    assert note["status"] == "failed" and note["response"] == "SMTP 535"  # 5xx: not retried
+    assert smtp_server.messages == []
+
+
+def test_doctor_checks_the_login_without_sending(ws: Workspace,
+                                                 smtp_server: SmtpServer) -> None:
+    import json
+
+    configure(ws, smtp_server)
+    done = ws.cli("doctor", "--json")
+    report = json.loads(done.stdout)
+    [mail] = [c for c in report["checks"] if c["message"].startswith("mail:")]
+    assert mail["status"] == "ok" and "login accepted" in mail["message"]
+    assert smtp_server.logins == [(SMTP_USER, SMTP_PASSWORD)]
+    assert smtp_server.messages == []
+    secret_file(ws.root / "smtp.password", "not-the-password")
+    report = json.loads(ws.cli("doctor", "--json").stdout)
+    [mail] = [c for c in report["checks"] if c["message"].startswith("mail:")]
+    assert mail["status"] == "fail" and "535" in mail["message"]
+    assert "not-the-password" not in json.dumps(report)
