@@ -70,6 +70,10 @@ class Event:
         return redact_text(json.dumps(body, separators=(",", ":"))).encode()
 
 
+class PermanentError(Exception):
+    """A delivery that cannot work until the configuration changes (not worth a retry)."""
+
+
 @dataclass(slots=True)
 class Outcome:
     """One attempt: delivered, or failed (and then: retry later, or never again)."""

@@ -17,7 +17,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from notifiers.base import DeliveryContext, Outcome, Target
+from notifiers.base import DeliveryContext, Outcome, PermanentError, Target
 from notifiers.outbox import Delivery, Outbox, new_event
 from security.masking import redact_text
 
@@ -152,6 +152,8 @@ class Courier:
         started = time.monotonic()
         try:
             outcome = target.deliver(delivery.event, self._context(memory))
+        except PermanentError as exc:
+            outcome = Outcome.failed("not sent", str(exc), retry=False)
         except Exception as exc:  # a secret file gone, a bug: retried, and said why
             outcome = Outcome.failed("not sent", redact_text(f"{type(exc).__name__}: {exc}"))
         return outcome, time.monotonic() - started
@@ -198,5 +200,8 @@ def run_notifier(config: Config, *, adopt: bool, wait: float | None = None
     """A notifier for one run, or None when nothing is configured to hear about it."""
     if not config.notify.any_target:
         return None
+    from notifiers.registry import register_secrets
+
+    register_secrets(config)  # a missing or loose secret file stops the run here, clearly
     return RunNotifier(config, adopt=adopt,
                        wait=config.notify.cli_wait if wait is None else wait)

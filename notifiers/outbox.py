@@ -184,22 +184,16 @@ class Outbox:
         row = self.db.execute(sql, args).fetchone()
         return row[0] if row and row[0] is not None else None
 
-    def pending(self, run_ids: tuple[str, ...] | None = None) -> int:
-        sql = "SELECT COUNT(*) FROM deliveries WHERE state = 'pending'"
-        args: tuple[str, ...] = ()
-        if run_ids is not None:
-            sql += f" AND run_id IN ({','.join('?' * len(run_ids))})"
-            args = run_ids
-        return int(self.db.execute(sql, args).fetchone()[0])
-
     def job_counters(self) -> dict[str, tuple[int, int, int]]:
-        """job -> (pending deliveries, failed attempts ever, deliveries given up ever)."""
+        """job -> (deliveries waiting for a retry, failed attempts ever, deliveries given up
+        ever). A delivery not yet tried is not counted: a push would count itself."""
         out: dict[str, tuple[int, int, int]] = {}
         for job, failures, given_up in self.db.execute(
                 "SELECT job, failures, given_up FROM delivery_counters"):
             out[job] = (0, failures, given_up)
         for job, pending in self.db.execute(
-                "SELECT job, COUNT(*) FROM deliveries WHERE state = 'pending' GROUP BY job"):
+                "SELECT job, COUNT(*) FROM deliveries WHERE state = 'pending' AND attempts > 0 "
+                "GROUP BY job"):
             _, failures, given_up = out.get(job, (0, 0, 0))
             out[job] = (pending, failures, given_up)
         return out
@@ -212,13 +206,6 @@ class Outbox:
     def disabled(self, target: Target) -> str | None:
         """Why the target is disabled, when it is (and its configuration has not changed)."""
         return self._disabled(target)
-
-    def attempts(self, delivery_id: int) -> list[dict[str, Any]]:
-        rows = self.db.execute(
-            "SELECT at, delivered, detail, error, seconds FROM delivery_attempts "
-            "WHERE delivery_id = ? ORDER BY rowid", (delivery_id,))
-        return [{"at": at, "delivered": bool(ok), "response": detail, "error": error,
-                 "seconds": seconds} for at, ok, detail, error, seconds in rows]
 
     # --- internals -----------------------------------------------------------------------------
 

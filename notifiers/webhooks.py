@@ -13,7 +13,15 @@ import time
 from typing import Any
 
 from notifiers import http
-from notifiers.base import Check, DeliveryContext, Event, Outcome, event_class, fingerprint_of
+from notifiers.base import (
+    Check,
+    DeliveryContext,
+    Event,
+    Outcome,
+    PermanentError,
+    event_class,
+    fingerprint_of,
+)
 from runner.notifyconfig import SigningSettings, WebhookSettings
 from security.auth import parse_whsec
 from security.masking import mask_webhook_url, register_secret, url_secrets
@@ -63,8 +71,12 @@ class WebhookTarget:
         if signature:
             headers["webhook-signature"] = signature
         if self.settings.auth_header_file:
-            headers["Authorization"] = read_secret_file(self.settings.auth_header_file,
-                                                        f"{self._key}.auth_header_file")
+            value = read_secret_file(self.settings.auth_header_file,
+                                     f"{self._key}.auth_header_file")
+            if not (value.isascii() and value.isprintable()):
+                raise PermanentError(f"{self._key}.auth_header_file: an HTTP header value must "
+                                     "be printable ASCII (encode it, e.g. base64)")
+            headers["Authorization"] = value
         return body, headers
 
     def deliver(self, event: Event, ctx: DeliveryContext) -> Outcome:

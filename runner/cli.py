@@ -279,6 +279,9 @@ def serve(ctx: click.Context, config_file: str | None, bind: str | None,
     load_clients(config)  # unreadable or world-readable secret files stop us here
     for job in config.jobs.values():
         resolve_environment(job)
+    from notifiers.registry import register_secrets
+
+    register_secrets(config)
     # checks the store and marks dead runs in a child: this process must not hold SQLite state
     # when it forks the launcher (runner.dispatch)
     _in_child(lambda: open_history(config.state_dir).close())

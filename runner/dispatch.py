@@ -171,6 +171,11 @@ def _warm_up(config: Config) -> None:
     for job in config.jobs.values():
         with contextlib.suppress(Exception):
             resolve_environment(job)
+    if config.notify.any_target:
+        from notifiers.registry import register_secrets
+
+        with contextlib.suppress(Exception):
+            register_secrets(config)
     REGISTRY.redact(b"warm-up\n")
 
 

@@ -67,7 +67,8 @@ def status_report(config: Config, history: History) -> dict[str, Any]:
                          "progress": r.get("progress")} for r in history.running(name)],
         })
     return {"schema": "restic-runner.status/1", "hostname": config.hostname,
-            "state_dir": str(config.state_dir), "jobs": jobs}
+            "state_dir": str(config.state_dir), "jobs": jobs,
+            "deliveries_pending": pending_deliveries(history)}
 
 
 def status_table(report: dict[str, Any]) -> str:
@@ -86,8 +87,13 @@ def status_table(report: dict[str, Any]) -> str:
                      f"{last['duration_seconds']:.1f}s" if last.get("duration_seconds")
                      is not None else "-", running))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
+    table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                      for r in rows)
+    pending = report.get("deliveries_pending")
+    if pending:
+        table += (f"\n{pending} notification deliveries wait for a retry (the service retries "
+                  "them, or the next `run`)")
+    return table
 
 
 def config_summary(config: Config) -> dict[str, Any]:
@@ -121,6 +127,7 @@ def config_summary(config: Config) -> dict[str, Any]:
 
 
 def pending_deliveries(history: History) -> int:
+    """Deliveries waiting for a retry (tried at least once)."""
     from notifiers.outbox import Outbox
 
-    return Outbox(history.db).pending()
+    return sum(pending for pending, _, _ in Outbox(history.db).job_counters().values())

@@ -178,11 +178,21 @@ class History:
     def notifications(self, run_id: str) -> list[dict[str, Any]]:
         """Each delivery of the run's events: target, event, status, attempts, the last answer."""
         rows = self.db.execute(
-            "SELECT d.target, e.type, d.state, d.attempts, d.last_at, d.detail, d.error, "
+            "SELECT d.id, d.target, e.type, d.state, d.attempts, d.last_at, d.detail, d.error, "
             "d.next_at FROM deliveries d JOIN events e USING (event_id) WHERE d.run_id = ? "
-            "ORDER BY d.id", (run_id,))
+            "ORDER BY d.id", (run_id,)).fetchall()
+        log: dict[int, list[dict[str, Any]]] = {}
+        for delivery_id, at, delivered, detail, error, seconds in self.db.execute(
+                "SELECT delivery_id, at, delivered, detail, error, seconds FROM "
+                "delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE "
+                "run_id = ?) ORDER BY rowid", (run_id,)):
+            entry = {"at": at, "delivered": bool(delivered), "response": detail,
+                     "seconds": seconds}
+            if error:
+                entry["error"] = error
+            log.setdefault(delivery_id, []).append(entry)
         out = []
-        for target, event, state, attempts, last_at, detail, error, next_at in rows:
+        for delivery_id, target, event, state, attempts, last_at, detail, error, next_at in rows:
             item: dict[str, Any] = {"target": target, "event": event, "status": state,
                                     "attempts": attempts}
             if last_at:
@@ -193,6 +203,8 @@ class History:
                 item["error"] = error
             if state == "pending":
                 item["next_attempt_at"] = rfc3339(datetime.fromtimestamp(next_at, UTC))
+            if delivery_id in log:
+                item["attempt_log"] = log[delivery_id]
             out.append(item)
         return out
 

@@ -208,6 +208,7 @@ class SmtpServer:
     messages: list[Message] = field(default_factory=list)
     envelopes: list[Any] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
+    accounts: dict[str, str] = field(default_factory=lambda: {SMTP_USER: SMTP_PASSWORD})
 
     def wait_for(self, count: int, timeout: float = 15.0) -> list[Message]:
         wait_until(lambda: len(self.messages) >= count, timeout)
@@ -264,7 +265,7 @@ def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
         if isinstance(auth_data, LoginPassword):
             user, password = auth_data.login.decode(), auth_data.password.decode()
             server.logins.append((user, password))
-            if (user, password) == (SMTP_USER, SMTP_PASSWORD):
+            if server.accounts.get(user) == password:
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
 

@@ -26,7 +26,7 @@ kind = "backup"
 paths = ["{data}/does-not-exist"]
 """
 WHSEC = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
-AUTH = "Bearer receiver-tøken/@:%-canary"
+AUTH = "Bearer receiver-token/@:%-canary"
 
 
 def configure(ws: Workspace, receiver: Receiver, *, webhook: str = "", notify: str = "",
@@ -60,9 +60,11 @@ def test_v1_signature_verifies_with_standardwebhooks(ws: Workspace, receiver: Re
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["webhook-id"].startswith("msg_")
     [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
+    [attempt] = note["attempt_log"]
+    assert attempt["delivered"] is True and attempt["response"] == "HTTP 200"
     assert note == {"target": "webhook:ops", "event": "run.succeeded", "status": "delivered",
-                    "attempts": 1, "last_attempt_at": note["last_attempt_at"],
-                    "response": "HTTP 200"}
+                    "attempts": 1, "last_attempt_at": attempt["at"], "response": "HTTP 200",
+                    "attempt_log": [attempt]}
     last = json.loads((ws.state / "last-nightly.json").read_text())
     assert last["notifications"] == record["notifications"]
 
@@ -239,3 +241,15 @@ def test_v1a_signature_verifies_against_keys(ws: Workspace, receiver: Receiver,
     verifier = Ed25519PublicKey.from_public_bytes(base64.b64decode(public.removeprefix("whpk_")))
     verifier.verify(base64.b64decode(signatures["v1a"]), signed)  # raises if wrong
     Webhook(WHSEC).verify(request.body, request.headers)  # and v1 still verifies
+
+
+def test_a_non_ascii_auth_header_fails_clearly_without_retries(ws: Workspace,
+                                                              receiver: Receiver) -> None:
+    configure(ws, receiver)
+    secret_file(ws.root / "ops.auth", "Bearer tøken-🔑")
+    code, record = ws.run_json("nightly")
+    assert code == 0
+    [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
+    assert note["status"] == "failed" and note["attempts"] == 1
+    assert "auth_header_file: an HTTP header value must be printable ASCII" in note["error"]
+    assert receiver.requests == []
