@@ -1,0 +1,156 @@
+"""`notify-test`, `doctor`'s target checks, `config check`'s targets, and the notification of a
+run found interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from tests.conftest import Workspace
+from tests.e2e.conftest import secret_file
+from tests.notifiers.conftest import (
+    PG_PASSWORD,
+    PG_USER,
+    Pushgateway,
+    Receiver,
+    SmtpServer,
+    free_port,
+    wait_until,
+)
+from tests.notifiers.test_mail import SMTP_PASSWORD, SMTP_USER
+
+
+def configure(ws: Workspace, *, receiver: Receiver, hc: Receiver, smtp: SmtpServer,
+              gateway: Pushgateway, extra_job: str = "") -> None:
+    pg = secret_file(ws.root / "pg.pw", PG_PASSWORD)
+    smtp_pw = secret_file(ws.root / "smtp.pw", SMTP_PASSWORD)
+    ws.write_config(f"""
+[jobs.nightly]
+kind = "backup"
+paths = ["{ws.data}"]
+{extra_job}
+
+[notify]
+retry_initial = "0.2s"
+
+[notify.pushgateway]
+url = "{gateway.url}"
+username = "{PG_USER}"
+password_file = "{pg}"
+
+[notify.webhooks.ops]
+url = "{receiver.url}/hook"
+on = ["failure"]
+
+[notify.healthchecks.nightly]
+url = "{hc.url}/check-uuid"
+jobs = ["nightly"]
+
+[notify.mail]
+host = "127.0.0.1"
+port = {smtp.port}
+starttls = true
+cafile = "{smtp.cafile}"
+username = "{SMTP_USER}"
+password_file = "{smtp_pw}"
+from = "backup@example.org"
+to = ["ops@example.org"]
+on = ["failure"]
+""")
+
+
+def test_notify_test_reaches_every_target_whatever_its_filters(
+        ws: Workspace, receiver: Receiver, hc_receiver: Receiver, smtp_server: SmtpServer,
+        pushgateway: Pushgateway) -> None:
+    configure(ws, receiver=receiver, hc=hc_receiver, smtp=smtp_server, gateway=pushgateway)
+    done = ws.cli("notify-test", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    results = {r["target"]: r for r in json.loads(done.stdout)["targets"]}
+    assert set(results) == {"pushgateway", "webhook:ops", "healthchecks:nightly", "mail"}
+    assert all(r["result"] == "delivered" for r in results.values()), results
+    [hook] = receiver.wait_for(1)
+    assert hook.json()["type"] == "run.test"
+    [ping] = hc_receiver.wait_for(1)
+    assert ping.path.startswith("/check-uuid/log?rid=")  # a test changes no check's state
+    [mail] = smtp_server.wait_for(1)
+    assert mail["Subject"].startswith("[TEST] notify-test test-host")
+    assert pushgateway.groups() == []  # the test group was pushed and deleted again
+
+
+def test_notify_test_dry_run_sends_nothing(ws: Workspace, receiver: Receiver,
+                                           hc_receiver: Receiver, smtp_server: SmtpServer,
+                                           pushgateway: Pushgateway) -> None:
+    configure(ws, receiver=receiver, hc=hc_receiver, smtp=smtp_server, gateway=pushgateway)
+    done = ws.cli("notify-test", "--dry-run", "--json")
+    assert done.returncode == 0, done.stderr
+    results = {r["target"]: r for r in json.loads(done.stdout)["targets"]}
+    assert {r["result"] for r in results.values()} == {"dry-run"}
+    assert results["webhook:ops"]["url"] == "http://127.0.0.1:%d/..." % receiver.port
+    assert results["mail"]["subject"].startswith("[TEST] notify-test")
+    time.sleep(0.3)
+    assert receiver.requests == hc_receiver.requests == smtp_server.messages == []
+    assert pushgateway.groups() == []
+
+
+def test_notify_test_exits_1_when_a_target_fails(ws: Workspace, hc_receiver: Receiver,
+                                                smtp_server: SmtpServer,
+                                                pushgateway: Pushgateway) -> None:
+    down = Receiver(free_port())
+    configure(ws, receiver=down, hc=hc_receiver, smtp=smtp_server, gateway=pushgateway)
+    done = ws.cli("notify-test")
+    assert done.returncode == 1
+    assert "webhook:ops: failed" in done.stdout
+    assert "mail: delivered" in done.stdout
+
+
+def test_doctor_checks_targets_without_sending(ws: Workspace, receiver: Receiver,
+                                              hc_receiver: Receiver, smtp_server: SmtpServer,
+                                              pushgateway: Pushgateway) -> None:
+    configure(ws, receiver=receiver, hc=hc_receiver, smtp=smtp_server, gateway=pushgateway)
+    report = json.loads(ws.cli("doctor", "--json").stdout)
+    notify = [c for c in report["checks"] if c["section"] == "notify"]
+    assert {c["message"].split(":")[0] for c in notify if c["status"] == "ok"} == {
+        "pushgateway", "webhook", "healthchecks", "mail"}
+    assert receiver.requests == hc_receiver.requests == smtp_server.messages == []
+    secret_file(ws.root / "pg.pw", "wrong")
+    receiver.stop()
+    report = json.loads(ws.cli("doctor", "--json").stdout)
+    failed = {c["message"].split(": ")[0] for c in report["checks"] if c["status"] == "fail"}
+    assert failed == {"pushgateway", "webhook:ops"}
+    assert report["ok"] is False
+
+
+def test_config_check_lists_targets_masked(ws: Workspace, receiver: Receiver,
+                                          hc_receiver: Receiver, smtp_server: SmtpServer,
+                                          pushgateway: Pushgateway) -> None:
+    configure(ws, receiver=receiver, hc=hc_receiver, smtp=smtp_server, gateway=pushgateway)
+    summary = json.loads(ws.cli("config", "check", "--json").stdout)
+    targets = summary["notify"]["targets"]
+    assert targets["healthchecks:nightly"] == f"http://127.0.0.1:{hc_receiver.port}/..."
+    assert "check-uuid" not in json.dumps(summary)
+
+
+def test_an_interrupted_run_is_notified_by_the_next_command(
+        ws: Workspace, receiver: Receiver, hc_receiver: Receiver, smtp_server: SmtpServer,
+        pushgateway: Pushgateway) -> None:
+    slow = ws.root / "slow.sh"
+    slow.write_text("#!/bin/sh\nsleep 30\n")
+    slow.chmod(0o755)
+    configure(ws, receiver=receiver, hc=hc_receiver, smtp=smtp_server, gateway=pushgateway,
+              extra_job=f'pre_hook = ["{slow}"]')
+    proc = ws.popen("run", "nightly")
+    wait_until(lambda: len(hc_receiver.requests) >= 1)  # /start: the run is on
+    os.kill(proc.pid, signal.SIGKILL)  # the runner dies under its run
+    proc.wait(10)
+    ws.config_path.write_text(ws.config_path.read_text().replace(f'pre_hook = ["{slow}"]', ""))
+    assert ws.run_json("nightly")[0] == 0  # the next command finds it and tells everyone
+    [hook] = receiver.wait_for(1)  # on = ["failure"]: interrupted is one
+    assert hook.json()["type"] == "run.interrupted"
+    interrupted = hook.json()["data"]
+    assert interrupted["status"] == "interrupted"
+    [mail] = smtp_server.wait_for(1)
+    assert mail["Subject"].startswith("[FAIL interrupted] nightly test-host")
+    paths = [r.path for r in hc_receiver.wait_for(4)]
+    assert f"/check-uuid/fail?rid={interrupted['run_id']}" in paths
