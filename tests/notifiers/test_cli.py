@@ -87,7 +87,7 @@ def test_notify_test_dry_run_sends_nothing(ws: Workspace, receiver: Receiver,
     assert done.returncode == 0, done.stderr
     results = {r["target"]: r for r in json.loads(done.stdout)["targets"]}
     assert {r["result"] for r in results.values()} == {"dry-run"}
-    assert results["webhook:ops"]["url"] == "http://127.0.0.1:%d/..." % receiver.port
+    assert results["webhook:ops"]["url"] == f"http://127.0.0.1:{receiver.port}/..."
     assert results["mail"]["subject"].startswith("[TEST] notify-test")
     time.sleep(0.3)
     assert receiver.requests == hc_receiver.requests == smtp_server.messages == []
