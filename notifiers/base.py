@@ -8,7 +8,6 @@ target's: a target makes one attempt and says how it went.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -138,6 +137,8 @@ class Target(Protocol):
 def fingerprint_of(settings: object) -> str:
     """A short digest of a target's settings: their repr (which names secret files but holds no
     secret) and the modification times of those files, so editing either counts as a change."""
+    import hashlib
+
     digest = hashlib.sha256(repr(settings).encode())
     for f in fields(settings):  # type: ignore[arg-type]
         value = getattr(settings, f.name)

@@ -10,22 +10,20 @@ run's status or its exit code.
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from notifiers.base import DeliveryContext, Outcome, PermanentError, Target
-from notifiers.outbox import Delivery, Outbox, new_event
-from security.masking import redact_text
+if TYPE_CHECKING:  # the rest is imported in the courier's thread, off the run's path
+    from concurrent.futures import Future, ThreadPoolExecutor
 
-if TYPE_CHECKING:
+    from notifiers.base import DeliveryContext, Outcome, Target
+    from notifiers.outbox import Delivery, Outbox
     from runner.config import Config
     from runner.history import History
 
-log = logging.getLogger("restic_runner.notify")
+LOGGER = "restic_runner.notify"
 POLL = 1.0  # seconds between outbox scans of the long-running courier
 PARALLEL = 8  # deliveries in flight at once
 _FINISH = object()
@@ -40,6 +38,7 @@ class Courier:
         self.policy = config.notify.retry
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._local = threading.local()
+        self._histories: list[History] = []  # the delivery threads' connections
         self._thread: threading.Thread | None = None
         self.targets: dict[str, Target] = {}
 
@@ -51,8 +50,6 @@ class Courier:
         if self._thread is None:
             self._thread = threading.Thread(target=self._main, name="courier", daemon=True)
             self._thread.start()
-        if self.scope is not None:
-            self.scope.add(record["run_id"])
         self._queue.put((event_type, dict(record)))
 
     def finish(self, wait: float) -> None:
@@ -70,37 +67,56 @@ class Courier:
         try:
             self._loop(forever=False)
         except Exception:  # never take the run down with us
-            log.exception("notifications: the courier stopped")
+            _log_exception("notifications: the courier stopped")
 
     def serve_forever(self) -> None:
-        """The deliveries worker of `serve`: retry whatever is due, from every process."""
-        self._loop(forever=True)
+        """The deliveries worker of `serve`: retry whatever is due, from every process. A
+        failure (the database busy for too long, a bug) is logged and the loop starts over."""
+        while True:
+            try:
+                self._loop(forever=True)
+            except Exception:
+                _log_exception("notifications: deliveries worker error; starting over in 5 s")
+                time.sleep(5)
 
     def _loop(self, *, forever: bool) -> None:
+        # imported here, in the courier's thread, while the tool runs: not on the run's path
+        from concurrent.futures import ThreadPoolExecutor
+
+        from notifiers.outbox import Outbox
         from notifiers.registry import build_targets
         from runner.history import History
 
         history = History(self.config.state_dir)
         outbox = Outbox(history.db)
         self.targets = {t.name: t for t in build_targets(self.config)}
+        try:
+            with ThreadPoolExecutor(PARALLEL, thread_name_prefix="deliver") as pool:
+                self._serve(outbox, history, pool, forever)
+        finally:
+            for h in [history, *self._histories]:
+                h.close()
+
+    def _serve(self, outbox: Outbox, history: History, pool: ThreadPoolExecutor,
+               forever: bool) -> None:
         finish_by: float | None = None
         last_recovery = 0.0
-        with ThreadPoolExecutor(PARALLEL, thread_name_prefix="deliver") as pool:
-            while True:
-                if self.scope is None and time.monotonic() - last_recovery > 30:
-                    last_recovery = time.monotonic()
-                    outbox.enqueue_interrupted(list(self.targets.values()),
-                                               since=time.time() - self.policy.give_up_after)
-                finish_by = self._take_events(outbox, finish_by, timeout=0.0)
-                self._deliver_due(outbox, history, pool)
-                scope = tuple(self.scope) if self.scope is not None else None
-                due = outbox.next_due(scope)
-                if finish_by is not None and not forever:
-                    remaining = finish_by - time.monotonic()
-                    if due is None or due - time.time() > remaining:
-                        return
-                wait = POLL if due is None else min(POLL, max(0.0, due - time.time()))
-                finish_by = self._take_events(outbox, finish_by, timeout=wait)
+        while True:
+            if self.scope is None and time.monotonic() - last_recovery > 30:
+                last_recovery = time.monotonic()
+                outbox.enqueue_interrupted(list(self.targets.values()),
+                                           since=time.time() - self.policy.give_up_after)
+            finish_by = self._take_events(outbox, finish_by, timeout=0.0)
+            self._deliver_due(outbox, history, pool)
+            scope = tuple(self.scope) if self.scope is not None else None
+            due = outbox.next_due(scope)
+            if finish_by is not None and not forever:
+                remaining = finish_by - time.monotonic()
+                if due is None or due - time.time() > remaining:
+                    return
+            wait = POLL if due is None else min(POLL, max(0.0, due - time.time()))
+            finish_by = self._take_events(outbox, finish_by, timeout=wait)
+
 
     def _take_events(self, outbox: Outbox, finish_by: float | None, timeout: float
                      ) -> float | None:
@@ -115,7 +131,11 @@ class Courier:
             if item[0] is _FINISH:
                 finish_by = item[1]
                 continue
+            from notifiers.outbox import new_event
+
             event_type, record = item
+            if self.scope is not None:
+                self.scope.add(record["run_id"])
             outbox.enqueue(new_event(event_type, record), list(self.targets.values()))
 
     def _deliver_due(self, outbox: Outbox, history: History, pool: ThreadPoolExecutor) -> None:
@@ -136,7 +156,7 @@ class Courier:
                                       target=self.targets.get(delivery.target))
                 touched.add((delivery.event.job, delivery.event.run_id))
                 if not outcome.delivered:
-                    log.warning("notifications: %s of run %s to %s: %s (%s)",
+                    _log_warning("notifications: %s of run %s to %s: %s (%s)",
                                 delivery.event.type, delivery.event.run_id, delivery.target,
                                 outcome.error or outcome.detail, state)
             for job, run_id in touched:
@@ -146,6 +166,9 @@ class Courier:
 
     def _attempt(self, target: Target | None, delivery: Delivery, memory: dict[str, Any]
                  ) -> tuple[Outcome, float]:
+        from notifiers.base import Outcome, PermanentError
+        from security.masking import redact_text
+
         if target is None:
             return Outcome.failed("not sent", f"target {delivery.target} is no longer "
                                               "configured", retry=False), 0.0
@@ -160,11 +183,14 @@ class Courier:
 
     def _context(self, memory: dict[str, Any]) -> DeliveryContext:
         """Each delivery thread reads the history through a connection of its own."""
+        from notifiers.base import DeliveryContext
+
         history = getattr(self._local, "history", None)
         if history is None:
             from runner.history import History
 
             history = self._local.history = History(self.config.state_dir)
+            self._histories.append(history)
         return DeliveryContext(self.config, history, memory)
 
     def _longest_timeout(self) -> float:
@@ -175,6 +201,21 @@ class Courier:
         if n.mail:
             timeouts.append(n.mail.timeout)
         return max(timeouts, default=1.0) + 1.0
+
+
+def _log_warning(message: str, *args: object) -> None:
+    import logging
+
+    from security.masking import redact_text
+
+    logging.getLogger(LOGGER).warning("%s", redact_text(message % args))
+
+
+def _log_exception(message: str) -> None:
+    """The traceback, masked like every other output (it may quote a secret's value)."""
+    import traceback
+
+    _log_warning("%s\n%s", message, traceback.format_exc().rstrip())
 
 
 class RunNotifier:

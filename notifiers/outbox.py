@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -46,6 +45,8 @@ class Delivery:
 
 def next_delay(policy: RetryPolicy, attempts: int, retry_after: float | None) -> float:
     """Exponential backoff with jitter (±20 %), never sooner than the server's Retry-After."""
+    import random
+
     delay = min(policy.max_interval, policy.initial * 2 ** max(0, attempts - 1))
     delay *= random.uniform(0.8, 1.2)
     if retry_after is not None:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from notifiers.base import Target
-
 if TYPE_CHECKING:
+    from notifiers.base import Target
     from runner.config import Config
 
 

@@ -99,9 +99,20 @@ def run(ctx: click.Context, job: str, config_file: str | None, as_json: bool,
         _echo(json.dumps(record, indent=2))
     else:
         _echo(summarize(record), err=record["status"] not in ("succeeded", "skipped"))
-    if record["status"] == "skipped":
-        sys.exit(EXIT_BUSY if fail_if_busy else 0)
-    sys.exit(record["exit_code"])
+    code = (EXIT_BUSY if fail_if_busy else 0) if record["status"] == "skipped" \
+        else record["exit_code"]
+    _exit_now(code if isinstance(code, int) else 1, history)
+
+
+def _exit_now(code: int, history: Any) -> None:
+    """Exit without the interpreter's teardown of every loaded module (20-40 ms once the
+    notifiers are loaded): the run is recorded, the output flushed, the database closed."""
+    import os
+
+    history.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def summarize(record: dict[str, Any]) -> str:

@@ -105,3 +105,44 @@ def test_doctor_checks_the_login_without_sending(ws: Workspace,
     [mail] = [c for c in report["checks"] if c["message"].startswith("mail:")]
     assert mail["status"] == "fail" and "535" in mail["message"]
     assert "not-the-password" not in json.dumps(report)
+
+
+def test_implicit_tls(ws: Workspace, tmp_path) -> None:
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    from tests.notifiers.conftest import _self_signed, free_port
+
+    cert, key = _self_signed(tmp_path)
+    received = []
+
+    class Handler:
+        async def handle_DATA(self, srv, session, envelope) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, ssl_context=context)
+    controller.start()
+    try:
+        ws.write_config(f"""
+[jobs.nightly]
+kind = "check"
+
+[notify.mail]
+host = "127.0.0.1"
+port = {port}
+tls = true
+cafile = "{cert}"
+from = "backup@example.org"
+to = ["ops@example.org"]
+""")
+        code, record = ws.run_json("nightly")
+        assert code == 0
+        assert record["notifications"][0]["status"] == "delivered", record["notifications"]
+        assert len(received) == 1
+    finally:
+        controller.stop()

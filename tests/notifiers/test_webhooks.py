@@ -253,3 +253,66 @@ def test_a_non_ascii_auth_header_fails_clearly_without_retries(ws: Workspace,
     assert note["status"] == "failed" and note["attempts"] == 1
     assert "auth_header_file: an HTTP header value must be printable ASCII" in note["error"]
     assert receiver.requests == []
+
+
+def test_the_retry_budget_is_bounded(ws: Workspace, receiver: Receiver) -> None:
+    receiver.default = (500, {})
+    configure(ws, receiver, notify='retry_give_up_after = "1s"')
+    code, record = ws.run_json("nightly")
+    assert code == 0
+    [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
+    assert note["status"] == "failed"  # given up: the next wait would end past the budget
+    assert 2 <= note["attempts"] <= 4
+    assert len(receiver.requests) == note["attempts"]
+
+
+def test_the_next_command_delivers_what_a_run_left_behind(ws: Workspace) -> None:
+    receiver = Receiver(free_port())  # down during the first run
+    configure(ws, receiver, notify="cli_wait = 0")
+    code, first = ws.run_json("nightly")
+    assert code == 0
+    assert [n["status"] for n in first["notifications"]] == ["pending"]
+    receiver.start()
+    try:
+        configure(ws, receiver)  # cli_wait back to its default
+        code, second = ws.run_json("nightly")
+        assert code == 0
+        delivered = {r.json()["data"]["run_id"] for r in receiver.wait_for(2)}
+        assert delivered == {first["run_id"], second["run_id"]}
+        last = json.loads(ws.cli("status", "--json").stdout)
+        assert last["deliveries_pending"] == 0
+    finally:
+        receiver.stop()
+
+
+def test_a_slow_receiver_never_holds_the_job_lock(ws: Workspace) -> None:
+    import http.server
+    import threading
+
+    arrived = threading.Event()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            arrived.set()
+            time.sleep(4)
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        configure(ws, Receiver(port))
+        first = ws.popen("run", "nightly", "--json")
+        assert arrived.wait(60)  # the first run ended and is delivering its event
+        code, second = ws.run_json("nightly")
+        assert second["status"] == "succeeded" and code == 0  # not "skipped": the lock is free
+        assert first.wait(60) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
