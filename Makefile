@@ -17,7 +17,7 @@ help:
 	@echo "make demo       set up and run the demo backup job (./demo/)"
 	@echo "make test       set up, ruff check, pytest $(PYTEST_ARGS)"
 	@echo "make lint       ruff check (+ shellcheck of scripts/ when installed)"
-	@echo "make bench      set up and run bench/bench_overhead.py (BENCH_ARGS=...)"
+	@echo "make bench      set up and run every bench/ script (BENCH_ARGS=... for bench_overhead)"
 	@echo "make bootstrap  apt packages, .venv, .tools/restic-{0.14,0.18}/restic"
 	@echo "make venv       only the .venv"
 	@echo "make clean      remove demo/ and .tools/ work dirs, caches (keeps .venv)"
@@ -47,6 +47,7 @@ bench: bootstrap
 	$(PY) bench/bench_output_path.py
 	$(PY) bench/bench_redactor.py
 	$(PY) bench/bench_api.py
+	$(PY) bench/bench_notify.py
 
 clean:
 	rm -rf demo/ .tools/work/ bench/out/ .pytest_cache/ .ruff_cache/ .hypothesis/

@@ -84,25 +84,17 @@ class HealthchecksTarget:
                                   timeout=self.settings.timeout)
         except http.HttpError as exc:
             return Outcome.failed("no answer", str(exc))
-        remember: dict[str, Any] = {}
+        outcome = http.outcome_of(answer, url)
         limit = answer.headers.get("ping-body-limit", "").strip()
         if limit.isdigit():
-            remember["ping_body_limit"] = int(limit)
-        if answer.ok:
-            return Outcome.ok(f"HTTP {answer.status}", **remember)
-        outcome = Outcome.failed(f"HTTP {answer.status}", http.answer_error(answer, url),
-                                 retry_after=answer.retry_after())
-        outcome.remember, outcome.gone = remember, answer.status == 410
+            outcome.remember["ping_body_limit"] = int(limit)
         return outcome
 
     def check(self, ctx: DeliveryContext) -> Check:
         base = read_url(self.settings.url, self.settings.url_file,
                         f"notify.healthchecks.{self.settings.name}.url_file")
-        problem = http.reachable(base, timeout=self.settings.timeout)
-        if problem:
-            return Check(self.name, False, problem)
-        return Check(self.name, True, f"{mask_webhook_url(base)} reachable (a ping would count "
-                                      "as a check-in, so none is sent)")
+        return http.reachable_check(self.name, base, self.settings.timeout,
+                                    "a ping would count as a check-in, so none is sent")
 
     def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:
         return {"target": self.name, "method": "POST",

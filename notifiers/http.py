@@ -13,9 +13,13 @@ import socket
 import ssl
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from security.masking import mask_webhook_url, redact_text
+
+if TYPE_CHECKING:
+    from notifiers.base import Check, Outcome
 
 USER_AGENT = "restic-runner"
 MAX_ANSWER = 4096  # bytes of the answer body kept (for error messages)
@@ -113,3 +117,28 @@ def answer_error(answer: Answer, url: str) -> str:
     snippet = answer.body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
     text = f"{mask_webhook_url(url)} answered HTTP {answer.status}"
     return redact_text(f"{text}: {snippet}" if snippet else text)
+
+
+def outcome_of(answer: Answer, url: str, *, permanent: frozenset[int] = frozenset()) -> Outcome:
+    """2xx delivers; 410 Gone disables the target; `permanent` statuses are not retried; any
+    other answer is retried (after `Retry-After`, when given)."""
+    from notifiers.base import Outcome
+
+    if answer.ok:
+        return Outcome.ok(f"HTTP {answer.status}")
+    outcome = Outcome.failed(f"HTTP {answer.status}", answer_error(answer, url),
+                             retry=answer.status not in permanent,
+                             retry_after=answer.retry_after())
+    outcome.gone = answer.status == 410
+    return outcome
+
+
+def reachable_check(name: str, url: str, timeout: float, note: str) -> Check:
+    """A doctor line: the URL's host accepts a connection (nothing is sent); `note` says what
+    could not be checked."""
+    from notifiers.base import Check
+
+    problem = reachable(url, timeout=timeout)
+    if problem:
+        return Check(name, False, problem)
+    return Check(name, True, f"{mask_webhook_url(url)} reachable ({note})")

@@ -185,11 +185,8 @@ class _Fixed:
 def _outcome(answer: http.Answer | None, url: str) -> Outcome:
     if answer is None:
         return Outcome.failed("no answer", f"{mask_webhook_url(url)}: no request was sent")
-    if answer.ok:
-        return Outcome.ok(f"HTTP {answer.status}")
     # 400: the gateway refused the push as inconsistent; sending it again will not help
-    return Outcome.failed(f"HTTP {answer.status}", http.answer_error(answer, url),
-                          retry=answer.status != 400, retry_after=answer.retry_after())
+    return http.outcome_of(answer, url, permanent=frozenset({400}))
 
 
 def _auth_headers(settings: PushgatewaySettings) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -41,22 +40,10 @@ def build_targets(config: Config) -> list[Target]:
 def register_secrets(config: Config) -> None:
     """Read every secret file of `[notify]` and `[signing]` now, so the redactor knows their
     values before any output flows (a hook that prints one is masked like restic's output)."""
+    from runner.notifyconfig import secret_files
     from security.masking import register_secret
     from security.secrets import read_secret_file
 
-    n = config.notify
-    files: list[tuple[str, Path | None]] = [("signing.key_file", config.signing.key_file)]
-    if n.pushgateway:
-        files.append(("notify.pushgateway.password_file", n.pushgateway.password_file))
-    if n.mail:
-        files.append(("notify.mail.password_file", n.mail.password_file))
-    for w in n.webhooks:
-        key = f"notify.webhooks.{w.name}"
-        files += [(f"{key}.secret_file", w.secret_file), (f"{key}.url_file", w.url_file),
-                  (f"{key}.auth_header_file", w.auth_header_file)]
-    for h in n.healthchecks:
-        files.append((f"notify.healthchecks.{h.name}.url_file", h.url_file))
-    for key, path in files:
-        if path is not None:
-            for line in read_secret_file(path, key).splitlines():  # several whsec_ lines
-                register_secret(line.strip())
+    for key, path in secret_files(config.notify, config.signing):
+        for line in read_secret_file(path, key).splitlines():  # several whsec_ lines
+            register_secret(line.strip())

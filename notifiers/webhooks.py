@@ -87,20 +87,11 @@ class WebhookTarget:
                                   timeout=self.settings.timeout)
         except http.HttpError as exc:
             return Outcome.failed("no answer", str(exc))
-        if answer.ok:
-            return Outcome.ok(f"HTTP {answer.status}")
-        outcome = Outcome.failed(f"HTTP {answer.status}", http.answer_error(answer, url),
-                                 retry_after=answer.retry_after())
-        outcome.gone = answer.status == 410
-        return outcome
+        return http.outcome_of(answer, url)
 
     def check(self, ctx: DeliveryContext) -> Check:
-        url = self.url()
-        problem = http.reachable(url, timeout=self.settings.timeout)
-        if problem:
-            return Check(self.name, False, problem)
-        return Check(self.name, True, f"{mask_webhook_url(url)} reachable (credentials are "
-                                      "checked only by sending: notify-test)")
+        return http.reachable_check(self.name, self.url(), self.settings.timeout,
+                                    "credentials are checked only by sending: notify-test")
 
     def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:
         body, headers = self._request(event)

@@ -42,22 +42,10 @@ def secret_files(config: Config) -> dict[Path, str]:
                 found.setdefault(c.config, f"{where}.config (rclone)")
             for name, path in c.env_files.items():
                 found.setdefault(path, f"{where}.env_files.{name}")
-    n = config.notify
-    named: list[tuple[str, Path | None]] = [("signing.key_file", config.signing.key_file)]
-    if n.pushgateway:
-        named.append(("notify.pushgateway.password_file", n.pushgateway.password_file))
-    if n.mail:
-        named.append(("notify.mail.password_file", n.mail.password_file))
-    for w in n.webhooks:
-        base = f"notify.webhooks.{w.name}"
-        named += [(f"{base}.secret_file", w.secret_file),
-                  (f"{base}.auth_header_file", w.auth_header_file),
-                  (f"{base}.url_file", w.url_file)]
-    for h in n.healthchecks:
-        named.append((f"notify.healthchecks.{h.name}.url_file", h.url_file))
-    for key, path in named:
-        if path:
-            found.setdefault(path, key)
+    from runner.notifyconfig import secret_files as notify_secret_files
+
+    for key, path in notify_secret_files(config.notify, config.signing):
+        found.setdefault(path, key)
     return found
 
 

@@ -295,3 +295,19 @@ def target_names(settings: NotifySettings) -> list[str]:
         names.append("mail")
     return names
 
+
+
+def secret_files(notify: NotifySettings, signing: SigningSettings) -> list[tuple[str, Path]]:
+    """Every secret file `[notify.*]` and `[signing]` name, with the key that names it."""
+    named: list[tuple[str, Path | None]] = [("signing.key_file", signing.key_file)]
+    if notify.pushgateway:
+        named.append(("notify.pushgateway.password_file", notify.pushgateway.password_file))
+    if notify.mail:
+        named.append(("notify.mail.password_file", notify.mail.password_file))
+    for w in notify.webhooks:
+        key = f"notify.webhooks.{w.name}"
+        named += [(f"{key}.secret_file", w.secret_file), (f"{key}.url_file", w.url_file),
+                  (f"{key}.auth_header_file", w.auth_header_file)]
+    for h in notify.healthchecks:
+        named.append((f"notify.healthchecks.{h.name}.url_file", h.url_file))
+    return [(key, path) for key, path in named if path is not None]

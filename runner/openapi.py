@@ -12,6 +12,26 @@ STATUSES = ["running", "succeeded", "warning", "failed", "skipped", "timed_out",
 _STR_OR_NULL = {"type": "string", "nullable": True}
 _NUM_OR_NULL = {"type": "number", "nullable": True}
 
+NOTIFICATION = {
+    "type": "object", "required": ["target", "event", "status", "attempts"],
+    "properties": {
+        "target": {"type": "string"},
+        "event": {"type": "string"},
+        "status": {"type": "string",
+                   "enum": ["pending", "delivered", "failed", "disabled", "superseded"]},
+        "attempts": {"type": "integer"},
+        "last_attempt_at": {"type": "string", "format": "date-time"},
+        "next_attempt_at": {"type": "string", "format": "date-time"},
+        "response": {"type": "string"},
+        "error": {"type": "string"},
+        "attempt_log": {"type": "array", "items": {
+            "type": "object", "required": ["at", "delivered"],
+            "properties": {"at": {"type": "string", "format": "date-time"},
+                           "delivered": {"type": "boolean"}, "response": _STR_OR_NULL,
+                           "error": {"type": "string"}, "seconds": {"type": "number"}}}},
+    },
+}
+
 RUN_RECORD = {
     "type": "object",
     "required": ["schema", "run_id", "job", "kind", "status", "exit_code", "hostname",
@@ -46,7 +66,7 @@ RUN_RECORD = {
         "log_tail": {"type": "string"},
         "error": _STR_OR_NULL,
         "running_run_id": {"type": "string"},
-        "notifications": {"type": "array", "items": {"type": "object"}},
+        "notifications": {"type": "array", "items": NOTIFICATION},
         "version": {"type": "string"},
     },
 }

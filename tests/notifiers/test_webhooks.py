@@ -316,3 +316,19 @@ def test_a_slow_receiver_never_holds_the_job_lock(ws: Workspace) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_records_with_notifications_match_the_openapi_schema(ws: Workspace,
+                                                             receiver: Receiver) -> None:
+    import jsonschema_rs
+
+    from runner.openapi import RUN_RECORD
+    from tests.e2e.test_openapi import _nullable
+
+    receiver.script = [(500, {})]
+    configure(ws, receiver, webhook='on = ["start", "success"]')
+    code, record = ws.run_json("nightly")
+    assert code == 0
+    assert {n["status"] for n in record["notifications"]} == {"delivered"}
+    assert any(len(n["attempt_log"]) == 2 for n in record["notifications"])
+    jsonschema_rs.validator_for(_nullable(RUN_RECORD)).validate(record)
