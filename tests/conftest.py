@@ -192,17 +192,19 @@ def processes_with_cmdline(needle: str) -> list[int]:
     return found
 
 
-@pytest.fixture
-def wait_for() -> Iterator[Any]:
+def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something true (returned), or fail after `timeout`."""
     import time
 
-    def wait(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout}s")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout}s")
 
-    yield wait
+
+@pytest.fixture
+def wait_for() -> Iterator[Any]:
+    yield wait_until

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import wait_until as conftest_wait_until
 from tests.e2e.conftest import api_repo_template, ws  # noqa: F401 - fixtures used here
 
 PUSHGATEWAY = "/usr/bin/prometheus-pushgateway"
@@ -35,13 +36,7 @@ def free_port() -> int:
 
 
 def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+    return conftest_wait_until(predicate, timeout, interval)
 
 
 # --- Pushgateway ---------------------------------------------------------------------------------
