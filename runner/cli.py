@@ -188,13 +188,15 @@ def config_check(ctx: click.Context, config_file: str | None, as_json: bool) -> 
 @main.command()
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--send-test", is_flag=True,
+              help="Also send one test event to every notification target (notify-test).")
 @click.pass_context
 @_guard
-def doctor(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
+def doctor(ctx: click.Context, config_file: str | None, as_json: bool, send_test: bool) -> None:
     """Read-only diagnostics; exit 1 on any failure."""
     from runner.doctor import run_doctor
 
-    report = run_doctor(_config_file(ctx, config_file))
+    report = run_doctor(_config_file(ctx, config_file), send_test=send_test)
     if as_json:
         _echo(json.dumps(report, indent=2))
     else:

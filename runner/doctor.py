@@ -124,7 +124,8 @@ def _job_summary(job: JobConfig) -> dict[str, Any]:
             "timeout_seconds": job.timeout}
 
 
-def run_doctor(config_file: str | None) -> dict[str, Any]:
+def run_doctor(config_file: str | None, *, send_test: bool = False) -> dict[str, Any]:
+    """Every check; `send_test` also sends one test event to every target (`notify-test`)."""
     try:
         config = load_config(config_file)
     except UserError as exc:
@@ -136,13 +137,13 @@ def run_doctor(config_file: str | None) -> dict[str, Any]:
     checks += _repository_checks(config)
     state = _state_dir_check(config)
     checks.append(state)
-    checks += _notify_checks(config, state.status == "ok")
+    checks += _notify_checks(config, state.status == "ok", send_test)
     return _report(checks, config)
 
 
-def _notify_checks(config: Config, state_ok: bool) -> list[Check]:
+def _notify_checks(config: Config, state_ok: bool, send_test: bool) -> list[Check]:
     """Each target reachable and (where that can be seen without sending) its credentials
-    accepted; no event is sent."""
+    accepted; no event is sent unless `send_test`."""
     if not config.notify.any_target:
         return [Check("notify", "info", "no notification targets configured")]
     if not state_ok:
@@ -153,17 +154,37 @@ def _notify_checks(config: Config, state_ok: bool) -> list[Check]:
     history = History(config.state_dir)
     checks = [Check("notify", "ok" if c.ok else "fail", f"{c.target}: {c.message}")
               for c in check_targets(config, history)]
-    for hc in config.notify.healthchecks:
-        if hc.url:
-            checks.append(Check("notify", "warn", f"notify.healthchecks.{hc.name}: the ping URL "
-                                "is inline in the config (it is the check's credential); "
-                                "prefer url_file"))
+    if send_test:
+        from notifiers.probe import notify_test
+
+        for r in notify_test(config, history, dry_run=False):
+            detail = r.get("error") or r.get("response") or ""
+            checks.append(Check("notify", "ok" if r["result"] == "delivered" else "fail",
+                                f"{r['target']}: test event {r['result']} ({detail})"))
+    checks += _inline_url_warnings(config)
     from runner.format import pending_deliveries
 
     pending = pending_deliveries(history)
     if pending:
         checks.append(Check("notify", "warn", f"{pending} deliveries pending a retry "
                                               "(see `restic-runner status`)"))
+    return checks
+
+
+def _inline_url_warnings(config: Config) -> list[Check]:
+    """URLs that are credentials, written into the config instead of a file."""
+    from security.masking import url_password
+
+    n = config.notify
+    urls = [(f"notify.webhooks.{w.name}.url", w.url) for w in n.webhooks]
+    if n.pushgateway:
+        urls.append(("notify.pushgateway.url", n.pushgateway.url))
+    checks = [Check("notify", "warn", f"{key}: the URL carries a password inline; prefer "
+                                      "url_file (or password_file)")
+              for key, url in urls if url and url_password(url)]
+    checks += [Check("notify", "warn", f"notify.healthchecks.{hc.name}: the ping URL is inline "
+                                       "in the config (it is the check's credential); prefer "
+                                       "url_file") for hc in n.healthchecks if hc.url]
     return checks
 
 

@@ -154,3 +154,26 @@ def test_an_interrupted_run_is_notified_by_the_next_command(
     assert mail["Subject"].startswith("[FAIL interrupted] nightly test-host")
     paths = [r.path for r in hc_receiver.wait_for(4)]
     assert f"/check-uuid/fail?rid={interrupted['run_id']}" in paths
+
+
+def test_doctor_sends_a_test_event_only_when_asked(ws: Workspace, receiver: Receiver,
+                                                  hc_receiver: Receiver,
+                                                  smtp_server: SmtpServer,
+                                                  pushgateway: Pushgateway) -> None:
+    configure(ws, receiver=receiver, hc=hc_receiver, smtp=smtp_server, gateway=pushgateway)
+    ws.config_path.write_text(ws.config_path.read_text().replace(
+        f'url = "{receiver.url}/hook"', f'url = "http://hook:pa55-w0rd@127.0.0.1:{receiver.port}/hook"'))
+    report = json.loads(ws.cli("doctor", "--json").stdout)
+    assert receiver.requests == []
+    warnings = [c["message"] for c in report["checks"] if c["status"] == "warn"]
+    assert any(m.startswith("notify.webhooks.ops.url: the URL carries a password inline")
+               for m in warnings)
+    assert any(m.startswith("notify.healthchecks.nightly: the ping URL is inline")
+               for m in warnings)
+    assert "pa55-w0rd" not in json.dumps(report)
+    report = json.loads(ws.cli("doctor", "--json", "--send-test").stdout)
+    sent = [c for c in report["checks"] if "test event" in c["message"]]
+    assert len(sent) == 4 and all(c["status"] == "ok" for c in sent), sent
+    [hook] = receiver.wait_for(1)
+    assert hook.json()["type"] == "run.test"
+    assert "Authorization" not in hook.headers  # userinfo is not turned into a header
