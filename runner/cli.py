@@ -206,6 +206,25 @@ def doctor(ctx: click.Context, config_file: str | None, as_json: bool, send_test
     sys.exit(0 if report["ok"] else 1)
 
 
+@main.command()
+@_config_option
+@click.pass_context
+@_guard
+def schedule(ctx: click.Context, config_file: str | None) -> None:
+    """Run the embedded scheduler only, in the foreground (serve runs it too)."""
+    import logging
+
+    from runner.config import load_config
+    from runner.history import open_history
+    from runner.scheduler import serve_scheduler
+
+    config = load_config(_config_file(ctx, config_file))
+    open_history(config.state_dir).close()  # the store is usable; dead runs are marked
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    serve_scheduler(config)
+
+
 @main.command("notify-test")
 @_config_option
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")

@@ -192,6 +192,14 @@ _COMMON_JOB_KEYS = ("kind", "description", "args", "timeout", "stop_grace", "sch
 _KIND_KEYS = {"backup": ("paths", "tags", "forget_args")}
 
 
+def _schedule(value: object) -> str:
+    from runner.schedules import parse_schedule
+
+    text = as_string(value)
+    parse_schedule(text)  # ValueError names what was expected
+    return text
+
+
 def _has_policy(args: tuple[str, ...]) -> bool:
     return any(a.startswith("--keep-") for a in args)
 
@@ -221,7 +229,7 @@ def _read_job(file: str, name: str, data: object, base: Path,
         forget_args=t.get("forget_args", as_strings, ()) if kind == "backup" else (),
         timeout=t.get("timeout", as_duration),
         stop_grace=t.get("stop_grace", as_duration, 30.0),
-        schedule=t.get("schedule", as_string),
+        schedule=t.get("schedule", _schedule),
         params=t.get("params", as_strings, ()),
         pre_hook=t.get("pre_hook", as_argv, ()),
         post_hook=t.get("post_hook", as_argv, ()),

@@ -8,7 +8,7 @@ from typing import Any
 from runner.config import Config
 from runner.durations import human_duration
 from runner.history import History
-from runner.record import parse_rfc3339
+from runner.record import parse_rfc3339, rfc3339
 
 
 def human_bytes(n: float) -> str:
@@ -51,6 +51,9 @@ def _age(timestamp: str | None) -> float | None:
 
 
 def status_report(config: Config, history: History) -> dict[str, Any]:
+    from runner.scheduler import next_runs
+
+    upcoming = next_runs(config)
     jobs = []
     for name, job in config.jobs.items():
         last = history.last_ended(name)
@@ -58,6 +61,7 @@ def status_report(config: Config, history: History) -> dict[str, Any]:
             "job": name,
             "kind": job.kind,
             "schedule": job.schedule,
+            "next_run": rfc3339(upcoming[name]) if name in upcoming else None,
             "last": None if last is None else {
                 key: last.get(key) for key in ("run_id", "status", "exit_code", "started_at",
                                                "finished_at", "duration_seconds", "stats",
@@ -72,7 +76,7 @@ def status_report(config: Config, history: History) -> dict[str, Any]:
 
 
 def status_table(report: dict[str, Any]) -> str:
-    rows = [("JOB", "KIND", "LAST", "EXIT", "FINISHED", "AGE", "DURATION", "RUNNING")]
+    rows = [("JOB", "KIND", "LAST", "EXIT", "FINISHED", "AGE", "DURATION", "RUNNING", "NEXT")]
     for job in report["jobs"]:
         last = job["last"] or {}
         running = ", ".join(
@@ -85,7 +89,7 @@ def status_table(report: dict[str, Any]) -> str:
                      str(last.get("exit_code", "-")), last.get("finished_at") or "-",
                      human_duration(age) if age is not None else "-",
                      f"{last['duration_seconds']:.1f}s" if last.get("duration_seconds")
-                     is not None else "-", running))
+                     is not None else "-", running, job.get("next_run") or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                       for r in rows)

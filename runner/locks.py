@@ -56,6 +56,14 @@ class JobLock:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
 
+    def drop_inherited(self) -> None:
+        """In a forked child: close our copy of the descriptor without unlocking (an unlock
+        would release the parent's lock too; a copy left open would keep it held after the
+        parent dies)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
     def __enter__(self) -> JobLock:
         return self
 

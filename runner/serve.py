@@ -72,7 +72,9 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
 def serve(config: Config, *, bind: str | None = None, workers: int | None = None) -> None:
     from notifiers.worker import start_deliveries_worker
     from runner.dispatch import start_launcher
+    from runner.scheduler import start_service_scheduler
 
     start_launcher(config)  # before any worker exists, and before anything opens SQLite here
     start_deliveries_worker(config)
+    start_service_scheduler(config)
     RunnerServer(config, gunicorn_options(config, bind=bind, workers=workers)).run()

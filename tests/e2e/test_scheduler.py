@@ -1,0 +1,179 @@
+"""The embedded scheduler: cron and interval schedules honouring TZ, one scheduler per state
+directory (however many gunicorn workers), skipped ticks, graceful stop, next runs in status."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import signal
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from runner.errors import ConfigError
+from runner.schedules import parse_schedule
+from tests.conftest import Workspace, wait_until
+from tests.e2e.conftest import free_port
+from tests.runner.test_config import _error
+
+
+@pytest.mark.parametrize(("text", "after", "expected"), [
+    ("0 3 * * *", "2026-03-28T12:00:00", "2026-03-29T03:00:00+02:00"),  # DST starts that night
+    # 02:30 does not exist that night: run once right after the gap, as cron does
+    ("30 2 * * *", "2026-03-28T12:00:00", "2026-03-29T03:00:00+02:00"),
+    ("@daily", "2026-10-24T23:30:00", "2026-10-25T00:00:00+02:00"),
+    ("daily at 03:00", "2026-10-25T01:00:00", "2026-10-25T03:00:00+01:00"),  # DST ends
+    ("*/15 * * * *", "2026-01-01T10:07:00", "2026-01-01T10:15:00+01:00"),
+    ("0 4 * * 0", "2026-11-26T12:00:00", "2026-11-29T04:00:00+01:00"),  # Sunday
+])
+def test_cron_schedules_honour_tz(monkeypatch: pytest.MonkeyPatch, text: str, after: str,
+                                  expected: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    moment = datetime.fromisoformat(after).replace(tzinfo=ZoneInfo("Europe/Berlin"))
+    assert parse_schedule(text).next_after(moment).isoformat() == expected
+
+
+def test_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoneinfo import ZoneInfo
+
+    monkeypatch.setenv("TZ", "UTC")
+    moment = datetime(2026, 1, 1, 10, 0, tzinfo=ZoneInfo("UTC"))
+    assert parse_schedule("every 6h").next_after(moment).hour == 16
+    assert parse_schedule("every 90m").next_after(moment).strftime("%H:%M") == "11:30"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("0 3 * *", "5-field cron expression"),
+    ("61 * * * *", "not a valid cron expression"),
+    ("every soon", "every 6h"),
+    ("daily at 25:00", "5-field cron expression"),
+    ("every 0.5s", "at least 1s"),
+])
+def test_bad_schedules_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    error = _error(tmp_path, {"jobs": {"nightly": {"kind": "check", "schedule": text}}})
+    assert isinstance(error, ConfigError)
+    assert error.key == "jobs.nightly.schedule"
+    assert expected in str(error)
+
+
+def _runs(ws: Workspace, job: str) -> list[dict]:
+    done = ws.cli("status", "--json")
+    assert done.returncode == 0, done.stderr
+    import sqlite3
+
+    db = sqlite3.connect(ws.state / "history.db")
+    rows = db.execute("SELECT record FROM runs WHERE job = ? ORDER BY started_at",
+                      (job,)).fetchall()
+    db.close()
+    return [json.loads(r[0]) for r in rows]
+
+
+def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
+    proc.send_signal(sig)
+    return proc.wait(60)
+
+
+def test_schedule_runs_jobs_through_the_engine(ws: Workspace) -> None:
+    ws.write_config(f"""
+[jobs.nightly]
+kind = "backup"
+paths = ["{ws.data}"]
+schedule = "every 2s"
+
+[jobs.manual]
+kind = "check"
+""")
+    proc = ws.popen("schedule")
+    try:
+        wait_until(lambda: len([r for r in _runs(ws, "nightly") if r["status"] != "running"])
+                   >= 2, timeout=30)
+        # exactly one scheduler per state directory
+        second = ws.cli("schedule", timeout=30)
+        assert second.returncode == 2
+        assert "another scheduler is running" in second.stderr
+    finally:
+        assert _stop(proc) == 0
+    runs = _runs(ws, "nightly")
+    assert all(r["trigger"]["source"] == "schedule" for r in runs)
+    assert {r["status"] for r in runs} <= {"succeeded", "cancelled"}
+    assert _runs(ws, "manual") == []
+    status = json.loads(ws.cli("status", "--json").stdout)
+    by_job = {j["job"]: j for j in status["jobs"]}
+    assert by_job["nightly"]["next_run"] is not None
+    assert by_job["manual"]["next_run"] is None
+
+
+def test_a_tick_that_finds_its_job_running_records_skipped(ws: Workspace) -> None:
+    slow = ws.root / "slow.sh"
+    slow.write_text("#!/bin/sh\nsleep 3\n")
+    slow.chmod(0o755)
+    ws.write_config(f"""
+[jobs.verify]
+kind = "check"
+schedule = "every 1s"
+pre_hook = ["{slow}"]
+""")
+    proc = ws.popen("schedule")
+    try:
+        wait_until(lambda: any(r["status"] == "skipped" for r in _runs(ws, "verify")),
+                   timeout=30)
+    finally:
+        _stop(proc)
+    skipped = [r for r in _runs(ws, "verify") if r["status"] == "skipped"]
+    assert skipped[0]["trigger"]["source"] == "schedule"
+    assert "still active" in skipped[0]["error"]
+
+
+def test_sigterm_cancels_a_running_scheduled_job_and_leaves_no_restic_lock(
+        ws: Workspace) -> None:
+    big = ws.root / "big"
+    big.mkdir()
+    (big / "random.bin").write_bytes(__import__("os").urandom(3 << 20))
+    ws.write_config(f"""
+[jobs.slow]
+kind = "backup"
+paths = ["{big}"]
+args = ["--limit-upload", "100"]
+schedule = "every 1s"
+""")
+    proc = ws.popen("schedule")
+    try:
+        wait_until(lambda: any(r["status"] == "running" for r in _runs(ws, "slow")),
+                   timeout=30)
+        time.sleep(1.5)  # restic is uploading, its lock in the repository
+    finally:
+        assert _stop(proc) == 0
+    runs = _runs(ws, "slow")
+    assert runs[0]["status"] == "cancelled" and runs[0]["exit_code"] == 130
+    assert not any(r["status"] == "running" for r in runs)
+    locks = subprocess.run([ws.restic, "list", "locks"], env=ws.restic_env(),
+                           capture_output=True, text=True, check=True)
+    assert locks.stdout.strip() == ""
+
+
+def test_serve_runs_exactly_one_scheduler(ws: Workspace) -> None:
+    from tests.notifiers.conftest import start_service
+
+    port = free_port()
+    ws.write_config("""
+[jobs.verify]
+kind = "check"
+schedule = "every 2s"
+""", top=f'[server]\nbind = "127.0.0.1:{port}"\nworkers = 3\n')
+    service = start_service(ws, port)
+    try:
+        wait_until(lambda: len(_runs(ws, "verify")) >= 3, timeout=30)
+        # `schedule` next to the service: refused, the service's scheduler holds the lock
+        other = ws.cli("schedule", timeout=30)
+        assert other.returncode == 2 and "another scheduler" in other.stderr
+    finally:
+        service.stop()
+    starts = [datetime.fromisoformat(r["started_at"].replace("Z", "+00:00"))
+              for r in _runs(ws, "verify")]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
+    assert min(gaps) > 1.5, gaps  # one tick every 2 s: never two schedulers ticking
