@@ -216,12 +216,14 @@ def schedule(ctx: click.Context, config_file: str | None) -> None:
 
     from runner.config import load_config
     from runner.history import open_history
+    from runner.repoinit import prepare_repositories
     from runner.scheduler import serve_scheduler
 
     config = load_config(_config_file(ctx, config_file))
     open_history(config.state_dir).close()  # the store is usable; dead runs are marked
     logging.basicConfig(stream=sys.stderr, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
+    prepare_repositories(config)
     serve_scheduler(config)
 
 
@@ -317,6 +319,13 @@ def serve(ctx: click.Context, config_file: str | None, bind: str | None,
     # checks the store and marks dead runs in a child: this process must not hold SQLite state
     # when it forks the launcher (runner.dispatch)
     _in_child(lambda: open_history(config.state_dir).close())
+    import logging
+
+    from runner.repoinit import prepare_repositories
+
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    prepare_repositories(config)  # init_if_missing: only a repository that does not exist
     run_server(config, bind=bind, workers=workers)
 
 

@@ -62,6 +62,7 @@ class ResticSettings:
     cache_dir: Path | None = None
     cacert: Path | None = None
     auto_unlock: bool = False
+    init_if_missing: bool = False  # serve/schedule: `restic init` a repository that does not exist
     progress_fps: float = 2.0  # RESTIC_PROGRESS_FPS: status lines per second
 
 
@@ -164,6 +165,7 @@ def _read_restic(t: Table, base: ResticSettings) -> ResticSettings:
         "cache_dir": t.path("cache_dir", base.cache_dir),
         "cacert": t.path("cacert", base.cacert, must_exist=True),
         "auto_unlock": t.get("auto_unlock", as_bool, base.auto_unlock),
+        "init_if_missing": t.get("init_if_missing", as_bool, base.init_if_missing),
         "progress_fps": t.get("progress_fps", as_positive_number, base.progress_fps),
     }
     # A job that sets one form of a setting replaces the other form inherited from [restic].

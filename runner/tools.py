@@ -46,9 +46,23 @@ class RepositoryProbe:
     message: str
 
 
-# restic 0.14 says 1 for all of these; only its message tells them apart. 0.18 has exit codes.
-_MISSING_TEXT = ("Is there a repository at the following location?", "repository does not exist",
-                 "unable to open config file")
+# restic < 0.17 exits 1 for every failure to open a repository, and prints "Is there a
+# repository at the following location?" after a refused connection too. "Missing" is decided
+# on the error itself: the config file could not be opened *because it does not exist*
+# (a local "no such file or directory", a REST/S3/B2 "does not exist" / 404 / NoSuchKey), and
+# nothing in it speaks of the network.
+_CONFIG_ERROR = "unable to open config file"
+_NOT_EXIST = ("no such file or directory", "does not exist", "404", "NoSuchKey",
+              "The specified key does not exist")
+_NETWORK = ("connection refused", "dial tcp", "i/o timeout", "no such host", "timeout",
+            "connection reset", "EOF", "TLS", "x509", "certificate", "403", "401", "500",
+            "502", "503", "504", "permission denied", "access denied")
+
+
+def _says_missing(stderr: str) -> bool:
+    fatal = next((line for line in stderr.splitlines() if line.startswith("Fatal:")), "")
+    return (_CONFIG_ERROR in fatal and any(t in fatal for t in _NOT_EXIST)
+            and not any(t.lower() in fatal.lower() for t in _NETWORK))
 
 
 def probe_repository(binary: str, env: Mapping[str, str], timeout: float = 120) -> RepositoryProbe:
@@ -64,7 +78,7 @@ def probe_repository(binary: str, env: Mapping[str, str], timeout: float = 120) 
     code = done.returncode
     if code == 0:
         return RepositoryProbe("ok", 0, "repository opened")
-    if code == 10 or any(t in stderr for t in _MISSING_TEXT):
+    if code == 10 or (code == 1 and _says_missing(stderr)):
         return RepositoryProbe("missing", code, "no repository at this location (restic init "
                                                 "creates one; restic-runner never does here)")
     if code == 12 or "wrong password" in stderr:
