@@ -63,6 +63,7 @@ class ResticSettings:
     cacert: Path | None = None
     auto_unlock: bool = False
     init_if_missing: bool = False  # serve/schedule: `restic init` a repository that does not exist
+    retry_lock: float | None = None  # restic >= 0.16: --retry-lock, wait this long for a lock
     progress_fps: float = 2.0  # RESTIC_PROGRESS_FPS: status lines per second
 
 
@@ -166,6 +167,7 @@ def _read_restic(t: Table, base: ResticSettings) -> ResticSettings:
         "cacert": t.path("cacert", base.cacert, must_exist=True),
         "auto_unlock": t.get("auto_unlock", as_bool, base.auto_unlock),
         "init_if_missing": t.get("init_if_missing", as_bool, base.init_if_missing),
+        "retry_lock": t.get("retry_lock", as_duration, base.retry_lock),
         "progress_fps": t.get("progress_fps", as_positive_number, base.progress_fps),
     }
     # A job that sets one form of a setting replaces the other form inherited from [restic].

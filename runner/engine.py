@@ -160,6 +160,12 @@ class _Run:
                           f"restic-runner {__version__}")
             if self.tool.repository:
                 self.log.note(f"repository {self.tool.repository}")
+            if self.job.uses_restic and self.job.restic.retry_lock:
+                from runner.tools import supports_retry_lock
+
+                if not supports_retry_lock(self.job.restic.binary):
+                    self.log.note("retry_lock is set, but this restic has no --retry-lock "
+                                  "(restic 0.16 or later): a locked repository fails at once")
             status, exit_code = self._steps()
         except Exception as exc:  # a bug or an OS error: the run is marked, never left running
             r["error"] = redact_text(f"internal error: {type(exc).__name__}: {exc}")

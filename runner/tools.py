@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import subprocess
@@ -37,6 +38,16 @@ def tool_info(binary: str) -> ToolInfo:
         return ToolInfo(binary, path, None, banner[0] if banner else None,
                         f"{binary}: 'version' exited {done.returncode}")
     return ToolInfo(binary, path, match.group(1), banner[0])
+
+
+RETRY_LOCK_SINCE = (0, 16, 0)
+
+
+@functools.lru_cache(maxsize=8)
+def supports_retry_lock(binary: str) -> bool:
+    """Whether this restic has `--retry-lock` (0.16 and later); asked once per process."""
+    version = tool_info(binary).version
+    return version is not None and tuple(int(x) for x in version.split(".")) >= RETRY_LOCK_SINCE
 
 
 @dataclass(frozen=True, slots=True)

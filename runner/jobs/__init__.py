@@ -38,6 +38,11 @@ def _restic(job: JobConfig, command: str, *args: str) -> tuple[str, ...]:
     argv = [job.restic.binary, command, "--json"]
     if job.restic.cacert:
         argv += ["--cacert", str(job.restic.cacert)]
+    if job.restic.retry_lock and command != "unlock":
+        from runner.tools import supports_retry_lock
+
+        if supports_retry_lock(job.restic.binary):
+            argv.append(f"--retry-lock={job.restic.retry_lock:g}s")
     return (*argv, *args)
 
 

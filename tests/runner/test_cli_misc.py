@@ -117,6 +117,23 @@ def test_auto_unlock_removes_a_stale_lock_after_a_lock_failure(ws: Workspace) ->
     assert code == 0 and record["status"] == "succeeded"
 
 
+def test_retry_lock_waits_where_restic_supports_it(ws: Workspace) -> None:
+    _stale_lock(ws)
+    ws.write_config('[jobs.prune]\nkind = "prune"\nretry_lock = "2s"\n')
+    code, record = ws.run_json("prune")
+    assert record["status"] == "failed"
+    log = next((ws.state / "logs" / "prune").glob("*.log")).read_text()
+    [command] = [line for line in log.splitlines() if "$ " in line and " prune " in line]
+    if ws.restic_version == "0.14":  # no --retry-lock before 0.16: said, and not passed
+        assert "--retry-lock" not in command
+        assert "this restic has no --retry-lock" in log
+        assert code == 1
+    else:
+        assert command.endswith("restic prune --json --retry-lock=2s")
+        assert record["steps"][0]["duration_seconds"] >= 2.0  # it waited for the lock
+        assert code == 11
+
+
 def test_old_logs_are_pruned_per_job(ws: Workspace) -> None:
     ws.write_config('[jobs.unlock]\nkind = "unlock"\nkeep_logs = 2\n')
     ids = [ws.run_json("unlock")[1]["run_id"] for _ in range(4)]
