@@ -4,10 +4,8 @@ restart) and notifies runs found `interrupted`. It exits with its parent."""
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
-import sys
 
 from runner.config import Config
 
@@ -27,8 +25,9 @@ def start_deliveries_worker(config: Config) -> int | None:
         die_with_parent(signal.SIGTERM)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on serve: the master handles it
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                            format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        from runner.logs import setup_logging
+
+        setup_logging(config.server.log_format)
         Courier(config).serve_forever()
     except BaseException:
         code = 1

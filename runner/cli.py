@@ -212,7 +212,6 @@ def doctor(ctx: click.Context, config_file: str | None, as_json: bool, send_test
 @_guard
 def schedule(ctx: click.Context, config_file: str | None) -> None:
     """Run the embedded scheduler only, in the foreground (serve runs it too)."""
-    import logging
 
     from runner.config import load_config
     from runner.history import open_history
@@ -221,8 +220,9 @@ def schedule(ctx: click.Context, config_file: str | None) -> None:
 
     config = load_config(_config_file(ctx, config_file))
     open_history(config.state_dir).close()  # the store is usable; dead runs are marked
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    from runner.logs import setup_logging
+
+    setup_logging(config.server.log_format)
     prepare_repositories(config)
     serve_scheduler(config)
 
@@ -319,12 +319,11 @@ def serve(ctx: click.Context, config_file: str | None, bind: str | None,
     # checks the store and marks dead runs in a child: this process must not hold SQLite state
     # when it forks the launcher (runner.dispatch)
     _in_child(lambda: open_history(config.state_dir).close())
-    import logging
 
+    from runner.logs import setup_logging
     from runner.repoinit import prepare_repositories
 
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                        format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+    setup_logging(config.server.log_format)
     prepare_repositories(config)  # init_if_missing: only a repository that does not exist
     run_server(config, bind=bind, workers=workers)
 

@@ -116,6 +116,7 @@ class ServerConfig:
     max_wait: float = 25.0
     graceful_timeout: float = 30.0
     max_requests: int = 0  # recycle workers after this many requests (0: never)
+    log_format: str = "text"  # service logs on stdout: "text" or "json" (JSON lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +301,7 @@ def _read_server(t: Table) -> ServerConfig:
         max_wait=t.get("max_wait", as_duration, d.max_wait),
         graceful_timeout=t.get("graceful_timeout", as_duration, d.graceful_timeout),
         max_requests=t.get("max_requests", as_count, d.max_requests),
+        log_format=t.get("log_format", choice("text", "json"), d.log_format),
     )
     t.finish()
     return server

@@ -181,8 +181,9 @@ def start_service_scheduler(config: Config) -> int | None:
         from runner.execute import die_with_parent
 
         die_with_parent(signal.SIGTERM)
-        logging.basicConfig(stream=sys.stderr, level=logging.INFO,
-                            format="[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s")
+        from runner.logs import setup_logging
+
+        setup_logging(config.server.log_format)
         scheduler = Scheduler(config, in_service=True)
         warned = False
         while not scheduler.acquire():

@@ -39,6 +39,21 @@ class AccessLogger(Logger):  # type: ignore[misc]
     must not become a flood of log lines (or fill the disk). The API logs them instead as one
     throttled warning per source address and reason, with a count."""
 
+    log_format = "text"
+
+    def setup(self, cfg: Any) -> None:
+        """Both of gunicorn's logs go to stdout, masked, as text or JSON lines."""
+        super().setup(cfg)
+        import logging
+        import sys
+
+        from runner.logs import formatter
+
+        for logger in (self.error_log, self.access_log):
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(formatter(self.log_format))
+            logger.handlers[:] = [handler]
+
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
         if getattr(resp, "status_code", None) in QUIET_STATUSES:
             return
@@ -58,7 +73,8 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
         "max_requests": server.max_requests,
         "max_requests_jitter": server.max_requests // 10 if server.max_requests else 0,
         "accesslog": "-",
-        "logger_class": AccessLogger,
+        "logger_class": type("ServiceLogger", (AccessLogger,),
+                             {"log_format": server.log_format}),
         "errorlog": "-",
         "proc_name": "restic-runner",
         "control_socket_disable": True,  # gunicorn >= 25 would open one under $HOME
