@@ -14,22 +14,13 @@ def start_deliveries_worker(config: Config) -> int | None:
     """Fork the worker; its pid, or None when no target is configured."""
     if not config.notify.any_target:
         return None
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 0
-    try:
+    from runner.companion import fork_companion
+
+    def main() -> None:
         from notifiers.courier import Courier
-        from runner.execute import die_with_parent
 
-        die_with_parent(signal.SIGTERM)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on serve: the master handles it
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
-        from runner.logs import setup_logging
-
-        setup_logging(config.server.log_format)
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # leases expire; nothing lost
         Courier(config).serve_forever()
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
+
+    return fork_companion(config, main)

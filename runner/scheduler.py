@@ -173,17 +173,9 @@ def start_service_scheduler(config: Config) -> int | None:
     parent, and waits to take over while another scheduler holds the lock."""
     if not scheduled_jobs(config):
         return None
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 0
-    try:
-        from runner.execute import die_with_parent
+    from runner.companion import fork_companion
 
-        die_with_parent(signal.SIGTERM)
-        from runner.logs import setup_logging
-
-        setup_logging(config.server.log_format)
+    def main() -> None:
         scheduler = Scheduler(config, in_service=True)
         warned = False
         while not scheduler.acquire():
@@ -193,7 +185,5 @@ def start_service_scheduler(config: Config) -> int | None:
                 warned = True
             time.sleep(LOCK_RETRY)
         scheduler.run()
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
+
+    return fork_companion(config, main)
