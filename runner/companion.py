@@ -27,3 +27,22 @@ def fork_companion(config: Config, main: Callable[[], None]) -> int:
         code = 1
     finally:
         os._exit(code)
+
+
+def stop_companion(pid: int, timeout: float) -> None:
+    """SIGTERM a companion (the launcher stops the runs it started, the scheduler its jobs) and
+    wait for it to end, bounded."""
+    import contextlib
+    import time
+
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout + 5
+    while time.monotonic() < deadline:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if done:
+            return
+        time.sleep(0.05)

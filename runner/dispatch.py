@@ -102,15 +102,17 @@ def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None
     die_with_parent(signal.SIGTERM)
     become_subreaper()  # supervisors that end while we live are ours to reap
     _warm_up(config)
+    stopping: list[int] = []
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C on serve: the master handles it
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, lambda signum, _f: stopping.append(signum))
     listener.settimeout(1.0)
     spare = _Spare(config)
-    while os.getppid() == parent:
-        _reap()
+    running: set[int] = set()  # supervisors of runs
+    while os.getppid() == parent and not stopping:
+        running -= _reap()
         try:
             conn, _ = listener.accept()
-        except TimeoutError:
+        except (TimeoutError, InterruptedError):
             continue
         with conn:
             conn.settimeout(10)
@@ -122,7 +124,34 @@ def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None
             if not spare.hand_over(line, conn):  # it died while waiting: fork another
                 spare = _Spare(config)
                 spare.hand_over(line, conn)
+            running.add(spare.pid)
             spare = _Spare(config)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(spare.pid, signal.SIGKILL)  # waiting for a run that will not come
+    _stop_runs(running | {spare.pid}, config.server.graceful_timeout)
+
+
+def _stop_runs(pids: set[int], timeout: float) -> None:
+    """The service is stopping: each run's supervisor gets SIGTERM (it passes SIGINT to restic,
+    which removes its repository lock, and records the run `cancelled`); wait, bounded."""
+    import time
+
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids -= _reap()
+        pids = {pid for pid in pids if _exists(pid)}
+        time.sleep(0.05)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 class _Spare:
@@ -132,7 +161,8 @@ class _Spare:
 
     def __init__(self, config: Config) -> None:
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        if os.fork() == 0:
+        self.pid = os.fork()
+        if self.pid == 0:
             code = 0
             try:
                 self.sock.close()
@@ -179,15 +209,17 @@ def _warm_up(config: Config) -> None:
     REGISTRY.redact(b"warm-up\n")
 
 
-def _reap() -> None:
-    """Collect every ended child (supervisors reparented to us included)."""
+def _reap() -> set[int]:
+    """Collect every ended child (supervisors reparented to us included); their pids."""
+    ended: set[int] = set()
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return ended
         if pid == 0:
-            return
+            return ended
+        ended.add(pid)
 
 
 def _detach_fds(keep: int) -> None:

@@ -87,10 +87,20 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
 
 def serve(config: Config, *, bind: str | None = None, workers: int | None = None) -> None:
     from notifiers.worker import start_deliveries_worker
+    from runner.companion import stop_companion
     from runner.dispatch import start_launcher
     from runner.scheduler import start_service_scheduler
 
-    start_launcher(config)  # before any worker exists, and before anything opens SQLite here
-    start_deliveries_worker(config)
-    start_service_scheduler(config)
-    RunnerServer(config, gunicorn_options(config, bind=bind, workers=workers)).run()
+    launcher = start_launcher(config)  # before any worker exists, and before SQLite is opened
+    companions = [pid for pid in (start_deliveries_worker(config),
+                                  start_service_scheduler(config)) if pid]
+
+    def on_exit(_server: Any) -> None:
+        """SIGTERM to the service: running jobs get SIGINT (restic removes its repository
+        locks) and are recorded `cancelled`, bounded by graceful_timeout; then we exit."""
+        for pid in [launcher, *companions]:
+            stop_companion(pid, config.server.graceful_timeout)
+
+    options = gunicorn_options(config, bind=bind, workers=workers)
+    options["on_exit"] = on_exit
+    RunnerServer(config, options).run()
