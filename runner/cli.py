@@ -227,6 +227,23 @@ def schedule(ctx: click.Context, config_file: str | None) -> None:
     serve_scheduler(config)
 
 
+@main.command()
+@click.argument("job", required=False)
+@_config_option
+@click.option("--json", "as_json", is_flag=True, help="Print restic's JSON (masked).")
+@click.pass_context
+@_guard
+def snapshots(ctx: click.Context, job: str | None, config_file: str | None,
+              as_json: bool) -> None:
+    """The snapshots of JOB's repository (default: the first restic job's), newest first."""
+    from runner.config import load_config
+    from runner.snapshots import list_snapshots, restic_job, snapshots_table
+
+    config = load_config(_config_file(ctx, config_file))
+    found = list_snapshots(restic_job(config, job))
+    _echo(json.dumps(found, indent=2) if as_json else snapshots_table(found))
+
+
 @main.command("notify-test")
 @_config_option
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
