@@ -141,6 +141,7 @@ class Config:
     clients: tuple[ClientConfig, ...] = ()
     notify: NotifySettings = field(default_factory=NotifySettings)
     signing: SigningSettings = field(default_factory=SigningSettings)
+    warnings: tuple[str, ...] = ()  # e.g. restic-backup-helper variables that mean nothing here
 
     def job(self, name: str) -> JobConfig:
         try:
@@ -335,7 +336,7 @@ def _read_clients(file: str, data: object, base: Path, jobs: Mapping[str, JobCon
     return tuple(clients)
 
 
-def _default_state_dir() -> Path:
+def default_state_dir() -> Path:
     if os.environ.get(STATE_DIR_ENV):
         return Path(os.environ[STATE_DIR_ENV])
     system = Path("/var/lib/restic-runner")
@@ -353,7 +354,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     file = str(path)
     base = path.parent.resolve()
     top = Table(file, "", dict(data), base)
-    state_dir = top.path("state_dir") or _default_state_dir()
+    state_dir = top.path("state_dir") or default_state_dir()
     hostname = top.get("hostname", as_string) or os.uname().nodename
     restic_table = Table(file, "restic", data.get("restic", {}), base)
     restic = _read_restic(restic_table, ResticSettings())
@@ -392,14 +393,20 @@ def find_config_file(explicit: str | None) -> Path:
     if local.exists():
         return local
     raise ConfigError(DEFAULT_CONFIG_NAME, "",
-                      f"no configuration: pass --config, set ${CONFIG_ENV}, "
-                      f"or create ./{DEFAULT_CONFIG_NAME}")
+                      f"no configuration: pass --config, set ${CONFIG_ENV}, create "
+                      f"./{DEFAULT_CONFIG_NAME}, or set restic-backup-helper's variables "
+                      "(RESTIC_REPOSITORY, …)")
 
 
 def load_config(explicit: str | None = None) -> Config:
     """Find, read and validate the configuration."""
     import tomllib
 
+    if not explicit and not os.environ.get(CONFIG_ENV) and not Path(DEFAULT_CONFIG_NAME).exists():
+        from runner.envconfig import load_from_environment, wants_environment
+
+        if wants_environment(os.environ):
+            return load_from_environment(os.environ)  # type: ignore[no-any-return]
     path = find_config_file(explicit)
     try:
         raw = path.read_bytes()

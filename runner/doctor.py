@@ -132,6 +132,7 @@ def run_doctor(config_file: str | None, *, send_test: bool = False) -> dict[str,
         checks = [Check("config", "fail", str(exc))]
         return _report(checks, None)
     checks = [Check("config", "ok", f"{config.path}: {len(config.jobs)} job(s)")]
+    checks += [Check("config", "warn", warning) for warning in config.warnings]
     checks += _tool_checks(config)
     checks += _secret_file_checks(config)
     checks += _repository_checks(config)

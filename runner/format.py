@@ -127,7 +127,8 @@ def config_summary(config: Config) -> dict[str, Any]:
         jobs[name] = entry
     return {"schema": "restic-runner.config-check/1", "ok": True, "file": str(config.path),
             "state_dir": str(config.state_dir), "hostname": config.hostname, "jobs": jobs,
-            "notify": notify_summary(config), "warnings": sorted(set(warnings))}
+            "notify": notify_summary(config),
+            "warnings": sorted(set(warnings)) + list(config.warnings)}
 
 
 def notify_summary(config: Config) -> dict[str, Any]:

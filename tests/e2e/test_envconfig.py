@@ -1,0 +1,108 @@
+"""restic-backup-helper's environment variables, with no config file (SPEC §7)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from tests.conftest import RUNNER, Workspace
+
+
+def env_cli(ws: Workspace, variables: dict[str, str], *args: str
+            ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RESTIC_", "RCLONE_", "BACKUP_", "WEBHOOK_", "MAILX_", "SMTP_"))}
+    env.update(RESTIC_RUNNER_STATE_DIR=str(ws.state), RESTIC_CACHE_DIR=str(ws.root / "cache"),
+               HOSTNAME="helper-host", RESTIC_RUNNER_HOOKS_DIR=str(ws.root / "hooks"),
+               PATH=f"{ws.restic.parent}:{os.environ['PATH']}", **variables)
+    return subprocess.run([RUNNER, *args], env=env, capture_output=True, text=True,
+                          cwd=ws.root, timeout=120)
+
+
+def base(ws: Workspace) -> dict[str, str]:
+    return {"RESTIC_REPOSITORY": str(ws.repo), "RESTIC_PASSWORD_FILE": str(ws.password_file),
+            "BACKUP_ROOT_DIR": str(ws.data), "RESTIC_TAG": "helper"}
+
+
+def test_the_helpers_variables_configure_the_same_jobs(ws: Workspace) -> None:
+    assert Path(ws.restic).name == "restic"
+    variables = {**base(ws), "RESTIC_FORGET_ARGS": "--keep-last 2",
+                 "RESTIC_JOB_ARGS": "--exclude-caches", "CHECK_CRON": "0 4 * * 0",
+                 "RESTIC_CHECK_ARGS": "--read-data-subset=10%", "ROTATE_LOG_CRON": "0 0 * * 6",
+                 "SYNC_CRON": "0 1 * * *", "RESTIC_CHECK_REPOSITORY_STATUS": "on"}
+    done = env_cli(ws, variables, "config", "check", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["hostname"] == "helper-host"
+    jobs = summary["jobs"]
+    assert set(jobs) == {"backup", "check"}
+    assert jobs["backup"]["schedule"] == "0 */6 * * *"  # BACKUP_CRON's default
+    assert jobs["backup"]["steps"][0][1:] == ["backup", "--json", "--tag=helper",
+                                              "--exclude-caches", "--", str(ws.data)]
+    assert jobs["backup"]["steps"][1][1:] == ["forget", "--json", "--keep-last", "2"]
+    assert jobs["check"]["schedule"] == "0 4 * * 0"
+    warnings = "\n".join(summary["warnings"])
+    assert warnings.count("ROTATE_LOG_CRON") == 1 and warnings.count("SYNC_CRON") == 1
+    code = env_cli(ws, variables, "run", "backup", "--json")
+    record = json.loads(code.stdout)
+    assert code.returncode == 0 and record["status"] == "succeeded", code.stderr
+    assert [s["name"] for s in record["steps"]] == ["backup", "forget"]
+    assert record["hostname"] == "helper-host"
+    assert ws.snapshots()[0]["tags"] == ["helper"]
+
+
+def test_inline_password_works_masked_and_warned(ws: Workspace) -> None:
+    password = ws.password_file.read_text().strip()
+    variables = {**base(ws), "RESTIC_PASSWORD": password}
+    del variables["RESTIC_PASSWORD_FILE"]
+    done = env_cli(ws, variables, "run", "backup", "--json")
+    assert done.returncode == 0, done.stderr
+    assert password not in done.stdout + done.stderr
+    secret = ws.state / "env-secrets" / "restic_password"
+    assert oct(secret.stat().st_mode & 0o777) == "0o600"
+    report = json.loads(env_cli(ws, variables, "doctor", "--json").stdout)
+    assert any("RESTIC_PASSWORD is given inline" in c["message"] for c in report["checks"])
+
+
+def test_errors_name_the_variable(ws: Workspace) -> None:
+    cases = [({"RESTIC_TAG": ""}, "RESTIC_TAG"),
+             ({"BACKUP_CRON": "61 * * * *"}, "BACKUP_CRON"),
+             ({"MAILX_RCPT": "ops@example.org"}, "SMTP_HOST"),
+             ({"FORGET_CRON": "0 5 * * *", "RESTIC_FORGET_ARGS": "--prune"},
+              "RESTIC_FORGET_ARGS"),
+             ({"BACKUP_ROOT_DIR": ""}, "BACKUP_ROOT_DIR")]
+    for extra, variable in cases:
+        done = env_cli(ws, {**base(ws), **extra}, "config", "check")
+        assert done.returncode == 2, (extra, done.stdout)
+        assert f"<environment>: {variable}:" in done.stderr, (extra, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_replicate_job_file_hooks_and_webhook(ws: Workspace) -> None:
+    jobs = ws.root / "replicate_jobs.txt"
+    jobs.write_text(f"# source;destination;mode;args\n{ws.data};{ws.root / 'copy-a'};sync\n"
+                    f"{ws.data};{ws.root / 'copy-b'};copy;--checksum\n")
+    hooks = ws.root / "hooks"
+    hooks.mkdir()
+    (hooks / "pre-backup.sh").write_text("#!/bin/sh\nexit 0\n")
+    (hooks / "pre-backup.sh").chmod(0o755)
+    variables = {**base(ws), "REPLICATE_CRON": "0 2 * * *", "REPLICATE_JOB_FILE": str(jobs),
+                 "HOOK_TIMEOUT": "60", "WEBHOOK_URL": "http://127.0.0.1:9/secret-path",
+                 "WEBHOOK_HEADER_AUTH": "Bearer helper-hdr-canary", "WEBHOOK_ON_ERROR": "ON",
+                 "METRICS_DIR": str(ws.root / "metrics")}
+    done = env_cli(ws, variables, "config", "check", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["jobs"]["replicate"]["steps"][0][1:4] == ["sync", str(ws.data),
+                                                            str(ws.root / "copy-a")]
+    assert "--checksum" in summary["jobs"]["replicate-2"]["steps"][0]
+    assert summary["notify"]["targets"]["webhook:default"] == "http://127.0.0.1:9/..."
+    assert "textfile" in summary["notify"]["targets"]
+    assert "secret-path" not in done.stdout and "helper-hdr-canary" not in done.stdout
+    run = env_cli(ws, variables, "run", "replicate", "--json")
+    assert run.returncode == 0, run.stderr
+    assert (ws.root / "copy-a" / "dir0").is_dir()
+    backup = json.loads(env_cli(ws, variables, "run", "backup", "--json").stdout)
+    assert [s["name"] for s in backup["steps"]][:2] == ["pre_hook", "backup"]
