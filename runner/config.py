@@ -32,7 +32,7 @@ from runner.configread import (
 from runner.errors import ConfigError
 from runner.notifyconfig import NotifySettings, SigningSettings, read_notify, read_signing
 
-JOB_KINDS = ("backup", "forget", "prune", "check", "unlock", "replicate")
+JOB_KINDS = ("backup", "forget", "prune", "check", "unlock", "replicate", "restore-test")
 RESTIC_KINDS = frozenset(JOB_KINDS) - {"replicate"}
 TRIGGER_PARAMS = frozenset({"tags", "dry_run"})
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -99,6 +99,13 @@ class JobConfig:
     pre_hook_on_error: str = "fail"
     keep_logs: int = 100
     max_age: float = 26 * 3600.0  # alert threshold: the last success may be this old
+    # restore-test: what to restore where, and what must be there afterwards
+    snapshot: str = "latest"
+    include: tuple[str, ...] = ()
+    target_dir: Path | None = None
+    min_files: int = 1
+    canaries: Mapping[str, str] = field(default_factory=_empty)  # original path -> sha256
+    keep: bool = False
 
     @property
     def uses_restic(self) -> bool:
@@ -195,7 +202,24 @@ _RCLONE_KEYS = tuple(f.name for f in fields(RcloneSettings))
 _COMMON_JOB_KEYS = ("kind", "description", "args", "timeout", "stop_grace", "schedule", "params",
                     "pre_hook", "post_hook", "hook_env", "hook_timeout", "pre_hook_on_error",
                     "keep_logs", "max_age")
-_KIND_KEYS = {"backup": ("paths", "tags", "forget_args")}
+_KIND_KEYS = {"backup": ("paths", "tags", "forget_args"),
+              "restore-test": ("snapshot", "include", "target_dir", "min_files", "canaries",
+                               "keep")}
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _canaries(value: object) -> Mapping[str, str]:
+    if not isinstance(value, dict) or not all(
+            isinstance(k, str) and k.startswith("/") and isinstance(v, str)
+            and _SHA256.fullmatch(v) for k, v in value.items()):
+        raise expect('a table of "/absolute/path" = "<64 hex digits of its SHA-256>"', value)
+    return MappingProxyType({k: v.lower() for k, v in value.items()})
+
+
+def _min_files(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise expect("a whole number, 0 or more", value)
+    return value
 
 
 def _schedule(value: object) -> str:
@@ -211,7 +235,7 @@ def _has_policy(args: tuple[str, ...]) -> bool:
 
 
 def _read_job(file: str, name: str, data: object, base: Path,
-              restic: ResticSettings, rclone: RcloneSettings) -> JobConfig:
+              restic: ResticSettings, rclone: RcloneSettings, state_dir: Path) -> JobConfig:
     if not JOB_NAME.fullmatch(name):
         raise ConfigError(file, f"jobs.{name}",
                           "job names are 1-64 characters of [A-Za-z0-9._-], starting alphanumeric")
@@ -244,12 +268,24 @@ def _read_job(file: str, name: str, data: object, base: Path,
         pre_hook_on_error=t.get("pre_hook_on_error", choice("fail", "continue"), "fail"),
         keep_logs=t.get("keep_logs", as_count, 100),
         max_age=t.get("max_age", as_duration, DEFAULT_MAX_AGE.get(kind, 8 * 86400.0)),
+        **(_restore_test_keys(t, name, state_dir) if kind == "restore-test" else {}),
     )
     tool_keys = _RESTIC_KEYS if kind in RESTIC_KINDS else _RCLONE_KEYS
     allowed = _COMMON_JOB_KEYS + kind_keys + tool_keys
     t.finish(", ".join(allowed))
     _check_job(t, job)
     return job
+
+
+def _restore_test_keys(t: Table, name: str, state_dir: Path) -> dict[str, Any]:
+    return {
+        "snapshot": t.get("snapshot", as_string, "latest"),
+        "include": t.get("include", as_strings, ()),
+        "target_dir": t.path("target_dir", state_dir / "restore-test" / name),
+        "min_files": t.get("min_files", _min_files, 1),
+        "canaries": t.get("canaries", _canaries, _empty()),
+        "keep": t.get("keep", as_bool, False),
+    }
 
 
 def _check_job(t: Table, job: JobConfig) -> None:
@@ -365,7 +401,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     top.seen.update(("restic", "rclone"))
     jobs_table = Table(file, "jobs", data.get("jobs", {}), base)
     top.seen.add("jobs")
-    jobs = {name: _read_job(file, name, body, base, restic, rclone)
+    jobs = {name: _read_job(file, name, body, base, restic, rclone, state_dir)
             for name, body in jobs_table.data.items()}
     server = _read_server(Table(file, "server", data.get("server", {}), base))
     clients = _read_clients(file, data.get("clients", []), base, jobs)

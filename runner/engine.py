@@ -192,6 +192,8 @@ class _Run:
                 self.log.note("pre_hook failed; continuing (pre_hook_on_error = \"continue\")")
         status, exit_code = "succeeded", 0
         for spec in plan(self.job, self.params):
+            if status == "failed" and not spec.always:
+                continue
             if spec.needs_success and status != "succeeded":
                 self.log.note(f"{spec.name} not run: the previous step did not succeed")
                 continue
@@ -211,8 +213,6 @@ class _Run:
                     and _is_lock_failure(outcome.exit_code, parser.error):
                 self.log.note("repository is locked and auto_unlock is on: removing stale locks")
                 self._tool_step(unlock_step(self.job))
-            if status == "failed":
-                break
         return status, exit_code
 
     def _tool_step(self, spec: StepSpec) -> tuple[ProcessOutcome, OutputParser]:

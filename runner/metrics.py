@@ -30,6 +30,8 @@ STAT_METRICS: dict[str, dict[str, str]] = {
     "check": {"errors_found": "errors"},
     "replicate": {"transferred_bytes": "transferred_bytes", "transfers": "transfers",
                   "checks": "checks", "deletes": "deletes", "errors": "errors"},
+    "restore-test": {"files_restored": "files_restored", "bytes_restored": "restored_bytes",
+                     "canaries_passed": "canaries_passed", "canaries_failed": "canaries_failed"},
 }
 LABELS = ["hostname", "job_name"]
 

@@ -18,6 +18,7 @@ from runner.jobs.output import (
     OutputParser,
     RcloneOutput,
     ResticOutput,
+    RestoreTestOutput,
 )
 
 
@@ -32,6 +33,8 @@ class StepSpec:
     # change the run's status or exit code.
     decides_outcome: bool = True
     warning_codes: frozenset[int] = field(default_factory=frozenset)
+    # Runs even after a failed step (clean-up).
+    always: bool = False
 
 
 def _restic(job: JobConfig, command: str, *args: str) -> tuple[str, ...]:
@@ -95,6 +98,25 @@ def _replicate(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
                      RcloneOutput)]
 
 
+def _restore_test(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
+    """Restore into a scratch directory, check what arrived, clean up (see runner.restoretest)."""
+    import sys
+
+    directory = str(job.target_dir)
+    helper = (sys.executable, "-m", "runner.restoretest")
+    includes = [f"--include={path}" for path in job.include]
+    verify = [*helper, "verify", directory, f"--min-files={job.min_files}",
+              *(f"--canary={path}={digest}" for path, digest in job.canaries.items())]
+    return [
+        StepSpec("prepare", (*helper, "prepare", directory), OutputParser),
+        StepSpec("restore", _restic(job, "restore", job.snapshot, "--target", directory,
+                                    *includes, *job.args), ResticOutput),
+        StepSpec("verify", tuple(verify), RestoreTestOutput, needs_success=True),
+        StepSpec("cleanup", (*helper, "cleanup", directory, *(["--keep"] if job.keep else [])),
+                 OutputParser, decides_outcome=False, always=True),
+    ]
+
+
 BUILDERS: dict[str, Callable[[JobConfig, Mapping[str, Any]], list[StepSpec]]] = {
     "backup": _backup,
     "forget": _forget,
@@ -102,6 +124,7 @@ BUILDERS: dict[str, Callable[[JobConfig, Mapping[str, Any]], list[StepSpec]]] = 
     "check": _check,
     "unlock": _unlock,
     "replicate": _replicate,
+    "restore-test": _restore_test,
 }
 
 

@@ -235,3 +235,23 @@ class RcloneOutput(OutputParser):
         return {"bytes_done": done, "total_bytes": total,
                 "percent_done": round(done / total, 4) if total else None,
                 "files_done": s.get("transfers"), "total_files": s.get("totalTransfers")}
+
+
+class RestoreTestOutput(OutputParser):
+    """`python -m runner.restoretest verify`: one JSON line of stats and a verdict."""
+
+    markers = (b'{"restore_test"',)
+
+    def line(self, line: bytes, stream: str) -> bool:
+        doc = _loads(line)
+        if isinstance(doc, dict) and isinstance(doc.get("restore_test"), dict):
+            self.stats = dict(doc["restore_test"])
+        else:
+            self._note_plain(line, stream)
+        return True
+
+    def _note_plain(self, block: bytes, stream: str) -> None:
+        for raw in block.splitlines():
+            text = raw.decode("utf-8", "replace").strip()
+            if stream == "stderr" and text.startswith("restore-test error:"):
+                self.add_error(text.removeprefix("restore-test error:").strip())
