@@ -27,7 +27,7 @@ from notifiers.base import (
     event_class,
     fingerprint_of,
 )
-from runner.metrics import LABELS, registry_for
+from runner.metrics import LABELS, kind_gauge, registry_for
 from runner.notifyconfig import PushgatewaySettings
 from security.masking import mask_webhook_url
 from security.secrets import read_secret_file
@@ -72,21 +72,17 @@ class PushgatewayTarget:
     def _start_registry(self, event: Event, ctx: DeliveryContext) -> CollectorRegistry:
         """`_running` only (a late retry of a start push says 0 if the run has ended)."""
         record = event.record
-        kind = record["kind"].replace("-", "_")
         running = ctx.history.get(event.run_id)
         still = running is not None and running["status"] == "running"
         registry = CollectorRegistry(auto_describe=False)
         labels = [record["hostname"], record["job"]]
-        gauge = GaugeMetricFamily(f"restic_{kind}_running", "restic-runner: running of the "
-                                  f"last {record['kind']} run", labels=LABELS)
+        gauge = kind_gauge(record["kind"], "running")
         gauge.add_metric(labels, 1.0 if still else 0.0)
         families = [gauge]
         if still:
             from runner.record import parse_rfc3339
 
-            since = GaugeMetricFamily(f"restic_{kind}_running_since_timestamp",
-                                      f"restic-runner: running since timestamp of the last "
-                                      f"{record['kind']} run", labels=LABELS)
+            since = kind_gauge(record["kind"], "running_since_timestamp")
             since.add_metric(labels, parse_rfc3339(record["started_at"]).timestamp())
             families.append(since)
         registry.register(_Fixed(families))

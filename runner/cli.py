@@ -212,16 +212,14 @@ def doctor(ctx: click.Context, config_file: str | None, as_json: bool, send_test
 @_guard
 def schedule(ctx: click.Context, config_file: str | None) -> None:
     """Run the embedded scheduler only, in the foreground (serve runs it too)."""
-
     from runner.config import load_config
     from runner.history import open_history
+    from runner.logs import setup_logging
     from runner.repoinit import prepare_repositories
     from runner.scheduler import serve_scheduler
 
     config = load_config(_config_file(ctx, config_file))
     open_history(config.state_dir).close()  # the store is usable; dead runs are marked
-    from runner.logs import setup_logging
-
     setup_logging(config.server.log_format)
     prepare_repositories(config)
     serve_scheduler(config)

@@ -136,22 +136,16 @@ def _stop_runs(pids: set[int], timeout: float) -> None:
     which removes its repository lock, and records the run `cancelled`); wait, bounded."""
     import time
 
+    from runner.locks import process_exists
+
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while pids and time.monotonic() < deadline:
         pids -= _reap()
-        pids = {pid for pid in pids if _exists(pid)}
+        pids = {pid for pid in pids if process_exists(pid)}
         time.sleep(0.05)
-
-
-def _exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class _Spare:

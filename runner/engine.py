@@ -17,7 +17,7 @@ from runner.execute import CancelFlag, ProcessOutcome, supervise
 from runner.history import History
 from runner.jobs import StepSpec, plan, unlock_step
 from runner.jobs.output import OutputParser
-from runner.locks import JobLock
+from runner.locks import JobLock, process_exists
 from runner.record import new_record, seconds_between, utc_now
 from runner.runlog import RunLog
 from runner.toolenv import ToolEnvironment, base_environment, resolve_environment
@@ -116,7 +116,7 @@ class Engine:
             holder = lock.read_holder() or {}
             run_id = str(holder.get("run_id", ""))
             current = self.history.get(run_id) if run_id else None
-            if current and current["status"] == "running" and _alive(holder.get("pid")):
+            if current and current["status"] == "running" and process_exists(holder.get("pid")):
                 return run_id
             if time.monotonic() >= give_up:
                 return run_id or "unknown"
@@ -307,20 +307,6 @@ class _Run:
         r["log_tail"] = self.log.tail()
         self.history.save(r)
         self.history.write_last(r)
-
-
-def _alive(pid: object) -> bool:
-    """Whether the process noted as the lock's holder still exists (a dead one's run is about
-    to be marked interrupted by whoever holds the lock for an instant to check)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _status_of(spec: StepSpec, outcome: ProcessOutcome) -> tuple[str, int]:

@@ -91,3 +91,17 @@ def signal_holder(lock_dir: Path, job: str, run_id: str, sig: int | None = None)
     except ProcessLookupError:
         return False
     return True
+
+
+def process_exists(pid: object) -> bool:
+    """Whether a process exists (one we may not signal counts as existing). A lock holder's
+    process that is gone leaves a run to be marked interrupted."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

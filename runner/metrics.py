@@ -40,6 +40,14 @@ def _ts(text: str | None) -> float | None:
     return parse_rfc3339(text).timestamp() if text else None
 
 
+def kind_gauge(kind: str, suffix: str) -> GaugeMetricFamily:
+    """The `restic_<kind>_<suffix>` family, named and described the same wherever it is built
+    (the Pushgateway refuses a family whose help differs between pushes)."""
+    return GaugeMetricFamily(f"restic_{kind.replace('-', '_')}_{suffix}",
+                             f"restic-runner: {suffix.replace('_', ' ')} of the last {kind} run",
+                             labels=LABELS)
+
+
 def run_values(record: dict[str, Any] | None, last_success: dict[str, Any] | None,
                running: bool) -> dict[str, float]:
     """The `restic_<kind>_*` values of one job (suffix -> value)."""
@@ -77,20 +85,16 @@ class RunCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         from notifiers.outbox import Outbox
 
-        families: dict[str, Metric] = {}
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
 
-        def add(metric: str, help_text: str, labels: list[str], value: float,
-                family_type: type[Metric] = GaugeMetricFamily) -> None:
-            family = families.get(metric)
-            if family is None:
-                family = families[metric] = family_type(metric, help_text, labels=LABELS)
-            family.add_metric(labels, value)
+        def add(family: GaugeMetricFamily | CounterMetricFamily, labels: list[str],
+                value: float) -> None:
+            families.setdefault(family.name, family).add_metric(labels, value)
 
         counters = Outbox(self.history.db).job_counters()
         for name in self.jobs:
             job = self.config.jobs[name]
             labels = [self.config.hostname, name]
-            kind = job.kind.replace("-", "_")
             last = self.history.last_ended(name, exclude=("skipped",))
             success = self.history.last_ended(name, status="succeeded")
             running = self.history.running(name)
@@ -99,19 +103,21 @@ class RunCollector(Collector):
             if since is not None:
                 values["running_since_timestamp"] = since
             for suffix, value in values.items():
-                add(f"restic_{kind}_{suffix}",
-                    f"restic-runner: {suffix.replace('_', ' ')} of the last {job.kind} run",
-                    labels, value)
+                add(kind_gauge(job.kind, suffix), labels, value)
             pending, failures, given_up = counters.get(name, (0, 0, 0))
-            add("restic_runner_job_max_age_seconds", "restic-runner: how old the last success "
-                "may be before the shipped alert fires (job key max_age)", labels, job.max_age)
-            add("restic_runner_notifications_pending", "restic-runner: deliveries of this "
-                "job's events waiting for a retry", labels, float(pending))
-            add("restic_runner_notification_failures", "restic-runner: failed delivery "
-                "attempts of this job's events", labels, float(failures), CounterMetricFamily)
-            add("restic_runner_notifications_given_up", "restic-runner: deliveries of this "
-                "job's events abandoned (retry budget spent, permanent error, 410 Gone)",
-                labels, float(given_up), CounterMetricFamily)
+            add(GaugeMetricFamily("restic_runner_job_max_age_seconds", "restic-runner: how old "
+                                  "the last success may be before the shipped alert fires (job "
+                                  "key max_age)", labels=LABELS), labels, job.max_age)
+            add(GaugeMetricFamily("restic_runner_notifications_pending", "restic-runner: "
+                                  "deliveries of this job's events waiting for a retry",
+                                  labels=LABELS), labels, float(pending))
+            add(CounterMetricFamily("restic_runner_notification_failures", "restic-runner: "
+                                    "failed delivery attempts of this job's events",
+                                    labels=LABELS), labels, float(failures))
+            add(CounterMetricFamily("restic_runner_notifications_given_up", "restic-runner: "
+                                    "deliveries of this job's events abandoned (retry budget "
+                                    "spent, permanent error, 410 Gone)", labels=LABELS),
+                labels, float(given_up))
         yield from families.values()
 
 

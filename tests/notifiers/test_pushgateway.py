@@ -92,8 +92,7 @@ def test_jobs_and_hosts_never_overwrite_each_other(ws: Workspace, tmp_path: Path
     configure(ws, pushgateway, hostname="host-b")
     ws.config_path.write_text(ws.config_path.read_text().replace(
         f'state_dir = "{ws.state}"', f'state_dir = "{tmp_path / "state-b"}"'))
-    (ws.data / "dir0" / "file000.txt").unlink()
-    (ws.data).rename(ws.root / "gone")
+    (ws.data).rename(ws.root / "gone")  # host-b's backup fails
     assert ws.run_json("nightly")[0] != 0
     groups = {(g["labels"]["hostname"], g["labels"]["job_name"]) for g in pushgateway.groups()}
     assert groups == {("host-a", "nightly"), ("host-a", "verify"), ("host-b", "nightly")}

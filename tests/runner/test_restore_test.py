@@ -36,8 +36,14 @@ def test_a_good_snapshot_passes(ws: Workspace) -> None:
                                           if p.is_file())
     assert [s["name"] for s in record["steps"]] == ["prepare", "restore", "verify", "cleanup"]
     assert not (ws.root / "scratch").exists()  # cleaned up
-    metrics = ws.cli("status", "--json")
-    assert metrics.returncode == 0
+    from runner.config import load_config
+    from runner.history import History
+    from runner.metrics import exposition
+
+    text = exposition(load_config(str(ws.config_path)), History(ws.state)).decode()
+    labels = '{hostname="test-host",job_name="rehearsal"}'
+    assert f"restic_restore_test_last_files_restored{labels} 20.0" in text
+    assert f"restic_restore_test_last_canaries_failed{labels} 0.0" in text
 
 
 def test_a_failed_rehearsal_says_why_and_cleans_up(ws: Workspace) -> None:
