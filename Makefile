@@ -11,13 +11,16 @@ PYTEST_ARGS ?= -n 2 -q
 BENCH_ARGS  ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv bootstrap test lint demo bench clean distclean
+.PHONY: help venv bootstrap test lint demo bench image image-test lock clean distclean
 
 help:
 	@echo "make demo       set up and run the demo backup job (./demo/)"
 	@echo "make test       set up, ruff check, pytest $(PYTEST_ARGS)"
 	@echo "make lint       ruff check (+ shellcheck of scripts/ when installed)"
 	@echo "make bench      set up and run every bench/ script (BENCH_ARGS=... for bench_overhead)"
+	@echo "make image      build the container image with podman (localhost/restic-runner:test)"
+	@echo "make image-test build it, then run it for real (tests/image/); about 2 min"
+	@echo "make lock       regenerate docker/*.lock (hash-pinned) from docker/*.in"
 	@echo "make bootstrap  apt packages, .venv, .tools/restic-{0.14,0.18}/restic"
 	@echo "make venv       only the .venv"
 	@echo "make clean      remove demo/ and .tools/ work dirs, caches (keeps .venv)"
@@ -35,8 +38,9 @@ test: bootstrap
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/hadolint Dockerfile
 	@if command -v shellcheck >/dev/null; then \
-	  echo "shellcheck scripts/*.sh .ci/run"; shellcheck scripts/*.sh .ci/run; \
+	  echo "shellcheck scripts/*.sh docker/*.sh .ci/run"; shellcheck scripts/*.sh docker/*.sh .ci/run; \
 	else echo "shellcheck not installed: skipped"; fi
 
 demo: bootstrap
@@ -49,9 +53,39 @@ bench: bootstrap
 	$(PY) bench/bench_api.py
 	$(PY) bench/bench_notify.py
 
+image: bootstrap
+	@bash scripts/image-test.sh --build-only
+
+image-test: bootstrap
+	@bash scripts/image-test.sh
+
+# pip-compile (pip-tools) in a throwaway venv, against PyPI itself, so the hashes are PyPI's.
+lock:
+	rm -rf .tools/pip-tools && python3 -m venv .tools/pip-tools
+	.tools/pip-tools/bin/pip install -q 'pip-tools==7.6.*'
+	cd docker && for f in requirements build-requirements; do \
+	  PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= ../.tools/pip-tools/bin/pip-compile \
+	    -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	    --index-url https://pypi.org/simple -o $$f.lock $$f.in || exit 1; done
+
 clean:
 	rm -rf demo/ .tools/work/ bench/out/ .pytest_cache/ .ruff_cache/ .hypothesis/
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
-distclean: clean
+distimage: bootstrap
+	@bash scripts/image-test.sh --build-only
+
+image-test: bootstrap
+	@bash scripts/image-test.sh
+
+# pip-compile (pip-tools) in a throwaway venv, against PyPI itself, so the hashes are PyPI's.
+lock:
+	rm -rf .tools/pip-tools && python3 -m venv .tools/pip-tools
+	.tools/pip-tools/bin/pip install -q 'pip-tools==7.6.*'
+	cd docker && for f in requirements build-requirements; do \
+	  PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= ../.tools/pip-tools/bin/pip-compile \
+	    -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	    --index-url https://pypi.org/simple -o $$f.lock $$f.in || exit 1; done
+
+clean: clean
 	rm -rf $(VENV)/ .tools/ *.egg-info/

