@@ -99,6 +99,9 @@ class JobConfig:
     pre_hook_on_error: str = "fail"
     keep_logs: int = 100
     max_age: float = 26 * 3600.0  # alert threshold: the last success may be this old
+    # The top-level `hostname`: backups record it (`restic backup --host`), so a container
+    # whose system hostname changes at every start keeps one snapshot lineage (parents, forget).
+    host: str = ""
     # restore-test: what to restore where, and what must be there afterwards
     snapshot: str = "latest"
     include: tuple[str, ...] = ()
@@ -234,8 +237,8 @@ def _has_policy(args: tuple[str, ...]) -> bool:
     return any(a.startswith("--keep-") for a in args)
 
 
-def _read_job(file: str, name: str, data: object, base: Path,
-              restic: ResticSettings, rclone: RcloneSettings, state_dir: Path) -> JobConfig:
+def _read_job(file: str, name: str, data: object, base: Path, restic: ResticSettings,
+              rclone: RcloneSettings, state_dir: Path, hostname: str) -> JobConfig:
     if not JOB_NAME.fullmatch(name):
         raise ConfigError(file, f"jobs.{name}",
                           "job names are 1-64 characters of [A-Za-z0-9._-], starting alphanumeric")
@@ -268,6 +271,7 @@ def _read_job(file: str, name: str, data: object, base: Path,
         pre_hook_on_error=t.get("pre_hook_on_error", choice("fail", "continue"), "fail"),
         keep_logs=t.get("keep_logs", as_count, 100),
         max_age=t.get("max_age", as_duration, DEFAULT_MAX_AGE.get(kind, 8 * 86400.0)),
+        host=hostname,
         **(_restore_test_keys(t, name, state_dir) if kind == "restore-test" else {}),
     )
     tool_keys = _RESTIC_KEYS if kind in RESTIC_KINDS else _RCLONE_KEYS
@@ -401,7 +405,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     top.seen.update(("restic", "rclone"))
     jobs_table = Table(file, "jobs", data.get("jobs", {}), base)
     top.seen.add("jobs")
-    jobs = {name: _read_job(file, name, body, base, restic, rclone, state_dir)
+    jobs = {name: _read_job(file, name, body, base, restic, rclone, state_dir, hostname)
             for name, body in jobs_table.data.items()}
     server = _read_server(Table(file, "server", data.get("server", {}), base))
     clients = _read_clients(file, data.get("clients", []), base, jobs)

@@ -58,9 +58,16 @@ def _dry_run(params: Mapping[str, Any]) -> list[str]:
     return ["--dry-run"] if params.get("dry_run") else []
 
 
+def _host(job: JobConfig) -> list[str]:
+    """`--host` from the config's hostname, unless the job's own args set one."""
+    given = any(a in ("--host", "-H") or a.startswith("--host=") for a in job.args)
+    return [f"--host={job.host}"] if job.host and not given else []
+
+
 def _backup(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
     paths = ("--", *job.paths) if job.paths else ()
-    argv = _restic(job, "backup", *_tags(job, params), *_dry_run(params), *job.args, *paths)
+    argv = _restic(job, "backup", *_host(job), *_tags(job, params), *_dry_run(params),
+                   *job.args, *paths)
     steps = [StepSpec("backup", argv, BackupOutput, warning_codes=frozenset({3}))]
     if job.forget_args:
         steps.append(StepSpec("forget", _restic(job, "forget", *_dry_run(params),

@@ -39,7 +39,8 @@ def test_the_helpers_variables_configure_the_same_jobs(ws: Workspace) -> None:
     jobs = summary["jobs"]
     assert set(jobs) == {"backup", "check"}
     assert jobs["backup"]["schedule"] == "0 */6 * * *"  # BACKUP_CRON's default
-    assert jobs["backup"]["steps"][0][1:] == ["backup", "--json", "--tag=helper",
+    assert jobs["backup"]["steps"][0][1:] == ["backup", "--json", "--host=helper-host",
+                                              "--tag=helper",
                                               "--exclude-caches", "--", str(ws.data)]
     assert jobs["backup"]["steps"][1][1:] == ["forget", "--json", "--keep-last", "2"]
     assert jobs["check"]["schedule"] == "0 4 * * 0"

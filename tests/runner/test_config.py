@@ -131,7 +131,12 @@ def test_config_check_json(ws: Workspace) -> None:
     done = ws.cli("config", "check", "--json", check=True)
     report = json.loads(done.stdout)
     assert report["ok"] is True
-    assert report["jobs"]["n"]["steps"][0][:4] == [str(ws.restic), "backup", "--json", "--tag=a"]
+    assert report["jobs"]["n"]["steps"][0][:5] == [str(ws.restic), "backup", "--json",
+                                                   "--host=test-host", "--tag=a"]
+    # a --host of the job's own wins over the config's hostname
+    ws.write_config(f'[jobs.n]\nkind = "backup"\npaths = ["{ws.data}"]\nargs = ["--host", "x"]\n')
+    report = json.loads(ws.cli("config", "check", "--json", check=True).stdout)
+    assert report["jobs"]["n"]["steps"][0][2:6] == ["--json", "--host", "x", "--"]
     ws.write_config('[jobs.n]\nkind = "bogus"\n')
     done = ws.cli("config", "check", "--json")
     assert done.returncode == 2

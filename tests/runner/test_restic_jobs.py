@@ -31,6 +31,7 @@ def test_backup_records_stats_that_match_the_repository(ws: Workspace) -> None:
     assert snap["id"].startswith(stats["snapshot_id"])
     assert len(stats["snapshot_id"]) == (8 if ws.restic_version == "0.14" else 64)
     assert sorted(snap["tags"]) == ["automated", "nightly"]
+    assert snap["hostname"] == "test-host"  # the config's, not the machine's (containers)
     assert stats["files_new"] == 20 and stats["files_changed"] == 0
     assert stats["total_files_processed"] == 20
     assert stats["total_bytes_processed"] == sum(
