@@ -160,3 +160,26 @@ def test_fetch_takes_the_binary_out_of_a_debian_package(
     done = _fetch(f"{base}/faketool_1.2.3_all.deb", digest, dest)
     assert done.returncode == 0, done.stderr
     assert "faketool 1.2.3" in done.stdout and dest.stat().st_mode & 0o777 == 0o755
+
+
+def test_compose_example_lints_and_its_config_loads(tmp_path: Path) -> None:
+    """tests/image runs the example for real; this part needs no image."""
+    example = ROOT / "examples" / "compose"
+    done = subprocess.run([Path(sys.executable).parent / "yamllint", "-d",
+                           "{extends: default, rules: {line-length: {max: 100}, "
+                           "document-start: disable, comments: {min-spaces-from-content: 1}}}",
+                           example / "compose.yaml"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("restic-password", "cron.whsec"):
+        (secrets / name).write_text("whsec_" + "A" * 44 + "\n" if name.endswith("whsec")
+                                    else "pw\n")
+        (secrets / name).chmod(0o400)
+    text = (example / "restic-runner.toml").read_text().replace("/run/secrets/", f"{secrets}/")
+    from runner.config import parse_config
+
+    config = parse_config(tomllib.loads(text), tmp_path / "restic-runner.toml")
+    assert config.hostname == "fileserver" and set(config.jobs) == {"documents", "check"}
+    assert str(config.state_dir) == "/var/lib/restic-runner"
+    assert config.jobs["documents"].schedule is not None

@@ -1,6 +1,6 @@
-"""The built image, run the way the docs deploy it: read-only root filesystem, /tmp a tmpfs,
-non-root, all capabilities dropped, config and secrets mounted read-only, the repository and the
-state on volumes. A signed trigger backs up; SIGTERM mid-backup leaves no repository lock.
+"""The built image, run as examples/compose deploys it: read-only root filesystem, /tmp a
+tmpfs, non-root, all capabilities dropped, config and secrets mounted read-only, the repository
+and the state on volumes. A signed trigger backs up; SIGTERM mid-backup leaves no repository lock.
 
 The tests share one container and run in file order (the last one stops it)."""
 
@@ -10,7 +10,6 @@ import json
 import os
 import shlex
 import subprocess
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from runner.client import ApiClient
 from tests.conftest import ROOT, RUNNER, wait_until
@@ -85,32 +85,35 @@ class Deployment:
             raise AssertionError(f"not ready:\n{logs.stdout}\n{logs.stderr}") from None
 
 
-def _write_layout(root: Path) -> None:
-    """config/, secrets/ (0400, owned by the image's user), data/, an empty repo/, state/."""
-    (root / "config").mkdir()
-    (root / "config" / "restic-runner.toml").write_text(textwrap.dedent("""\
-        state_dir = "/var/lib/restic-runner"
-        hostname = "image-test"
+COMPOSE_DIR = ROOT / "examples" / "compose"
+# examples/compose, run with podman: its config (plus a slow job to stop mid-run), its
+# hardening, its mounts. Only the host side of the mounts differs.
+SERVICE = yaml.safe_load((COMPOSE_DIR / "compose.yaml").read_text())["services"]["restic-runner"]
+SLOW_JOB = """
+[jobs.bulk]
+kind = "backup"
+paths = ["/data/bulk"]
+args = ["--limit-upload=8192"]  # KiB/s: ~10 s for 80 MB, so it can be stopped mid-run
+"""
 
-        [[clients]]
-        name = "cron"
-        secret_file = "/run/secrets/restic-runner/cron.whsec"
-        jobs = ["*"]
 
-        [restic]
-        repository = "/repo"
-        password_file = "/run/secrets/restic-runner/restic-password"
-        init_if_missing = true
+def compose_hardening(service: dict[str, Any]) -> list[str]:
+    """podman flags for the compose service's security settings (the ones the example uses)."""
+    flags = ["--read-only", "--read-only-tmpfs=false"] if service["read_only"] else []
+    for mount in service["tmpfs"]:
+        flags += ["--tmpfs", mount]
+    for cap in service["cap_drop"]:
+        flags += ["--cap-drop", cap]
+    for option in service["security_opt"]:
+        flags += ["--security-opt", option.removesuffix(":true")]
+    return flags
 
-        [jobs.documents]
-        kind = "backup"
-        paths = ["/data/documents"]
 
-        [jobs.bulk]
-        kind = "backup"
-        paths = ["/data/bulk"]
-        args = ["--limit-upload=8192"]  # KiB/s: ~10 s for 80 MB, so it is stopped mid-run
-        """))
+def _write_layout(root: Path) -> list[str]:
+    """Host side of the example's mounts (owned by the image's user where it writes or reads
+    secrets); returns the podman --volume flags."""
+    (root / "restic-runner.toml").write_text(
+        (COMPOSE_DIR / "restic-runner.toml").read_text() + SLOW_JOB)
     secrets = root / "secrets"
     secrets.mkdir()
     (secrets / "restic-password").write_text("correct horse battery staple\n")
@@ -119,8 +122,6 @@ def _write_layout(root: Path) -> None:
     for path in secrets.iterdir():
         os.chown(path, UID, UID)
         path.chmod(0o400)
-    os.chown(secrets, UID, UID)
-    secrets.chmod(0o500)
 
     documents = root / "data" / "documents"
     for i in range(30):
@@ -136,24 +137,28 @@ def _write_layout(root: Path) -> None:
         os.chown(root / sub, UID, UID)
     root.chmod(0o755)
 
+    host_side = {"state": root / "state", "./restic-runner.toml": root / "restic-runner.toml",
+                 "/srv/documents": documents, "/srv/backup-repo": root / "repo"}
+    flags = []
+    for volume in SERVICE["volumes"]:
+        source, target, *mode = volume.split(":")
+        flags += ["--volume", ":".join([str(host_side[source]), target, *mode])]
+    flags += ["--volume", f"{bulk}:/data/bulk:ro"]
+    for name in SERVICE["secrets"]:  # compose mounts file secrets at /run/secrets/<name>
+        flags += ["--volume", f"{secrets / name}:/run/secrets/{name}:ro"]
+    for key, value in SERVICE["environment"].items():
+        flags += ["--env", f"{key}={value}"]
+    return flags
+
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("image")
-    _write_layout(root)
+    mounts = _write_layout(root)
     port = free_port()
     name = f"restic-runner-test-{os.getpid()}"
-    podman("run", "--detach", "--name", name, *ULIMITS,
-           # the hardening the docs ask for (docker run / compose / Kubernetes alike)
-           "--read-only", "--read-only-tmpfs=false", "--tmpfs", "/tmp:rw,nosuid,nodev,size=64m",
-           "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-           "--publish", f"127.0.0.1:{port}:8080",
-           "--volume", f"{root / 'state'}:/var/lib/restic-runner",
-           "--volume", f"{root / 'repo'}:/repo",
-           "--volume", f"{root / 'data'}:/data:ro",
-           "--volume", f"{root / 'config'}:/etc/restic-runner:ro",
-           "--volume", f"{root / 'secrets'}:/run/secrets/restic-runner:ro",
-           IMAGE)
+    podman("run", "--detach", "--name", name, *ULIMITS, *compose_hardening(SERVICE),
+           "--publish", f"127.0.0.1:{port}:8080", *mounts, IMAGE)
     client = ApiClient.from_files(f"http://127.0.0.1:{port}",
                                   secret_file=str(root / "secrets" / "cron.whsec"),
                                   token_file=None)
@@ -218,7 +223,7 @@ def test_signed_trigger_backs_up_into_the_mounted_repository(deployment: Deploym
 
     (snapshot,) = json.loads(deployment.restic("snapshots", "--json"))
     assert snapshot["paths"] == ["/data/documents"]
-    assert snapshot["hostname"] == "image-test"
+    assert snapshot["hostname"] == "fileserver"  # the config's, not the container's
     last = json.loads((deployment.root / "state" / "last-documents.json").read_text())
     assert last["run_id"] == outcome.run_id
 
