@@ -11,7 +11,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
-from notifiers.base import Check, DeliveryContext, Event, Outcome, event_class
+from notifiers.base import TEST, Check, DeliveryContext, Event, Outcome, event_class
 from runner.fsutil import atomic_write
 from runner.metrics import registry_for
 
@@ -32,6 +32,8 @@ class TextfileTarget:
         return event_class(event) in ("start", "success", "warning", "failure")
 
     def deliver(self, event: Event, ctx: DeliveryContext) -> Outcome:
+        if event.type == TEST:
+            return self._write_test_file()
         job = event.job
         if job not in ctx.config.jobs:
             return Outcome.failed("not written", f"job {job} is not configured", retry=False)
@@ -43,9 +45,25 @@ class TextfileTarget:
             return Outcome.failed("not written", f"{self.path(job)}: {exc.strerror or exc}")
         return Outcome.ok("written")
 
+    def _write_test_file(self) -> Outcome:
+        """`notify-test`: prove the directory takes a file, without leaving one behind that
+        node-exporter would export (the test job is not a configured job)."""
+        probe = self.directory / ".restic_runner_notify_test.prom"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            atomic_write(probe, b"# restic-runner notify-test\n", mode=0o644)
+            probe.unlink()
+        except OSError as exc:
+            return Outcome.failed("not written", f"{probe}: {exc.strerror or exc}", retry=False)
+        return Outcome.ok("written and removed a test file")
+
     def check(self, ctx: DeliveryContext) -> Check:
         if self.directory.is_dir() and os.access(self.directory, os.W_OK | os.X_OK):
             return Check(self.name, True, f"{self.directory} writable")
+        existing = next((p for p in self.directory.parents if p.exists()), None)
+        if (not self.directory.exists() and existing is not None and existing.is_dir()
+                and os.access(existing, os.W_OK | os.X_OK)):
+            return Check(self.name, True, f"{self.directory} will be created (in {existing})")
         return Check(self.name, False, f"{self.directory} is not a writable directory")
 
     def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:

@@ -42,6 +42,10 @@ def secret_files(config: Config) -> dict[Path, str]:
                 found.setdefault(c.config, f"{where}.config (rclone)")
             for name, path in c.env_files.items():
                 found.setdefault(path, f"{where}.env_files.{name}")
+    for index, client in enumerate(config.clients):
+        for key, path in (("secret_file", client.secret_file), ("token_file", client.token_file)):
+            if path:
+                found.setdefault(path, f"clients[{index}].{key} ({client.name})")
     from runner.notifyconfig import secret_files as notify_secret_files
 
     for key, path in notify_secret_files(config.notify, config.signing):

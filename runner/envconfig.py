@@ -21,6 +21,12 @@ from runner.errors import ConfigError
 SOURCE = "<environment>"
 DEFAULT_BACKUP_CRON = "0 */6 * * *"
 HOOKS_DIR = "/hooks"
+UNBOUNDED_HOOK = "24h"  # what HOOK_TIMEOUT=0 ("no limit" in restic-backup-helper) becomes
+# Backend credentials and settings restic (and rclone) read from their environment: handed to
+# the tools as restic-backup-helper did (toolenv gives them nothing else). Values of names with
+# a secret-like word go through 0600 files (`env_files`), so they are registered and masked.
+BACKEND_PREFIXES = ("AWS_", "B2_", "AZURE_", "GOOGLE_", "OS_", "ST_", "RCLONE_")
+SECRET_WORDS = frozenset({"SECRET", "KEY", "TOKEN", "PASSWORD", "PASS", "SAS"})
 # variables of restic-backup-helper that mean nothing here, and why
 OBSOLETE = {
     "ROTATE_LOG_CRON": "service logs go to stdout (the container runtime rotates them)",
@@ -61,14 +67,15 @@ class _Builder:
         value = self.env.get(name)
         return value if value not in (None, "") else None
 
-    def secret_file(self, name: str, value: str) -> str:
+    def secret_file(self, name: str, value: str, *, warn: bool = True) -> str:
         """An inline secret, written where a `*_file` key can point (mode 0600)."""
         from runner.fsutil import atomic_write, private_dir
 
         directory = private_dir(self.state_dir / "env-secrets")
         path = directory / name.lower()
         atomic_write(path, value.encode() + b"\n", mode=0o600)
-        self.warnings.append(f"{name} is given inline; prefer {name}_FILE (a mounted secret)")
+        if warn:
+            self.warnings.append(f"{name} is given inline; prefer {name}_FILE (a mounted secret)")
         return str(path)
 
     def note(self, key: str, variable: str) -> None:
@@ -98,9 +105,22 @@ def build(environ: Mapping[str, str], state_dir: Path) -> tuple[dict[str, Any], 
         restic["cacert"] = cacert
     elif cacert:
         b.warnings.append(f"RESTIC_CACERT: {cacert} is not readable; not used")
+    if b.get("RESTIC_CACHE_DIR"):
+        restic["cache_dir"] = b.get("RESTIC_CACHE_DIR")
+        b.note("restic.cache_dir", "RESTIC_CACHE_DIR")
+    plain, from_files = _backend_environment(b)
+    if plain:
+        restic["env"] = plain
+    if from_files:
+        restic["env_files"] = from_files
     restic["auto_unlock"] = _on(b.get("RESTIC_AUTO_UNLOCK"))
     restic["init_if_missing"] = _on(b.get("RESTIC_CHECK_REPOSITORY_STATUS"))
     data["restic"] = restic
+    rclone: dict[str, Any] = {"env": plain, "env_files": from_files}
+    if b.get("RCLONE_CONFIG"):
+        rclone["config"] = b.get("RCLONE_CONFIG")
+        b.note("rclone.config", "RCLONE_CONFIG")
+    data["rclone"] = {k: v for k, v in rclone.items() if v}
     data["jobs"] = _jobs(b)
     _hooks(b, data["jobs"])
     notify = _notify(b)
@@ -111,6 +131,21 @@ def build(environ: Mapping[str, str], state_dir: Path) -> tuple[dict[str, Any], 
         if name in environ:
             b.warnings.append(f"{name} is not used by restic-runner: {why}")
     return data, b.warnings, b.keys
+
+
+def _backend_environment(b: _Builder) -> tuple[dict[str, str], dict[str, str]]:
+    """The backend variables set: plain ones, and secret ones as name -> 0600 file."""
+    plain: dict[str, str] = {}
+    from_files: dict[str, str] = {}
+    for name in sorted(b.env):
+        value = b.get(name)
+        if not name.startswith(BACKEND_PREFIXES) or value is None:
+            continue
+        if SECRET_WORDS & set(name.split("_")):
+            from_files[name] = b.secret_file(name, value, warn=False)
+        else:
+            plain[name] = value
+    return plain, from_files
 
 
 def _jobs(b: _Builder) -> dict[str, Any]:
@@ -191,9 +226,14 @@ def _hooks(b: _Builder, jobs: dict[str, Any]) -> None:
             if hook.is_file() and os.access(hook, os.X_OK):
                 job[f"{phase}_hook"] = [str(hook)]
                 job["pre_hook_on_error"] = "continue"
-        if timeout:
+        if timeout and timeout.strip() == "0":
+            job["hook_timeout"] = UNBOUNDED_HOOK
+        elif timeout:
             job["hook_timeout"] = timeout
             b.note(f"jobs.{name}.hook_timeout", "HOOK_TIMEOUT")
+    if timeout and timeout.strip() == "0":
+        b.warnings.append(f"HOOK_TIMEOUT=0 (no limit) becomes {UNBOUNDED_HOOK}: restic-runner "
+                          "bounds every hook")
 
 
 def _notify(b: _Builder) -> dict[str, Any]:

@@ -295,8 +295,10 @@ class FailureLimiter(_SqliteStore):
     Policy: a key with more than `max_failures` failures in the last `window` seconds (a sliding
     window) is blocked until enough of them are older than `window` that at most `max_failures`
     remain. Keys are free-form, e.g. "client:airflow" and "addr:192.0.2.7". While a key is
-    blocked the caller answers 429 without checking credentials and records nothing, so a
-    blocked caller gets at most `max_failures` guesses per window. Successes clear nothing.
+    blocked, a request whose credentials fail is answered 429 and records nothing, so a
+    blocked caller gets at most `max_failures` guesses per window; valid credentials still pass
+    (the gatekeeper checks them first, so a flood cannot lock a good client out). Successes
+    clear nothing.
     A key made from the client named by an AuthFailure ("expired", "future", "replay") can be
     driven by anyone holding a captured request; key by source address too.
     """

@@ -3,7 +3,9 @@
 - HttpOperator POSTs /trigger/<job> with an Idempotency-Key built from the DAG run, so a retried
   task returns the same run instead of starting a second backup.
 - HttpSensor polls /runs/<run_id>/result: 404 until the run has ended (the sensor keeps
-  poking), then 200 with the run record. It works in deferrable mode too (`deferrable=True`).
+  poking), then 200 with the run record. `mode="reschedule"` frees the worker slot between
+  pokes. (The HTTP provider ignores `deferrable=True` on a sensor with a `response_check`:
+  docs/airflow-and-cron.md shows the deferrable variant.)
 - The Airflow connection `restic_runner` holds the base URL (host) and, in its password field,
   a bearer token of a [[clients]] entry that may run the job.
 

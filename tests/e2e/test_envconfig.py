@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import subprocess
+import threading
 from pathlib import Path
+from typing import ClassVar
 
 from tests.conftest import RUNNER, Workspace
 
@@ -107,3 +110,63 @@ def test_replicate_job_file_hooks_and_webhook(ws: Workspace) -> None:
     assert (ws.root / "copy-a" / "dir0").is_dir()
     backup = json.loads(env_cli(ws, variables, "run", "backup", "--json").stdout)
     assert [s["name"] for s in backup["steps"]][:2] == ["pre_hook", "backup"]
+
+
+class _EmptyS3(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint where nothing exists: every request is recorded and answered 404
+    NoSuchKey, so restic gives up at once ("no repository") instead of retrying."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def _answer(self) -> None:
+        type(self).seen.append(dict(self.headers.items()))
+        body = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code>'
+                b"<Message>The specified key does not exist.</Message></Error>")
+        self.send_response(404)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = do_PUT = do_POST = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_backend_credentials_reach_restic_and_stay_masked(ws: Workspace) -> None:
+    """restic-backup-helper users give S3 credentials as AWS_* variables: restic must get them
+    (its S3 client signs with them: the access key id is in every request's Authorization),
+    and the secret key must appear in no output and in no file but its 0600 one."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EmptyS3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = "s3cr/t@:%ü w0rd-canary"
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        variables = {**base(ws), "RESTIC_REPOSITORY": f"s3:{endpoint}/bucket/restic",
+                     "AWS_ACCESS_KEY_ID": "AKIACANARY0000000001",
+                     "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "eu-test-1"}
+        done = env_cli(ws, variables, "run", "backup", "--json")
+    finally:
+        server.shutdown()
+    record = json.loads(done.stdout)
+    assert record["status"] == "failed"  # there is no repository
+    auth = [h["Authorization"] for h in _EmptyS3.seen if "Authorization" in h]
+    assert auth, "restic never reached the S3 endpoint with credentials"
+    assert "Credential=AKIACANARY0000000001/" in auth[0] and "/eu-test-1/s3/" in auth[0]
+    outputs = [done.stdout, done.stderr, *(p.read_text(errors="replace")
+                                           for p in ws.state.rglob("*.log"))]
+    for text in outputs:
+        assert secret not in text and "s3cr/t" not in text
+    holding = [p for p in ws.state.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert [p.name for p in holding] == ["aws_secret_access_key"]
+    assert holding[0].stat().st_mode & 0o777 == 0o600
+    assert "AWS_SECRET_ACCESS_KEY is given inline" not in done.stderr  # restic has no _FILE
+
+
+def test_hook_timeout_zero_means_no_limit_bounded_at_a_day(ws: Workspace) -> None:
+    done = env_cli(ws, {**base(ws), "HOOK_TIMEOUT": "0"}, "config", "check", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert any("HOOK_TIMEOUT=0" in w for w in summary["warnings"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import requests
 
@@ -47,12 +49,21 @@ def test_airflow_dag_requests(server: Server) -> None:
     assert "airflow" in server.ws.snapshots()[0]["tags"]
 
 
-def test_curl_example(server: Server) -> None:
+def test_curl_example(server: Server, tmp_path: Path) -> None:
+    # a shim in front of the real curl records its argv: the token must not be in it
+    shim = tmp_path / "bin" / "curl"
+    shim.parent.mkdir()
+    real = shutil.which("curl")
+    shim.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {tmp_path}/argv\nexec {real} "$@"\n')
+    shim.chmod(0o755)
+    token_file = server.ws.root / "cron.token"
     done = subprocess.run(["sh", str(ROOT / "examples" / "curl.sh")], capture_output=True,
                           text=True, timeout=60,
-                          env={**os.environ, "URL": server.url,
-                               "TOKEN_FILE": str(server.ws.root / "cron.token")})
+                          env={**os.environ, "URL": server.url, "TOKEN_FILE": str(token_file),
+                               "PATH": f"{shim.parent}:{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr
+    argv = (tmp_path / "argv").read_text()
+    assert "-H" in argv and token_file.read_text().strip() not in argv
     run_id = json.loads(done.stdout)["run_id"]
     record = server.wait_result(run_id)
     assert record["status"] == "succeeded" and record["params"] == {"tags": ["manual"]}

@@ -34,6 +34,7 @@ paths = ["{ws.data}"]
 
 [notify]
 retry_initial = "0.2s"
+metrics_dir = "{ws.root / 'textfiles'}"
 
 [notify.pushgateway]
 url = "{gateway.url}"
@@ -68,8 +69,10 @@ def test_notify_test_reaches_every_target_whatever_its_filters(
     done = ws.cli("notify-test", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     results = {r["target"]: r for r in json.loads(done.stdout)["targets"]}
-    assert set(results) == {"pushgateway", "webhook:ops", "healthchecks:nightly", "mail"}
+    assert set(results) == {"pushgateway", "webhook:ops", "healthchecks:nightly", "mail",
+                            "textfile"}
     assert all(r["result"] == "delivered" for r in results.values()), results
+    assert list((ws.root / "textfiles").iterdir()) == []  # written, then removed
     [hook] = receiver.wait_for(1)
     assert hook.json()["type"] == "run.test"
     [ping] = hc_receiver.wait_for(1)
@@ -112,7 +115,7 @@ def test_doctor_checks_targets_without_sending(ws: Workspace, receiver: Receiver
     report = json.loads(ws.cli("doctor", "--json").stdout)
     notify = [c for c in report["checks"] if c["section"] == "notify"]
     assert {c["message"].split(":")[0] for c in notify if c["status"] == "ok"} == {
-        "pushgateway", "webhook", "healthchecks", "mail"}
+        "pushgateway", "webhook", "healthchecks", "mail", "textfile"}
     assert receiver.requests == hc_receiver.requests == smtp_server.messages == []
     secret_file(ws.root / "pg.pw", "wrong")
     receiver.stop()
@@ -173,7 +176,7 @@ def test_doctor_sends_a_test_event_only_when_asked(ws: Workspace, receiver: Rece
     assert "pa55-w0rd" not in json.dumps(report)
     report = json.loads(ws.cli("doctor", "--json", "--send-test").stdout)
     sent = [c for c in report["checks"] if "test event" in c["message"]]
-    assert len(sent) == 4 and all(c["status"] == "ok" for c in sent), sent
+    assert len(sent) == 5 and all(c["status"] == "ok" for c in sent), sent
     [hook] = receiver.wait_for(1)
     assert hook.json()["type"] == "run.test"
     assert "Authorization" not in hook.headers  # userinfo is not turned into a header

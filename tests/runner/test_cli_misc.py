@@ -170,3 +170,24 @@ def test_a_locked_forget_does_not_change_the_backups_outcome(ws: Workspace) -> N
         ("backup", 0), ("forget", 1 if ws.restic_version == "0.14" else 11)]
     assert record["error"] is None
     assert any(ws.data.as_posix() in s["paths"][0] for s in ws.snapshots())
+
+
+def test_doctor_checks_the_api_clients_secret_files(ws: Workspace) -> None:
+    token = ws.root / "cron.token"
+    token.write_text("t0ken-for-cron-1234\n")
+    token.chmod(0o644)  # serve refuses it: doctor must say so before a restart does
+    ws.write_config(BACKUP.format(data=ws.data) + f"""
+[[clients]]
+name = "cron"
+token_file = "{token}"
+jobs = ["*"]
+""")
+    done = ws.cli("doctor", "--json")
+    assert done.returncode == 1
+    failed = [c["message"] for c in json.loads(done.stdout)["checks"]
+              if c["section"] == "secrets" and c["status"] == "fail"]
+    assert failed and failed[0].startswith("clients[0].token_file (cron): ")
+    token.chmod(0o600)
+    report = json.loads(ws.cli("doctor", "--json").stdout)
+    assert any(c["message"].startswith("clients[0].token_file (cron)") and c["status"] == "ok"
+               for c in report["checks"])
