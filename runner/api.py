@@ -119,10 +119,14 @@ def trigger(job: str) -> Response:
             return _accepted(claim.run_id, wait)
     trigger_info = {"source": "api", "client": client.name, "idempotency_key": key,
                     "remote_addr": request.remote_addr}
-    from runner.dispatch import launcher_socket_path, request_start
+    from runner.dispatch import StartResult, launcher_socket_path, request_start
 
-    result = request_start(launcher_socket_path(s.config), job, trigger=trigger_info,
-                           params=params)
+    running = _live_run(job)
+    if running:
+        result = StartResult("busy", running)
+    else:
+        result = request_start(launcher_socket_path(s.config), job, trigger=trigger_info,
+                               params=params)
     if result.status == "started" and result.run_id:
         if key is not None:
             s.idempotency().settle(client.name, key, result.run_id)
@@ -133,6 +137,22 @@ def trigger(job: str) -> Response:
         raise Problem(409, "Job already running", f"job {job} is running (run {result.run_id})",
                       headers={"Retry-After": RETRY_AFTER_BUSY}, run_id=result.run_id)
     raise Problem(503, "Cannot start the run", result.message or "unknown error")
+
+
+def _live_run(job: str) -> str | None:
+    """The run holding the job's lock, when its supervisor is alive and the run is recorded
+    running: answered 409 here, without asking the launcher (a burst of triggers for a running
+    job would otherwise cost a supervisor each). Anything less certain goes to the launcher,
+    whose supervisor takes the lock: the authoritative check."""
+    from runner.locks import JobLock, process_exists
+
+    history = state().history()
+    holder = JobLock(history.lock_dir, job).read_holder() or {}
+    run_id = holder.get("run_id")
+    if not isinstance(run_id, str) or not process_exists(holder.get("pid")):
+        return None
+    record = history.get(run_id)
+    return run_id if record is not None and record["status"] == "running" else None
 
 
 def _wait_seconds() -> float:
