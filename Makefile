@@ -52,6 +52,7 @@ bench: bootstrap
 	$(PY) bench/bench_redactor.py
 	$(PY) bench/bench_api.py
 	$(PY) bench/bench_notify.py
+	$(PY) bench/bench_load.py
 
 image: bootstrap
 	@bash scripts/image-test.sh --build-only
@@ -72,20 +73,5 @@ clean:
 	rm -rf demo/ .tools/work/ bench/out/ .pytest_cache/ .ruff_cache/ .hypothesis/
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +
 
-distimage: bootstrap
-	@bash scripts/image-test.sh --build-only
-
-image-test: bootstrap
-	@bash scripts/image-test.sh
-
-# pip-compile (pip-tools) in a throwaway venv, against PyPI itself, so the hashes are PyPI's.
-lock:
-	rm -rf .tools/pip-tools && python3 -m venv .tools/pip-tools
-	.tools/pip-tools/bin/pip install -q 'pip-tools==7.6.*'
-	cd docker && for f in requirements build-requirements; do \
-	  PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_CONSTRAINT= ../.tools/pip-tools/bin/pip-compile \
-	    -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
-	    --index-url https://pypi.org/simple -o $$f.lock $$f.in || exit 1; done
-
-clean: clean
+distclean: clean
 	rm -rf $(VENV)/ .tools/ *.egg-info/
