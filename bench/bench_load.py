@@ -313,6 +313,7 @@ def fill_history(state: Path, template: dict[str, Any], count: int) -> None:
 
 HISTORY_QUERIES = {"/runs": "/runs", "/runs?job=j3": "/runs?job=j3",
                    "/runs?status=failed": "/runs?status=failed",
+                   "/runs?status=interrupted (none)": "/runs?status=interrupted",
                    "/runs?limit=200": "/runs?limit=200",
                    "/runs?before=<middle>": "/runs?before=2025-06-01T00:00:00.000Z"}
 
