@@ -36,9 +36,22 @@ def read_url(url: str | None, url_file: Any, key: str) -> str:
             register_secret(secret)
         return url
     value = read_secret_file(url_file, key)
-    for secret in url_secrets(value):
+    for secret in (*url_secrets(value), *_path_secrets(value)):
         register_secret(secret)
     return value
+
+
+def _path_secrets(url: str) -> list[str]:
+    """The parts of a URL-is-the-credential URL (a healthchecks.io ping URL, a Slack webhook)
+    that a receiver may echo without the rest, e.g. a 404 page naming the request path: the
+    path and query, and every path segment long enough to be a key (a UUID, a token)."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    found = [path, unquote(path), parts.query, unquote(parts.query)]
+    found += [segment for segment in path.split("/") if len(segment) >= 16]
+    return [f for f in found if f]
 
 
 class WebhookTarget:

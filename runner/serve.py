@@ -73,6 +73,9 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
         "max_requests": server.max_requests,
         "max_requests_jitter": server.max_requests // 10 if server.max_requests else 0,
         "accesslog": "-",
+        # gunicorn's default has %(u)s, the user name of an `Authorization: Basic` header: a
+        # credential cut at its first ":" that the redactor cannot recognise
+        "access_log_format": '%(h)s %(l)s - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
         "logger_class": type("ServiceLogger", (AccessLogger,),
                              {"log_format": server.log_format}),
         "errorlog": "-",
