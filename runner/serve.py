@@ -104,6 +104,15 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
         for pid in [launcher, *companions]:
             stop_companion(pid, config.server.graceful_timeout)
 
+    def when_ready(server: Any) -> None:
+        # with reuse_port each worker binds its own socket, so gunicorn's "Listening at:"
+        # line names no address
+        server.log.info("restic-runner %s serving on http://%s with %d workers",
+                        __version__, options["bind"][0], options["workers"])
+
+    from runner import __version__
+
     options = gunicorn_options(config, bind=bind, workers=workers)
     options["on_exit"] = on_exit
+    options["when_ready"] = when_ready
     RunnerServer(config, options).run()
