@@ -83,6 +83,7 @@ class Engine:
             record = self._skipped(job, tool, trigger, holder)
         else:
             try:
+                self.history.mark_dead_runs_of(job.name)
                 record = self._new_record(job, tool, trigger)
                 if params:
                     record["params"] = dict(params)
@@ -137,6 +138,24 @@ class Engine:
         if self.notifier:
             self.notifier.ended(record)
         return record
+
+
+def _killed_message(spec: StepSpec, outcome: ProcessOutcome) -> str | None:
+    """Why a step that printed no error ended: a signal from outside restic-runner (ours, on a
+    timeout or cancel, are reported as such before this is asked)."""
+    import signal
+
+    if outcome.killed_by is None:
+        return None
+    try:
+        name = signal.Signals(outcome.killed_by).name
+    except ValueError:
+        name = "a signal"
+    message = (f"{spec.name} was killed by {name} (signal {outcome.killed_by}) from outside "
+               "restic-runner")
+    if "restic" in os.path.basename(spec.argv[0]):
+        message += "; its repository lock may remain: `restic list locks`, then an unlock job"
+    return message
 
 
 class _Run:
@@ -206,7 +225,7 @@ class _Run:
                 if outcome.not_started:
                     self.record["error"] = outcome.not_started
                 elif status != "succeeded":
-                    self.record["error"] = parser.error
+                    self.record["error"] = parser.error or _killed_message(spec, outcome)
             elif outcome.stopped:
                 return self._stopped_status(outcome)
             if outcome.exit_code != 0 and self.job.uses_restic and self.job.restic.auto_unlock \

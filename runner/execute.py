@@ -33,6 +33,7 @@ class ProcessOutcome:
     timed_out: bool = False
     cancelled: bool = False
     not_started: str | None = None  # why the process could not be started
+    killed_by: int | None = None  # the signal that ended the process, if one did
 
     @property
     def stopped(self) -> bool:
@@ -182,6 +183,7 @@ def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
                 stop_stage, next_signal_at = stop_stage + 1, now + grace
         code = proc.wait()
         outcome.exit_code = 128 - code if code < 0 else code
+        outcome.killed_by = -code if code < 0 else None
     finally:
         for key in list(selector.get_map().values()):
             os.close(key.fd)

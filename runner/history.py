@@ -262,21 +262,29 @@ class History:
             if not lock.try_acquire():
                 continue  # a living supervisor holds it
             try:
-                current = self.get(record["run_id"])
-                if current is None or current["status"] != "running":
-                    continue
-                finish_interrupted(current)
-                self.save(current)
-                self._append_log(current, "restic-runner: interrupted: the process supervising "
-                                          "this run died before it ended; marked at "
-                                          f"{current['finished_at']}\n")
-                latest = self.last_ended(current["job"])
-                if latest and latest["run_id"] == current["run_id"]:
-                    self.write_last(current)
-                marked.append(current)
+                marked += self._mark_dead(record["run_id"])
             finally:
                 lock.release()
         return marked
+
+    def mark_dead_runs_of(self, job: str) -> list[dict[str, Any]]:
+        """With `job`'s lock held by us: any run of it still `running` has a dead supervisor
+        (a process that starts a run finds them, whoever else would have marked them)."""
+        return [r for record in self.running(job) for r in self._mark_dead(record["run_id"])]
+
+    def _mark_dead(self, run_id: str) -> list[dict[str, Any]]:
+        current = self.get(run_id)
+        if current is None or current["status"] != "running":
+            return []
+        finish_interrupted(current)
+        self.save(current)
+        self._append_log(current, "restic-runner: interrupted: the process supervising "
+                                  "this run died before it ended; marked at "
+                                  f"{current['finished_at']}\n")
+        latest = self.last_ended(current["job"])
+        if latest and latest["run_id"] == current["run_id"]:
+            self.write_last(current)
+        return [current]
 
     def _append_log(self, record: dict[str, Any], line: str) -> None:
         try:

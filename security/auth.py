@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -256,36 +256,67 @@ class _SqliteStore:
             self._db = None
 
 
-class SeenIds(_SqliteStore):
-    """The `webhook-id`s seen per client, shared by every process that opens the same file."""
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown"
 
-    _SCHEMA = """
-        CREATE TABLE IF NOT EXISTS seen_ids (
-            client TEXT NOT NULL, msg_id TEXT NOT NULL, seen_at REAL NOT NULL,
-            PRIMARY KEY (client, msg_id)
-        ) WITHOUT ROWID;
+
+def _elapsed() -> float:
+    """Seconds since boot, the same in every process and never stepped with the wall clock."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
+class SeenIds(_SqliteStore):
+    """The `webhook-id`s seen per client, shared by every process that opens the same file.
+
+    How long an id is kept is measured on the boot clock, not the wall clock: a wall clock
+    stepped forward (NTP, a VM resumed) must not purge ids that become acceptable again once it
+    is corrected, or a captured request could be replayed then. Ids from an earlier boot age
+    by the wall clock.
     """
 
+    _SCHEMA = """
+        CREATE TABLE IF NOT EXISTS seen_message_ids (
+            client TEXT NOT NULL, msg_id TEXT NOT NULL, seen_at REAL NOT NULL,
+            seen_elapsed REAL NOT NULL, boot_id TEXT NOT NULL,
+            PRIMARY KEY (client, msg_id)
+        ) WITHOUT ROWID;
+        DROP TABLE IF EXISTS seen_ids;
+    """
+
+    def __init__(self, path: Path | str, *, elapsed: Callable[[], float] = _elapsed,
+                 boot_id: str | None = None) -> None:
+        super().__init__(path)
+        self._elapsed, self._boot = elapsed, boot_id or _boot_id()
+
     def remember(self, client: str, msg_id: str, now: float, window: float = 300) -> bool:
-        """Record `msg_id` for `client`; False when it was already seen within `window` seconds.
+        """Record `msg_id` for `client`; False when it was already seen within `window` seconds
+        (of elapsed time).
 
         Atomic across processes (the primary key decides). Rows older than 2 * window are
         purged at most once per window per process.
         """
+        elapsed = self._elapsed()
+        stale = ("(boot_id = :boot AND seen_elapsed < :elapsed - :age) "
+                 "OR (boot_id != :boot AND seen_at < :now - :age)")
+        args = {"boot": self._boot, "elapsed": elapsed, "now": now}
         with self._lock:
             db = self._conn()
-            if now - self._purged_at >= window:
-                db.execute("DELETE FROM seen_ids WHERE seen_at < ?", (now - 2 * window,))
-                self._purged_at = now
+            if elapsed - self._purged_at >= window:
+                db.execute(f"DELETE FROM seen_message_ids WHERE {stale}",
+                           {**args, "age": 2 * window})
+                self._purged_at = elapsed
             try:
-                db.execute("INSERT INTO seen_ids (client, msg_id, seen_at) VALUES (?, ?, ?)",
-                           (client, msg_id, now))
+                db.execute("INSERT INTO seen_message_ids VALUES (?, ?, ?, ?, ?)",
+                           (client, msg_id, now, elapsed, self._boot))
                 return True
             except sqlite3.IntegrityError:
                 refreshed = db.execute(
-                    "UPDATE seen_ids SET seen_at = ? "
-                    "WHERE client = ? AND msg_id = ? AND seen_at < ?",
-                    (now, client, msg_id, now - window))
+                    "UPDATE seen_message_ids SET seen_at = :now, seen_elapsed = :elapsed, "
+                    f"boot_id = :boot WHERE client = :client AND msg_id = :msg AND ({stale})",
+                    {**args, "age": window, "client": client, "msg": msg_id})
                 return refreshed.rowcount == 1
 
 

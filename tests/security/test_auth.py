@@ -242,13 +242,20 @@ def test_replay_store_survives_reopening(tmp_path: Path) -> None:
     assert failure(signed(), SeenIds(path)).reason == "replay"
 
 
-def test_remember_window_and_purge(seen: SeenIds) -> None:
-    assert seen.remember("c", "id", NOW)
-    assert not seen.remember("c", "id", NOW + 300)
-    assert seen.remember("c", "id", NOW + 300.5)  # older than the window: new again
-    assert not seen.remember("c", "id", NOW + 301)
-    assert seen.remember("c", "other", NOW + 10_000)  # purges rows older than 2 * window
-    rows = seen._conn().execute("SELECT client, msg_id FROM seen_ids").fetchall()
+def test_remember_window_and_purge(tmp_path: Path) -> None:
+    clock = [0.0]  # seconds since boot, moved along with the wall clock here
+    seen = SeenIds(tmp_path / "auth.sqlite", elapsed=lambda: clock[0], boot_id="b")
+
+    def remember(msg_id: str, after: float) -> bool:
+        clock[0] = after
+        return seen.remember("c", msg_id, NOW + after)
+
+    assert remember("id", 0)
+    assert not remember("id", 300)
+    assert remember("id", 300.5)  # older than the window: new again
+    assert not remember("id", 301)
+    assert remember("other", 10_000)  # purges rows older than 2 * window
+    rows = seen._conn().execute("SELECT client, msg_id FROM seen_message_ids").fetchall()
     assert rows == [("c", "other")]
 
 
@@ -458,3 +465,23 @@ def test_limiter_purges_old_failures(tmp_path: Path) -> None:
     limiter.record_failure("addr:new", NOW + 120)
     rows = limiter._conn().execute("SELECT key FROM auth_failures").fetchall()
     assert rows == [("addr:new",)]
+
+
+def test_seen_ids_age_by_the_boot_clock_not_the_wall_clock(tmp_path: Path) -> None:
+    """A wall clock stepped forward must not purge ids that become acceptable again once it
+    is corrected (tests/faults/test_clock_faults.py does this through the running service)."""
+    elapsed = [10.0]
+    store = SeenIds(tmp_path / "auth.sqlite", elapsed=lambda: elapsed[0], boot_id="boot-a")
+    assert store.remember("c", "msg_1", now=1000.0, window=600)
+    assert not store.remember("c", "msg_1", now=1001.0, window=600)
+    elapsed[0] = 20.0
+    assert store.remember("c", "msg_2", now=1000.0 + 1300, window=600)  # stepped: purge runs
+    elapsed[0] = 25.0
+    assert not store.remember("c", "msg_1", now=1002.0, window=600)  # corrected: still seen
+    elapsed[0] = 10.0 + 601
+    assert store.remember("c", "msg_1", now=1002.0 + 601, window=600)  # really 600 s later
+
+    # ids from another boot age by the wall clock
+    after_reboot = SeenIds(tmp_path / "auth.sqlite", elapsed=lambda: 5.0, boot_id="boot-b")
+    assert not after_reboot.remember("c", "msg_2", now=2300.0 + 100, window=600)
+    assert after_reboot.remember("c", "msg_2", now=2300.0 + 601, window=600)
