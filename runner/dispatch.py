@@ -67,11 +67,15 @@ def launcher_socket_path(config: Config) -> Path:
 def start_launcher(config: Config) -> int:
     """Fork the launcher; returns its pid. It exits when its parent (gunicorn's master) dies."""
     path = launcher_socket_path(config)
-    path.unlink(missing_ok=True)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
+        path.unlink(missing_ok=True)
         listener.bind(str(path))
+    except OSError as exc:
+        listener.close()
+        raise UserError(f"state_dir: {config.state_dir} is not writable: cannot create "
+                        f"{path.name} ({exc.strerror})") from None
     finally:
         os.umask(old_umask)
     listener.listen(128)
@@ -164,7 +168,10 @@ class _Spare:
                 _detach_fds(child.fileno())
                 from runner.history import History
 
-                history = History(config.state_dir)
+                try:
+                    history: History | None = History(config.state_dir)
+                except UserError:  # unusable now: _supervise opens it again, and reports
+                    history = None
                 message, fds, _, _ = socket.recv_fds(child, 1 << 16, 1)
                 if message and fds:
                     request = json.loads(message)
@@ -226,6 +233,17 @@ def _detach_fds(keep: int) -> None:
     os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
 
 
+def _still_writable(history: History) -> History | None:
+    """A spare's history was opened when it was forked, maybe while the state directory was
+    read-only (then SQLite keeps the connection read-only): open it again if so."""
+    try:
+        history.check_writable()
+        return history
+    except UserError:
+        history.close()  # else SQLite hands the new connection this one's read-only descriptor
+        return None  # _supervise opens it again, and reports if it still cannot be used
+
+
 def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mapping[str, Any],
                report_fd: int, history: History | None = None) -> None:
     """The supervisor process: never returns. A spare comes with its fds already detached and
@@ -242,6 +260,8 @@ def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mappin
     try:
         if history is None:
             _detach_fds(report_fd)
+        else:
+            history = _still_writable(history)
         os.set_blocking(report_fd, True)
         from runner.engine import Engine, JobBusy
         from runner.execute import CancelFlag
@@ -266,7 +286,8 @@ def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mappin
     except BaseException as exc:
         from security.masking import redact_text
 
-        report(status="error", message=redact_text(f"{type(exc).__name__}: {exc}"))
+        text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+        report(status="error", message=redact_text(text))
         code = 2 if isinstance(exc, UserError) else 1
     finally:
         sys.stdout.flush()

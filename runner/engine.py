@@ -5,8 +5,10 @@ output masked into the run log, finish the record, write `last-<job>.json`, run 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -14,7 +16,7 @@ from typing import Any, Protocol
 from runner import __version__
 from runner.config import Config, JobConfig
 from runner.execute import CancelFlag, ProcessOutcome, supervise
-from runner.history import History
+from runner.history import History, StateError
 from runner.jobs import StepSpec, plan, unlock_step
 from runner.jobs.output import OutputParser
 from runner.locks import JobLock, process_exists
@@ -25,6 +27,7 @@ from security.masking import redact_text
 
 SKIP_WAIT = 2.0  # how long a contender waits to learn which run holds the lock
 PROGRESS_EVERY = 1.0  # seconds between progress updates in the store
+FINISH_ATTEMPTS = 3  # saving the final record, a second apart
 EXIT_TIMED_OUT = 124
 EXIT_CANCELLED = 130
 
@@ -73,6 +76,7 @@ class Engine:
         `record_skipped=False` (an API caller gets a 409 instead of a history entry).
         """
         job = self.config.job(job_name)
+        self.history.check_writable()
         tool = resolve_environment(job)  # secret-file problems stop us before anything runs
         trigger = trigger or cli_trigger()
         lock = JobLock(self.history.lock_dir, job.name)
@@ -93,8 +97,12 @@ class Engine:
                     on_start(record)
                 if self.notifier:
                     self.notifier.started(record)
-                _Run(self.history, job, record, tool, params or {}, cancel or CancelFlag(),
-                     on_end=self.notifier.ended if self.notifier else None).execute()
+                try:
+                    _Run(self.history, job, record, tool, params or {}, cancel or CancelFlag(),
+                         on_end=self.notifier.ended if self.notifier else None).execute()
+                except StateError as exc:
+                    lock.write_end(record, str(exc))
+                    raise
             finally:
                 lock.release()
         if self.notifier:  # deliveries wait here, after the lock is released
@@ -284,7 +292,8 @@ class _Run:
                 progress = parser.progress()
                 if progress is not None:
                     self.record["progress"] = dict(progress, step=name)
-                    self.history.save(self.record)
+                    with contextlib.suppress(sqlite3.Error):  # live progress is best effort
+                        self.history.save(self.record)
 
         try:
             return supervise(argv, env, sink, deadline=deadline, grace=self.job.stop_grace,
@@ -310,11 +319,30 @@ class _Run:
         r["finished_at"] = utc_now()
         r["duration_seconds"] = seconds_between(r["started_at"], r["finished_at"])
         self.log.note(f"finished: {status} (exit {exit_code}) in {r['duration_seconds']:.2f}s")
+        if self.log.write_error is not None and not r.get("error"):
+            r["error"] = (f"the run log {self.log.path} is incomplete: "
+                          f"{self.log.write_error.strerror or self.log.write_error}")
         r["log_tail"] = self.log.tail()
-        self.history.save(r)
-        self.result_file = self.history.write_last(r)
+        self._record_end(r)
         if self.on_end:  # deliveries start now, while the post hook runs
             self.on_end(r)
+
+    def _record_end(self, r: dict[str, Any]) -> None:
+        """Save the final record and last-<job>.json; a full or read-only state directory gets
+        a few seconds to recover, then one clear error (the caller releases the job lock)."""
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                self.history.save(r)
+                self.result_file = self.history.write_last(r)
+                return
+            except (sqlite3.Error, OSError) as exc:
+                if attempt == FINISH_ATTEMPTS - 1:
+                    reason = getattr(exc, "strerror", None) or str(exc)
+                    raise StateError(
+                        f"state_dir {self.history.state_dir}: run {r['run_id']} ended "
+                        f"{r['status']} (exit {r['exit_code']}) but could not be recorded: "
+                        f"{reason}") from None
+                time.sleep(1.0)
 
     def _post_hook(self) -> None:
         r = self.record
@@ -324,8 +352,9 @@ class _Run:
             "RESTIC_RUNNER_RESULT_FILE": str(self.result_file),
         }, cancel=CancelFlag())  # runs even after a cancel; hook_timeout bounds it
         r["log_tail"] = self.log.tail()
-        self.history.save(r)
-        self.history.write_last(r)
+        with contextlib.suppress(sqlite3.Error, OSError):  # the end itself is recorded already
+            self.history.save(r)
+            self.history.write_last(r)
 
 
 def _status_of(spec: StepSpec, outcome: ProcessOutcome) -> tuple[str, int]:

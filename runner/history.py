@@ -96,8 +96,9 @@ def connect_db(path: Path, attempts: int = 40) -> sqlite3.Connection:
                 db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                db.executescript(_SCHEMA)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                # one transaction: nobody sees a half-made schema (a `runs` without `deliveries`)
+                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; "
+                                 f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
             return db
         except sqlite3.OperationalError as exc:
             db.close()
@@ -112,6 +113,31 @@ class StateError(UserError):
     """The state directory or its database cannot be used."""
 
 
+def _state_problem(state_dir: Path, exc: sqlite3.DatabaseError) -> str:
+    """What is wrong, in words: only a damaged file is worth moving aside."""
+    import errno
+    import os
+    import tempfile
+
+    database = state_dir / "history.db"
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return (f"state_dir: the history database {database} cannot be used ({text}): it is "
+                "damaged; move it aside to start a new history (docs/troubleshooting.md)")
+    try:
+        with tempfile.TemporaryFile(dir=state_dir) as probe:
+            probe.write(b"x" * 65536)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as err:
+        if err.errno == errno.ENOSPC or "full" in text:
+            return f"state_dir: no space left on {state_dir} ({text})"
+        return f"state_dir: {state_dir} is not writable ({err.strerror})"
+    if "full" in text:
+        return f"state_dir: no space left on {state_dir} ({text})"
+    return f"state_dir: the history database {database} cannot be used ({text})"
+
+
 class History:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
@@ -121,12 +147,18 @@ class History:
             self.log_dir = private_dir(state_dir / "logs")
             self.db = connect_db(state_dir / "history.db")
         except sqlite3.DatabaseError as exc:
-            raise StateError(
-                f"state_dir: the history database {state_dir / 'history.db'} cannot be used "
-                f"({exc}); move it aside to start a new history"
-            ) from None
+            raise StateError(_state_problem(state_dir, exc)) from None
         except OSError as exc:
             raise StateError(f"state_dir: {state_dir} is not usable: {exc.strerror}") from None
+
+    def check_writable(self) -> None:
+        """SQLite opens a database it cannot write read-only without a word (and the
+        connection stays read-only after the file system recovers): find out now, not in the
+        middle of a run. A write that matches nothing still needs a writable database."""
+        try:
+            self.db.execute("UPDATE runs SET status = status WHERE 0")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(_state_problem(self.state_dir, exc)) from None
 
     def close(self) -> None:
         self.db.close()
@@ -276,6 +308,13 @@ class History:
         current = self.get(run_id)
         if current is None or current["status"] != "running":
             return []
+        holder = JobLock(self.lock_dir, current["job"]).read_holder() or {}
+        ended = holder.get("ended") if holder.get("run_id") == run_id else None
+        if isinstance(ended, dict):  # its supervisor saw the end but could not record it
+            _finish_late(current, ended)
+            self.save(current)
+            self.write_last(current)
+            return [current]
         finish_interrupted(current)
         self.save(current)
         self._append_log(current, "restic-runner: interrupted: the process supervising "
@@ -292,6 +331,14 @@ class History:
                 f.write(line)
         except OSError:
             pass
+
+
+def _finish_late(record: dict[str, Any], ended: dict[str, Any]) -> None:
+    record.update(status=ended.get("status") or "failed", exit_code=ended.get("exit_code"),
+                  finished_at=ended.get("finished_at") or utc_now(), progress=None)
+    record["duration_seconds"] = seconds_between(record["started_at"], record["finished_at"])
+    late = f"its end was recorded late: {ended.get('reason')}"
+    record["error"] = f"{ended['error']}; {late}" if ended.get("error") else late
 
 
 def finish_interrupted(record: dict[str, Any]) -> None:

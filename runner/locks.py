@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 
 class JobLock:
@@ -26,8 +27,14 @@ class JobLock:
         """Take the lock without waiting; False when another process holds it."""
         if self._fd is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            from runner.errors import UserError
+
+            raise UserError(f"state_dir: {self.path.parent.parent} is not writable: cannot "
+                            f"open the job lock {self.path.name} ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -42,6 +49,23 @@ class JobLock:
         data = json.dumps({"run_id": run_id, "pid": os.getpid()}).encode()
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, data, 0)
+
+    def write_end(self, record: dict[str, Any], reason: str) -> None:
+        """The run's end, when the history could not take it (a full disk): into the lock file
+        we hold, within the block it already has, so it needs no free space. Whoever marks the
+        run later (`History.mark_dead_runs_of`, `mark_interrupted`) records this end."""
+        if self._fd is None:
+            return
+        ended = {"status": record["status"], "exit_code": record["exit_code"],
+                 "finished_at": record.get("finished_at"), "reason": reason[:300],
+                 "error": (record.get("error") or "")[:1000]}
+        data = json.dumps({"run_id": record["run_id"], "pid": os.getpid(),
+                           "ended": ended}).encode()[:4000]
+        try:
+            os.pwrite(self._fd, data, 0)
+            os.ftruncate(self._fd, len(data))  # shrinks at most: no new block
+        except OSError:
+            pass
 
     def read_holder(self) -> dict[str, object] | None:
         try:

@@ -22,11 +22,17 @@ class RunLog:
         self.path = path
         self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the run
         self._tail = bytearray()
+        # The first write that failed (a full disk): the run goes on (restic's repository is
+        # elsewhere), the tail stays in memory, and the record says the log is incomplete.
+        self.write_error: OSError | None = None
 
     def write(self, data: bytes) -> None:
         if data:
-            self._file.write(data)
-            self._file.flush()
+            try:
+                self._file.write(data)
+                self._file.flush()
+            except OSError as exc:
+                self.write_error = self.write_error or exc
             self._tail += data
             if len(self._tail) > 2 * TAIL_BYTES:
                 del self._tail[:-TAIL_BYTES]
@@ -44,7 +50,10 @@ class RunLog:
         return "\n".join(text.splitlines()[-lines:])[-limit:]
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:  # the buffer's last flush, on a full disk
+            self.write_error = self.write_error or exc
 
     def __enter__(self) -> RunLog:
         return self

@@ -1,0 +1,289 @@
+"""Notification targets failing while a run reports: the Pushgateway down then up, a webhook
+answering 500, answering too late, or 410 Gone, an SMTP server down, deferring (4xx) or refusing
+(5xx). The run's own status and exit code never change; deliveries are retried (short retry
+settings below) and arrive once the receiver is back, except where the docs say they stop
+(410: the target is disabled until its configuration changes; SMTP 5xx: given up at once).
+
+Each run is a cron-style `restic-runner run`, which waits up to `cli_wait` for its deliveries:
+the fault is cleared while it waits. Real receivers on loopback: Debian's prometheus-pushgateway,
+an HTTP receiver, aiosmtpd.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Workspace, wait_until
+from tests.faults.conftest import (
+    DUPLICATED,
+    JOB_LOCK,
+    LOST,
+    MESSAGE,
+    REPO_LOCK,
+    FaultCheck,
+    HookReceiver,
+    ScriptedSmtp,
+    assert_clear_message,
+    assert_equal,
+    assert_job_lock_free,
+    assert_no_repo_lock,
+    assert_no_run_lost,
+    assert_not_duplicated,
+    attempts_of,
+    free_port,
+    read_deliveries,
+    start_pushgateway_on,
+    stop,
+)
+
+JOB = """
+[jobs.nightly]
+kind = "backup"
+paths = ["{data}"]
+
+[notify]
+retry_initial = "0.3s"
+retry_max_interval = "0.6s"
+cli_wait = "{wait}"
+"""
+
+
+def configure(ws: Workspace, target: str, *, wait: str = "30s") -> None:
+    ws.write_config(JOB.format(data=ws.data, wait=wait) + target)
+
+
+def finish(run: subprocess.Popen[str]) -> tuple[int, dict[str, Any], str]:
+    out, err = run.communicate(timeout=90)
+    assert out.strip(), f"run printed no record (exit {run.returncode}): {err}"
+    return run.returncode, json.loads(out), err
+
+
+def note(record: dict[str, Any], target: str, event: str) -> dict[str, Any]:
+    """The run record's one delivery of `event` to `target`."""
+    found = [n for n in record["notifications"] if n["target"] == target and n["event"] == event]
+    assert len(found) == 1, f"{len(found)} deliveries of {event} to {target}: " \
+                            f"{record['notifications']}"
+    return found[0]
+
+
+def attempt_errors(delivery: dict[str, Any]) -> str:
+    return "\n".join(a.get("error") or a["response"] for a in delivery.get("attempt_log", []))
+
+
+def test_pushgateway_down_then_up(ws: Workspace, tmp_path: Path) -> None:
+    port = free_port()
+    configure(ws, f'[notify.pushgateway]\nurl = "http://127.0.0.1:{port}"\ntimeout = "2s"\n')
+    run = ws.popen("run", "nightly", "--json")
+    gateway = None
+    try:
+        # the end push was refused at least once (nothing listens on the port)
+        wait_until(lambda: attempts_of(ws, "pushgateway", "run.succeeded") >= 1, timeout=30)
+        gateway = start_pushgateway_on(tmp_path, port)
+        code, record, err = finish(run)
+        assert code == 0 and record["status"] == "succeeded"  # delivery never changes these
+        run_id = record["run_id"]
+        labels = {"hostname": "test-host", "job_name": "nightly"}
+        end = note(record, "pushgateway", "run.succeeded")
+        with FaultCheck("pushgateway down, then up") as check:
+            check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"},
+                  delivered={run_id: [("pushgateway", "run.succeeded")]})
+            pushed = (gateway.value("restic_backup_last_success", **labels),
+                      gateway.value("restic_backup_running", **labels))
+            check(LOST, assert_equal, pushed, (1.0, 0.0))
+            check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1)
+            groups = [g for g in gateway.groups() if g["labels"].get("job_name") == "nightly"]
+            check(DUPLICATED, assert_equal, len(groups), 1)
+            check(REPO_LOCK, assert_no_repo_lock, ws)
+            check(MESSAGE, assert_clear_message, attempt_errors(end) + err,
+                  r"127\.0\.0\.1:\d+.*refused", where="the push's attempt log")
+            new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+            if new:
+                check(LOST, lambda: assert_equal(
+                    note(new, "pushgateway", "run.succeeded")["status"], "delivered"))
+    finally:
+        stop(run)
+        if gateway:
+            gateway.process.terminate()
+            gateway.process.wait(10)
+
+
+WEBHOOK = """
+[notify.webhooks.ops]
+url = "{url}"
+on = [{on}]
+timeout = "{timeout}"
+"""
+
+
+def webhook(hook: HookReceiver, *, on: str = '"start", "success", "failure"',
+            timeout: str = "2s") -> str:
+    return WEBHOOK.format(url=hook.url, on=on, timeout=timeout)
+
+
+def hits_of(hook: HookReceiver, event: str) -> int:
+    return sum(1 for h in hook.hits if h.json()["type"] == event)
+
+
+def test_webhook_answering_500_until_it_recovers(ws: Workspace, hook: HookReceiver) -> None:
+    hook.default = (500, 0.0)
+    hook.start()
+    configure(ws, webhook(hook))
+    run = ws.popen("run", "nightly", "--json")
+    try:
+        wait_until(lambda: hits_of(hook, "run.succeeded") >= 2, timeout=30)
+        hook.default = (200, 0.0)
+        code, record, err = finish(run)
+    finally:
+        stop(run)
+    assert code == 0 and record["status"] == "succeeded"
+    run_id = record["run_id"]
+    end = note(record, "webhook:ops", "run.succeeded")
+    with FaultCheck("webhook 500, then 200") as check:
+        check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"},
+              delivered={run_id: [("webhook:ops", "run.succeeded")]})
+        # the start event failed too and was still waiting when the run ended: dropped on
+        # purpose (`superseded`), so that it never arrives after the end
+        check(LOST, lambda: assert_equal(
+            note(record, "webhook:ops", "run.started")["status"] in ("delivered", "superseded"),
+            True))
+        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1, hooks=hook.hits,
+              events={(run_id, "run.started"), (run_id, "run.succeeded")})
+        # every attempt arrived, each once
+        check(DUPLICATED, assert_equal, hits_of(hook, "run.succeeded"), end["attempts"])
+        check(REPO_LOCK, assert_no_repo_lock, ws)
+        check(MESSAGE, assert_clear_message, attempt_errors(end) + err,
+              r"answered HTTP 500", where="the webhook's attempt log")
+        new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        if new:
+            check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.hits,
+                  events={(run_id, "run.started"), (run_id, "run.succeeded"),
+                          (new["run_id"], "run.started"), (new["run_id"], "run.succeeded")})
+
+
+def test_webhook_answering_too_late(ws: Workspace, hook: HookReceiver) -> None:
+    """The receiver takes 1.5 s to answer the first two attempts; the client gives up after
+    0.5 s. The receiver did get those requests: the third attempt brings the same event again,
+    under the same webhook-id, so a receiver that de-duplicates acts on it once."""
+    hook.script = [(200, 1.5), (200, 1.5)]
+    hook.start()
+    configure(ws, webhook(hook, on='"success", "failure"', timeout="0.5s"))
+    code, record = ws.run_json("nightly")
+    assert code == 0 and record["status"] == "succeeded"
+    run_id = record["run_id"]
+    end = note(record, "webhook:ops", "run.succeeded")
+    with FaultCheck("webhook timeout") as check:
+        check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"},
+              delivered={run_id: [("webhook:ops", "run.succeeded")]})
+        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1, hooks=hook.hits,
+              events={(run_id, "run.succeeded")})
+        check(DUPLICATED, assert_equal, (len(hook.hits), end["attempts"]), (3, 3))
+        check(REPO_LOCK, assert_no_repo_lock, ws)
+        check(MESSAGE, assert_clear_message, attempt_errors(end), r"timed out",
+              where="the webhook's attempt log")
+        new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        if new:
+            check(LOST, lambda: assert_equal(
+                note(new, "webhook:ops", "run.succeeded")["attempts"], 1))
+
+
+def test_webhook_410_gone_disables_the_target_until_its_config_changes(
+        ws: Workspace, hook: HookReceiver) -> None:
+    hook.script = [(410, 0.0)]
+    hook.start()
+    configure(ws, webhook(hook, on='"success", "failure"'))
+    code_a, first = ws.run_json("nightly")
+    code_b, second = ws.run_json("nightly")  # the target is disabled: nothing is sent
+    assert (code_a, code_b) == (0, 0)
+    gone = note(first, "webhook:ops", "run.succeeded")
+    skipped = note(second, "webhook:ops", "run.succeeded")
+    with FaultCheck("webhook 410 Gone") as check:
+        check(LOST, assert_no_run_lost, ws,
+              {first["run_id"]: "succeeded", second["run_id"]: "succeeded"})
+        # by design (docs/notifications.md): events of a disabled target are recorded
+        # `disabled`, never sent later, even after the target is enabled again
+        check(LOST, assert_equal, [(d.state, d.attempts) for d in read_deliveries(ws)],
+              [("disabled", 1), ("disabled", 0)])
+        check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.hits,
+              events={(first["run_id"], "run.succeeded")})
+        check(REPO_LOCK, assert_no_repo_lock, ws)
+        check(MESSAGE, assert_clear_message, attempt_errors(gone), r"answered HTTP 410",
+              where="the webhook's attempt log")
+        check(MESSAGE, assert_clear_message, skipped.get("error"),
+              r"target disabled.*HTTP 410.*change its configuration",
+              where="the disabled delivery's error")
+        # the fault clears: the operator changes the target's table
+        configure(ws, webhook(hook, on='"success", "failure"', timeout="3s"))
+        new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        if new:
+            check(LOST, lambda: assert_equal(
+                note(new, "webhook:ops", "run.succeeded")["status"], "delivered"))
+            check(DUPLICATED, assert_not_duplicated, ws, runs=3, snapshots=3, hooks=hook.hits,
+                  events={(first["run_id"], "run.succeeded"),
+                          (new["run_id"], "run.succeeded")})
+
+
+MAIL = """
+[notify.mail]
+host = "127.0.0.1"
+port = {port}
+from = "backup@test-host.example"
+to = ["ops@example.org"]
+timeout = "2s"
+"""
+
+
+def mails_of(smtp: ScriptedSmtp, run_id: str) -> int:
+    return sum(1 for m in smtp.messages if m["X-Restic-Runner-Run-Id"] == run_id)
+
+
+def test_smtp_down_then_deferring_then_accepting(ws: Workspace, smtp: ScriptedSmtp) -> None:
+    smtp.replies = ["451 4.3.0 mailbox busy, try again later"]
+    configure(ws, MAIL.format(port=smtp.port))
+    run = ws.popen("run", "nightly", "--json")
+    try:
+        # refused at least once: nothing listens on the port yet
+        wait_until(lambda: attempts_of(ws, "mail", "run.succeeded") >= 1, timeout=30)
+        smtp.start()
+        code, record, err = finish(run)
+    finally:
+        stop(run)
+    assert code == 0 and record["status"] == "succeeded"
+    run_id = record["run_id"]
+    mail = note(record, "mail", "run.succeeded")
+    with FaultCheck("SMTP down, then 451, then accepting") as check:
+        check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"},
+              delivered={run_id: [("mail", "run.succeeded")]})
+        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1)
+        check(DUPLICATED, assert_equal, (mails_of(smtp, run_id), len(smtp.refused)), (1, 1))
+        check(REPO_LOCK, assert_no_repo_lock, ws)
+        check(MESSAGE, assert_clear_message, attempt_errors(mail) + err,
+              r"refused", r"451 4\.3\.0 mailbox busy", where="the mail's attempt log")
+        new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        if new:
+            check(LOST, assert_equal, mails_of(smtp, new["run_id"]), 1)
+
+
+def test_smtp_5xx_refusal_is_final_and_the_next_run_mails_again(
+        ws: Workspace, smtp: ScriptedSmtp) -> None:
+    smtp.replies = ["550 5.7.1 relaying denied"]
+    smtp.start()
+    configure(ws, MAIL.format(port=smtp.port))
+    code, record = ws.run_json("nightly")
+    assert code == 0 and record["status"] == "succeeded"
+    run_id = record["run_id"]
+    mail = note(record, "mail", "run.succeeded")
+    with FaultCheck("SMTP 550") as check:
+        # by design: a 5xx reply is not retried (the server would say the same tomorrow)
+        check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"})
+        check(LOST, assert_equal, (mail["status"], mail["attempts"]), ("failed", 1))
+        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1)
+        check(DUPLICATED, assert_equal, (len(smtp.refused), len(smtp.messages)), (1, 0))
+        check(REPO_LOCK, assert_no_repo_lock, ws)
+        check(MESSAGE, assert_clear_message, attempt_errors(mail),
+              r"550 5\.7\.1 relaying denied", where="the mail's attempt log")
+        new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        if new:
+            check(LOST, assert_equal, mails_of(smtp, new["run_id"]), 1)

@@ -1,0 +1,157 @@
+"""The service's processes failing mid-run, under a real `restic-runner serve` (gunicorn) on
+loopback: the gunicorn master gets SIGTERM (a deploy, a container stop), and a run's
+supervisor (forked by the launcher, runner/dispatch.py) is killed with SIGKILL.
+
+A backup is slow on purpose (restic's `--limit-upload` on 600 KB of random data: restic 0.18
+finishes the pack in flight after SIGINT, so more data only makes the test slower); the data then
+shrinks to a few KB so the run that proves the job lock is free takes a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Workspace, wait_until
+from tests.faults.conftest import (
+    DUPLICATED,
+    JOB_LOCK,
+    LOST,
+    MESSAGE,
+    REPO_LOCK,
+    FaultCheck,
+    HookReceiver,
+    api,
+    assert_clear_message,
+    assert_equal,
+    assert_job_lock_free_api,
+    assert_no_repo_lock,
+    assert_no_run_lost,
+    assert_not_duplicated,
+    big_data,
+    free_port,
+    read_deliveries,
+    read_runs,
+    restic_pids,
+    server_top,
+    shrink,
+    start_service,
+    wait_uploading,
+    with_client,
+)
+
+SLOW = """
+[jobs.slow]
+kind = "backup"
+paths = ["{big}"]
+args = ["--limit-upload", "100"]
+"""
+
+
+def configure(ws: Workspace, port: int, notify: str = "") -> None:
+    big_data(ws)
+    ws.write_config(SLOW.format(big=ws.root / "big") + notify, top=server_top(port))
+    with_client(ws)
+
+
+def trigger(url: str, job: str) -> str:
+    response = api(url, "POST", f"/trigger/{job}")
+    assert response.status_code == 202, (response.status_code, response.text)
+    return str(response.json()["run_id"])
+
+
+def test_gunicorn_master_sigterm_mid_run(ws: Workspace, hook: HookReceiver) -> None:
+    """SIGTERM to `serve`: the run's supervisor passes SIGINT to restic, which removes its
+    repository lock; the run ends `cancelled` and its events go out (the supervisor's own
+    attempt, or the deliveries worker after the restart)."""
+    hook.start()
+    port = free_port()
+    configure(ws, port, notify=f"""
+[notify]
+retry_initial = "0.3s"
+retry_max_interval = "0.6s"
+
+[notify.webhooks.ops]
+url = "{hook.url}"
+on = ["start", "success", "failure"]
+timeout = "2s"
+""")
+    service = start_service(ws, port)
+    try:
+        run_id = trigger(service.url, "slow")
+        wait_uploading(ws)
+        service.process.send_signal(signal.SIGTERM)
+        exit_code = service.process.wait(60)
+    finally:
+        service.stop()
+    assert exit_code == 0
+    assert restic_pids(ws) == []
+    log = service.log.read_text()
+    shrink(ws)
+    service = start_service(ws, port)  # the fault clears: the service is back
+    try:
+        wait_until(lambda: all(d.state != "pending" for d in read_deliveries(ws, run_id)),
+                   timeout=30)
+        with FaultCheck("gunicorn master SIGTERM mid-run") as check:
+            runs = check(LOST, assert_no_run_lost, ws, {run_id: "cancelled"},
+                         delivered={run_id: [("webhook:ops", "run.started"),
+                                             ("webhook:ops", "run.cancelled")]})
+            check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=0, hooks=hook.hits,
+                  events={(run_id, "run.started"), (run_id, "run.cancelled")})
+            check(REPO_LOCK, assert_no_repo_lock, ws)
+            if runs:
+                check(MESSAGE, assert_clear_message, runs[run_id]["error"],
+                      r"cancelled \(SIGTERM\)", where="the run's error")
+            check(MESSAGE, assert_clear_message, log, r"Handling signal: term",
+                  where="the service log")
+            check(JOB_LOCK, assert_job_lock_free_api, ws, service.url, "slow")
+    finally:
+        service.stop()
+
+
+def test_run_supervisor_killed_under_serve(ws: Workspace) -> None:
+    """SIGKILL to the supervisor of an API-started run. Its job lock dies with it; restic gets
+    SIGINT from the kernel and removes its lock. The next trigger of the job must start a run
+    (not 409), and the dead run must not stay `running` next to it: an API read marks it
+    `interrupted` (docs/troubleshooting.md), and so should the start of the next run."""
+    port = free_port()
+    configure(ws, port)
+    service = start_service(ws, port)
+    try:
+        run_id = trigger(service.url, "slow")
+        wait_uploading(ws)
+        holder: dict[str, Any] = json.loads((ws.state / "locks" / "slow.lock").read_text())
+        assert holder["run_id"] == run_id
+        os.kill(holder["pid"], signal.SIGKILL)
+        wait_until(lambda: not Path(f"/proc/{holder['pid']}").exists(), timeout=30)  # reaped
+        wait_until(lambda: not restic_pids(ws), timeout=30)
+        shrink(ws)
+        with FaultCheck("supervisor SIGKILL under serve") as check:
+            new = check(JOB_LOCK, assert_job_lock_free_api, ws, service.url, "slow")
+            # the store as it is now, not as an API read of the dead run would leave it
+            check(LOST, assert_equal, read_runs(ws)[run_id]["status"], "interrupted")
+            jobs = api(service.url, "GET", "/jobs").json()["jobs"]
+            check(LOST, assert_equal, jobs[0]["running_run_id"], None)
+            response = api(service.url, "GET", f"/runs/{run_id}")
+            record = response.json()
+            check(LOST, assert_equal, (response.status_code, record["status"]),
+                  (200, "interrupted"))
+            expected = {run_id: "interrupted"}
+            if new:
+                expected[new["run_id"]] = "succeeded"
+            check(LOST, assert_no_run_lost, ws, expected)
+            check(DUPLICATED, assert_not_duplicated, ws, runs=2 if new else 1,
+                  snapshots=1 if new else 0)
+            check(REPO_LOCK, assert_no_repo_lock, ws)
+            check(MESSAGE, assert_clear_message, record.get("error"),
+                  r"supervising process died", where="the run's error")
+            log = api(service.url, "GET", f"/runs/{run_id}/log").text
+            check(MESSAGE, assert_clear_message, log, r"interrupted: the process supervising",
+                  where="the run log")
+            check(MESSAGE, assert_clear_message, service.log.read_text(), r"Booting worker",
+                  where="the service log")
+    finally:
+        service.stop()
