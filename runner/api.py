@@ -322,7 +322,9 @@ def create_app(config: Config) -> Flask:
     from security.clients import load_clients
 
     app = Flask("restic_runner")
-    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
+    # one byte more than allowed, so a body without Content-Length (chunked) that is too long
+    # is seen to be too long (werkzeug stops reading at the limit without an error)
+    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes + 1
     auth_db = config.state_dir / "auth.db"
     History(config.state_dir).mark_interrupted()
     app.extensions["restic_runner"] = ApiState(
@@ -336,7 +338,9 @@ def create_app(config: Config) -> Flask:
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
-        return Problem(exc.code or 500, exc.name, exc.description).response()
+        # keep what the status needs (`Allow` on a 405), not werkzeug's HTML content type
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        return Problem(exc.code or 500, exc.name, exc.description, headers=headers).response()
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception) -> Response:

@@ -19,6 +19,12 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def describe(value: object) -> str:
+    """A wrong value, for an error message. Lists and tables only by type and size: a
+    password put in a list by mistake must not be printed."""
+    if isinstance(value, list | tuple):
+        return f"a list of {len(value)} item(s)"
+    if isinstance(value, dict):
+        return f"a table of {len(value)} key(s)"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -136,7 +142,10 @@ class Table:
         raw = self.get(key, as_string)
         if raw is None:
             return default
-        path = self._resolve(raw)
+        try:
+            path = self._resolve(raw)
+        except ValueError as exc:
+            raise self.error(key, str(exc)) from None
         if must_exist:
             self._check_readable(key, path)
         return path
@@ -151,16 +160,26 @@ class Table:
         for name, value in raw.items():
             if not ENV_NAME.fullmatch(name) or not isinstance(value, str) or not value:
                 raise self.error(f"{key}.{name}", f"expected a file path, got {describe(value)}")
-            out[name] = self._resolve(value)
+            try:
+                out[name] = self._resolve(value)
+            except ValueError as exc:
+                raise self.error(f"{key}.{name}", str(exc)) from None
             self._check_readable(f"{key}.{name}", out[name])
         return MappingProxyType(out)
 
     def _resolve(self, raw: str) -> Path:
+        if "\0" in raw:
+            raise ValueError("a path cannot contain a NUL character")
         path = Path(os.path.expanduser(raw))
         return path if path.is_absolute() else self.base / path
 
     def _check_readable(self, key: str, path: Path) -> None:
-        if not path.is_file():
+        try:
+            is_file = path.is_file()
+        except (OSError, ValueError) as exc:  # e.g. a name longer than the system allows
+            raise self.error(key, f"not a usable path ({getattr(exc, 'strerror', None) or exc})"
+                             ) from None
+        if not is_file:
             raise self.error(key, f"file {path} does not exist")
         if not os.access(path, os.R_OK):
             raise self.error(key, f"file {path} is not readable by this user")

@@ -73,7 +73,8 @@ class _Builder:
 
         directory = private_dir(self.state_dir / "env-secrets")
         path = directory / name.lower()
-        atomic_write(path, value.encode() + b"\n", mode=0o600)
+        # surrogateescape: an environment value that is not UTF-8 is kept byte for byte
+        atomic_write(path, value.encode("utf-8", "surrogateescape") + b"\n", mode=0o600)
         if warn:
             self.warnings.append(f"{name} is given inline; prefer {name}_FILE (a mounted secret)")
         return str(path)
@@ -131,6 +132,13 @@ def build(environ: Mapping[str, str], state_dir: Path) -> tuple[dict[str, Any], 
         if name in environ:
             b.warnings.append(f"{name} is not used by restic-runner: {why}")
     return data, b.warnings, b.keys
+
+
+def _is_executable(path: Path) -> bool:
+    try:
+        return path.is_file() and os.access(path, os.X_OK)
+    except (OSError, ValueError):  # a directory name too long, or with a NUL in it
+        return False
 
 
 def _backend_environment(b: _Builder) -> tuple[dict[str, str], dict[str, str]]:
@@ -223,7 +231,7 @@ def _hooks(b: _Builder, jobs: dict[str, Any]) -> None:
         base = name.split("-")[0]
         for phase in ("pre", "post"):
             hook = directory / f"{phase}-{base}.sh"
-            if hook.is_file() and os.access(hook, os.X_OK):
+            if _is_executable(hook):
                 job[f"{phase}_hook"] = [str(hook)]
                 job["pre_hook_on_error"] = "continue"
         if timeout and timeout.strip() == "0":
@@ -246,7 +254,7 @@ def _notify(b: _Builder) -> dict[str, Any]:
         hook: dict[str, Any] = {"url": b.get("WEBHOOK_URL")}
         b.note("notify.webhooks.default.url", "WEBHOOK_URL")
         timeout = b.get("WEBHOOK_TIMEOUT")
-        if timeout and timeout.isdigit() and int(timeout) > 0:
+        if timeout and timeout.isascii() and timeout.isdecimal() and int(timeout) > 0:
             hook["timeout"] = int(timeout)
         elif timeout:
             b.warnings.append(f"WEBHOOK_TIMEOUT: {timeout!r} is not a positive integer; "
@@ -287,7 +295,7 @@ def _mail(b: _Builder, errors_only: list[str]) -> dict[str, Any]:
     }
     if b.get("SMTP_PORT"):
         port = b.get("SMTP_PORT") or ""
-        if not port.isdigit():
+        if not (port.isascii() and port.isdecimal()):
             raise ConfigError(SOURCE, "SMTP_PORT", f"expected a TCP port, got {port!r}")
         mail["port"] = int(port)
     if b.get("SMTP_USER"):

@@ -30,6 +30,9 @@ def admit(s: ApiState) -> None:
     now = time.time()
     address = f"addr:{request.remote_addr}"
     body = request.get_data(cache=True)
+    if len(body) > s.config.server.max_body_bytes:  # chunked: no Content-Length to check
+        raise Problem(413, "Payload too large",
+                      f"the body may be at most {s.config.server.max_body_bytes} bytes")
     try:
         g.client = authenticate(s.clients, request.headers, body, now=now, seen=s.seen)
     except AuthFailure as failure:

@@ -55,7 +55,8 @@ RUN_RECORD = {
         "finished_at": {"type": "string", "format": "date-time", "nullable": True},
         "duration_seconds": _NUM_OR_NULL,
         "stats": {"type": "object", "additionalProperties": {
-            "oneOf": [{"type": "number"}, {"type": "string"}]}},
+            # numbers and strings; restore-test's `canaries` is an object (path -> verdict)
+            "oneOf": [{"type": "number"}, {"type": "string"}, {"type": "object"}]}},
         "steps": {"type": "array", "items": {"type": "object", "required": ["name", "exit_code"],
                                               "properties": {
                                                   "name": {"type": "string"},

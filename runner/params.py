@@ -41,8 +41,8 @@ def parse_trigger_body(body: bytes, job: JobConfig) -> dict[str, Any]:
         return {}
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise _bad("the body is not valid JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise _bad("the body is not valid JSON (or nested too deep)") from None
     if not isinstance(doc, dict):
         raise _bad('expected a JSON object such as {"params": {"tags": ["weekly"]}}')
     unknown = set(doc) - {"params"}

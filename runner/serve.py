@@ -11,6 +11,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
+from gunicorn.workers.gthread import ThreadWorker
 
 from runner.config import Config
 
@@ -29,6 +30,32 @@ class RunnerServer(BaseApplication):  # type: ignore[misc]
         from runner.api import create_app
 
         return create_app(self.runner_config)
+
+
+def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
+    """gunicorn's answer to a request it refuses before the app sees it (a bad request line,
+    a URI or headers too long: 400, 414, 431), as problem+json like every other refusal of
+    this API instead of gunicorn's HTML page."""
+    import json
+
+    from gunicorn import util
+
+    body = json.dumps({"type": "about:blank", "title": reason, "status": status_int,
+                       "detail": mesg[:200]}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
+    """gunicorn's gthread worker; its refusals (`gunicorn.util.write_error`, the only place
+    they are written) are problem+json."""
+
+    def init_process(self) -> None:
+        from gunicorn import util
+
+        util.write_error = write_problem
+        super().init_process()
 
 
 QUIET_STATUSES = frozenset({401, 429})
@@ -65,7 +92,7 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
     return {
         "bind": [bind or server.bind],
         "workers": workers or server.workers,
-        "worker_class": "gthread",
+        "worker_class": "runner.serve.ProblemThreadWorker",
         "threads": server.threads,
         "graceful_timeout": int(server.graceful_timeout),
         # a worker may be busy for a whole long-poll; beyond that it is stuck

@@ -8,6 +8,7 @@ explicit list of fields, never from "anything that looks numeric".
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 _STATUS = b'{"message_type":"status"'
@@ -31,13 +32,23 @@ RCLONE_STATS = {"bytes": "transferred_bytes", "transfers": "transfers", "checks"
 def _loads(line: bytes) -> Any:
     try:
         return json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
         return None
 
 
+def _is_number(value: object) -> bool:
+    """A JSON number we keep as a stat: not a bool (an int to Python), not NaN or Infinity
+    (which json.loads accepts)."""
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 def _numbers(source: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    return {n: source[n] for n in names
-            if isinstance(source.get(n), int | float) and not isinstance(source.get(n), bool)}
+    return {n: source[n] for n in names if _is_number(source.get(n))}
+
+
+def _count(value: object) -> int:
+    return len(value) if isinstance(value, list) else 0
 
 
 class OutputParser:
@@ -171,7 +182,7 @@ class CheckOutput(ResticOutput):
     """0.18 prints a JSON summary; 0.14 prints text, so a clean exit means zero errors."""
 
     def on_summary(self, doc: dict[str, Any]) -> None:
-        if isinstance(doc.get("num_errors"), int):
+        if _is_number(doc.get("num_errors")):
             self.stats["errors_found"] = doc["num_errors"]
         broken = doc.get("broken_packs")
         if isinstance(broken, list):
@@ -198,8 +209,8 @@ class ForgetOutput(ResticOutput):
                 kept = removed = 0
                 for group in groups:
                     if isinstance(group, dict):
-                        kept += len(group.get("keep") or [])
-                        removed += len(group.get("remove") or [])
+                        kept += _count(group.get("keep"))
+                        removed += _count(group.get("remove"))
                 self.stats = {"snapshots_kept": kept, "snapshots_removed": removed,
                               "groups": len(groups)}
                 return True
@@ -209,19 +220,23 @@ class ForgetOutput(ResticOutput):
 class RcloneOutput(OutputParser):
     """rclone with --use-json-log: periodic and final `stats` objects on stderr."""
 
-    markers = (b'"stats":', b'"level":"error"')
+    # every line is looked at alone, so what is noted never depends on how the output was cut
+    # into blocks (rclone prints little)
+    markers = (b"",)
 
     def __init__(self) -> None:
         super().__init__()
         self._stats: dict[str, Any] | None = None
 
     def line(self, line: bytes, stream: str) -> bool:
-        doc = _loads(line)
-        if isinstance(doc, dict):
+        doc = _loads(line) if line.lstrip().startswith(b"{") else None
+        if not isinstance(doc, dict):  # a text line: looked at the same wherever it fell
+            self._note_plain(line, stream)
+        else:
             if isinstance(doc.get("stats"), dict):
                 self._stats = doc["stats"]
                 self.stats = {new: self._stats[old] for old, new in RCLONE_STATS.items()
-                              if isinstance(self._stats.get(old), int | float)}
+                              if _is_number(self._stats.get(old))}
             if doc.get("level") == "error":
                 self.add_error(str(doc.get("msg", "")))
         return True
@@ -229,7 +244,7 @@ class RcloneOutput(OutputParser):
     def progress(self) -> dict[str, Any] | None:
         if not self._stats:
             return None
-        s = self._stats
+        s = {k: v for k, v in self._stats.items() if _is_number(v)}
         total = s.get("totalBytes") or 0
         done = s.get("bytes") or 0
         return {"bytes_done": done, "total_bytes": total,
