@@ -122,8 +122,11 @@ def attempts_of(ws: Workspace, target: str, event: str | None = None) -> int:
     0 while the database does not exist yet."""
     if not (ws.state / "history.db").exists():
         return 0
-    return sum(d.attempts for d in read_deliveries(ws)
-               if d.target == target and event in (None, d.event))
+    try:
+        rows = read_deliveries(ws)
+    except sqlite3.OperationalError:  # the file exists, its schema is being created
+        return 0
+    return sum(d.attempts for d in rows if d.target == target and event in (None, d.event))
 
 
 # --- the five properties -------------------------------------------------------------------------

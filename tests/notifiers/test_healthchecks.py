@@ -3,7 +3,6 @@ server's Ping-Body-Limit, /log for skipped runs, UUID, self-hosted and slug URLs
 
 from __future__ import annotations
 
-import time
 import uuid
 
 from tests.conftest import Workspace
@@ -16,8 +15,11 @@ CHECK = str(uuid.uuid4())
 def configure(ws: Workspace, receiver: Receiver, *, url: str, extra: str = "",
               hook: str = "") -> None:
     noisy = ws.root / "noisy.sh"  # a long log: far more than the receiver's 1500-byte limit
+    # with a `hold` file present, the hook waits for `release` (a run kept going on demand)
     noisy.write_text("#!/bin/sh\nfor i in $(seq 1 200); do echo \"line $i of the hook's "
-                     "output, long enough to fill a log\"; done\nsleep ${SLEEP:-0}\n")
+                     "output, long enough to fill a log\"; done\n"
+                     f"if [ -e {ws.root}/hold ]; then\n"
+                     f"  while [ ! -e {ws.root}/release ]; do sleep 0.05; done\nfi\n")
     noisy.chmod(0o755)
     url_file = secret_file(ws.root / "hc.url", url)
     ws.write_config(f"""
@@ -88,14 +90,14 @@ def test_without_an_advertised_limit_the_body_is_cut_at_100000_bytes(
 
 def test_a_skipped_run_sends_log(ws: Workspace, hc_receiver: Receiver) -> None:
     configure(ws, hc_receiver, url=f"{hc_receiver.url}/{CHECK}")
-    ws.extra_env["SLEEP"] = "3"
+    (ws.root / "hold").touch()
     first = ws.popen("run", "nightly")
     try:
-        hc_receiver.wait_for(1)  # the first run has started
-        time.sleep(0.3)
+        hc_receiver.wait_for(1)  # the first run has started; its hook holds it
         code, skipped = ws.run_json("nightly")
         assert code == 0 and skipped["status"] == "skipped"
     finally:
+        (ws.root / "release").touch()
         assert first.wait(60) == 0
     paths = [r.path for r in hc_receiver.wait_for(3)]
     assert f"/{CHECK}/log?rid={skipped['run_id']}" in paths
