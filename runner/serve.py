@@ -115,12 +115,41 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
     }
 
 
+def claim_state_dir(config: Config) -> int:
+    """One `serve` per state directory: a second one would take over the first one's launcher
+    socket. The flock is held for the service's life (by the master and what it forks)."""
+    import fcntl
+    import os
+
+    from runner.errors import UserError
+    from runner.fsutil import private_dir
+
+    path = config.state_dir / "serve.lock"
+    try:
+        private_dir(config.state_dir)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise UserError(f"state_dir: {config.state_dir} is not writable: cannot open "
+                        f"{path.name} ({exc.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(f"another restic-runner serve (pid {holder}) uses state_dir "
+                        f"{config.state_dir}: one service per state directory") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
 def serve(config: Config, *, bind: str | None = None, workers: int | None = None) -> None:
     from notifiers.worker import start_deliveries_worker
     from runner.companion import stop_companion
     from runner.dispatch import start_launcher
     from runner.scheduler import start_service_scheduler
 
+    claim_state_dir(config)  # held until the process exits
     launcher = start_launcher(config)  # before any worker exists, and before SQLite is opened
     companions = [pid for pid in (start_deliveries_worker(config),
                                   start_service_scheduler(config)) if pid]

@@ -262,3 +262,17 @@ def test_ended_supervisors_are_reaped_by_the_launcher(server: Server) -> None:
     while os.path.exists(f"/proc/{supervisor}"):  # a zombie still has a /proc entry
         assert time.monotonic() < deadline, "the ended supervisor was not reaped"
         time.sleep(0.1)
+
+
+def test_a_second_serve_on_the_same_state_dir_is_refused(server: Server) -> None:
+    """It would take over the first one's launcher socket."""
+    from tests.e2e.conftest import free_port
+
+    second = subprocess.run([RUNNER, "serve", "--bind", f"127.0.0.1:{free_port()}"],
+                            env=server.ws.env(), capture_output=True, text=True, timeout=60,
+                            cwd=server.ws.root)
+    assert second.returncode == 2, second.stderr
+    assert f"another restic-runner serve (pid {server.proc.pid}) uses state_dir" in second.stderr
+    assert "Traceback" not in second.stderr
+    accepted = server.post("/trigger/nightly?wait=20")
+    assert accepted.status_code == 200 and accepted.json()["status"] == "succeeded"
