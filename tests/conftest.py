@@ -165,17 +165,24 @@ def ws(tmp_path: Path, restic_bin: Path, restic_version: str, repo_template: Pat
     return make_workspace(tmp_path, restic_bin, restic_version, repo_template)
 
 
-def pids_of_group_members(pgid: int) -> list[int]:
-    pids = []
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, the /proc/<pid>/stat fields after the command name: state, ppid, pgid, ...) of
+    every process; one that ends while we read is skipped."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
+            yield int(entry.name), fields
+
+
+def pids_of_group_members(pgid: int) -> list[int]:
+    return [pid for pid, fields in proc_stats() if int(fields[2]) == pgid and fields[0] != "Z"]
+
+
+def children_of(pid: int) -> set[int]:
+    return {child for child, fields in proc_stats() if int(fields[1]) == pid}
 
 
 def processes_with_cmdline(needle: str) -> list[int]:

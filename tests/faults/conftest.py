@@ -42,6 +42,7 @@ import requests
 from tests.conftest import (
     RESTIC_BINARIES,
     Workspace,
+    children_of,
     make_workspace,
     processes_with_cmdline,
     wait_until,
@@ -562,19 +563,6 @@ def wait_uploading(ws: Workspace) -> dict[str, Any]:
         return None
 
     return wait_until(uploading, timeout=30, interval=0.1)
-
-
-def children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.add(int(entry.name))
-    return found
 
 
 def waiting_spares(service: Service) -> set[int]:
