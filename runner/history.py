@@ -124,16 +124,17 @@ def _state_problem(state_dir: Path, exc: sqlite3.DatabaseError) -> str:
     if "not a database" in text or "malformed" in text:
         return (f"state_dir: the history database {database} cannot be used ({text}): it is "
                 "damaged; move it aside to start a new history (docs/troubleshooting.md)")
+    full = "full" in text
     try:
         with tempfile.TemporaryFile(dir=state_dir) as probe:
             probe.write(b"x" * 65536)
             probe.flush()
             os.fsync(probe.fileno())
     except OSError as err:
-        if err.errno == errno.ENOSPC or "full" in text:
-            return f"state_dir: no space left on {state_dir} ({text})"
-        return f"state_dir: {state_dir} is not writable ({err.strerror})"
-    if "full" in text:
+        full = full or err.errno == errno.ENOSPC
+        if not full:
+            return f"state_dir: {state_dir} is not writable ({err.strerror})"
+    if full:
         return f"state_dir: no space left on {state_dir} ({text})"
     return f"state_dir: the history database {database} cannot be used ({text})"
 

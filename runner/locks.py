@@ -33,8 +33,8 @@ class JobLock:
         except OSError as exc:
             from runner.errors import UserError
 
-            raise UserError(f"state_dir: {self.path.parent.parent} is not writable: cannot "
-                            f"open the job lock {self.path.name} ({exc.strerror})") from None
+            raise UserError(f"state_dir: {self.path.parent} is not writable: cannot open "
+                            f"the lock {self.path.name} ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

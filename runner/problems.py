@@ -46,6 +46,11 @@ def _render(status: int, title: str, detail: str | None, members: dict[str, Any]
     return json.dumps(body)
 
 
+def problem_body(status: int, title: str, detail: str | None) -> str:
+    """The problem+json body, masked: also for answers written outside Flask (runner.serve)."""
+    return _render(status, title, detail, {})
+
+
 @functools.lru_cache(maxsize=256)
 def _render_plain(status: int, title: str, detail: str | None, epoch: int) -> str:
     return _render(status, title, detail, {})

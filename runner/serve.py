@@ -14,6 +14,7 @@ from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
 from runner.config import Config
+from runner.locks import JobLock
 
 
 class RunnerServer(BaseApplication):  # type: ignore[misc]
@@ -36,12 +37,12 @@ def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's answer to a request it refuses before the app sees it (a bad request line,
     a URI or headers too long: 400, 414, 431), as problem+json like every other refusal of
     this API instead of gunicorn's HTML page."""
-    import json
-
     from gunicorn import util
 
-    body = json.dumps({"type": "about:blank", "title": reason, "status": status_int,
-                       "detail": mesg[:200]}).encode()
+    from runner.problems import problem_body
+
+    # masked: gunicorn's message may quote the request line or a header
+    body = problem_body(status_int, reason, mesg[:200]).encode()
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)
@@ -115,32 +116,20 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
     }
 
 
-def claim_state_dir(config: Config) -> int:
-    """One `serve` per state directory: a second one would take over the first one's launcher
-    socket. The flock is held for the service's life (by the master and what it forks)."""
-    import fcntl
-    import os
-
+def claim_state_dir(config: Config) -> JobLock:
+    """One `serve` per state directory (`state_dir/serve.lock`, as the scheduler's own lock): a
+    second one would take over the first one's launcher socket. Held for the service's life
+    by the master (and what it forks); keep the returned lock referenced."""
     from runner.errors import UserError
     from runner.fsutil import private_dir
 
-    path = config.state_dir / "serve.lock"
-    try:
-        private_dir(config.state_dir)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except OSError as exc:
-        raise UserError(f"state_dir: {config.state_dir} is not writable: cannot open "
-                        f"{path.name} ({exc.strerror})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise UserError(f"another restic-runner serve (pid {holder}) uses state_dir "
-                        f"{config.state_dir}: one service per state directory") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    lock = JobLock(private_dir(config.state_dir), "serve")
+    if not lock.try_acquire():
+        pid = (lock.read_holder() or {}).get("pid", "unknown")
+        raise UserError(f"another restic-runner serve (pid {pid}) uses state_dir "
+                        f"{config.state_dir}: one service per state directory")
+    lock.write_holder("serve")
+    return lock
 
 
 def serve(config: Config, *, bind: str | None = None, workers: int | None = None) -> None:
@@ -149,7 +138,7 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
     from runner.dispatch import start_launcher
     from runner.scheduler import start_service_scheduler
 
-    claim_state_dir(config)  # held until the process exits
+    state_lock = claim_state_dir(config)  # held until this process exits
     launcher = start_launcher(config)  # before any worker exists, and before SQLite is opened
     companions = [pid for pid in (start_deliveries_worker(config),
                                   start_service_scheduler(config)) if pid]
@@ -159,6 +148,7 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
         locks) and are recorded `cancelled`, bounded by graceful_timeout; then we exit."""
         for pid in [launcher, *companions]:
             stop_companion(pid, config.server.graceful_timeout)
+        state_lock.release()
 
     def when_ready(server: Any) -> None:
         # with reuse_port each worker binds its own socket, so gunicorn's "Listening at:"

@@ -529,6 +529,15 @@ def read_only(path: Path) -> Iterator[None]:
 
 # --- runs, restic and the service ----------------------------------------------------------------
 
+# A backup slow enough (upload limited to 100 KiB/s) to be hit by a fault while restic uploads.
+SLOW_JOB = """
+[jobs.slow]
+kind = "backup"
+paths = ["{big}"]
+args = ["--limit-upload", "100"]
+"""
+
+
 def big_data(ws: Workspace, megabytes: float = 0.6) -> Path:
     """Random (incompressible) data a backup with `--limit-upload` takes a while on."""
     big = ws.root / "big"

@@ -23,6 +23,7 @@ from tests.faults.conftest import (
     LOST,
     MESSAGE,
     REPO_LOCK,
+    SLOW_JOB,
     FaultCheck,
     HookReceiver,
     assert_clear_message,
@@ -39,12 +40,7 @@ from tests.faults.conftest import (
     wait_uploading,
 )
 
-SLOW = """
-[jobs.slow]
-kind = "backup"
-paths = ["{big}"]
-args = ["--limit-upload", "100"]
-
+SLOW = SLOW_JOB + """
 [jobs.unlock]
 kind = "unlock"
 """

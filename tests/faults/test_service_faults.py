@@ -22,6 +22,7 @@ from tests.faults.conftest import (
     LOST,
     MESSAGE,
     REPO_LOCK,
+    SLOW_JOB,
     FaultCheck,
     HookReceiver,
     api,
@@ -43,12 +44,7 @@ from tests.faults.conftest import (
     with_client,
 )
 
-SLOW = """
-[jobs.slow]
-kind = "backup"
-paths = ["{big}"]
-args = ["--limit-upload", "100"]
-"""
+SLOW = SLOW_JOB
 
 
 def configure(ws: Workspace, port: int, notify: str = "") -> None:

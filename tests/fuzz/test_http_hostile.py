@@ -392,3 +392,15 @@ def test_as_many_slow_clients_as_threads_do_not_lock_others_out(service: Server)
         slow.close()
     time.sleep(0.5)
     assert_healthy(service, mark)
+
+
+def test_gunicorn_refusals_mask_what_they_quote(service: Server) -> None:
+    """gunicorn's own 400 quotes what it could not parse (here the HTTP version): a token in it
+    is masked like in every other answer."""
+    answer = raw_exchange(service, f"GET /runs {service.token}\r\n\r\n".encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"application/problem+json" in head
+    detail = json.loads(body)["detail"]
+    assert detail.startswith("Invalid HTTP Version") and "'***'" in detail
+    assert service.token.encode() not in answer
