@@ -104,8 +104,8 @@ class Courier:
         while True:
             if self.scope is None and time.monotonic() - last_recovery > 30:
                 last_recovery = time.monotonic()
-                outbox.enqueue_interrupted(list(self.targets.values()),
-                                           since=time.time() - self.policy.give_up_after)
+                outbox.enqueue_unreported(list(self.targets.values()),
+                                          since=time.time() - self.policy.give_up_after)
             finish_by = self._take_events(outbox, finish_by, timeout=0.0)
             self._deliver_due(outbox, history, pool)
             scope = tuple(self.scope) if self.scope is not None else None

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from notifiers.base import STARTED, Event, Outcome, Target
+from notifiers.base import STARTED, Event, Outcome, Target, event_type
 from runner.notifyconfig import RetryPolicy
 from runner.record import utc_now
 
@@ -65,22 +65,39 @@ class Outbox:
         with self._transaction():
             return self._insert_event(event, targets)
 
-    def enqueue_interrupted(self, targets: list[Target], since: float) -> int:
-        """Events for runs marked `interrupted` (by whichever process found them) that have
-        none yet; checked and written in one transaction, so two processes never both do it."""
+    def enqueue_unreported(self, targets: list[Target], since: float) -> int:
+        """End events for runs that recovery ended, so their own process never wrote one: runs
+        marked `interrupted`, and runs whose end was recorded late from their job lock (the
+        disk was full when it came). Checked and written in one transaction, so two processes
+        never both do it; only runs that ended after `since`."""
+        from runner.history import LATE_END
         from runner.record import parse_rfc3339
 
         count = 0
         with self._transaction():
             rows = self.db.execute(
-                "SELECT record FROM runs WHERE status = 'interrupted' AND run_id NOT IN "
-                "(SELECT run_id FROM events WHERE type = 'run.interrupted')").fetchall()
+                "SELECT record FROM runs r WHERE (status = 'interrupted' OR (status != "
+                "'running' AND instr(json_extract(record, '$.error'), ?) > 0)) AND NOT EXISTS "
+                "(SELECT 1 FROM events e WHERE e.run_id = r.run_id AND e.type != ?)",
+                (LATE_END, STARTED)).fetchall()
             for (text,) in rows:
                 record = json.loads(text)
                 finished = record.get("finished_at")
                 if finished and parse_rfc3339(finished).timestamp() >= since:
-                    count += self._insert_event(new_event("run.interrupted", record), targets)
+                    self._supersede_start_of_dead_run(record["run_id"])
+                    count += self._insert_event(new_event(event_type(record), record), targets)
         return count
+
+    def _supersede_start_of_dead_run(self, run_id: str) -> None:
+        """Its start delivery, still pending, may be leased by the process that died under the
+        run (killed between sending and recording it): that lease would hold the end back, in
+        order behind it, for LEASE_SECONDS. A start sent after the end would say "running"
+        again, so it is dropped, leased or not."""
+        self.db.execute(
+            "UPDATE deliveries SET state = 'superseded', lease_until = 0, error = 'the run "
+            "ended before it was delivered' WHERE run_id = ? AND state = 'pending' AND "
+            "event_id IN (SELECT event_id FROM events WHERE run_id = ? AND type = ?)",
+            (run_id, run_id, STARTED))
 
     def _insert_event(self, event: Event, targets: list[Target]) -> int:
         now = time.time()

@@ -334,11 +334,14 @@ class History:
             pass
 
 
+LATE_END = "its end was recorded late"  # in the error of a run whose end came from its lock file
+
+
 def _finish_late(record: dict[str, Any], ended: dict[str, Any]) -> None:
     record.update(status=ended.get("status") or "failed", exit_code=ended.get("exit_code"),
                   finished_at=ended.get("finished_at") or utc_now(), progress=None)
     record["duration_seconds"] = seconds_between(record["started_at"], record["finished_at"])
-    late = f"its end was recorded late: {ended.get('reason')}"
+    late = f"{LATE_END}: {ended.get('reason')}"
     record["error"] = f"{ended['error']}; {late}" if ended.get("error") else late
 
 

@@ -21,6 +21,7 @@ from tests.faults.conftest import (
     MESSAGE,
     REPO_LOCK,
     FaultCheck,
+    HookReceiver,
     api,
     assert_clear_message,
     assert_equal,
@@ -29,6 +30,7 @@ from tests.faults.conftest import (
     assert_no_repo_lock,
     assert_no_run_lost,
     assert_not_duplicated,
+    assert_one_id_per_event,
     big_data,
     fill,
     free_port,
@@ -50,6 +52,11 @@ kind = "backup"
 paths = ["{data}"]
 """
 SPACE = r"no space left|disk is full"
+ENDS_WEBHOOK = """
+[notify.webhooks.ops]
+url = "{url}"
+on = ["success", "warning", "failure"]
+"""
 
 
 def test_disk_full_before_a_run(ws: Workspace) -> None:
@@ -73,13 +80,16 @@ def test_disk_full_before_a_run(ws: Workspace) -> None:
             check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
 
 
-def test_disk_full_in_the_middle_of_a_run(ws: Workspace) -> None:
+def test_disk_full_in_the_middle_of_a_run(ws: Workspace, hook: HookReceiver) -> None:
     """The disk fills while restic uploads (restic's repository is elsewhere and has room).
     Expected: restic is not killed for it (no stale repository lock), the run is recorded with
-    an end once space returns (its error, unless it succeeded, says the disk was full), and
-    `run` says the disk is full instead of printing a traceback."""
+    an end once space returns (its error, unless it succeeded, says the disk was full), its
+    end event reaches the webhook once (sent by the next run, when its own process could not
+    write it), and `run` says the disk is full instead of printing a traceback."""
     big = big_data(ws)
-    ws.write_config(NIGHTLY.format(data=big) + 'args = ["--limit-upload", "100"]\n')
+    hook.start()
+    ws.write_config(NIGHTLY.format(data=big) + 'args = ["--limit-upload", "100"]\n'
+                    + ENDS_WEBHOOK.format(url=hook.url))
     with small_filesystem(ws.state):
         (big / "random.bin").rename(ws.root / "random.bin")  # a quick first run: the store
         code, first = ws.run_json("nightly")                 # exists before the disk fills
@@ -108,7 +118,13 @@ def test_disk_full_in_the_middle_of_a_run(ws: Workspace) -> None:
                 check(MESSAGE, assert_clear_message, runs[faulted]["error"], SPACE,
                       where="the run's error", misleading=[r"supervising process died"])
             (big / "random.bin").write_bytes(b"small now")
-            check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+            after = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+            if runs and after:
+                ends = {(first["run_id"], "run.succeeded"),
+                        (faulted, f"run.{runs[faulted]['status']}"),
+                        (after["run_id"], "run.succeeded")}
+                check(LOST, wait_until, lambda: len(hook.hits) >= len(ends), 30)
+                check(DUPLICATED, assert_one_id_per_event, hook.hits, ends)
 
 
 def test_state_dir_read_only(ws: Workspace) -> None:

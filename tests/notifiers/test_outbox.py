@@ -1,0 +1,115 @@
+"""The outbox's ordering rules, on a real history database."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from notifiers.base import Event
+from notifiers.outbox import Outbox, new_event
+from runner.history import LATE_END, History, finish_interrupted
+from runner.locks import JobLock
+from runner.record import new_record
+
+
+class OneTarget:
+    """A target that wants every event; the outbox only asks for its name and fingerprint."""
+
+    name = "healthchecks:nightly"
+
+    def wants(self, event: str, job: str) -> bool:
+        return True
+
+    def fingerprint(self) -> str:
+        return "fixed"
+
+    def deliver(self, event: Event, ctx: object) -> None:  # never called here
+        raise AssertionError("the outbox does not deliver")
+
+
+def _started_run(history: History, outbox: Outbox, target: OneTarget) -> dict[str, object]:
+    record = new_record(job="nightly", kind="backup", hostname="h", repository=None,
+                        trigger={"source": "cli"}, version="test")
+    history.insert(record)
+    outbox.enqueue(new_event("run.started", record), [target])
+    return record
+
+
+def _states(history: History) -> dict[str, str]:
+    rows = history.db.execute(
+        "SELECT e.type, d.state FROM deliveries d JOIN events e USING (event_id)").fetchall()
+    return dict(rows)
+
+
+def test_a_start_leased_by_a_process_that_died_does_not_hold_the_interrupted_end_back(
+        tmp_path: Path) -> None:
+    # the process sent the start and was killed before it recorded that: its lease stays
+    history = History(tmp_path)
+    outbox, target = Outbox(history.db), OneTarget()
+    record = _started_run(history, outbox, target)
+    [start] = outbox.claim()
+    assert start.event.type == "run.started"
+    assert outbox.claim() == []  # leased: nobody else takes it
+
+    finish_interrupted(record)
+    history.save(record)
+    assert outbox.enqueue_unreported([target], since=0.0) == 1
+
+    [end] = outbox.claim()  # due now, not after the dead process's lease runs out
+    assert end.event.type == "run.interrupted"
+    assert _states(history) == {"run.started": "superseded", "run.interrupted": "pending"}
+    history.close()
+
+
+def test_an_ended_run_still_waits_for_a_start_in_flight(tmp_path: Path) -> None:
+    # a live process's start in flight goes first: the end is claimed only after it settles
+    history = History(tmp_path)
+    outbox, target = Outbox(history.db), OneTarget()
+    record = _started_run(history, outbox, target)
+    [start] = outbox.claim()
+    outbox.enqueue(new_event("run.failed", {**record, "status": "failed"}), [target])
+    assert outbox.claim() == []
+    outbox.release(start)
+    assert [d.event.type for d in outbox.claim()] == ["run.started"]
+    history.close()
+
+
+def test_a_run_whose_end_was_recorded_late_is_reported_once(tmp_path: Path) -> None:
+    # the disk was full when the run ended: its supervisor kept the end in the job lock file,
+    # and the next process to open the history recorded it; nobody had written its end event
+    history = History(tmp_path)
+    outbox, target = Outbox(history.db), OneTarget()
+    record = _started_run(history, outbox, target)
+    [start] = outbox.claim()
+    outbox.release(start)  # sent or not, it is pending when the run ends
+    lock = JobLock(history.lock_dir, "nightly")
+    assert lock.try_acquire()
+    lock.write_holder(str(record["run_id"]))
+    lock.write_end({**record, "status": "failed", "exit_code": 1,
+                    "error": "restic exited 1"}, "no space left on device")
+    lock.release()  # its supervisor exits
+    [late] = history.mark_interrupted()
+    assert late["status"] == "failed" and "recorded late" in late["error"]
+
+    assert outbox.enqueue_unreported([target], since=0.0) == 1
+    [end] = outbox.claim()
+    assert (end.event.type, end.event.record["exit_code"]) == ("run.failed", 1)
+    assert outbox.enqueue_unreported([target], since=0.0) == 0  # once, by whoever is first
+    history.close()
+
+
+def test_runs_that_wrote_their_own_end_or_ended_long_ago_are_not_reported_again(
+        tmp_path: Path) -> None:
+    history = History(tmp_path)
+    outbox, target = Outbox(history.db), OneTarget()
+    ended = _started_run(history, outbox, target)
+    ended.update(status="failed", exit_code=1, finished_at=ended["started_at"],
+                 error=f"{LATE_END}: no space left on device")
+    history.save(ended)
+    outbox.enqueue(new_event("run.failed", ended), [target])
+    old = _started_run(history, outbox, target)
+    finish_interrupted(old)
+    history.save(old)
+    assert outbox.enqueue_unreported([target], since=time.time() + 60) == 0
+    assert outbox.enqueue_unreported([target], since=0.0) == 1  # only the interrupted one
+    history.close()
