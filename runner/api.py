@@ -332,6 +332,23 @@ def create_app(config: Config) -> Flask:
         limiter=FailureLimiter(auth_db), local=threading.local())
     app.register_blueprint(api)
 
+    @app.before_request
+    def _read_in_time() -> Response | None:
+        """The body is read here, under `[server] read_timeout`, before anything else looks at
+        the request; a request whose deadline passed first is void (its client got a 408)."""
+        from runner.readdeadline import request_read, request_timeout
+
+        try:
+            if (request.content_length or 0) <= config.server.max_body_bytes:
+                request.get_data(cache=True)  # bounded: MAX_CONTENT_LENGTH
+        except HTTPException:  # over the limit, or cut off (by the deadline, or its client)
+            if request_read():
+                raise
+        else:
+            if request_read():
+                return None
+        return Problem(*request_timeout(config.server.read_timeout)).response()
+
     @app.errorhandler(Problem)
     def _problem(problem: Problem) -> Response:
         return problem.response()

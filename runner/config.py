@@ -123,6 +123,7 @@ class ServerConfig:
     workers: int = 2
     threads: int = 8  # per worker: long-polls (?wait=) hold a thread each
     max_body_bytes: int = 65536
+    read_timeout: float = 10.0  # for a request's head and body (slow clients hold a thread)
     max_wait: float = 25.0
     graceful_timeout: float = 30.0
     max_requests: int = 0  # recycle workers after this many requests (0: never)
@@ -339,6 +340,7 @@ def _read_server(t: Table) -> ServerConfig:
         workers=t.get("workers", as_count, d.workers),
         threads=t.get("threads", as_count, d.threads),
         max_body_bytes=t.get("max_body_bytes", as_count, d.max_body_bytes),
+        read_timeout=t.get("read_timeout", as_duration, d.read_timeout),
         max_wait=t.get("max_wait", as_duration, d.max_wait),
         graceful_timeout=t.get("graceful_timeout", as_duration, d.graceful_timeout),
         max_requests=t.get("max_requests", as_count, d.max_requests),

@@ -145,6 +145,7 @@ def document(job_names: list[str] | None = None) -> dict[str, Any]:
                     **_AUTH_ERRORS,
                     "403": _problem("this client may not run this job"),
                     "404": _problem("no such job"),
+                    "408": _problem("the request was not sent within read_timeout"),
                     "409": _problem("the job is running (run_id names the run)"),
                     "413": _problem("body too large"),
                     "422": _problem("Idempotency-Key reused with another body"),

@@ -15,6 +15,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from runner.config import Config
 from runner.locks import JobLock
+from runner.readdeadline import ReadDeadlines, reading, request_timeout
 
 
 class RunnerServer(BaseApplication):  # type: ignore[misc]
@@ -33,30 +34,55 @@ class RunnerServer(BaseApplication):  # type: ignore[misc]
         return create_app(self.runner_config)
 
 
+def problem_answer(status: int, reason: str, detail: str) -> bytes:
+    """A whole HTTP answer with a problem+json body (masked: `detail` may quote the request)
+    that closes the connection, for what is refused before the app sees it."""
+    from runner.problems import problem_body
+
+    body = problem_body(status, reason, detail).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode("latin-1") + body
+
+
 def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
     """gunicorn's answer to a request it refuses before the app sees it (a bad request line,
     a URI or headers too long: 400, 414, 431), as problem+json like every other refusal of
     this API instead of gunicorn's HTML page."""
     from gunicorn import util
 
-    from runner.problems import problem_body
-
-    # masked: gunicorn's message may quote the request line or a header
-    body = problem_body(status_int, reason, mesg[:200]).encode()
-    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/problem+json\r\nContent-Length: {len(body)}\r\n\r\n")
-    util.write_nonblock(sock, head.encode("latin-1") + body)
+    util.write_nonblock(sock, problem_answer(status_int, reason, mesg[:200]))
 
 
 class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
     """gunicorn's gthread worker; its refusals (`gunicorn.util.write_error`, the only place
-    they are written) are problem+json."""
+    they are written) are problem+json, and a request must be read within `[server]
+    read_timeout` of its connection becoming readable (`runner.readdeadline`)."""
 
     def init_process(self) -> None:
         from gunicorn import util
 
         util.write_error = write_problem
+        timeout = self.app.runner_config.server.read_timeout
+        self.read_deadlines = ReadDeadlines(timeout, problem_answer(*request_timeout(timeout)))
         super().init_process()
+
+    def enqueue_req(self, conn: Any) -> None:
+        """A new connection, or a kept-alive or deferred one with data: its clock starts."""
+        conn.read_watch = self.read_deadlines.arm(conn.sock)
+        super().enqueue_req(conn)
+
+    def handle(self, conn: Any) -> Any:
+        watch = getattr(conn, "read_watch", None)
+        if watch is not None and watch.expired:
+            return False  # answered 408 while it waited for a thread: close it
+        reading(watch)
+        try:
+            return super().handle(conn)
+        finally:
+            reading(None)
+            if watch is not None:
+                watch.disarm()
 
 
 QUIET_STATUSES = frozenset({401, 429})

@@ -39,6 +39,7 @@ PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target] + (
 FUZZ_RESTIC = "0.18"  # the API does not depend on restic's version
 HOST = "127.0.0.1"
 MAX_BODY = 4096
+READ_TIMEOUT = 4  # [server] read_timeout: a slow client's request is cut off after this
 # Words that mean something broke inside the service; none may appear in its log.
 BROKEN = ("Traceback", "internal error", "Internal Server Error", "[CRITICAL]", "WORKER TIMEOUT",
           "Exception in worker", "Error handling request")
@@ -147,7 +148,7 @@ name = "limited"
 token_file = "{lim}"
 jobs = ["check"]
 """, top=f'[server]\nbind = "{HOST}:{port}"\nworkers = 2\nthreads = {threads}\n'
-             f'max_body_bytes = {MAX_BODY}\nmax_wait = "1s"\n')
+             f'max_body_bytes = {MAX_BODY}\nmax_wait = "1s"\nread_timeout = "{READ_TIMEOUT}s"\n')
     log = root / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([RUNNER, "serve"], env=ws.env(), stdout=out, stderr=out,

@@ -2,7 +2,7 @@
 oversized and chunked bodies, invalid JSON and UTF-8, deep nesting, huge and many headers,
 repeated credential headers, path traversal in job names and run ids (`..`, `%2e%2e`, `%2f`, NUL),
 unknown methods, HTTP/1.0 and 0.9, an HTTP/2 preface, smuggling through an oversized body, and
-slow clients (slowloris).
+slow clients (slowloris: head, body, and a kept-alive connection).
 
 Every answer must be a 4xx (never a 5xx, never silence: every socket has a timeout), every
 refusal application/problem+json (docs/api.md: "Every error is application/problem+json"), and
@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+import select
 import socket
 import threading
 import time
@@ -29,6 +30,7 @@ from tests.e2e.conftest import Server
 from tests.fuzz.conftest import (
     HOST,
     MAX_BODY,
+    READ_TIMEOUT,
     assert_healthy,
     broken_lines,
     log_mark,
@@ -300,13 +302,14 @@ class Trickle:
     """Slow clients: each opens a connection and sends a request's header one short line at a
     time, for as long as the test runs (slowloris)."""
 
-    def __init__(self, server: Server, clients: int, every: float = 0.3) -> None:
+    def __init__(self, server: Server, clients: int, every: float = 0.3,
+                 head: bytes = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n") -> None:
         self.server, self.every = server, every
         self.socks = [socket.create_connection((HOST, port_of(server)), timeout=TIMEOUT)
                       for _ in range(clients)]
         self.stop = threading.Event()
         for sock in self.socks:
-            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            sock.sendall(head)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -316,12 +319,14 @@ class Trickle:
             n += 1
             for sock in self.socks:
                 with suppress(OSError):
-                    sock.sendall(f"X-Slow-{n}: y\r\n".encode())
+                    sock.sendall(self.line(n))
+
+    def line(self, n: int) -> bytes:
+        return f"X-Slow-{n}: y\r\n".encode()
 
     def finish(self) -> list[int]:
         """End each slow request and return the statuses they got."""
-        self.stop.set()
-        self.thread.join(timeout=TIMEOUT)
+        self._stop_trickling()
         statuses = []
         for sock in self.socks:
             with sock:
@@ -332,10 +337,26 @@ class Trickle:
                     statuses.append(0)
         return statuses
 
+    def answers(self) -> list[Answer]:
+        """Without sending more: what the service answered each of them before it closed."""
+        self._stop_trickling()
+        return [parse(_read_all(sock)) for sock in self.socks]
+
+    def _stop_trickling(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=TIMEOUT)
+
     def close(self) -> None:
         self.stop.set()
         for sock in self.socks:
             sock.close()
+
+
+class TrickleBody(Trickle):
+    """Slow clients that send a whole head and then their body one byte at a time."""
+
+    def line(self, n: int) -> bytes:
+        return b"{"
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -345,13 +366,13 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def _others_answered(server: Server, times: int = 5) -> list[str]:
+def _others_answered(server: Server, times: int = 5, timeout: float = 3) -> list[str]:
     """Plain requests by another client while the slow ones are trickling: each must be
-    answered within the socket timeout."""
+    answered within `timeout`."""
     problems = []
     for _ in range(times):
         try:
-            response = requests.get(server.url + "/healthz", timeout=3)
+            response = requests.get(server.url + "/healthz", timeout=timeout)
             if response.status_code != 200:
                 problems.append(f"{response.status_code}")
         except requests.RequestException as exc:
@@ -360,38 +381,78 @@ def _others_answered(server: Server, times: int = 5) -> list[str]:
     return problems
 
 
+def _cut_off(answer: Answer) -> bool:
+    """A 408 problem that names the setting."""
+    return (answer.status == 408 and answer.problem is not None
+            and "read_timeout" in answer.problem["detail"])
+
+
 def test_a_slow_client_does_not_block_others(service: Server) -> None:
     mark = log_mark(service)
     slow = Trickle(service, clients=2)
     try:
         time.sleep(0.6)  # both have sent part of their header
         assert _others_answered(service) == []
-        assert slow.finish() == [200, 200]  # and they are served once they are done
+        assert slow.finish() == [200, 200]  # done within read_timeout: they are served
     finally:
         slow.close()
     assert_healthy(service, mark)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known limitation, not fixed yet: gunicorn's gthread worker reads a request head with no "
-    "overall deadline, so workers x threads connections that trickle header lines hold every "
-    "thread; deploy behind a buffering reverse proxy (docs/deployment.md, docs/reliability.md)"))
 def test_as_many_slow_clients_as_threads_do_not_lock_others_out(service: Server) -> None:
-    """gunicorn's gthread worker waits 5 s for a new connection's first bytes, but once a
-    request has begun, a thread reads its header until it is complete, with no deadline: as
-    many slow clients as the service has threads (workers x threads: 2 x 4 here, 2 x 8 by
-    default) leave none for anyone else, /healthz included. Twice that many: the kernel spreads
-    connections over the workers (SO_REUSEPORT) unevenly, and exactly as many left a thread
-    free in some runs."""
+    """gunicorn's gthread worker reads a request's head with no overall deadline once it has
+    begun: as many slow clients as the service has threads (workers x threads: 2 x 4 here;
+    twice that, as SO_REUSEPORT spreads connections unevenly) held every thread, /healthz
+    included, for as long as they trickled. `[server] read_timeout` cuts each off with a 408,
+    so another client waits at most that long."""
     mark = log_mark(service)
     slow = Trickle(service, clients=2 * 2 * 4)
     try:
         time.sleep(1.0)
-        assert _others_answered(service, times=3) == []
+        started = time.monotonic()
+        assert _others_answered(service, times=3, timeout=READ_TIMEOUT + 4) == []
+        assert time.monotonic() - started < READ_TIMEOUT + 4
+        answers = slow.answers()
+        assert all(_cut_off(a) for a in answers), [(a.status, a.body[:80]) for a in answers]
     finally:
         slow.close()
-    time.sleep(0.5)
     assert_healthy(service, mark)
+
+
+def test_a_trickled_body_is_cut_off_and_nothing_runs(service: Server) -> None:
+    """The deadline covers the body too (slow POST): the request is answered 408 and not
+    acted on."""
+    runs_before = len(service.get("/runs?limit=200").json()["runs"])
+    head = (f"POST /trigger/tiny HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer "
+            f"{service.token}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n"
+            f"\r\n").encode()
+    slow = TrickleBody(service, clients=2, head=head)
+    try:
+        time.sleep(READ_TIMEOUT + 1)
+        answers = slow.answers()
+        assert all(_cut_off(a) for a in answers), [(a.status, a.body[:80]) for a in answers]
+    finally:
+        slow.close()
+    assert len(service.get("/runs?limit=200").json()["runs"]) == runs_before
+
+
+def test_a_kept_alive_connection_gets_a_new_deadline_per_request(service: Server) -> None:
+    """A first request sent at once, then a second one trickled on the same connection."""
+    with socket.create_connection((HOST, port_of(service)), timeout=TIMEOUT) as sock:
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n".encode())
+        started = time.monotonic()
+        with suppress(OSError):
+            while time.monotonic() - started < READ_TIMEOUT + 3:
+                sock.sendall(b"X-Slow: y\r\n")
+                time.sleep(0.3)
+                if select.select([sock], [], [], 0)[0]:
+                    break
+        answer = parse(_read_all(sock))
+    assert _cut_off(answer), (answer.status, answer.body[:80])
+    assert READ_TIMEOUT - 0.5 < time.monotonic() - started < READ_TIMEOUT + 3
 
 
 def test_gunicorn_refusals_mask_what_they_quote(service: Server) -> None:
