@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from notifiers.base import Event
 from notifiers.outbox import Outbox, new_event
@@ -27,6 +30,16 @@ class OneTarget:
         raise AssertionError("the outbox does not deliver")
 
 
+Store = tuple[History, Outbox, OneTarget]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    history = History(tmp_path)
+    yield history, Outbox(history.db), OneTarget()
+    history.close()
+
+
 def _started_run(history: History, outbox: Outbox, target: OneTarget) -> dict[str, object]:
     record = new_record(job="nightly", kind="backup", hostname="h", repository=None,
                         trigger={"source": "cli"}, version="test")
@@ -42,10 +55,9 @@ def _states(history: History) -> dict[str, str]:
 
 
 def test_a_start_leased_by_a_process_that_died_does_not_hold_the_interrupted_end_back(
-        tmp_path: Path) -> None:
+        store: Store) -> None:
     # the process sent the start and was killed before it recorded that: its lease stays
-    history = History(tmp_path)
-    outbox, target = Outbox(history.db), OneTarget()
+    history, outbox, target = store
     record = _started_run(history, outbox, target)
     [start] = outbox.claim()
     assert start.event.type == "run.started"
@@ -58,27 +70,23 @@ def test_a_start_leased_by_a_process_that_died_does_not_hold_the_interrupted_end
     [end] = outbox.claim()  # due now, not after the dead process's lease runs out
     assert end.event.type == "run.interrupted"
     assert _states(history) == {"run.started": "superseded", "run.interrupted": "pending"}
-    history.close()
 
 
-def test_an_ended_run_still_waits_for_a_start_in_flight(tmp_path: Path) -> None:
+def test_an_ended_run_still_waits_for_a_start_in_flight(store: Store) -> None:
     # a live process's start in flight goes first: the end is claimed only after it settles
-    history = History(tmp_path)
-    outbox, target = Outbox(history.db), OneTarget()
+    history, outbox, target = store
     record = _started_run(history, outbox, target)
     [start] = outbox.claim()
     outbox.enqueue(new_event("run.failed", {**record, "status": "failed"}), [target])
     assert outbox.claim() == []
     outbox.release(start)
     assert [d.event.type for d in outbox.claim()] == ["run.started"]
-    history.close()
 
 
-def test_a_run_whose_end_was_recorded_late_is_reported_once(tmp_path: Path) -> None:
+def test_a_run_whose_end_was_recorded_late_is_reported_once(store: Store) -> None:
     # the disk was full when the run ended: its supervisor kept the end in the job lock file,
     # and the next process to open the history recorded it; nobody had written its end event
-    history = History(tmp_path)
-    outbox, target = Outbox(history.db), OneTarget()
+    history, outbox, target = store
     record = _started_run(history, outbox, target)
     [start] = outbox.claim()
     outbox.release(start)  # sent or not, it is pending when the run ends
@@ -95,13 +103,11 @@ def test_a_run_whose_end_was_recorded_late_is_reported_once(tmp_path: Path) -> N
     [end] = outbox.claim()
     assert (end.event.type, end.event.record["exit_code"]) == ("run.failed", 1)
     assert outbox.enqueue_unreported([target], since=0.0) == 0  # once, by whoever is first
-    history.close()
 
 
 def test_runs_that_wrote_their_own_end_or_ended_long_ago_are_not_reported_again(
-        tmp_path: Path) -> None:
-    history = History(tmp_path)
-    outbox, target = Outbox(history.db), OneTarget()
+        store: Store) -> None:
+    history, outbox, target = store
     ended = _started_run(history, outbox, target)
     ended.update(status="failed", exit_code=1, finished_at=ended["started_at"],
                  error=f"{LATE_END}: no space left on device")
@@ -112,4 +118,3 @@ def test_runs_that_wrote_their_own_end_or_ended_long_ago_are_not_reported_again(
     history.save(old)
     assert outbox.enqueue_unreported([target], since=time.time() + 60) == 0
     assert outbox.enqueue_unreported([target], since=0.0) == 1  # only the interrupted one
-    history.close()
