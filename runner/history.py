@@ -287,10 +287,11 @@ class History:
 
     # --- recovery ------------------------------------------------------------------------------
 
-    def mark_interrupted(self) -> list[dict[str, Any]]:
-        """Mark `running` rows whose job lock is free (their supervisor is dead) `interrupted`."""
+    def mark_interrupted(self, job: str | None = None) -> list[dict[str, Any]]:
+        """Mark `running` rows (of `job`, or of every job) whose job lock is free (their
+        supervisor is dead) `interrupted`."""
         marked = []
-        for record in self.running():
+        for record in self.running(job):
             lock = JobLock(self.lock_dir, record["job"])
             if not lock.try_acquire():
                 continue  # a living supervisor holds it

@@ -151,3 +151,26 @@ def test_run_supervisor_killed_under_serve(ws: Workspace) -> None:
                   where="the service log")
     finally:
         service.stop()
+
+
+def test_an_api_read_finds_a_run_whose_supervisor_died(ws: Workspace) -> None:
+    """With no new trigger: `GET /runs/<id>` of a run whose supervisor was killed answers
+    `interrupted` (its job's lock is free), and `/jobs` no longer shows it running."""
+    port = free_port()
+    configure(ws, port)
+    service = start_service(ws, port)
+    try:
+        run_id = trigger(service.url, "slow")
+        wait_uploading(ws)
+        holder: dict[str, Any] = json.loads((ws.state / "locks" / "slow.lock").read_text())
+        os.kill(holder["pid"], signal.SIGKILL)
+        wait_until(lambda: not Path(f"/proc/{holder['pid']}").exists(), timeout=30)
+        record = api(service.url, "GET", f"/runs/{run_id}").json()
+        assert (record["status"], record["finished_at"] is not None) == ("interrupted", True)
+        assert read_runs(ws)[run_id]["status"] == "interrupted"  # recorded, not only shown
+        jobs = api(service.url, "GET", "/jobs").json()["jobs"]
+        assert [j["running_run_id"] for j in jobs if j["job"] == "slow"] == [None]
+        wait_until(lambda: not restic_pids(ws), timeout=30)
+        assert_no_repo_lock(ws)
+    finally:
+        service.stop()
