@@ -79,9 +79,9 @@ def _run_or_404(run_id: str) -> dict[str, Any]:
     record = state().history().get(run_id)
     if record is None or not _visible(record):
         raise Problem(404, "Not found", f"no run {run_id}")
-    if record["status"] == "running":  # unless its supervisor died: only its job's lock tells
-        if state().history().mark_interrupted(record["job"]):
-            record = state().history().get(run_id) or record
+    # running, unless its supervisor died: only its own job's lock tells
+    if record["status"] == "running" and state().history().mark_interrupted(record["job"]):
+        record = state().history().get(run_id) or record
     return record
 
 

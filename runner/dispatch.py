@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.config import Config
 from runner.errors import UserError
+from runner.execute import background_priority
 
 if TYPE_CHECKING:
     from runner.history import History
@@ -165,6 +166,7 @@ class _Spare:
             try:
                 self.sock.close()
                 os.setsid()
+                background_priority(config.server.run_nice)
                 _detach_fds(child.fileno())
                 from runner.history import History
 

@@ -98,6 +98,27 @@ def _with_death_signal(argv: tuple[str, ...]) -> tuple[str, ...]:
     return (SETPRIV, "--pdeathsig", "INT", "--", *argv)
 
 
+def background_priority(niceness: int) -> None:
+    """Make this process (a run's supervisor, just after `setsid`, before it starts anything)
+    and all it starts `niceness` nicer: a service's runs yield the CPU to its API ([server]
+    run_nice). Where the kernel groups CPU time by session (autogroup), a process's own nice
+    counts only within its session, so the session's autogroup is made nicer as well (the
+    kernel allows one such change per 100 ms without CAP_SYS_ADMIN: a few tries, then as is)."""
+    if not niceness:
+        return
+    with contextlib.suppress(OSError):
+        os.nice(niceness)
+    for _ in range(3):
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(niceness))
+            return
+        except BlockingIOError:  # EAGAIN: another session's change in the last 100 ms
+            time.sleep(0.11)
+        except OSError:  # no autogroup here (or /proc read-only): the process nice suffices
+            return
+
+
 PIPE_SIZE = 1 << 20  # room for what a dying tool still writes when nobody reads any more
 
 
@@ -131,7 +152,9 @@ def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
             _with_death_signal((program, *argv[1:])), stdin=subprocess.DEVNULL,
             stdout=pipes["stdout"][1], stderr=pipes["stderr"][1],
             pass_fds=tuple(r for r, _ in pipes.values()), env=dict(env), cwd=cwd,
-            start_new_session=True, close_fds=True,
+            # a process group of its own (signals go to the group), in the supervisor's session:
+            # a session of its own would give it an autogroup of its own, with nice 0
+            process_group=0, close_fds=True,
             preexec_fn=None if SETPRIV else _die_with_supervisor,
         )
     except OSError as exc:

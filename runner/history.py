@@ -208,27 +208,41 @@ class History:
 
     def with_notifications(self, record: dict[str, Any]) -> dict[str, Any]:
         """The record with `notifications` as the outbox knows them now."""
-        record["notifications"] = self.notifications(record["run_id"])
-        return record
+        return self._with_notifications([record])[0]
 
     def notifications(self, run_id: str) -> list[dict[str, Any]]:
         """Each delivery of the run's events: target, event, status, attempts, the last answer."""
+        return self._notifications_of([run_id]).get(run_id, [])
+
+    def _with_notifications(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        found = self._notifications_of([r["run_id"] for r in records])
+        for record in records:
+            record["notifications"] = found.get(record["run_id"], [])
+        return records
+
+    def _notifications_of(self, run_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """`notifications` of many runs in two queries (a page of 200 runs took 400)."""
+        if not run_ids:
+            return {}
+        marks = ",".join("?" * len(run_ids))
         rows = self.db.execute(
-            "SELECT d.id, d.target, e.type, d.state, d.attempts, d.last_at, d.detail, d.error, "
-            "d.next_at FROM deliveries d JOIN events e USING (event_id) WHERE d.run_id = ? "
-            "ORDER BY d.id", (run_id,)).fetchall()
+            "SELECT d.id, d.run_id, d.target, e.type, d.state, d.attempts, d.last_at, d.detail, "
+            "d.error, d.next_at FROM deliveries d JOIN events e USING (event_id) WHERE d.run_id "
+            f"IN ({marks}) ORDER BY d.id", run_ids).fetchall()
         log: dict[int, list[dict[str, Any]]] = {}
-        for delivery_id, at, delivered, detail, error, seconds in self.db.execute(
-                "SELECT delivery_id, at, delivered, detail, error, seconds FROM "
-                "delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE "
-                "run_id = ?) ORDER BY rowid", (run_id,)):
-            entry = {"at": at, "delivered": bool(delivered), "response": detail,
-                     "seconds": seconds}
-            if error:
-                entry["error"] = error
-            log.setdefault(delivery_id, []).append(entry)
-        out = []
-        for delivery_id, target, event, state, attempts, last_at, detail, error, next_at in rows:
+        if rows:
+            for delivery_id, at, delivered, detail, error, seconds in self.db.execute(
+                    "SELECT delivery_id, at, delivered, detail, error, seconds FROM "
+                    "delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE "
+                    f"run_id IN ({marks})) ORDER BY rowid", run_ids):
+                entry = {"at": at, "delivered": bool(delivered), "response": detail,
+                         "seconds": seconds}
+                if error:
+                    entry["error"] = error
+                log.setdefault(delivery_id, []).append(entry)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for (delivery_id, run_id, target, event, state, attempts, last_at, detail, error,
+             next_at) in rows:
             item: dict[str, Any] = {"target": target, "event": event, "status": state,
                                     "attempts": attempts}
             if last_at:
@@ -241,7 +255,7 @@ class History:
                 item["next_attempt_at"] = rfc3339(datetime.fromtimestamp(next_at, UTC))
             if delivery_id in log:
                 item["attempt_log"] = log[delivery_id]
-            out.append(item)
+            out.setdefault(run_id, []).append(item)
         return out
 
     def running(self, job: str | None = None) -> list[dict[str, Any]]:
@@ -282,8 +296,8 @@ class History:
             args.extend(jobs)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         sql = f"SELECT record FROM runs {where} ORDER BY started_at DESC LIMIT ?"
-        for (text,) in self.db.execute(sql, (*args, limit)).fetchall():
-            yield self.with_notifications(json.loads(text))
+        rows = self.db.execute(sql, (*args, limit)).fetchall()
+        yield from self._with_notifications([json.loads(text) for (text,) in rows])
 
     # --- recovery ------------------------------------------------------------------------------
 

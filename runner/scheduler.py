@@ -25,6 +25,7 @@ import schedule
 
 from runner.config import Config
 from runner.errors import UserError
+from runner.execute import background_priority
 from runner.locks import JobLock
 from runner.schedules import Schedule, parse_schedule, zone
 
@@ -108,6 +109,7 @@ class Scheduler:
         try:
             self.lock.drop_inherited()
             os.setsid()
+            background_priority(self.config.server.run_nice)
             run_scheduled(self.config, name, in_service=self.in_service)
         except BaseException:
             code = 1

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from notifiers.base import Event
+from notifiers.base import Event, Outcome
 from notifiers.outbox import Outbox, new_event
 from runner.history import LATE_END, History, finish_interrupted
 from runner.locks import JobLock
+from runner.notifyconfig import RetryPolicy
 from runner.record import new_record
 
 
@@ -118,3 +119,23 @@ def test_runs_that_wrote_their_own_end_or_ended_long_ago_are_not_reported_again(
     history.save(old)
     assert outbox.enqueue_unreported([target], since=time.time() + 60) == 0
     assert outbox.enqueue_unreported([target], since=0.0) == 1  # only the interrupted one
+
+
+def test_a_page_of_runs_carries_each_runs_own_deliveries(store: Store) -> None:
+    """`/runs` reads the deliveries of a whole page at once: each run gets its own, with its
+    attempts, exactly as reading it alone gives them."""
+    history, outbox, target = store
+    policy = RetryPolicy()
+    records = [_started_run(history, outbox, target) for _ in range(3)]
+    first, second, _ = outbox.claim()  # the three start deliveries
+    outbox.settle(first, Outcome.ok("200 OK"), 0.01, policy=policy, target=None)
+    outbox.settle(second, Outcome.failed("500", "server error"), 0.02, policy=policy,
+                  target=None)
+    page = {r["run_id"]: r["notifications"] for r in history.runs(limit=10)}
+    assert page == {r["run_id"]: history.notifications(r["run_id"]) for r in records}
+    statuses = {run_id: [(n["status"], len(n.get("attempt_log", []))) for n in notes]
+                for run_id, notes in page.items()}
+    assert statuses == {first.event.run_id: [("delivered", 1)],
+                        second.event.run_id: [("pending", 1)],
+                        records[2]["run_id"]: [("pending", 0)]}
+    assert page[second.event.run_id][0]["attempt_log"][0]["error"] == "server error"
