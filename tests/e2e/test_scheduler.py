@@ -100,7 +100,9 @@ kind = "check"
         assert _stop(proc) == 0
     runs = _runs(ws, "nightly")
     assert all(r["trigger"]["source"] == "schedule" for r in runs)
-    assert {r["status"] for r in runs} <= {"succeeded", "cancelled"}
+    # a tick that finds the last run still going (a loaded machine, a niced run) skips
+    statuses = {r["status"] for r in runs}
+    assert "succeeded" in statuses and statuses <= {"succeeded", "cancelled", "skipped"}
     assert _runs(ws, "manual") == []
     status = json.loads(ws.cli("status", "--json").stdout)
     by_job = {j["job"]: j for j in status["jobs"]}

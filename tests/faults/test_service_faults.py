@@ -108,6 +108,18 @@ timeout = "2s"
         service.stop()
 
 
+def _kill_the_supervisor_of_a_slow_run(ws: Workspace, url: str) -> str:
+    """Trigger `slow`, SIGKILL its supervisor (the job lock's holder) mid-upload, wait until it
+    is reaped; returns the run's id."""
+    run_id = trigger(url, "slow")
+    wait_uploading(ws)
+    holder: dict[str, Any] = json.loads((ws.state / "locks" / "slow.lock").read_text())
+    assert holder["run_id"] == run_id
+    os.kill(holder["pid"], signal.SIGKILL)
+    wait_until(lambda: not Path(f"/proc/{holder['pid']}").exists(), timeout=30)  # reaped
+    return run_id
+
+
 def test_run_supervisor_killed_under_serve(ws: Workspace) -> None:
     """SIGKILL to the supervisor of an API-started run. Its job lock dies with it; restic gets
     SIGINT from the kernel and removes its lock. The next trigger of the job must start a run
@@ -117,12 +129,7 @@ def test_run_supervisor_killed_under_serve(ws: Workspace) -> None:
     configure(ws, port)
     service = start_service(ws, port)
     try:
-        run_id = trigger(service.url, "slow")
-        wait_uploading(ws)
-        holder: dict[str, Any] = json.loads((ws.state / "locks" / "slow.lock").read_text())
-        assert holder["run_id"] == run_id
-        os.kill(holder["pid"], signal.SIGKILL)
-        wait_until(lambda: not Path(f"/proc/{holder['pid']}").exists(), timeout=30)  # reaped
+        run_id = _kill_the_supervisor_of_a_slow_run(ws, service.url)
         wait_until(lambda: not restic_pids(ws), timeout=30)
         shrink(ws)
         with FaultCheck("supervisor SIGKILL under serve") as check:
@@ -160,11 +167,7 @@ def test_an_api_read_finds_a_run_whose_supervisor_died(ws: Workspace) -> None:
     configure(ws, port)
     service = start_service(ws, port)
     try:
-        run_id = trigger(service.url, "slow")
-        wait_uploading(ws)
-        holder: dict[str, Any] = json.loads((ws.state / "locks" / "slow.lock").read_text())
-        os.kill(holder["pid"], signal.SIGKILL)
-        wait_until(lambda: not Path(f"/proc/{holder['pid']}").exists(), timeout=30)
+        run_id = _kill_the_supervisor_of_a_slow_run(ws, service.url)
         record = api(service.url, "GET", f"/runs/{run_id}").json()
         assert (record["status"], record["finished_at"] is not None) == ("interrupted", True)
         assert read_runs(ws)[run_id]["status"] == "interrupted"  # recorded, not only shown
