@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -197,6 +198,13 @@ def processes_with_cmdline(needle: str) -> list[int]:
             if needle.encode() in cmdline and state != "Z":
                 found.append(int(entry.name))
     return found
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:

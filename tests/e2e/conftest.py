@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -20,7 +19,14 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import RESTIC_BINARIES, RUNNER, Workspace, init_template, make_workspace
+from tests.conftest import (
+    RESTIC_BINARIES,
+    RUNNER,
+    Workspace,
+    free_port,
+    init_template,
+    make_workspace,
+)
 
 API_RESTIC = "0.18"  # the API does not depend on restic's version; the engine's tests cover both
 
@@ -38,12 +44,6 @@ def ws(tmp_path: Path, api_repo_template: Path) -> Workspace:
     """Not the parametrised `ws` of tests/conftest.py: overriding its session-scoped
     `restic_version` here would share cached binaries with the engine's tests."""
     return make_workspace(tmp_path, RESTIC_BINARIES[API_RESTIC], API_RESTIC, api_repo_template)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def secret_file(path: Path, value: str) -> Path:

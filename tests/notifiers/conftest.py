@@ -8,7 +8,6 @@ import datetime
 import email.policy
 import http.server
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -22,17 +21,12 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import free_port
 from tests.conftest import wait_until as conftest_wait_until
 from tests.e2e.conftest import api_repo_template, ws  # noqa: F401 - fixtures used here
 
 PUSHGATEWAY = "/usr/bin/prometheus-pushgateway"
 PG_USER, PG_PASSWORD = "pusher", "pg-pässw/rd@:%-canary"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(predicate: Any, timeout: float = 15.0, interval: float = 0.02) -> Any:

@@ -21,7 +21,14 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from tests.conftest import CANARY, RCLONE_BINARIES, RUNNER, Workspace, processes_with_cmdline
+from tests.conftest import (
+    CANARY,
+    RCLONE_BINARIES,
+    RUNNER,
+    Workspace,
+    free_port,
+    processes_with_cmdline,
+)
 
 URL_CANARY = "url-" + CANARY
 PASSWORD_CANARY = "pw-" + CANARY
@@ -42,12 +49,6 @@ def assert_no_canary(data: bytes, where: str) -> None:
     for canary in CANARIES:
         for form in encoded_forms(canary):
             assert form not in data, f"{canary!r} leaked into {where} as {form!r}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
