@@ -1,5 +1,6 @@
 """A deadline for reading a request: its head and body must arrive within `[server]
-read_timeout` of the connection becoming readable, or it is answered 408 and closed.
+read_timeout` of the worker taking the connection up (accepted, or back from waiting idle with
+data), or it is answered 408 and closed.
 
 gunicorn's gthread worker gives a connection a thread as soon as it sends its first bytes and
 then reads the head with no overall limit, so clients that trickle header lines (slowloris)

@@ -57,7 +57,7 @@ def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
 class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
     """gunicorn's gthread worker; its refusals (`gunicorn.util.write_error`, the only place
     they are written) are problem+json, and a request must be read within `[server]
-    read_timeout` of its connection becoming readable (`runner.readdeadline`)."""
+    read_timeout` of the worker taking its connection up (`runner.readdeadline`)."""
 
     def init_process(self) -> None:
         from gunicorn import util
