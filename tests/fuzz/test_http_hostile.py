@@ -366,6 +366,23 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def _read_one(sock: socket.socket) -> bytes:
+    """One whole answer (head and Content-Length body) from a connection that stays open."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed inside an answer: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(parse(head + b"\r\n\r\n").headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed inside a body: {data!r}"
+        body += chunk
+    assert len(body) == length, f"more than one answer: {data!r}"
+    return head + b"\r\n\r\n" + body
+
+
 def _others_answered(server: Server, times: int = 5, timeout: float = 3) -> list[str]:
     """Plain requests by another client while the slow ones are trickling: each must be
     answered within `timeout`."""
@@ -440,8 +457,7 @@ def test_a_kept_alive_connection_gets_a_new_deadline_per_request(service: Server
     """A first request sent at once, then a second one trickled on the same connection."""
     with socket.create_connection((HOST, port_of(service)), timeout=TIMEOUT) as sock:
         sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
-        first = sock.recv(65536)
-        assert first.startswith(b"HTTP/1.1 200 ")
+        assert _read_one(sock).startswith(b"HTTP/1.1 200 ")
         sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n".encode())
         started = time.monotonic()
         with suppress(OSError):
