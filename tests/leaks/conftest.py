@@ -451,20 +451,20 @@ repository_file = "{bad_repository_file}"
 
 [jobs.slow]
 kind = "backup"
-paths = ["{big}"]
+paths = ["{big}/slow"]
 args = ["--limit-upload", "100"]
 pre_hook = ["{root}/gate-env.sh", "{root}/release-slow"]
 hook_env = ["AWS_SECRET_ACCESS_KEY"]
 
 [jobs.timeout]
 kind = "backup"
-paths = ["{big}"]
+paths = ["{big}/timeout"]
 args = ["--limit-upload", "100"]
 timeout = "3s"
 
 [jobs.slow-cli]
 kind = "backup"
-paths = ["{big}"]
+paths = ["{big}/slow-cli"]
 args = ["--limit-upload", "100"]
 pre_hook = ["{root}/gate-none.sh", "{root}/release-slow-cli"]
 
@@ -606,9 +606,12 @@ class Scenario:
         signing = (root / "signing.whsk").read_text().strip()
         self.ev.canaries.append(Canary("signing-key", signing))
         self.data = make_data(root / "data")
+        # one directory of random data per slow job: the same bytes would be deduplicated, and
+        # a job finding its data already in the repository ends before it can be cancelled
         self.big = root / "big"
-        self.big.mkdir()
-        (self.big / "random.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+        for job in ("slow", "timeout", "slow-cli"):
+            (self.big / job).mkdir(parents=True)
+            (self.big / job / "random.bin").write_bytes(os.urandom(2 * 1024 * 1024))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.write_config()
@@ -689,7 +692,7 @@ class Scenario:
             find_process(proc.pid, lambda a: "gate-none.sh" in " ".join(a[:2]))
             self.snapshot(proc.pid, f"CLI run of {job}, pre hook holding", "cli-run")
             (self.root / f"release-{job}").touch()
-            find_process(proc.pid, lambda a: "backup" in a and str(self.big) in a)
+            find_process(proc.pid, lambda a: "backup" in a and str(self.big / job) in a)
             self.snapshot(proc.pid, f"CLI run of {job}, restic uploading", "cli-run")
         finally:
             (self.root / f"release-{job}").touch()
@@ -808,7 +811,7 @@ class Scenario:
             self.api("trigger of slow while it runs", "POST", "/trigger/slow")
         finally:
             (self.root / "release-slow").touch()
-        find_process(self.service.pid, lambda a: "backup" in a and str(self.big) in a)
+        find_process(self.service.pid, lambda a: "backup" in a and str(self.big / "slow") in a)
         self.snapshot(self.service.pid, "slow's restic uploading", "service")
         self.api("live record of slow", "GET", f"/runs/{run_id}")
         self.api("live log of slow", "GET", f"/runs/{run_id}/log")
