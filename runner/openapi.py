@@ -102,6 +102,15 @@ _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": 
 
 def document(job_names: list[str] | None = None) -> dict[str, Any]:
     """The document; with `job_names`, the `job` path parameter lists this server's jobs."""
+    doc = _document(job_names)
+    for operations in doc["paths"].values():
+        for operation in operations.values():  # any request can be too slow to arrive
+            operation["responses"].setdefault(
+                "408", _problem("the request was not sent within [server] read_timeout"))
+    return doc
+
+
+def _document(job_names: list[str] | None) -> dict[str, Any]:
     job_schema: dict[str, Any] = {"type": "string"}
     if job_names:
         job_schema["enum"] = job_names
@@ -145,7 +154,6 @@ def document(job_names: list[str] | None = None) -> dict[str, Any]:
                     **_AUTH_ERRORS,
                     "403": _problem("this client may not run this job"),
                     "404": _problem("no such job"),
-                    "408": _problem("the request was not sent within read_timeout"),
                     "409": _problem("the job is running (run_id names the run)"),
                     "413": _problem("body too large"),
                     "422": _problem("Idempotency-Key reused with another body"),
