@@ -171,7 +171,10 @@ def test_a_receiver_down_during_the_run_gets_the_event_after_a_restart(
         ws: Workspace) -> None:
     hook_port, api_port = free_port(), free_port()
     receiver = Receiver(hook_port)  # down while the run happens
-    configure(ws, receiver, top=f'[server]\nbind = "127.0.0.1:{api_port}"\n')
+    # retries at most 1 s apart: doubling from 0.2 s, a first service that lived ~15 s (a
+    # loaded machine) would schedule the next attempt later than this test waits
+    configure(ws, receiver, top=f'[server]\nbind = "127.0.0.1:{api_port}"\n',
+              notify='retry_max_interval = "1s"')
     with open(ws.config_path, "a") as f:
         f.write(token_client(ws))
     service = start_service(ws, api_port)
