@@ -52,6 +52,41 @@ def secret_file(path: Path, value: str) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class ApiClients:
+    """Three `[[clients]]` with fresh secrets, and the secrets a test signs or sends with."""
+
+    key: bytes  # the HMAC key of the signing client (all jobs)
+    token: str  # the bearer token of the token client (all jobs)
+    limited: str  # the bearer token of client "limited" (job "check" only)
+    toml: str  # the `[[clients]]` tables, secrets in 0600 files under the given directory
+
+
+def api_clients(root: Path, *, signer: str = "airflow", bearer: str = "cron") -> ApiClients:
+    key = os.urandom(32)
+    token = "rrt_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    limited = "rrt_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
+    whsec = secret_file(root / f"{signer}.whsec", "whsec_" + base64.b64encode(key).decode())
+    tok = secret_file(root / f"{bearer}.token", token)
+    lim = secret_file(root / "limited.token", limited)
+    return ApiClients(key, token, limited, f"""
+[[clients]]
+name = "{signer}"
+secret_file = "{whsec}"
+jobs = ["*"]
+
+[[clients]]
+name = "{bearer}"
+token_file = "{tok}"
+jobs = ["*"]
+
+[[clients]]
+name = "limited"
+token_file = "{lim}"
+jobs = ["check"]
+""")
+
+
 @dataclass
 class Server:
     ws: Workspace
@@ -116,33 +151,14 @@ kind = "check"
 
 @pytest.fixture
 def server(ws: Workspace) -> Iterator[Server]:
-    key = os.urandom(24)
-    token = "rrt_" + base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
-    limited = "rrt_" + base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
-    whsec = secret_file(ws.root / "airflow.whsec", "whsec_" + base64.b64encode(key).decode())
-    tok = secret_file(ws.root / "cron.token", token)
-    lim = secret_file(ws.root / "limited.token", limited)
+    clients = api_clients(ws.root)
     big = ws.root / "big"
     big.mkdir()
     (big / "random.bin").write_bytes(os.urandom(1536 * 1024))
     port = free_port()
-    ws.write_config(JOBS.format(data=ws.data, big=big) + f"""
-[[clients]]
-name = "airflow"
-secret_file = "{whsec}"
-jobs = ["*"]
-
-[[clients]]
-name = "cron"
-token_file = "{tok}"
-jobs = ["*"]
-
-[[clients]]
-name = "limited"
-token_file = "{lim}"
-jobs = ["check"]
-""", top=f'[server]\nbind = "127.0.0.1:{port}"\nworkers = 2\nmax_body_bytes = 4096\n'
-             'max_wait = "20s"\n')
+    ws.write_config(JOBS.format(data=ws.data, big=big) + clients.toml,
+                    top=f'[server]\nbind = "127.0.0.1:{port}"\nworkers = 2\n'
+                        'max_body_bytes = 4096\nmax_wait = "20s"\n')
     log = ws.root / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([RUNNER, "serve"], env=ws.env(), stdout=out, stderr=out,
@@ -158,7 +174,7 @@ jobs = ["check"]
         if proc.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"server did not start:\n{log.read_text()}")
         time.sleep(0.1)
-    srv = Server(ws, url, key, token, limited, proc, log)
+    srv = Server(ws, url, clients.key, clients.token, clients.limited, proc, log)
     yield srv
     proc.send_signal(signal.SIGTERM)
     try:

@@ -5,7 +5,6 @@ costs about a second of restic and touches nothing outside the test's temporary 
 
 from __future__ import annotations
 
-import base64
 import os
 import random
 import signal
@@ -25,7 +24,7 @@ from hypothesis import HealthCheck, Phase, settings
 from hypothesis import seed as hypothesis_seed
 
 from tests.conftest import RESTIC_BINARIES, RUNNER, Workspace, init_template, make_workspace
-from tests.e2e.conftest import Server, free_port, secret_file
+from tests.e2e.conftest import Server, api_clients, free_port
 
 # One seed per test process, printed with every failure (and in the header when this directory is
 # what pytest was asked to run): `FUZZ_SEED=<n> pytest tests/fuzz` repeats a run's examples.
@@ -125,30 +124,13 @@ def start_service(root: Path, template: Path, *, threads: int = 4, extra_jobs: s
     tiny.mkdir()
     for name in ("a.txt", "b.txt", "c.txt"):
         (tiny / name).write_text(f"{name}\n")
-    key = os.urandom(32)
-    token = "rrt_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
-    limited = "rrt_" + base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("=")
-    whsec = secret_file(root / "signer.whsec", "whsec_" + base64.b64encode(key).decode())
-    tok = secret_file(root / "fuzzer.token", token)
-    lim = secret_file(root / "limited.token", limited)
+    clients = api_clients(root, signer="signer", bearer="fuzzer")
     port = free_port()
-    ws.write_config(JOBS.format(data=tiny) + extra_jobs.replace("{tiny}", str(tiny)) + f"""
-[[clients]]
-name = "signer"
-secret_file = "{whsec}"
-jobs = ["*"]
-
-[[clients]]
-name = "fuzzer"
-token_file = "{tok}"
-jobs = ["*"]
-
-[[clients]]
-name = "limited"
-token_file = "{lim}"
-jobs = ["check"]
-""", top=f'[server]\nbind = "{HOST}:{port}"\nworkers = 2\nthreads = {threads}\n'
-             f'max_body_bytes = {MAX_BODY}\nmax_wait = "1s"\nread_timeout = "{READ_TIMEOUT}s"\n')
+    ws.write_config(JOBS.format(data=tiny) + extra_jobs.replace("{tiny}", str(tiny))
+                    + clients.toml,
+                    top=f'[server]\nbind = "{HOST}:{port}"\nworkers = 2\nthreads = {threads}\n'
+                        f'max_body_bytes = {MAX_BODY}\nmax_wait = "1s"\n'
+                        f'read_timeout = "{READ_TIMEOUT}s"\n')
     log = root / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([RUNNER, "serve"], env=ws.env(), stdout=out, stderr=out,
@@ -165,7 +147,7 @@ jobs = ["check"]
             stop_service(proc)
             raise AssertionError(f"server did not start:\n{log.read_text()}")
         time.sleep(0.1)
-    return Server(ws, url, key, token, limited, proc, log)
+    return Server(ws, url, clients.key, clients.token, clients.limited, proc, log)
 
 
 def stop_service(proc: subprocess.Popen[bytes]) -> None:
