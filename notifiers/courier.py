@@ -83,12 +83,13 @@ class Courier:
         # imported here, in the courier's thread, while the tool runs: not on the run's path
         from concurrent.futures import ThreadPoolExecutor
 
+        from notifiers.leases import lease_holder
         from notifiers.outbox import Outbox
         from notifiers.registry import build_targets
         from runner.history import History
 
         history = History(self.config.state_dir)
-        outbox = Outbox(history.db)
+        outbox = Outbox(history.db, lease_holder(self.config.state_dir / "leases"))
         self.targets = {t.name: t for t in build_targets(self.config)}
         try:
             with ThreadPoolExecutor(PARALLEL, thread_name_prefix="deliver") as pool:

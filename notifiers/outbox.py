@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifiers.base import STARTED, Event, Outcome, Target, event_type
+from notifiers.leases import LeaseHolder
 from runner.notifyconfig import RetryPolicy
 from runner.record import utc_now
 
@@ -55,8 +56,11 @@ def next_delay(policy: RetryPolicy, attempts: int, retry_after: float | None) ->
 
 
 class Outbox:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, holder: LeaseHolder | None = None) -> None:
+        """`holder`: who this process is when it claims (leases.py); without one, a lease
+        taken here is freed only when it runs out."""
         self.db = db
+        self.holder = holder
 
     # --- writing events ------------------------------------------------------------------------
 
@@ -142,17 +146,38 @@ class Outbox:
             args.extend(run_ids)
         sql += " ORDER BY d.id LIMIT ?"
         args.append(limit)
+        holder = self._holder_name()
         with self._transaction():
+            self._free_leases_of_the_dead(now)
             rows = self.db.execute(sql, args).fetchall()
             for row in rows:
-                self.db.execute("UPDATE deliveries SET lease_until = ? WHERE id = ?",
-                                (now + LEASE_SECONDS, row[0]))
+                self.db.execute("UPDATE deliveries SET lease_until = ?, lease_holder = ? "
+                                "WHERE id = ?", (now + LEASE_SECONDS, holder, row[0]))
         out = []
         for delivery_id, target, attempts, created, text in rows:
             e = json.loads(text)
             out.append(Delivery(delivery_id, target, attempts, created,
                                 Event(e["id"], e["type"], e["timestamp"], e["record"])))
         return out
+
+    def _holder_name(self) -> str | None:
+        if self.holder is None:
+            return None
+        try:
+            return self.holder.name
+        except OSError:  # no lease file (a full or read-only state_dir): leases only run out
+            return None
+
+    def _free_leases_of_the_dead(self, now: float) -> None:
+        """Leases whose holder died mid-attempt are due again now, not when they run out."""
+        if self.holder is None:
+            return
+        names = [name for (name,) in self.db.execute(
+            "SELECT DISTINCT lease_holder FROM deliveries WHERE state = 'pending' AND "
+            "lease_until >= ? AND lease_holder IS NOT NULL", (now,))]
+        for name in self.holder.dead(names):
+            self.db.execute("UPDATE deliveries SET lease_until = 0 WHERE state = 'pending' "
+                            "AND lease_holder = ?", (name,))
 
     def settle(self, delivery: Delivery, outcome: Outcome, seconds: float, *,
                policy: RetryPolicy, target: Target | None) -> str:

@@ -19,7 +19,7 @@ from runner.fsutil import atomic_write, private_dir
 from runner.locks import JobLock
 from runner.record import rfc3339, seconds_between, utc_now
 
-SCHEMA_VERSION = 3  # 3: the status indexes
+SCHEMA_VERSION = 4  # 3: the status indexes; 4: deliveries.lease_holder
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     created     REAL NOT NULL,
     next_at     REAL NOT NULL,
     lease_until REAL NOT NULL DEFAULT 0,
+    lease_holder TEXT,
     last_at     TEXT,
     detail      TEXT,
     error       TEXT
@@ -97,16 +98,26 @@ def connect_db(path: Path, attempts: int = 40) -> sqlite3.Connection:
             db.execute("PRAGMA synchronous=NORMAL")
             if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 # one transaction: nobody sees a half-made schema (a `runs` without `deliveries`)
-                db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA}; "
+                db.executescript(f"BEGIN IMMEDIATE; {_migrations(db)} {_SCHEMA}; "
                                  f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
             return db
         except sqlite3.OperationalError as exc:
             db.close()
-            transient = "locked" in str(exc) or "locking protocol" in str(exc)
+            # "duplicate column": another process migrated first; the next try sees version 4
+            transient = any(sign in str(exc) for sign in
+                            ("locked", "locking protocol", "duplicate column"))
             if not transient or attempt == attempts - 1:
                 raise
             time.sleep(0.005 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def _migrations(db: sqlite3.Connection) -> str:
+    """What an older store needs beyond `_SCHEMA` (whose tables exist only if missing)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
+    if columns and "lease_holder" not in columns:  # before schema 4
+        return "ALTER TABLE deliveries ADD COLUMN lease_holder TEXT;"
+    return ""
 
 
 class StateError(UserError):

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+from runner.history import History
 from tests.conftest import Workspace, wait_until
 from tests.faults.conftest import (
     DUPLICATED,
@@ -187,6 +189,48 @@ def test_webhook_answering_too_late(ws: Workspace, hook: HookReceiver) -> None:
         if new:
             check(LOST, lambda: assert_equal(
                 note(new, "webhook:ops", "run.succeeded")["attempts"], 1))
+
+
+def test_a_run_killed_while_its_webhook_waits_is_delivered_by_the_next_run_at_once(
+        ws: Workspace, hook: HookReceiver) -> None:
+    """The run's process is SIGKILLed while the receiver holds its end event unanswered, so the
+    delivery stays leased (120 s) to a dead process. The next `run` sees that the lease's holder
+    is gone (its flock under state_dir/leases/ was freed by the kernel) and delivers the event
+    within its own wait; the receiver gets it twice under one webhook-id (at least once)."""
+    hook.script = [(200, 60.0)]  # the first request is never answered in time
+    hook.start()
+    configure(ws, webhook(hook, on='"success", "failure"', timeout="60s"), wait="20s")
+    first = ws.popen("run", "nightly", "--json")
+    try:
+        wait_until(lambda: len(hook.hits) == 1, timeout=60)
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+    killed_at = time.time()
+    first_id = hook.hits[0].json()["data"]["run_id"]
+    code, record = ws.run_json("nightly")
+    assert code == 0 and record["status"] == "succeeded"
+    second_id = record["run_id"]
+    again = [h for h in hook.hits[1:] if h.json()["data"]["run_id"] == first_id]
+    with FaultCheck("a run killed mid-delivery") as check:
+        check(LOST, assert_no_run_lost, ws, {first_id: "succeeded", second_id: "succeeded"},
+              delivered={first_id: [("webhook:ops", "run.succeeded")],
+                         second_id: [("webhook:ops", "run.succeeded")]})
+        check(LOST, assert_equal, len(again), 1)
+        # within the next run's wait, not when the dead process's lease runs out
+        check(LOST, assert_equal, bool(again) and again[0].at - killed_at < 60, True)
+        check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.hits,
+              events={(first_id, "run.succeeded"), (second_id, "run.succeeded")})
+        check(REPO_LOCK, assert_no_repo_lock, ws)
+        history = History(ws.state)
+        try:
+            delivered = history.notifications(first_id)
+        finally:
+            history.close()
+        check(MESSAGE, assert_clear_message, json.dumps(delivered),
+              r'"status": "delivered"', r'"response": "HTTP 200"',
+              where="the killed run's notifications")
+        check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
 
 
 def test_webhook_410_gone_disables_the_target_until_its_config_changes(
