@@ -220,6 +220,51 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.05) ->
     raise AssertionError(f"condition not met within {timeout}s")
 
 
+def start_serve(env: dict[str, str], cwd: Path, url: str, log: Path, *,
+                own_session: bool = False, timeout: float = 30.0) -> subprocess.Popen[bytes]:
+    """`restic-runner serve` (output appended to `log`), once its `/healthz` answers at `url`.
+    `own_session`: a session of its own, so `stop_process` can kill all it started."""
+    import urllib.request
+
+    with open(log, "ab") as out:
+        process = subprocess.Popen([RUNNER, "serve"], env=env, stdout=out, stderr=out, cwd=cwd,
+                                   start_new_session=own_session)
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    try:
+        wait_until(up, timeout=timeout, interval=0.1)
+    except AssertionError:
+        stop_process(process)
+        raise AssertionError(f"serve did not start:\n{log.read_text()}") from None
+    return process
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM (`serve` cancels its running jobs gracefully), then SIGKILL: to its whole session
+    when it leads one."""
+    import signal
+
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if os.getsid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+        process.wait()
+
+
 @pytest.fixture
 def wait_for() -> Iterator[Any]:
     yield wait_until

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -21,11 +20,12 @@ import requests
 
 from tests.conftest import (
     RESTIC_BINARIES,
-    RUNNER,
     Workspace,
     free_port,
     init_template,
     make_workspace,
+    start_serve,
+    stop_process,
 )
 
 API_RESTIC = "0.18"  # the API does not depend on restic's version; the engine's tests cover both
@@ -160,28 +160,10 @@ def server(ws: Workspace) -> Iterator[Server]:
                     top=f'[server]\nbind = "127.0.0.1:{port}"\nworkers = 2\n'
                         'max_body_bytes = 4096\nmax_wait = "20s"\n')
     log = ws.root / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([RUNNER, "serve"], env=ws.env(), stdout=out, stderr=out,
-                                cwd=ws.root)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"server did not start:\n{log.read_text()}")
-        time.sleep(0.1)
-    srv = Server(ws, url, clients.key, clients.token, clients.limited, proc, log)
-    yield srv
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    proc = start_serve(ws.env(), ws.root, url, log)
+    yield Server(ws, url, clients.key, clients.token, clients.limited, proc, log)
+    stop_process(proc)
 
 
 def token_client(ws: Workspace) -> str:

@@ -21,14 +21,11 @@ from __future__ import annotations
 import contextlib
 import email.policy
 import fcntl
-import http.server
 import json
 import os
 import re
 import sqlite3
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -51,12 +48,14 @@ from tests.e2e.conftest import API_RESTIC, api_repo_template, token_client  # no
 from tests.notifiers.conftest import (
     PUSHGATEWAY,
     Pushgateway,
+    Received,
+    Receiver,
     Service,
     free_port,
     start_service,
 )
 
-__all__ = ["Service", "start_service"]  # re-exported for the tests of this directory
+__all__ = ["Receiver", "Service", "start_service"]  # re-exported for the tests of this directory
 
 T = TypeVar("T")
 TERMINAL = frozenset({"succeeded", "warning", "failed", "skipped", "timed_out", "cancelled",
@@ -163,7 +162,7 @@ def assert_no_run_lost(ws: Workspace, expected: Mapping[str, str | Iterable[str]
 
 
 def assert_not_duplicated(ws: Workspace, *, runs: int, snapshots: int | None,
-                          hooks: Iterable[Hit] | None = None,
+                          hooks: Iterable[Received] | None = None,
                           events: Iterable[tuple[str, str]] | None = None) -> None:
     """(2) Exactly `runs` runs in the history and `snapshots` snapshots in the repository; one
     event per run and type, one delivery per event and target; at a webhook receiver each event
@@ -190,7 +189,8 @@ def assert_not_duplicated(ws: Workspace, *, runs: int, snapshots: int | None,
         assert_one_id_per_event(list(hooks), events)
 
 
-def assert_one_id_per_event(hits: list[Hit], events: Iterable[tuple[str, str]] | None) -> None:
+def assert_one_id_per_event(hits: list[Received],
+                            events: Iterable[tuple[str, str]] | None) -> None:
     by_id: dict[str, set[tuple[str, str]]] = {}
     for hit in hits:
         body = hit.json()
@@ -324,68 +324,11 @@ class FaultCheck:
 
 # --- receivers that fail on cue ------------------------------------------------------------------
 
-@dataclass
-class Hit:
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    at: float
-    answered: int
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class HookReceiver:
-    """A webhook receiver on a loopback port. Answers follow `script`, one (status, delay in
-    seconds) per request, then `default`. Unlike tests/notifiers' Receiver it can answer too
-    late (a client timeout), and it owns its port before it is started (a receiver that is
-    down)."""
-
-    port: int = field(default_factory=free_port)
-    script: list[tuple[int, float]] = field(default_factory=list)
-    default: tuple[int, float] = (200, 0.0)
-    hits: list[Hit] = field(default_factory=list)
-    server: http.server.ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def start(self) -> HookReceiver:
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status, delay = (receiver.script.pop(0) if receiver.script
-                                 else receiver.default)
-                receiver.hits.append(Hit({k.lower(): v for k, v in self.headers.items()},
-                                         body, time.time(), status))
-                time.sleep(delay)
-                with contextlib.suppress(OSError):  # the client may have given up
-                    self.send_response(status)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-
 @pytest.fixture
-def hook() -> Iterator[HookReceiver]:
-    receiver = HookReceiver()
+def hook() -> Iterator[Receiver]:
+    """A webhook receiver on a loopback port of its own, not started yet (a receiver that is
+    down); tests script its answers, late ones included."""
+    receiver = Receiver(free_port())
     yield receiver
     receiver.stop()
 

@@ -26,7 +26,7 @@ from tests.faults.conftest import (
     MESSAGE,
     REPO_LOCK,
     FaultCheck,
-    HookReceiver,
+    Receiver,
     ScriptedSmtp,
     assert_clear_message,
     assert_equal,
@@ -120,23 +120,23 @@ timeout = "{timeout}"
 """
 
 
-def webhook(hook: HookReceiver, *, on: str = '"start", "success", "failure"',
+def webhook(hook: Receiver, *, on: str = '"start", "success", "failure"',
             timeout: str = "2s") -> str:
     return WEBHOOK.format(url=hook.url, on=on, timeout=timeout)
 
 
-def hits_of(hook: HookReceiver, event: str) -> int:
-    return sum(1 for h in hook.hits if h.json()["type"] == event)
+def hits_of(hook: Receiver, event: str) -> int:
+    return sum(1 for h in hook.requests if h.json()["type"] == event)
 
 
-def test_webhook_answering_500_until_it_recovers(ws: Workspace, hook: HookReceiver) -> None:
-    hook.default = (500, 0.0)
+def test_webhook_answering_500_until_it_recovers(ws: Workspace, hook: Receiver) -> None:
+    hook.default = (500, {})
     hook.start()
     configure(ws, webhook(hook))
     run = ws.popen("run", "nightly", "--json")
     try:
         wait_until(lambda: hits_of(hook, "run.succeeded") >= 2, timeout=30)
-        hook.default = (200, 0.0)
+        hook.default = (200, {})
         code, record, err = finish(run)
     finally:
         stop(run)
@@ -151,7 +151,7 @@ def test_webhook_answering_500_until_it_recovers(ws: Workspace, hook: HookReceiv
         check(LOST, lambda: assert_equal(
             note(record, "webhook:ops", "run.started")["status"] in ("delivered", "superseded"),
             True))
-        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1, hooks=hook.hits,
+        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1, hooks=hook.requests,
               events={(run_id, "run.started"), (run_id, "run.succeeded")})
         # every attempt arrived, each once
         check(DUPLICATED, assert_equal, hits_of(hook, "run.succeeded"), end["attempts"])
@@ -160,16 +160,16 @@ def test_webhook_answering_500_until_it_recovers(ws: Workspace, hook: HookReceiv
               r"answered HTTP 500", where="the webhook's attempt log")
         new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
         if new:
-            check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.hits,
+            check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.requests,
                   events={(run_id, "run.started"), (run_id, "run.succeeded"),
                           (new["run_id"], "run.started"), (new["run_id"], "run.succeeded")})
 
 
-def test_webhook_answering_too_late(ws: Workspace, hook: HookReceiver) -> None:
+def test_webhook_answering_too_late(ws: Workspace, hook: Receiver) -> None:
     """The receiver takes 1.5 s to answer the first two attempts; the client gives up after
     0.5 s. The receiver did get those requests: the third attempt brings the same event again,
     under the same webhook-id, so a receiver that de-duplicates acts on it once."""
-    hook.script = [(200, 1.5), (200, 1.5)]
+    hook.script = [(200, {}, 1.5), (200, {}, 1.5)]
     hook.start()
     configure(ws, webhook(hook, on='"success", "failure"', timeout="0.5s"))
     code, record = ws.run_json("nightly")
@@ -179,9 +179,9 @@ def test_webhook_answering_too_late(ws: Workspace, hook: HookReceiver) -> None:
     with FaultCheck("webhook timeout") as check:
         check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"},
               delivered={run_id: [("webhook:ops", "run.succeeded")]})
-        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1, hooks=hook.hits,
+        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1, hooks=hook.requests,
               events={(run_id, "run.succeeded")})
-        check(DUPLICATED, assert_equal, (len(hook.hits), end["attempts"]), (3, 3))
+        check(DUPLICATED, assert_equal, (len(hook.requests), end["attempts"]), (3, 3))
         check(REPO_LOCK, assert_no_repo_lock, ws)
         check(MESSAGE, assert_clear_message, attempt_errors(end), r"timed out",
               where="the webhook's attempt log")
@@ -192,26 +192,26 @@ def test_webhook_answering_too_late(ws: Workspace, hook: HookReceiver) -> None:
 
 
 def test_a_run_killed_while_its_webhook_waits_is_delivered_by_the_next_run_at_once(
-        ws: Workspace, hook: HookReceiver) -> None:
+        ws: Workspace, hook: Receiver) -> None:
     """The run's process is SIGKILLed while the receiver holds its end event unanswered, so the
     delivery stays leased (120 s) to a dead process. The next `run` sees that the lease's holder
     is gone (its flock under state_dir/leases/ was freed by the kernel) and delivers the event
     within its own wait; the receiver gets it twice under one webhook-id (at least once)."""
-    hook.script = [(200, 60.0)]  # the first request is never answered in time
+    hook.script = [(200, {}, 60.0)]  # the first request is never answered in time
     hook.start()
     configure(ws, webhook(hook, on='"success", "failure"', timeout="60s"), wait="20s")
     first = ws.popen("run", "nightly", "--json")
     try:
-        wait_until(lambda: len(hook.hits) == 1, timeout=60)
+        wait_until(lambda: len(hook.requests) == 1, timeout=60)
     finally:
         first.kill()
         first.communicate(timeout=10)
     killed_at = time.time()
-    first_id = hook.hits[0].json()["data"]["run_id"]
+    first_id = hook.requests[0].json()["data"]["run_id"]
     code, record = ws.run_json("nightly")
     assert code == 0 and record["status"] == "succeeded"
     second_id = record["run_id"]
-    again = [h for h in hook.hits[1:] if h.json()["data"]["run_id"] == first_id]
+    again = [h for h in hook.requests[1:] if h.json()["data"]["run_id"] == first_id]
     with FaultCheck("a run killed mid-delivery") as check:
         check(LOST, assert_no_run_lost, ws, {first_id: "succeeded", second_id: "succeeded"},
               delivered={first_id: [("webhook:ops", "run.succeeded")],
@@ -219,7 +219,7 @@ def test_a_run_killed_while_its_webhook_waits_is_delivered_by_the_next_run_at_on
         check(LOST, assert_equal, len(again), 1)
         # within the next run's wait, not when the dead process's lease runs out
         check(LOST, assert_equal, bool(again) and again[0].at - killed_at < 60, True)
-        check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.hits,
+        check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.requests,
               events={(first_id, "run.succeeded"), (second_id, "run.succeeded")})
         check(REPO_LOCK, assert_no_repo_lock, ws)
         history = History(ws.state)
@@ -234,8 +234,8 @@ def test_a_run_killed_while_its_webhook_waits_is_delivered_by_the_next_run_at_on
 
 
 def test_webhook_410_gone_disables_the_target_until_its_config_changes(
-        ws: Workspace, hook: HookReceiver) -> None:
-    hook.script = [(410, 0.0)]
+        ws: Workspace, hook: Receiver) -> None:
+    hook.script = [(410, {}, 0.0)]
     hook.start()
     configure(ws, webhook(hook, on='"success", "failure"'))
     code_a, first = ws.run_json("nightly")
@@ -250,7 +250,7 @@ def test_webhook_410_gone_disables_the_target_until_its_config_changes(
         # `disabled`, never sent later, even after the target is enabled again
         check(LOST, assert_equal, [(d.state, d.attempts) for d in read_deliveries(ws)],
               [("disabled", 1), ("disabled", 0)])
-        check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.hits,
+        check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.requests,
               events={(first["run_id"], "run.succeeded")})
         check(REPO_LOCK, assert_no_repo_lock, ws)
         check(MESSAGE, assert_clear_message, attempt_errors(gone), r"answered HTTP 410",
@@ -264,7 +264,7 @@ def test_webhook_410_gone_disables_the_target_until_its_config_changes(
         if new:
             check(LOST, lambda: assert_equal(
                 note(new, "webhook:ops", "run.succeeded")["status"], "delivered"))
-            check(DUPLICATED, assert_not_duplicated, ws, runs=3, snapshots=3, hooks=hook.hits,
+            check(DUPLICATED, assert_not_duplicated, ws, runs=3, snapshots=3, hooks=hook.requests,
                   events={(first["run_id"], "run.succeeded"),
                           (new["run_id"], "run.succeeded")})
 

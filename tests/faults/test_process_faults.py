@@ -25,7 +25,7 @@ from tests.faults.conftest import (
     REPO_LOCK,
     SLOW_JOB,
     FaultCheck,
-    HookReceiver,
+    Receiver,
     assert_clear_message,
     assert_equal,
     assert_job_lock_free,
@@ -99,7 +99,7 @@ def test_restic_killed_with_sigkill_mid_backup(ws_both: Workspace) -> None:
 
 
 def test_supervisor_killed_with_sigkill_mid_backup(ws_both: Workspace,
-                                                   hook: HookReceiver) -> None:
+                                                   hook: Receiver) -> None:
     """The `run` process dies; the kernel frees its job lock and sends restic SIGINT
     (PR_SET_PDEATHSIG), so restic removes its repository lock. The next command marks the run
     `interrupted`; the next `run` sends its `run.interrupted` event."""
@@ -144,6 +144,6 @@ timeout = "2s"
                   delivered={run_id: [("webhook:ops", "run.started"),
                                       ("webhook:ops", "run.interrupted")],
                              new["run_id"]: [("webhook:ops", "run.succeeded")]})
-            check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=1, hooks=hook.hits,
+            check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=1, hooks=hook.requests,
                   events={(run_id, "run.started"), (run_id, "run.interrupted"),
                           (new["run_id"], "run.started"), (new["run_id"], "run.succeeded")})

@@ -24,7 +24,7 @@ from tests.faults.conftest import (
     REPO_LOCK,
     SLOW_JOB,
     FaultCheck,
-    HookReceiver,
+    Receiver,
     api,
     assert_clear_message,
     assert_equal,
@@ -59,7 +59,7 @@ def trigger(url: str, job: str) -> str:
     return str(response.json()["run_id"])
 
 
-def test_gunicorn_master_sigterm_mid_run(ws: Workspace, hook: HookReceiver) -> None:
+def test_gunicorn_master_sigterm_mid_run(ws: Workspace, hook: Receiver) -> None:
     """SIGTERM to `serve`: the run's supervisor passes SIGINT to restic, which removes its
     repository lock; the run ends `cancelled` and its events go out (the supervisor's own
     attempt, or the deliveries worker after the restart)."""
@@ -95,7 +95,7 @@ timeout = "2s"
             runs = check(LOST, assert_no_run_lost, ws, {run_id: "cancelled"},
                          delivered={run_id: [("webhook:ops", "run.started"),
                                              ("webhook:ops", "run.cancelled")]})
-            check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=0, hooks=hook.hits,
+            check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=0, hooks=hook.requests,
                   events={(run_id, "run.started"), (run_id, "run.cancelled")})
             check(REPO_LOCK, assert_no_repo_lock, ws)
             if runs:

@@ -21,7 +21,7 @@ from tests.faults.conftest import (
     MESSAGE,
     REPO_LOCK,
     FaultCheck,
-    HookReceiver,
+    Receiver,
     api,
     assert_clear_message,
     assert_equal,
@@ -80,7 +80,7 @@ def test_disk_full_before_a_run(ws: Workspace) -> None:
             check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
 
 
-def test_disk_full_in_the_middle_of_a_run(ws: Workspace, hook: HookReceiver) -> None:
+def test_disk_full_in_the_middle_of_a_run(ws: Workspace, hook: Receiver) -> None:
     """The disk fills while restic uploads (restic's repository is elsewhere and has room).
     Expected: restic is not killed for it (no stale repository lock), the run is recorded with
     an end once space returns (its error, unless it succeeded, says the disk was full), its
@@ -123,8 +123,8 @@ def test_disk_full_in_the_middle_of_a_run(ws: Workspace, hook: HookReceiver) -> 
                 ends = {(first["run_id"], "run.succeeded"),
                         (faulted, f"run.{runs[faulted]['status']}"),
                         (after["run_id"], "run.succeeded")}
-                check(LOST, wait_until, lambda: len(hook.hits) >= len(ends), 30)
-                check(DUPLICATED, assert_one_id_per_event, hook.hits, ends)
+                check(LOST, wait_until, lambda: len(hook.requests) >= len(ends), 30)
+                check(DUPLICATED, assert_one_id_per_event, hook.requests, ends)
 
 
 def test_state_dir_read_only(ws: Workspace) -> None:

@@ -9,9 +9,7 @@ import os
 import random
 import signal
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import timedelta
@@ -23,7 +21,14 @@ import requests
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import seed as hypothesis_seed
 
-from tests.conftest import RESTIC_BINARIES, RUNNER, Workspace, init_template, make_workspace
+from tests.conftest import (
+    RESTIC_BINARIES,
+    Workspace,
+    init_template,
+    make_workspace,
+    start_serve,
+    stop_process,
+)
 from tests.e2e.conftest import Server, api_clients, free_port
 
 # One seed per test process, printed with every failure (and in the header when this directory is
@@ -117,7 +122,7 @@ def fuzz_repo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def start_service(root: Path, template: Path, *, threads: int = 4, extra_jobs: str = ""
                   ) -> Server:
-    """Configure and start the service; the caller stops it with `stop_service`. `extra_jobs`
+    """Configure and start the service; the caller stops it with `stop_process`. `extra_jobs`
     (TOML, `{tiny}` for the tiny directory) adds jobs to the three above."""
     ws: Workspace = make_workspace(root, RESTIC_BINARIES[FUZZ_RESTIC], FUZZ_RESTIC, template)
     tiny = root / "tiny"
@@ -132,33 +137,9 @@ def start_service(root: Path, template: Path, *, threads: int = 4, extra_jobs: s
                         f'max_body_bytes = {MAX_BODY}\nmax_wait = "1s"\n'
                         f'read_timeout = "{READ_TIMEOUT}s"\n')
     log = root / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([RUNNER, "serve"], env=ws.env(), stdout=out, stderr=out,
-                                cwd=root, start_new_session=True)
     url = f"http://{HOST}:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(url + "/healthz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop_service(proc)
-            raise AssertionError(f"server did not start:\n{log.read_text()}")
-        time.sleep(0.1)
+    proc = start_serve(ws.env(), root, url, log, own_session=True)
     return Server(ws, url, clients.key, clients.token, clients.limited, proc, log)
-
-
-def stop_service(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (graceful: running jobs are cancelled), then SIGKILL to the whole session."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +150,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, fuzz_repo_template: Path
     try:
         yield srv
     finally:
-        stop_service(srv.proc)
+        stop_process(srv.proc)
 
 
 def log_mark(server: Server) -> int:

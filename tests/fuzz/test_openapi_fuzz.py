@@ -51,7 +51,7 @@ from tests.fuzz.conftest import (
     fuzz,
     log_mark,
     start_service,
-    stop_service,
+    stop_process,
 )
 
 CLI = Path(sys.executable).parent / "schemathesis"
@@ -320,7 +320,7 @@ def rehearsal_service(tmp_path: Path, fuzz_repo_template: Path) -> Any:
     try:
         yield srv
     finally:
-        stop_service(srv.proc)
+        stop_process(srv.proc)
 
 
 def test_a_restore_test_record_matches_the_document(rehearsal_service: Server) -> None:

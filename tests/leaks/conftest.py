@@ -42,7 +42,15 @@ from urllib.parse import quote, quote_plus
 import pytest
 import requests
 
-from tests.conftest import CANARY, RCLONE_BINARIES, RESTIC_BINARIES, RUNNER, make_data
+from tests.conftest import (
+    CANARY,
+    RCLONE_BINARIES,
+    RESTIC_BINARIES,
+    RUNNER,
+    make_data,
+    start_serve,
+    stop_process,
+)
 from tests.notifiers.conftest import (
     PG_USER,
     Pushgateway,
@@ -559,7 +567,7 @@ class Scenario:
                                  f"127.0.0.1:{rest_port}", "--user", "backup", "--pass",
                                  URL_PASSWORD.value, str(rest_root)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.cleanups.append(lambda: _stop(rest))
+        self.cleanups.append(lambda: stop_process(rest, timeout=45))
         wait_port(rest_port)
         self.ev.control_cmdline = Path(f"/proc/{rest.pid}/cmdline").read_bytes()
         userinfo = f"backup:{quote(URL_PASSWORD.value, safe='')}"
@@ -596,7 +604,7 @@ class Scenario:
             root / "hc.url", f"{self.hc.url}/ping/{quote(HC_TOKEN.value, safe='')}")
         (root / "pg").mkdir()
         self.gateway: Pushgateway = start_pushgateway(root / "pg", password=PG_PASSWORD.value)
-        self.cleanups.append(lambda: _stop(self.gateway.process))
+        self.cleanups.append(lambda: stop_process(self.gateway.process, timeout=45))
         self.smtp_port, self.smtp_log = free_port(), SmtpLog()
         controller = start_smtp(root, self.smtp_port, self.smtp_log)
         self.cleanups.append(controller.stop)
@@ -643,18 +651,8 @@ class Scenario:
 
     def start_service(self) -> None:
         self.service_log = self.root / "serve.log"
-        with open(self.service_log, "wb") as out:
-            self.service = subprocess.Popen([RUNNER, "serve"], env=self.env, stdout=out,
-                                            stderr=out, cwd=self.root)
-        self.cleanups.append(lambda: _stop(self.service))
-        deadline = time.monotonic() + 60
-        while True:
-            with suppress(requests.ConnectionError):
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            if self.service.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"serve did not start:\n{self.service_log.read_text()}")
-            time.sleep(0.1)
+        self.service = start_serve(self.env, self.root, self.url, self.service_log, timeout=60)
+        self.cleanups.append(lambda: stop_process(self.service, timeout=45))
 
     # --- driving: the CLI ------------------------------------------------------------------------
 
@@ -951,7 +949,7 @@ class Scenario:
     def collect(self) -> None:
         t = self.attempt
         t("pushgateway", self.collect_pushgateway)
-        t("stop the service", lambda: _stop(self.service))
+        t("stop the service", lambda: stop_process(self.service, timeout=45))
         self.add("service-log", "the service's stdout/stderr", self.service_log.read_bytes())
         t("state_dir", self.collect_state)
         for path in sorted(self.metrics_dir.glob("*")):
@@ -1022,16 +1020,6 @@ class Scenario:
         for cleanup in reversed(self.cleanups):
             with suppress(Exception):
                 cleanup()
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def run_scenario(root: Path) -> Evidence:

@@ -4,6 +4,7 @@ and AUTH, self-signed certificate), and scripted HTTP receivers for webhooks and
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.policy
 import http.server
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, start_serve, stop_process
 from tests.conftest import wait_until as conftest_wait_until
 from tests.e2e.conftest import api_repo_template, ws  # noqa: F401 - fixtures used here
 
@@ -116,14 +117,19 @@ class Received:
         return json.loads(self.body)
 
 
+Answer = tuple[int, dict[str, str]] | tuple[int, dict[str, str], float]
+
+
 @dataclass
 class Receiver:
-    """Records every request; answers from `script` (status, headers) in order, then `default`."""
+    """Records every request; answers from `script` in order, then `default`: (status, headers)
+    or (status, headers, delay in seconds), so it can also answer too late (a client timeout).
+    It owns its port from the start, so a receiver not started yet is one that is down."""
 
     port: int
     requests: list[Received] = field(default_factory=list)
-    script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
-    default: tuple[int, dict[str, str]] = (200, {})
+    script: list[Answer] = field(default_factory=list)
+    default: Answer = (200, {})
     server: http.server.ThreadingHTTPServer | None = None
 
     @property
@@ -140,14 +146,16 @@ class Receiver:
                 receiver.requests.append(Received(self.command, self.path,
                                                   dict(self.headers.items()), body,
                                                   time.time()))
-                status, headers = (receiver.script.pop(0) if receiver.script
-                                   else receiver.default)
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"OK")
+                status, headers, *delay = (receiver.script.pop(0) if receiver.script
+                                           else receiver.default)
+                time.sleep(delay[0] if delay else 0.0)
+                with contextlib.suppress(OSError):  # the client may have given up
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"OK")
 
             do_GET = do_POST
             do_PUT = do_POST
@@ -156,6 +164,7 @@ class Receiver:
                 pass
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True  # an answer held back never holds up the test's end
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -277,34 +286,11 @@ class Service:
     log: Path
 
     def stop(self) -> None:
-        import signal
-
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def start_service(workspace: Any, port: int) -> Service:
     """`restic-runner serve` on the workspace's config (which must bind to `port`)."""
-    from tests.conftest import RUNNER
-
-    log = workspace.root / f"serve-{port}.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen([RUNNER, "serve"], env=workspace.env(), stdout=out, stderr=out,
-                                   cwd=workspace.root)
     url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
-                return True
-        except OSError:
-            return False
-
-    wait_until(up, timeout=30, interval=0.1)
-    return Service(url, process, log)
+    log = workspace.root / f"serve-{port}.log"
+    return Service(url, start_serve(workspace.env(), workspace.root, url, log), log)
