@@ -61,7 +61,8 @@ class RepositoryProbe:
 # repository at the following location?" after a refused connection too. "Missing" is decided
 # on the error itself: the config file could not be opened *because it does not exist*
 # (a local "no such file or directory", a REST/S3/B2 "does not exist" / 404 / NoSuchKey), and
-# nothing in it speaks of the network.
+# nothing in it speaks of the network. Paths and URLs are left out of both checks: a repository
+# at /backups/pytest-403/ or /srv/timeout/ says nothing about the network.
 _CONFIG_ERROR = "unable to open config file"
 _NOT_EXIST = ("no such file or directory", "does not exist", "404", "NoSuchKey",
               "The specified key does not exist")
@@ -70,10 +71,13 @@ _NETWORK = ("connection refused", "dial tcp", "i/o timeout", "no such host", "ti
             "502", "503", "504", "permission denied", "access denied")
 
 
-def _says_missing(stderr: str) -> bool:
+def _says_missing(stderr: str, repository: str | None = None) -> bool:
     fatal = next((line for line in stderr.splitlines() if line.startswith("Fatal:")), "")
-    return (_CONFIG_ERROR in fatal and any(t in fatal for t in _NOT_EXIST)
-            and not any(t.lower() in fatal.lower() for t in _NETWORK))
+    if repository:
+        fatal = fatal.replace(repository, " ")
+    words = " ".join(word for word in fatal.split() if "/" not in word)  # paths, URLs
+    return (_CONFIG_ERROR in words and any(t in words for t in _NOT_EXIST)
+            and not any(t.lower() in words.lower() for t in _NETWORK))
 
 
 def probe_repository(binary: str, env: Mapping[str, str], timeout: float = 120) -> RepositoryProbe:
@@ -89,7 +93,7 @@ def probe_repository(binary: str, env: Mapping[str, str], timeout: float = 120) 
     code = done.returncode
     if code == 0:
         return RepositoryProbe("ok", 0, "repository opened")
-    if code == 10 or (code == 1 and _says_missing(stderr)):
+    if code == 10 or (code == 1 and _says_missing(stderr, env.get("RESTIC_REPOSITORY"))):
         return RepositoryProbe("missing", code, "no repository at this location (restic init "
                                                 "creates one; restic-runner never does here)")
     if code == 12 or "wrong password" in stderr:

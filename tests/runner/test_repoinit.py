@@ -58,7 +58,13 @@ def test_missing_is_told_apart_from_other_failures(version: str, tmp_path: Path,
     closed = free_port()
     cases = {
         "missing local": (str(tmp_path / "nothing-here"), "template-password-0", "missing"),
+        # a path may hold what an error about the network would say (pytest-403 did once)
+        "missing local, a path of network words": (
+            str(tmp_path / "pytest-403" / "timeout-EOF-500-TLS"), "template-password-0",
+            "missing"),
         "missing on a REST server": (f"{rest_server}/nope", "template-password-0", "missing"),
+        "missing on a REST server, a path of network words": (
+            f"{rest_server}/pytest-403/timeout-EOF-500", "template-password-0", "missing"),
         "connection refused": (f"rest:http://127.0.0.1:{closed}/repo", "template-password-0",
                                "error"),
         "wrong password": (str(existing), "not-the-password", "wrong-password"),
