@@ -36,6 +36,7 @@ import requests
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -291,17 +292,25 @@ def test_stateful_trigger_then_follow_the_run(service: Server) -> None:
 
     failures: list[str] = []
     followed: list[tuple[str, str, int]] = []
-    for _ in range(3):  # the sequences are random: run again if none followed a trigger's link
-        Machine.run(settings=settings(
-            max_examples=12, stateful_step_count=6, deadline=timedelta(seconds=60),
-            database=None, phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck)))
+    cut_short = 0
+    for _ in range(5):  # the sequences are random: run again if none followed a trigger's link
+        try:
+            Machine.run(settings=settings(
+                max_examples=12, stateful_step_count=6, deadline=timedelta(seconds=60),
+                database=None, phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck)))
+        except FlakyStrategyDefinition:
+            # hypothesis saw one sequence's prefix enable other rules than before: the bundles
+            # fill from live answers (a trigger answers 200, 202 or 409 as runs come and go).
+            # That says nothing of the API (its failures are collected above); the steps count
+            cut_short += 1
         followed = [key for key in steps if key[0].startswith("POST /trigger/{job}")
                     and key[2] in (200, 202, 404, 409)]
         if any(key[1] == "GET /runs/{run_id}" and key[2] == 200 for key in followed):
             break
     assert failures == [], "\n".join(failures)
-    assert any(key[1] == "GET /runs/{run_id}" and key[2] == 200 for key in followed), steps
+    assert any(key[1] == "GET /runs/{run_id}" and key[2] == 200 for key in followed), \
+        (steps, f"{cut_short} sequence runs cut short by hypothesis's FlakyStrategyDefinition")
     assert_healthy(service, mark)
 
 
