@@ -258,7 +258,9 @@ class RestoreTestOutput(OutputParser):
     markers = (b'{"restore_test"',)
 
     def line(self, line: bytes, stream: str) -> bool:
-        doc = _loads(line)
+        # only a line holding the marker itself: its block is read line by line only when some
+        # line in it holds the marker, and what is read must not depend on how blocks fell
+        doc = _loads(line) if self.markers[0] in line else None
         if isinstance(doc, dict) and isinstance(doc.get("restore_test"), dict):
             self.stats = dict(doc["restore_test"])
         else:

@@ -178,4 +178,7 @@ schedule = "every 2s"
     starts = [datetime.fromisoformat(r["started_at"].replace("Z", "+00:00"))
               for r in _runs(ws, "verify")]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
-    assert min(gaps) > 1.5, gaps  # one tick every 2 s: never two schedulers ticking
+    # one tick every 2 s; two schedulers would make it one a second on average. The mean, not
+    # each gap: under load a run that starts late (its record is written after the fork) makes
+    # the next gap short, e.g. [2.0, 2.7, 1.25]
+    assert sum(gaps) / len(gaps) > 1.5, gaps

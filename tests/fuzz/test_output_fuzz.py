@@ -384,6 +384,17 @@ def test_rclone_text_error_does_not_depend_on_block_boundaries(tmp: Path) -> Non
     assert one_block.error == "ERROR : config: failed to load"
 
 
+def test_restore_test_stats_do_not_depend_on_block_boundaries(tmp: Path) -> None:
+    """A line whose `restore_test` key is not its first was read only when its block also held
+    a `{"restore_test"` marker elsewhere: RestoreTestOutput.line (runner/jobs/output.py) took any
+    JSON line of a block with the marker in it (found by the mixed-garbage fuzzer, seed
+    3911070944). The verdict line is read; the other never is, however the stream is cut."""
+    verdict = b'{"restore_test": {"files": 2, "verified": true}}\n'
+    lines = [("stdout", verdict), ("stdout", b'{"x": 1, "restore_test": {}}\n')]
+    one_block = assert_split_invariant(RestoreTestOutput, lines, [], [len(verdict)], tmp)
+    assert one_block.stats == {"files": 2, "verified": True}
+
+
 @pytest.mark.parametrize(("cls", "line"), [
     (CheckOutput, b'{"message_type":"summary","num_errors":true}'),
     (BackupOutput, b'{"message_type":"summary","files_new":NaN,"data_added":Infinity}'),
