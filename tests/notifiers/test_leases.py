@@ -18,12 +18,15 @@ from notifiers.leases import LeaseHolder
 from notifiers.outbox import Outbox, new_event
 from runner.history import _SCHEMA, SCHEMA_VERSION, History
 from runner.record import new_record
+from tests.conftest import wait_until
 from tests.notifiers.test_outbox import OneTarget
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# A process that claims every due delivery, says how many, then lives on (and with FORK, first
-# forks a child that lives on after it: the child must not keep its parent's leases alive).
+# A process that claims every due delivery, says how many, then lives on. With a child pid file,
+# it first forks a child that lives on after it (the child must not keep its parent's leases
+# alive) and writes its pid there: not on the shared stdout, where unbuffered writes of the
+# two processes could interleave within a line.
 CLAIMER = """
 import os, sys, time
 from pathlib import Path
@@ -33,27 +36,31 @@ from runner.history import History
 state = Path(sys.argv[1])
 history = History(state)
 claimed = Outbox(history.db, lease_holder(state / "leases")).claim()
-if sys.argv[2] == "fork" and os.fork() == 0:
-    print("child", os.getpid(), flush=True)
+if sys.argv[2] != "-" and os.fork() == 0:
+    Path(sys.argv[2] + ".draft").write_text(str(os.getpid()))
+    os.rename(sys.argv[2] + ".draft", sys.argv[2])
     time.sleep(120)
     os._exit(0)
-print("claimed", len(claimed), flush=True)
+print(len(claimed), flush=True)
 time.sleep(120)
 """
 
 
 class Claimer:
-    """A claiming process; `lines` is what it printed before it went to sleep."""
+    """A claiming process that has claimed (`claimed` deliveries) and sleeps; with `fork`,
+    `child` is the pid of the child it forked after claiming."""
 
     def __init__(self, state: Path, *, fork: bool = False) -> None:
+        pid_file = state / "child.pid"
         self.process = subprocess.Popen(
-            [sys.executable, "-c", CLAIMER, str(state), "fork" if fork else "-"],
+            [sys.executable, "-c", CLAIMER, str(state), str(pid_file) if fork else "-"],
             cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
-        self.lines = [self.process.stdout.readline().split() for _ in range(2 if fork else 1)]
-
-    def said(self, word: str) -> int:
-        return next(int(value) for key, value in self.lines if key == word)
+        self.claimed = int(self.process.stdout.readline())
+        self.child = 0
+        if fork:
+            self.child = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(),
+                                        timeout=30))
 
     def kill(self) -> None:
         self.process.kill()
@@ -82,7 +89,7 @@ def _claim(state: Path) -> int:
 def test_a_live_claimers_lease_holds_and_a_dead_ones_is_due_at_once(state: Path) -> None:
     claimer = Claimer(state)
     try:
-        assert claimer.said("claimed") == 1
+        assert claimer.claimed == 1
         assert _claim(state) == 0  # its process lives: the delivery is its own
     finally:
         claimer.kill()  # dies mid-attempt, its lease (120 s) still running
@@ -93,9 +100,9 @@ def test_a_live_claimers_lease_holds_and_a_dead_ones_is_due_at_once(state: Path)
 
 def test_a_forked_child_does_not_keep_its_parents_leases_alive(state: Path) -> None:
     claimer = Claimer(state, fork=True)
-    child = claimer.said("child")
+    child = claimer.child
     try:
-        assert claimer.said("claimed") == 1
+        assert claimer.claimed == 1
         claimer.kill()
         os.kill(child, 0)  # the child lives on, holding a copy of its parent's descriptors
         assert _claim(state) == 1
