@@ -89,7 +89,10 @@ def probe_repository(binary: str, env: Mapping[str, str], timeout: float = 120) 
     except (OSError, subprocess.TimeoutExpired) as exc:
         return RepositoryProbe("error", None, redact_text(f"cannot run restic: {exc}"))
     stderr = redact_text(done.stderr.decode("utf-8", "replace")).strip()
-    last = stderr.splitlines()[-1] if stderr else ""
+    # the reason: restic's "Fatal:" line, not the location it prints last ("Is there a
+    # repository at the following location?\n<location>")
+    last = next((line for line in stderr.splitlines() if line.startswith("Fatal:")),
+                stderr.splitlines()[-1] if stderr else "")
     code = done.returncode
     if code == 0:
         return RepositoryProbe("ok", 0, "repository opened")

@@ -115,5 +115,6 @@ password_file = "{good_pw}"
     assert states["wrong"].status == "wrong-password"
     assert sorted(p.name for p in (wrong / "keys").iterdir()) == before  # untouched
     assert states["offline"].status == "error"
+    assert "connection refused" in states["offline"].message  # the reason, not the location
     again = {s.jobs[0]: s for s in prepare_repositories(load_config(str(config)), timeout=8)}
     assert again["fresh"].status == "ok"
