@@ -91,8 +91,8 @@ def probe_repository(binary: str, env: Mapping[str, str], timeout: float = 120) 
     stderr = redact_text(done.stderr.decode("utf-8", "replace")).strip()
     # the reason: restic's "Fatal:" line, not the location it prints last ("Is there a
     # repository at the following location?\n<location>")
-    last = next((line for line in stderr.splitlines() if line.startswith("Fatal:")),
-                stderr.splitlines()[-1] if stderr else "")
+    reason = next((line for line in stderr.splitlines() if line.startswith("Fatal:")),
+                  stderr.splitlines()[-1] if stderr else "")
     code = done.returncode
     if code == 0:
         return RepositoryProbe("ok", 0, "repository opened")
@@ -103,4 +103,4 @@ def probe_repository(binary: str, env: Mapping[str, str], timeout: float = 120) 
         return RepositoryProbe("wrong-password", code, "wrong password or no key found")
     if code == 11 or "already locked" in stderr:
         return RepositoryProbe("locked", code, "repository is locked")
-    return RepositoryProbe("error", code, last or f"restic exited {code}")
+    return RepositoryProbe("error", code, reason or f"restic exited {code}")
