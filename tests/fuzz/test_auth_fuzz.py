@@ -239,25 +239,31 @@ def test_the_token_is_accepted_however_it_is_spaced(seen: SeenIds, scheme: str, 
         assert verify(wsgi_headers(pairs), os.urandom(16), seen) is BEARER
 
 
+def _repeats(kind: str, names: list[str]) -> st.SearchStrategy[tuple[str, list[tuple[str, str]]]]:
+    """(kind, 1-3 extra copies of that kind's credential headers, any spelling, any value)."""
+    spelled = st.sampled_from(names).flatmap(
+        lambda name: st.sampled_from([name, name.lower(), name.upper(), name.title()]))
+    return st.tuples(st.just(kind), st.lists(st.tuples(spelled, VALUES), min_size=1,
+                                             max_size=3))
+
+
 @fuzz(200)
-@given(pairs=st.lists(st.tuples(st.sampled_from(["Authorization", "webhook-signature",
-                                                 "webhook-id", "webhook-timestamp"]), VALUES),
-                      min_size=1, max_size=3))
-def test_a_repeated_credential_header_is_refused(seen: SeenIds, pairs: list[tuple[str, str]]
-                                                 ) -> None:
+@given(repeat=_repeats("signature", ["webhook-id", "webhook-timestamp", "webhook-signature"])
+       | _repeats("bearer", ["Authorization"]))
+def test_a_repeated_credential_header_is_refused(
+        seen: SeenIds, repeat: tuple[str, list[tuple[str, str]]]) -> None:
     """A valid request plus a second copy of one of its credential headers (a proxy adding
-    one, a client sending two): refused, whether the copies arrive apart or joined by ','."""
+    one, a client sending two): refused, whether the copies arrive apart or joined by ','.
+    (Each example draws copies of its own kind's headers: drawing any and filtering out the
+    examples without a repeat discarded so many that hypothesis's health check failed.)"""
+    kind, extra = repeat
     msg_id, stamp, body = unique_id(), int(NOW), b"{}"
-    valid = [("webhook-id", msg_id), ("webhook-timestamp", str(stamp)),
-             ("webhook-signature", signature(mac(KEY, msg_id, stamp, body)))]
-    bearer = [("Authorization", f"Bearer {TOKEN}")]
-    for base in (valid, bearer):
-        extra = [(name, value) for name, value in pairs
-                 if name.lower() in {n.lower() for n, _ in base}]
-        assume(extra)
-        for headers in (Pairs(base + extra), wsgi_headers(base + extra)):
-            outcome = verify(headers, body, seen)
-            assert refused(outcome), f"accepted with a repeated header: {base + extra!r}"
+    base = [("webhook-id", msg_id), ("webhook-timestamp", str(stamp)),
+            ("webhook-signature", signature(mac(KEY, msg_id, stamp, body)))] \
+        if kind == "signature" else [("Authorization", f"Bearer {TOKEN}")]
+    for headers in (Pairs(base + extra), wsgi_headers(base + extra)):
+        outcome = verify(headers, body, seen)
+        assert refused(outcome), f"accepted with a repeated header: {base + extra!r}"
 
 
 @fuzz(300)
