@@ -104,10 +104,18 @@ def document(job_names: list[str] | None = None) -> dict[str, Any]:
     """The document; with `job_names`, the `job` path parameter lists this server's jobs."""
     doc = _document(job_names)
     for operations in doc["paths"].values():
-        for operation in operations.values():  # any request can be too slow to arrive
-            operation["responses"].setdefault(
-                "408", _problem("the request was not sent within [server] read_timeout"))
+        for operation in operations.values():  # what any request can get before routing
+            for status, why in _SERVER_REFUSALS.items():
+                operation["responses"].setdefault(status, _problem(why))
     return doc
+
+
+# answered by the HTTP server itself, whatever the operation (runner/serve.py, readdeadline.py)
+_SERVER_REFUSALS = {
+    "408": "the request was not sent within [server] read_timeout",
+    "414": "the request line is longer than 4094 bytes (a query string too long)",
+    "431": "a header is longer than 8190 bytes, or there are more than 100",
+}
 
 
 def _document(job_names: list[str] | None) -> dict[str, Any]:

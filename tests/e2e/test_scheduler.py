@@ -73,9 +73,9 @@ def _runs(ws: Workspace, job: str) -> list[dict]:
     return [json.loads(r[0]) for r in rows]
 
 
-def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM) -> int:
+def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float = 60) -> int:
     proc.send_signal(sig)
-    return proc.wait(60)
+    return proc.wait(timeout)
 
 
 def test_schedule_runs_jobs_through_the_engine(ws: Workspace) -> None:
@@ -135,21 +135,24 @@ def test_sigterm_cancels_a_running_scheduled_job_and_leaves_no_restic_lock(
         ws: Workspace) -> None:
     big = ws.root / "big"
     big.mkdir()
-    (big / "random.bin").write_bytes(__import__("os").urandom(3 << 20))
+    (big / "random.bin").write_bytes(__import__("os").urandom(1 << 20))
+    # restic finishes the pack it is uploading before it heeds SIGINT: at 100 KiB/s that is up
+    # to ~10 s, so the scheduler is given time to wait for it (30 s by default is tight under
+    # load, and the scheduler then exits with the run still ending)
     ws.write_config(f"""
 [jobs.slow]
 kind = "backup"
 paths = ["{big}"]
 args = ["--limit-upload", "100"]
 schedule = "every 1s"
-""")
+""", top='[server]\ngraceful_timeout = "90s"\n')
     proc = ws.popen("schedule")
     try:
         wait_until(lambda: any(r["status"] == "running" for r in _runs(ws, "slow")),
                    timeout=30)
         time.sleep(1.5)  # restic is uploading, its lock in the repository
     finally:
-        assert _stop(proc) == 0
+        assert _stop(proc, timeout=120) == 0
     runs = _runs(ws, "slow")
     assert runs[0]["status"] == "cancelled" and runs[0]["exit_code"] == 130
     assert not any(r["status"] == "running" for r in runs)
