@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from runner.fsutil import private_dir
+
 _NAME = re.compile(r"[0-9]+-[0-9a-f]{12}")
 _HOLDERS: dict[Path, LeaseHolder] = {}
 
@@ -57,7 +59,7 @@ class LeaseHolder:
     def _create(self) -> str:
         """A new lock file, locked before it appears under its name (rename), so nobody can
         take a half-made holder for a dead one."""
-        self.lease_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.lease_dir)
         self._sweep()
         for _ in range(5):
             name = f"{os.getpid()}-{os.urandom(6).hex()}"

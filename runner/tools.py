@@ -71,8 +71,8 @@ _NETWORK = ("connection refused", "dial tcp", "i/o timeout", "no such host", "ti
             "502", "503", "504", "permission denied", "access denied")
 
 
-def _says_missing(stderr: str, repository: str | None = None) -> bool:
-    fatal = next((line for line in stderr.splitlines() if line.startswith("Fatal:")), "")
+def _says_missing(fatal: str, repository: str | None = None) -> bool:
+    """Whether restic's `Fatal:` line says the repository does not exist."""
     if repository:
         fatal = fatal.replace(repository, " ")
     words = " ".join(word for word in fatal.split() if "/" not in word)  # paths, URLs
@@ -91,12 +91,12 @@ def probe_repository(binary: str, env: Mapping[str, str], timeout: float = 120) 
     stderr = redact_text(done.stderr.decode("utf-8", "replace")).strip()
     # the reason: restic's "Fatal:" line, not the location it prints last ("Is there a
     # repository at the following location?\n<location>")
-    reason = next((line for line in stderr.splitlines() if line.startswith("Fatal:")),
-                  stderr.splitlines()[-1] if stderr else "")
+    fatal = next((line for line in stderr.splitlines() if line.startswith("Fatal:")), "")
+    reason = fatal or (stderr.splitlines()[-1] if stderr else "")
     code = done.returncode
     if code == 0:
         return RepositoryProbe("ok", 0, "repository opened")
-    if code == 10 or (code == 1 and _says_missing(stderr, env.get("RESTIC_REPOSITORY"))):
+    if code == 10 or (code == 1 and _says_missing(fatal, env.get("RESTIC_REPOSITORY"))):
         return RepositoryProbe("missing", code, "no repository at this location (restic init "
                                                 "creates one; restic-runner never does here)")
     if code == 12 or "wrong password" in stderr:

@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -68,14 +67,15 @@ class Claimer:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Iterator[Path]:
+def state(tmp_path: Path) -> Path:
+    """A state directory whose outbox holds one due delivery."""
     history = History(tmp_path)
     record = new_record(job="nightly", kind="backup", hostname="h", repository=None,
                         trigger={"source": "cli"}, version="test")
     history.insert(record)
     Outbox(history.db).enqueue(new_event("run.started", record), [OneTarget()])
     history.close()
-    yield tmp_path
+    return tmp_path
 
 
 def _claim(state: Path) -> int:
@@ -138,8 +138,10 @@ def test_the_files_of_gone_holders_are_swept_and_a_live_ones_kept(tmp_path: Path
 
 
 def test_a_store_from_before_lease_holders_gains_the_column(tmp_path: Path) -> None:
+    schema_3 = _SCHEMA.replace("    lease_holder TEXT,\n", "")
+    assert schema_3 != _SCHEMA  # the column really is left out
     old = sqlite3.connect(tmp_path / "history.db")
-    old.executescript(_SCHEMA.replace("    lease_holder TEXT,\n", "") + "PRAGMA user_version=3;")
+    old.executescript(schema_3 + "PRAGMA user_version=3;")
     old.execute("INSERT INTO events VALUES ('msg_1', 'r1', 'nightly', 'run.started', '{}', 0)")
     old.execute("INSERT INTO deliveries (event_id, run_id, job, target, state, created, "
                 "next_at) VALUES ('msg_1', 'r1', 'nightly', 'webhook:ops', 'pending', 0, 0)")
