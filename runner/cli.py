@@ -77,18 +77,14 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 def run(ctx: click.Context, job: str, config_file: str | None, as_json: bool,
         fail_if_busy: bool) -> None:
     """Run JOB now, in the foreground; exit with the tool's exit code."""
-    import signal
-
     from runner.config import load_config
     from runner.engine import Engine
-    from runner.execute import CancelFlag
+    from runner.execute import cancel_on_stop_signals
     from runner.history import open_history
 
     config = load_config(_config_file(ctx, config_file))
     config.job(job)
-    cancel = CancelFlag()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, _frame: cancel.set(signal.Signals(signum).name))
+    cancel = cancel_on_stop_signals()
     history = open_history(config.state_dir)
     from notifiers.courier import run_notifier
 

@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from runner.config import Config
 from runner.errors import UserError
-from runner.execute import background_priority
+from runner.execute import (
+    CancelFlag,
+    background_priority,
+    cancel_on_stop_signals,
+    fork_run_process,
+)
 
 if TYPE_CHECKING:
     from runner.history import History
@@ -160,12 +165,13 @@ class _Spare:
 
     def __init__(self, config: Config) -> None:
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.pid = os.fork()
+        self.pid = fork_run_process()
         if self.pid == 0:
             code = 0
             try:
                 self.sock.close()
-                os.setsid()
+                os.setsid()  # before the stop signals are let through: serve's Ctrl-C is not ours
+                cancel = cancel_on_stop_signals()
                 background_priority(config.server.run_nice)
                 _detach_fds(child.fileno())
                 from runner.history import History
@@ -178,7 +184,7 @@ class _Spare:
                 if message and fds:
                     request = json.loads(message)
                     _supervise(config, request["job"], request["trigger"], request["params"],
-                               fds[0], history=history)
+                               fds[0], cancel, history=history)
             except BaseException:
                 code = 1
             finally:
@@ -247,7 +253,7 @@ def _still_writable(history: History) -> History | None:
 
 
 def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mapping[str, Any],
-               report_fd: int, history: History | None = None) -> None:
+               report_fd: int, cancel: CancelFlag, history: History | None = None) -> None:
     """The supervisor process: never returns. A spare comes with its fds already detached and
     its history open."""
     code, reported = 0, False
@@ -266,12 +272,8 @@ def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mappin
             history = _still_writable(history)
         os.set_blocking(report_fd, True)
         from runner.engine import Engine, JobBusy
-        from runner.execute import CancelFlag
         from runner.history import History
 
-        cancel = CancelFlag()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda signum, _f: cancel.set(signal.Signals(signum).name))
         for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
                     signal.SIGWINCH, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)

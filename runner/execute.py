@@ -53,6 +53,36 @@ class CancelFlag:
         return self.reason is not None
 
 
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+def fork_run_process() -> int:
+    """`os.fork()` for a process that will run a job, which must call `cancel_on_stop_signals`.
+
+    SIGINT and SIGTERM are held from just before the fork until the child has its own handlers:
+    a stop sent in between would otherwise run the parent's handler in the child (a scheduler's
+    or launcher's, which only sets a flag of that process) and the job would run to its end.
+    """
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    pid = os.fork()
+    if pid:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    return pid
+
+
+def cancel_on_stop_signals() -> CancelFlag:
+    """A flag that SIGINT and SIGTERM set from now on, in this process (one that runs a job).
+
+    Also lets through the stop signals held since `fork_run_process`, so one sent before now
+    sets the flag at once, and tools started later are not born with them blocked.
+    """
+    cancel = CancelFlag()
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, _frame: cancel.set(signal.Signals(signum).name))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+    return cancel
+
+
 _libc_prctl: Callable[..., int] | None = None
 
 

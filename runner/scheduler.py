@@ -25,7 +25,12 @@ import schedule
 
 from runner.config import Config
 from runner.errors import UserError
-from runner.execute import background_priority
+from runner.execute import (
+    CancelFlag,
+    background_priority,
+    cancel_on_stop_signals,
+    fork_run_process,
+)
 from runner.locks import JobLock
 from runner.schedules import Schedule, parse_schedule, zone
 
@@ -100,7 +105,7 @@ class Scheduler:
         self.stopping = True
 
     def _spawn(self, name: str) -> None:
-        pid = os.fork()
+        pid = fork_run_process()
         if pid:
             self.children[pid] = name
             log.info("scheduler: started %s (pid %d)", name, pid)
@@ -108,9 +113,10 @@ class Scheduler:
         code = 0
         try:
             self.lock.drop_inherited()
-            os.setsid()
+            os.setsid()  # before the stop signals are let through: a Ctrl-C is the scheduler's
+            cancel = cancel_on_stop_signals()
             background_priority(self.config.server.run_nice)
-            run_scheduled(self.config, name, in_service=self.in_service)
+            run_scheduled(self.config, name, in_service=self.in_service, cancel=cancel)
         except BaseException:
             code = 1
         finally:
@@ -140,16 +146,12 @@ class Scheduler:
         self.lock.release()
 
 
-def run_scheduled(config: Config, name: str, *, in_service: bool) -> None:
+def run_scheduled(config: Config, name: str, *, in_service: bool, cancel: CancelFlag) -> None:
     """One scheduled run, in its own process (what `run` does, with trigger `schedule`)."""
     from notifiers.courier import run_notifier
     from runner.engine import Engine
-    from runner.execute import CancelFlag
     from runner.history import open_history
 
-    cancel = CancelFlag()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda signum, _f: cancel.set(signal.Signals(signum).name))
     history = open_history(config.state_dir)
     notifier = run_notifier(config, adopt=not in_service, wait=0.0 if in_service else None)
     Engine(config, history, notifier).run(

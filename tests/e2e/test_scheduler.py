@@ -7,6 +7,7 @@ import itertools
 import json
 import signal
 import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -159,6 +160,66 @@ schedule = "every 1s"
     locks = subprocess.run([ws.restic, "list", "locks"], env=ws.restic_env(),
                            capture_output=True, text=True, check=True)
     assert locks.stdout.strip() == ""
+
+
+# `restic-runner schedule`, with the scheduler's SIGTERM forced into the moment between forking a
+# run and that run's own signal handlers: the run, before it installs them, signals the scheduler
+# and waits for the scheduler's stop to reach it (held pending, as it must be, or run by the
+# scheduler's handler it inherited, which a plain fork leaves it). `{fork}` lets the test show
+# that the signal mask across the fork is what makes the run see the stop.
+FORK_WINDOW_DRIVER = """
+import os, signal, sys, time
+import runner.scheduler
+
+stopped_in = []
+stop = runner.scheduler.Scheduler._stop
+
+def recording_stop(self, signum, frame):
+    stopped_in.append(os.getpid())
+    stop(self, signum, frame)
+
+installs_handlers = runner.scheduler.cancel_on_stop_signals
+
+def signal_the_scheduler_first():
+    os.kill(os.getppid(), signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while (signal.SIGTERM not in signal.sigpending() and os.getpid() not in stopped_in
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
+    return installs_handlers()
+
+runner.scheduler.Scheduler._stop = recording_stop
+runner.scheduler.cancel_on_stop_signals = signal_the_scheduler_first
+runner.scheduler.fork_run_process = {fork}
+from runner.cli import main
+sys.exit(main(["schedule"]))
+"""
+
+
+def test_a_stop_sent_while_a_run_is_being_forked_cancels_that_run(ws: Workspace) -> None:
+    slow = ws.root / "slow.sh"
+    slow.write_text("#!/bin/sh\nsleep 2\n")
+    slow.chmod(0o755)
+    ws.write_config(f"""
+[jobs.verify]
+kind = "check"
+schedule = "every 1s"
+pre_hook = ["{slow}"]
+""")
+
+    def scheduled_run_with(fork: str) -> dict:
+        done = subprocess.run([sys.executable, "-c", FORK_WINDOW_DRIVER.format(fork=fork)],
+                              env=ws.env(), cwd=ws.root, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        return _runs(ws, "verify")[-1]
+
+    run = scheduled_run_with("runner.scheduler.fork_run_process")
+    assert run["status"] == "cancelled" and run["error"] == "cancelled (SIGTERM)"
+    assert [step["name"] for step in run["steps"]] == ["pre_hook"]
+    # a plain fork: the stop reaches the scheduler's handler, inherited, and is lost
+    assert scheduled_run_with("os.fork")["status"] == "succeeded"
+    assert len(_runs(ws, "verify")) == 2
 
 
 def test_serve_runs_exactly_one_scheduler(ws: Workspace) -> None:
