@@ -111,9 +111,10 @@ kind = "check"
     assert by_job["manual"]["next_run"] is None
 
 
-def test_a_tick_that_finds_its_job_running_records_skipped(ws: Workspace) -> None:
+def _verify_every_second_with_a_pre_hook_of(ws: Workspace, seconds: int) -> None:
+    """A `check` job scheduled every second whose pre_hook sleeps `seconds`."""
     slow = ws.root / "slow.sh"
-    slow.write_text("#!/bin/sh\nsleep 3\n")
+    slow.write_text(f"#!/bin/sh\nsleep {seconds}\n")
     slow.chmod(0o755)
     ws.write_config(f"""
 [jobs.verify]
@@ -121,6 +122,10 @@ kind = "check"
 schedule = "every 1s"
 pre_hook = ["{slow}"]
 """)
+
+
+def test_a_tick_that_finds_its_job_running_records_skipped(ws: Workspace) -> None:
+    _verify_every_second_with_a_pre_hook_of(ws, seconds=3)
     proc = ws.popen("schedule")
     try:
         wait_until(lambda: any(r["status"] == "skipped" for r in _runs(ws, "verify")),
@@ -197,15 +202,7 @@ sys.exit(main(["schedule"]))
 
 
 def test_a_stop_sent_while_a_run_is_being_forked_cancels_that_run(ws: Workspace) -> None:
-    slow = ws.root / "slow.sh"
-    slow.write_text("#!/bin/sh\nsleep 2\n")
-    slow.chmod(0o755)
-    ws.write_config(f"""
-[jobs.verify]
-kind = "check"
-schedule = "every 1s"
-pre_hook = ["{slow}"]
-""")
+    _verify_every_second_with_a_pre_hook_of(ws, seconds=2)
 
     def scheduled_run_with(fork: str) -> dict:
         done = subprocess.run([sys.executable, "-c", FORK_WINDOW_DRIVER.format(fork=fork)],
