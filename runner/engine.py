@@ -207,10 +207,14 @@ class _Run:
     # --- steps ---------------------------------------------------------------------------------
 
     def _steps(self) -> tuple[str, int]:
+        """Run the pre hook and the planned steps. A success needs every main step (one that
+        decides the outcome) to have run to its end: a stop before or during one never is."""
+        planned = plan(self.job, self.params)
+        unfinished = [spec.name for spec in planned if spec.decides_outcome]
         if self.job.pre_hook:
             hook = self._hook("pre_hook", self.job.pre_hook, {})
             if hook.cancelled:
-                return self._stopped_status(hook)
+                return self._stopped_status(hook, unfinished)
             if hook.exit_code != 0:
                 if self.job.pre_hook_on_error == "fail":
                     self.record["error"] = f"pre_hook failed with exit code {hook.exit_code}"
@@ -218,7 +222,7 @@ class _Run:
                     return "failed", hook.exit_code
                 self.log.note("pre_hook failed; continuing (pre_hook_on_error = \"continue\")")
         status, exit_code = "succeeded", 0
-        for spec in plan(self.job, self.params):
+        for spec in planned:
             if status == "failed" and not spec.always:
                 continue
             if spec.needs_success and status != "succeeded":
@@ -227,19 +231,24 @@ class _Run:
             outcome, parser = self._tool_step(spec)
             if spec.decides_outcome:
                 self.record["stats"].update(parser.stats)
+                if _ran_to_its_end(outcome):
+                    unfinished.remove(spec.name)
                 if outcome.stopped:
-                    return self._stopped_status(outcome)
+                    return self._stopped_status(outcome, unfinished)
                 status, exit_code = _status_of(spec, outcome)
                 if outcome.not_started:
                     self.record["error"] = outcome.not_started
                 elif status != "succeeded":
                     self.record["error"] = parser.error or _killed_message(spec, outcome)
             elif outcome.stopped:
-                return self._stopped_status(outcome)
+                return self._stopped_status(outcome, unfinished)
             if outcome.exit_code != 0 and self.job.uses_restic and self.job.restic.auto_unlock \
                     and _is_lock_failure(outcome.exit_code, parser.error):
                 self.log.note("repository is locked and auto_unlock is on: removing stale locks")
                 self._tool_step(unlock_step(self.job))
+        if status == "succeeded" and unfinished:  # no path leads here; the rule holds anyway
+            self.record["error"] = f"{', '.join(unfinished)} did not run to its end"
+            return "failed", 1
         return status, exit_code
 
     def _tool_step(self, spec: StepSpec) -> tuple[ProcessOutcome, OutputParser]:
@@ -302,12 +311,18 @@ class _Run:
             for pipe in pipes.values():
                 pipe.close()
 
-    def _stopped_status(self, outcome: ProcessOutcome) -> tuple[str, int]:
+    def _stopped_status(self, outcome: ProcessOutcome,
+                        unfinished: list[str]) -> tuple[str, int]:
+        """The status of a run stopped (timeout or cancel) while `outcome`'s process ran. It
+        is a success only if that process still exited 0 and no main step is left unfinished
+        (a pre hook that ignores the stop and exits 0 leaves the backup unfinished)."""
         if outcome.timed_out:
             self.record["error"] = f"timed out after {self.job.timeout:g}s"
             return "timed_out", EXIT_TIMED_OUT
-        if outcome.exit_code == 0:
+        if outcome.exit_code == 0 and not unfinished:
             return "succeeded", 0
+        if unfinished:
+            self.log.note(f"not run to its end: {', '.join(unfinished)}")
         self.record["error"] = f"cancelled ({self.cancel.reason})"
         return "cancelled", EXIT_CANCELLED
 
@@ -355,6 +370,13 @@ class _Run:
         with contextlib.suppress(sqlite3.Error, OSError):  # the end itself is recorded already
             self.history.save(r)
             self.history.write_last(r)
+
+
+def _ran_to_its_end(outcome: ProcessOutcome) -> bool:
+    """The process started and ended by itself: not stopped by us (or it exited 0 anyway)."""
+    if outcome.not_started:
+        return False
+    return not outcome.stopped or outcome.exit_code == 0
 
 
 def _status_of(spec: StepSpec, outcome: ProcessOutcome) -> tuple[str, int]:
