@@ -85,7 +85,7 @@ def run(ctx: click.Context, job: str, config_file: str | None, as_json: bool,
     config = load_config(_config_file(ctx, config_file))
     config.job(job)
     cancel = cancel_on_stop_signals()
-    history = open_history(config.state_dir)
+    history = open_history(config.state_dir, config.history)
     from notifiers.courier import run_notifier
 
     notifier = run_notifier(config, adopt=True)  # no service may be around: deliver it all

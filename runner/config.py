@@ -146,6 +146,24 @@ class ClientConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HistorySettings:
+    """`[history]`: how much of the run history (runs, their events, deliveries, attempts and
+    log files) is kept. A run goes when it is older than `keep_for` or beyond the newest
+    `keep_runs` of its job, whichever comes first (runs/history docs)."""
+
+    keep_runs: int = 1000  # per job
+    keep_for: float = 90 * 86400.0  # seconds
+
+
+def _read_history(t: Table) -> HistorySettings:
+    d = HistorySettings()
+    settings = HistorySettings(keep_runs=t.get("keep_runs", as_count, d.keep_runs),
+                               keep_for=t.get("keep_for", as_duration, d.keep_for))
+    t.finish()
+    return settings
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: Path
     state_dir: Path
@@ -157,6 +175,7 @@ class Config:
     clients: tuple[ClientConfig, ...] = ()
     notify: NotifySettings = field(default_factory=NotifySettings)
     signing: SigningSettings = field(default_factory=SigningSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
     warnings: tuple[str, ...] = ()  # e.g. restic-backup-helper variables that mean nothing here
 
     def job(self, name: str) -> JobConfig:
@@ -387,13 +406,11 @@ def _read_clients(file: str, data: object, base: Path, jobs: Mapping[str, JobCon
 def default_state_dir() -> Path:
     if os.environ.get(STATE_DIR_ENV):
         return Path(os.environ[STATE_DIR_ENV])
+    # Chosen without creating anything (`config check` creates nothing): the directory is made
+    # (mode 0700) by the command that first uses it.
     system = Path("/var/lib/restic-runner")
-    try:
-        system.mkdir(parents=True, exist_ok=True)
-        if os.access(system, os.W_OK):
-            return system
-    except OSError:
-        pass
+    if os.access(system, os.W_OK) or (not system.exists() and os.access(system.parent, os.W_OK)):
+        return system
     return Path.home() / ".local" / "state" / "restic-runner"
 
 
@@ -419,7 +436,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     clients = _read_clients(file, data.get("clients", []), base, jobs)
     notify = read_notify(file, data.get("notify", {}), base, tuple(jobs))
     signing = read_signing(file, data.get("signing", {}), base)
-    top.seen.update(("server", "clients", "notify", "signing"))
+    history = _read_history(Table(file, "history", data.get("history", {}), base))
+    top.seen.update(("server", "clients", "notify", "signing", "history"))
     top.finish()
     return Config(
         path=path, state_dir=state_dir, hostname=hostname, restic=restic, rclone=rclone,
@@ -428,6 +446,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         clients=clients,
         notify=notify,
         signing=signing,
+        history=history,
     )
 
 

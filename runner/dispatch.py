@@ -177,7 +177,7 @@ class _Spare:
                 from runner.history import History
 
                 try:
-                    history: History | None = History(config.state_dir)
+                    history: History | None = History(config.state_dir, config.history)
                 except UserError:  # unusable now: _supervise opens it again, and reports
                     history = None
                 message, fds, _, _ = socket.recv_fds(child, 1 << 16, 1)
@@ -282,7 +282,7 @@ def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mappin
         # first attempts only: the service's deliveries worker retries the rest
         notifier = run_notifier(config, adopt=False, wait=0.0)
         try:
-            Engine(config, history or History(config.state_dir), notifier).run(
+            Engine(config, history or History(config.state_dir, config.history), notifier).run(
                 job, trigger=trigger, params=params, cancel=cancel, record_skipped=False,
                 on_start=lambda record: report(status="started", run_id=record["run_id"]))
         except JobBusy as busy:

@@ -6,18 +6,29 @@ Every process that opens the store first marks runs whose supervisor died as `in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import UserError
-from runner.fsutil import atomic_write, private_dir
+from runner.fsutil import (
+    NotRegularFile,
+    atomic_write,
+    open_private_file,
+    prepare_db_file,
+    private_dir,
+    state_subdir,
+)
 from runner.locks import JobLock
 from runner.record import rfc3339, seconds_between, utc_now
+
+if TYPE_CHECKING:
+    from runner.config import HistorySettings
 
 SCHEMA_VERSION = 4  # 3: the status indexes; 4: deliveries.lease_holder
 _SCHEMA = """
@@ -90,6 +101,7 @@ def connect_db(path: Path, attempts: int = 40) -> sqlite3.Connection:
     """Open the database in WAL mode. Many processes opening it at the same instant (50
     triggers at once) can see SQLITE_BUSY or SQLITE_PROTOCOL while one switches the journal
     mode; those are transient, so retry briefly."""
+    prepare_db_file(path)  # 0600 (its -wal and -shm get its mode); no symlink
     for attempt in range(attempts):
         db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
@@ -118,6 +130,9 @@ def _migrations(db: sqlite3.Connection) -> str:
     if columns and "lease_holder" not in columns:  # before schema 4
         return "ALTER TABLE deliveries ADD COLUMN lease_holder TEXT;"
     return ""
+
+
+PRUNE_BATCH = 500  # runs (and orphan events) pruned at most per run end
 
 
 class StateError(UserError):
@@ -150,16 +165,35 @@ def _state_problem(state_dir: Path, exc: sqlite3.DatabaseError) -> str:
     return f"state_dir: the history database {database} cannot be used ({text})"
 
 
+def check_state_dir(state_dir: Path) -> None:
+    """Refuse a state directory that every local user may write to (and that we do not own, so
+    cannot tighten): anyone could plant links or files in it."""
+    import stat
+
+    info = state_dir.stat()
+    if info.st_mode & stat.S_IWOTH:
+        raise StateError(f"state_dir: {state_dir} is writable by every local user (mode "
+                         f"{stat.S_IMODE(info.st_mode):04o}, owner uid {info.st_uid}): refused; "
+                         f"run: chmod 0700 {state_dir}")
+
+
 class History:
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, retention: HistorySettings | None = None) -> None:
+        """`retention`: when given, each run's end also prunes its job's old runs
+        (`prune_logs`); without it only log files are pruned."""
         self.state_dir = state_dir
+        self.retention = retention
         try:
-            private_dir(state_dir)
-            self.lock_dir = private_dir(state_dir / "locks")
-            self.log_dir = private_dir(state_dir / "logs")
+            private_dir(state_dir)  # made 0700, or tightened to 0700 when it is ours
+            check_state_dir(state_dir)
+            self.lock_dir = state_subdir(state_dir / "locks")
+            self.log_dir = state_subdir(state_dir / "logs")
             self.db = connect_db(state_dir / "history.db")
         except sqlite3.DatabaseError as exc:
             raise StateError(_state_problem(state_dir, exc)) from None
+        except NotRegularFile as exc:
+            raise StateError(f"state_dir: {exc.filename} is a symlink or not a regular file or "
+                             "directory: refused (move it aside)") from None
         except OSError as exc:
             raise StateError(f"state_dir: {state_dir} is not usable: {exc.strerror}") from None
 
@@ -194,14 +228,22 @@ class History:
         """`last-<job>.json`, written atomically after every run, skipped and failed included."""
         path = self.state_dir / f"last-{record['job']}.json"
         record = self.with_notifications(dict(record))
+        success = self.last_success(record["job"])  # never a dry run, whatever this record is
+        record["last_success"] = None if success is None else {
+            "run_id": success["run_id"], "finished_at": success["finished_at"]}
         atomic_write(path, json.dumps(record, indent=2).encode() + b"\n")
         return path
 
     def log_path(self, job: str, run_id: str) -> Path:
-        return private_dir(self.log_dir / job) / f"{run_id}.log"
+        return state_subdir(self.log_dir / job) / f"{run_id}.log"
 
     def prune_logs(self, job: str, keep: int) -> int:
-        """Delete the oldest log files of a job beyond `keep`; returns how many went."""
+        """Delete the oldest log files of a job beyond `keep`; returns how many went. Called when
+        a run ends: with a `retention`, the job's old runs are pruned first (`prune_runs`)."""
+        if self.retention is not None:
+            # pruning never fails a run; the next run's end tries again
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self.prune_runs(job, self.retention)
         directory = self.log_dir / job
         try:
             logs = sorted(directory.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -210,6 +252,82 @@ class History:
         for old in logs[keep:]:
             old.unlink(missing_ok=True)
         return max(0, len(logs) - keep)
+
+    def prune_runs(self, job: str, retention: HistorySettings, *, now: float | None = None,
+                   limit: int = PRUNE_BATCH) -> list[str]:
+        """Delete `job`'s runs older than `retention.keep_for` or beyond its newest
+        `retention.keep_runs`, with their events, deliveries, attempts and log files; returns
+        their ids. Never a running run, one with a delivery still pending, nor the job's newest
+        ended and newest succeeded run (`last-<job>.json`, the metrics and `max_age` read them).
+        At most `limit` per call, so a run's end stays cheap on a long history."""
+        cutoff = rfc3339(datetime.fromtimestamp((now or time.time()) - retention.keep_for, UTC))
+        rows = self.db.execute(
+            "SELECT run_id FROM runs r WHERE job = ?1 AND status != 'running' "
+            "AND (started_at < ?2 OR run_id NOT IN (SELECT run_id FROM runs WHERE job = ?1 "
+            "ORDER BY started_at DESC LIMIT ?3)) "
+            "AND run_id NOT IN (SELECT run_id FROM runs WHERE job = ?1 AND status != 'running' "
+            "ORDER BY started_at DESC LIMIT 1) "
+            "AND run_id NOT IN (SELECT run_id FROM runs WHERE job = ?1 AND status != 'running' "
+            "AND status != 'skipped' ORDER BY started_at DESC LIMIT 1) "
+            "AND run_id NOT IN (SELECT run_id FROM runs WHERE job = ?1 AND status = 'succeeded' "
+            "ORDER BY started_at DESC LIMIT 1) "
+            "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.run_id "
+            "AND d.state = 'pending') ORDER BY started_at LIMIT ?4",
+            (job, cutoff, retention.keep_runs, limit)).fetchall()
+        run_ids = [run_id for (run_id,) in rows]
+        if run_ids:
+            self._delete_runs(run_ids)
+            for run_id in run_ids:
+                (self.log_dir / job / f"{run_id}.log").unlink(missing_ok=True)
+        self._prune_orphan_events(cutoff_seconds=(now or time.time()) - retention.keep_for,
+                                  limit=limit)
+        return run_ids
+
+    def _delete_runs(self, run_ids: list[str]) -> None:
+        marks = ",".join("?" * len(run_ids))
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM "
+                            f"deliveries WHERE run_id IN ({marks}))", run_ids)
+            self.db.execute(f"DELETE FROM deliveries WHERE run_id IN ({marks})", run_ids)
+            self.db.execute(f"DELETE FROM events WHERE run_id IN ({marks})", run_ids)
+            self.db.execute(f"DELETE FROM runs WHERE run_id IN ({marks}) "
+                            "AND status != 'running'", run_ids)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _prune_orphan_events(self, cutoff_seconds: float, limit: int) -> None:
+        """Events older than the cutoff whose run is gone (or never was one: `notify-test`),
+        with nothing left to deliver."""
+        rows = self.db.execute(
+            "SELECT event_id FROM events e WHERE created < ? AND NOT EXISTS (SELECT 1 FROM "
+            "runs r WHERE r.run_id = e.run_id) AND NOT EXISTS (SELECT 1 FROM deliveries d "
+            "WHERE d.event_id = e.event_id AND d.state = 'pending') LIMIT ?",
+            (cutoff_seconds, limit)).fetchall()
+        event_ids = [event_id for (event_id,) in rows]
+        if not event_ids:
+            return
+        marks = ",".join("?" * len(event_ids))
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM "
+                            f"deliveries WHERE event_id IN ({marks}))", event_ids)
+            self.db.execute(f"DELETE FROM deliveries WHERE event_id IN ({marks})", event_ids)
+            self.db.execute(f"DELETE FROM events WHERE event_id IN ({marks})", event_ids)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def store_bytes(self) -> int:
+        """The size of the history database on disk: `history.db` and its write-ahead log."""
+        total = 0
+        for name in ("history.db", "history.db-wal"):
+            with contextlib.suppress(OSError):
+                total += (self.state_dir / name).stat().st_size
+        return total
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -276,19 +394,27 @@ class History:
             sql, args = sql + " AND job = ?", (job,)
         return [json.loads(r[0]) for r in self.db.execute(sql + " ORDER BY started_at", args)]
 
-    def last_ended(self, job: str, *, status: str | None = None,
-                   exclude: tuple[str, ...] = ()) -> dict[str, Any] | None:
-        """The newest run of `job` that has ended (optionally: with `status`)."""
+    def last_ended(self, job: str, *, status: str | None = None, exclude: tuple[str, ...] = (),
+                   dry_run: bool | None = None) -> dict[str, Any] | None:
+        """The newest run of `job` that has ended (optionally: with `status`; only dry runs, or
+        none, with `dry_run`; records from before the field are no dry runs)."""
         sql = "SELECT record FROM runs WHERE job = ? AND status != 'running'"
-        args: list[str] = [job]
+        args: list[Any] = [job]
         if status:
             sql += " AND status = ?"
             args.append(status)
         for skip in exclude:
             sql += " AND status != ?"
             args.append(skip)
+        if dry_run is not None:
+            sql += " AND coalesce(json_extract(record, '$.dry_run'), 0) = ?"
+            args.append(int(dry_run))
         row = self.db.execute(sql + " ORDER BY started_at DESC LIMIT 1", args).fetchone()
         return json.loads(row[0]) if row else None
+
+    def last_success(self, job: str) -> dict[str, Any] | None:
+        """The newest run of `job` that succeeded for real: a dry run never counts."""
+        return self.last_ended(job, status="succeeded", dry_run=False)
 
     def runs(self, *, job: str | None = None, status: str | None = None, limit: int = 50,
              before: str | None = None, jobs: list[str] | None = None
@@ -353,8 +479,12 @@ class History:
         return [current]
 
     def _append_log(self, record: dict[str, Any], line: str) -> None:
+        import os
+
         try:
-            with open(self.log_path(record["job"], record["run_id"]), "a", encoding="utf-8") as f:
+            fd = open_private_file(self.log_path(record["job"], record["run_id"]),
+                                   os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            with os.fdopen(fd, "a", encoding="utf-8") as f:
                 f.write(line)
         except OSError:
             pass
@@ -379,9 +509,9 @@ def finish_interrupted(record: dict[str, Any]) -> None:
     record["error"] = record.get("error") or "the supervising process died before the run ended"
 
 
-def open_history(state_dir: Path) -> History:
+def open_history(state_dir: Path, retention: HistorySettings | None = None) -> History:
     """Open the store and recover what dead supervisors left behind."""
-    history = History(state_dir)
+    history = History(state_dir, retention)
     history.mark_interrupted()
     return history
 

@@ -27,12 +27,16 @@ class JobLock:
         """Take the lock without waiting; False when another process holds it."""
         if self._fd is not None:
             return True
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            from runner.errors import UserError
+        from runner.errors import UserError
+        from runner.fsutil import NotRegularFile, open_private_file, private_dir
 
+        try:
+            private_dir(self.path.parent)
+            fd = open_private_file(self.path, os.O_RDWR | os.O_CREAT)
+        except NotRegularFile:
+            raise UserError(f"state_dir: the lock {self.path} is a symlink or not a regular "
+                            "file: refused (remove it)") from None
+        except OSError as exc:
             raise UserError(f"state_dir: {self.path.parent} is not writable: cannot open "
                             f"the lock {self.path.name} ({exc.strerror})") from None
         try:
@@ -68,8 +72,10 @@ class JobLock:
             pass
 
     def read_holder(self) -> dict[str, object] | None:
+        from runner.fsutil import read_regular_file
+
         try:
-            data = json.loads(self.path.read_bytes() or b"null")
+            data = json.loads(read_regular_file(self.path, 65536) or b"null")
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None

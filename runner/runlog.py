@@ -6,9 +6,12 @@ progress the record keeps instead) → file. The last lines are kept in memory f
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import BinaryIO
 
+from runner.fsutil import open_private_file
 from runner.jobs.output import OutputParser
 from security.masking import REGISTRY, StreamRedactor
 
@@ -20,17 +23,24 @@ MAX_LINE = 1 << 20  # a "line" longer than this is written in pieces
 class RunLog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._file = open(path, "ab")  # noqa: SIM115 - lives as long as the run
         self._tail = bytearray()
-        # The first write that failed (a full disk): the run goes on (restic's repository is
-        # elsewhere), the tail stays in memory, and the record says the log is incomplete.
+        # The first write that failed (a full disk, or a log path that is a symlink or not a
+        # regular file, refused): the run goes on (restic's repository is elsewhere), the tail
+        # stays in memory, and the record says the log is incomplete.
         self.write_error: OSError | None = None
+        self._file: BinaryIO | None = None
+        try:
+            fd = open_private_file(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            self._file = os.fdopen(fd, "ab")
+        except OSError as exc:
+            self.write_error = exc
 
     def write(self, data: bytes) -> None:
         if data:
             try:
-                self._file.write(data)
-                self._file.flush()
+                if self._file is not None:
+                    self._file.write(data)
+                    self._file.flush()
             except OSError as exc:
                 self.write_error = self.write_error or exc
             self._tail += data
@@ -51,7 +61,8 @@ class RunLog:
 
     def close(self) -> None:
         try:
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
         except OSError as exc:  # the buffer's last flush, on a full disk
             self.write_error = self.write_error or exc
 

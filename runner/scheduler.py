@@ -152,7 +152,7 @@ def run_scheduled(config: Config, name: str, *, in_service: bool, cancel: Cancel
     from runner.engine import Engine
     from runner.history import open_history
 
-    history = open_history(config.state_dir)
+    history = open_history(config.state_dir, config.history)
     notifier = run_notifier(config, adopt=not in_service, wait=0.0 if in_service else None)
     Engine(config, history, notifier).run(
         name, trigger={"source": "schedule", "client": None, "idempotency_key": None},

@@ -238,6 +238,9 @@ class _SqliteStore:
             # Inherited across fork: never use or close it here (closing may checkpoint or
             # unlink the parent's WAL); keep a reference so garbage collection does not either.
             self._inherited.append(self._db)
+        from runner.fsutil import prepare_db_file
+
+        prepare_db_file(self.path)  # 0600 (and so its -wal, -shm); never through a symlink
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None,
                              check_same_thread=False)
         db.execute("PRAGMA busy_timeout = 10000")
