@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from runner.fsutil import private_dir
+from runner.fsutil import state_subdir
 
 _NAME = re.compile(r"[0-9]+-[0-9a-f]{12}")
 _HOLDERS: dict[Path, LeaseHolder] = {}
@@ -59,7 +59,7 @@ class LeaseHolder:
     def _create(self) -> str:
         """A new lock file, locked before it appears under its name (rename), so nobody can
         take a half-made holder for a dead one."""
-        private_dir(self.lease_dir)
+        state_subdir(self.lease_dir)  # 0700; refused when a symlink
         self._sweep()
         for _ in range(5):
             name = f"{os.getpid()}-{os.urandom(6).hex()}"
@@ -86,7 +86,8 @@ class LeaseHolder:
         was removed by whoever found its holder gone."""
         path = self.lease_dir / filename
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            # never through a symlink (ELOOP: counted alive, left alone)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             return True
         except OSError:

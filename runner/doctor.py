@@ -111,14 +111,82 @@ def _repository_checks(config: Config) -> list[Check]:
 
 
 def _state_dir_check(config: Config) -> Check:
+    from runner.fsutil import private_dir
+
     state = config.state_dir
     try:
-        state.mkdir(parents=True, exist_ok=True)
+        if not state.exists():
+            private_dir(state)  # made 0700; an existing one is only looked at
         with tempfile.NamedTemporaryFile(dir=state, prefix=".doctor-"):
             pass
     except OSError as exc:
         return Check("state", "fail", f"state_dir {state} is not writable: {exc.strerror}")
     return Check("state", "ok", f"state_dir {state} is writable")
+
+
+def _state_mode_checks(state: Path) -> list[Check]:
+    """Who else may read or change the state directory and what restic-runner keeps in it."""
+    import stat
+
+    info = state.stat()
+    mode, ours = stat.S_IMODE(info.st_mode), info.st_uid == os.geteuid()
+    checks = []
+    if mode & stat.S_IWOTH:
+        action = "run and serve tighten it to 0700" if ours else "run and serve refuse it"
+        checks.append(Check("state", "fail", f"state_dir {state} (mode {mode:04o}) is writable "
+                                             f"by every local user; {action}"))
+    elif mode & 0o077:
+        action = ("run and serve tighten it to 0700" if ours else "not ours to tighten (a "
+                  "volume shared with a group?); the files in it are 0600 all the same")
+        checks.append(Check("state", "warn", f"state_dir {state} (mode {mode:04o}) is open to "
+                                             f"group or others; {action}"))
+    else:
+        checks.append(Check("state", "ok", f"state_dir {state} (mode {mode:04o}) is private"))
+    open_files, links = [], []
+    for path in _state_entries(state):
+        entry = path.lstat()
+        if stat.S_ISLNK(entry.st_mode):
+            links.append(path.relative_to(state))
+        elif stat.S_IMODE(entry.st_mode) & 0o077 and not stat.S_ISSOCK(entry.st_mode):
+            open_files.append(f"{path.relative_to(state)} ({stat.S_IMODE(entry.st_mode):04o})")
+    if links:
+        checks.append(Check("state", "fail", f"symlinks in state_dir, refused by run and serve: "
+                                             f"{', '.join(map(str, links[:10]))}"))
+    if open_files:
+        more = f" and {len(open_files) - 10} more" if len(open_files) > 10 else ""
+        checks.append(Check("state", "warn", "open to group or others (tightened to 0600/0700 "
+                                             f"when next opened): {', '.join(open_files[:10])}"
+                                             f"{more}"))
+    return checks
+
+
+def _state_entries(state: Path) -> list[Path]:
+    """What restic-runner keeps in `state_dir`: its files, and its directories with theirs (the
+    run logs one level deeper), not the restic cache or a restore rehearsal's scratch tree."""
+    found = []
+    for path in state.iterdir():
+        found.append(path)
+        if path.name in ("locks", "leases", "env-secrets", "logs") and not path.is_symlink():
+            for sub in path.iterdir():
+                found.append(sub)
+                if path.name == "logs" and sub.is_dir() and not sub.is_symlink():
+                    found.extend(sub.iterdir())
+    return found
+
+
+def _store_size_check(state: Path) -> Check:
+    """The history's size on disk: the database with its write-ahead log, and the run logs."""
+    database = sum(p.stat().st_size for p in (state / "history.db", state / "history.db-wal")
+                   if p.is_file())
+    logs = 0
+    if (state / "logs").is_dir():
+        logs = sum(p.stat().st_size for p in (state / "logs").rglob("*.log") if p.is_file())
+    return Check("state", "info", f"history: database {_mib(database)}, run logs {_mib(logs)} "
+                                  "(kept as [history] and keep_logs say)")
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1048576:.1f} MiB"
 
 
 def _job_summary(job: JobConfig) -> dict[str, Any]:
@@ -142,6 +210,9 @@ def run_doctor(config_file: str | None, *, send_test: bool = False) -> dict[str,
     checks += _repository_checks(config)
     state = _state_dir_check(config)
     checks.append(state)
+    if state.status == "ok":
+        checks += _state_mode_checks(config.state_dir)
+        checks.append(_store_size_check(config.state_dir))
     checks += _notify_checks(config, state.status == "ok", send_test)
     return _report(checks, config)
 

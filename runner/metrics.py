@@ -81,6 +81,7 @@ class RunCollector(Collector):
                  jobs: tuple[str, ...] | None = None) -> None:
         self.config, self.history = config, history
         self.jobs = tuple(config.jobs) if jobs is None else jobs
+        self.whole = jobs is None  # /metrics: the service's own families too, not per job
 
     def collect(self) -> Iterator[Metric]:
         from notifiers.outbox import Outbox
@@ -118,6 +119,12 @@ class RunCollector(Collector):
                                     "deliveries of this job's events abandoned (retry budget "
                                     "spent, permanent error, 410 Gone)", labels=LABELS),
                 labels, float(given_up))
+        if self.whole:
+            store = GaugeMetricFamily("restic_runner_history_bytes", "restic-runner: size of "
+                                      "the run history database on disk (history.db and its "
+                                      "WAL)", labels=["hostname"])
+            store.add_metric([self.config.hostname], float(self.history.store_bytes()))
+            families[store.name] = store
         yield from families.values()
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 
 def prepare(directory: Path) -> int:
     shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True, mode=0o700)
+    from runner.fsutil import private_dir
+
+    private_dir(directory)  # it and every parent it makes 0700, whatever the umask
     print(f"restore-test: scratch directory {directory} ready")
     return 0
 
