@@ -195,11 +195,13 @@ def _read_restic(t: Table, base: ResticSettings) -> ResticSettings:
     values: dict[str, Any] = {
         "binary": t.get("binary", as_string, base.binary),
         "repository": t.get("repository", as_string, base.repository),
-        "repository_file": t.path("repository_file", base.repository_file, must_exist=True),
+        "repository_file": t.secret_path("repository_file", base.repository_file,
+                                         _repository_line),
         "password": t.get("password", as_string, base.password),
-        "password_file": t.path("password_file", base.password_file, must_exist=True),
+        "password_file": t.secret_path("password_file", base.password_file),
         "env": t.get("env", as_str_map, base.env),
-        "env_files": t.path_map("env_files") if t.has("env_files") else base.env_files,
+        "env_files": (t.path_map("env_files", secret=True) if t.has("env_files")
+                      else base.env_files),
         "cache_dir": t.path("cache_dir", base.cache_dir),
         "cacert": t.path("cacert", base.cacert, must_exist=True),
         "auto_unlock": t.get("auto_unlock", as_bool, base.auto_unlock),
@@ -216,12 +218,30 @@ def _read_restic(t: Table, base: ResticSettings) -> ResticSettings:
     return ResticSettings(**values)
 
 
+def _repository_line(text: str) -> None:
+    if not any(line.strip() and not line.strip().startswith("#") for line in text.splitlines()):
+        raise ValueError("holds no repository line (only blank lines and # comments)")
+
+
+def _whsec_lines(text: str) -> None:
+    from security.signing import check_whsec_lines
+
+    check_whsec_lines(text)
+
+
+def _token_lines(text: str) -> None:
+    from security.clients import check_token_lines
+
+    check_token_lines(text)
+
+
 def _read_rclone(t: Table, base: RcloneSettings) -> RcloneSettings:
     return RcloneSettings(
         binary=t.get("binary", as_string, base.binary),
         config=t.path("config", base.config, must_exist=True),
         env=t.get("env", as_str_map, base.env),
-        env_files=t.path_map("env_files") if t.has("env_files") else base.env_files,
+        env_files=(t.path_map("env_files", secret=True) if t.has("env_files")
+                   else base.env_files),
     )
 
 
@@ -393,8 +413,8 @@ def _read_clients(file: str, data: object, base: Path, jobs: Mapping[str, JobCon
                 raise t.error("jobs", f"no job named {job!r} (configured: "
                                       f"{', '.join(sorted(jobs)) or 'none'}; \"*\" means all)")
         client = ClientConfig(name=name, jobs=allowed,
-                              secret_file=t.path("secret_file", must_exist=True),
-                              token_file=t.path("token_file", must_exist=True))
+                              secret_file=t.secret_path("secret_file", check=_whsec_lines),
+                              token_file=t.secret_path("token_file", check=_token_lines))
         if not (client.secret_file or client.token_file):
             raise t.error("secret_file", "a client needs secret_file (Standard Webhooks) or "
                                          "token_file (Bearer)")

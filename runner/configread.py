@@ -157,7 +157,31 @@ class Table:
             self._check_readable(key, path)
         return path
 
-    def path_map(self, key: str) -> Mapping[str, Path]:
+    def secret_path(self, key: str, default: Path | None = None,
+                    check: Callable[[str], None] | None = None) -> Any:
+        """A secret file: it must exist, be readable and hold a value (an empty one would
+        quietly mean "no credential"); `check` validates the content and raises ValueError
+        saying what is wrong, never quoting the value. Inherited defaults were checked where
+        they were set."""
+        path = self.path(key, default, must_exist=True)
+        if self.has(key):
+            self._check_secret(key, path, check)
+        return path
+
+    def _check_secret(self, key: str, path: Path, check: Callable[[str], None] | None) -> None:
+        try:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as exc:
+            raise self.error(key, f"cannot read file {path}: {exc.strerror}") from None
+        if not text.strip():
+            raise self.error(key, f"secret file {path} is empty (expected the secret in it)")
+        if check is not None:
+            try:
+                check(text)
+            except ValueError as exc:
+                raise self.error(key, f"secret file {path}: {exc}") from None
+
+    def path_map(self, key: str, *, secret: bool = False) -> Mapping[str, Path]:
         self.seen.add(key)
         raw = self.data.get(key, {})
         if not isinstance(raw, dict):
@@ -172,6 +196,8 @@ class Table:
             except ValueError as exc:
                 raise self.error(f"{key}.{name}", str(exc)) from None
             self._check_readable(f"{key}.{name}", out[name])
+            if secret:
+                self._check_secret(f"{key}.{name}", out[name], None)
         return MappingProxyType(out)
 
     def _resolve(self, raw: str) -> Path:

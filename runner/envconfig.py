@@ -262,6 +262,7 @@ def _notify(b: _Builder) -> dict[str, Any]:
         if b.get("WEBHOOK_HEADER_AUTH"):
             hook["auth_header_file"] = b.secret_file("WEBHOOK_HEADER_AUTH",
                                                      b.get("WEBHOOK_HEADER_AUTH") or "")
+            b.note("notify.webhooks.default.auth_header_file", "WEBHOOK_HEADER_AUTH")
         if _on(b.get("WEBHOOK_ON_ERROR")):
             hook["on"] = errors_only
         notify["webhooks"] = {"default": hook}

@@ -156,17 +156,35 @@ def _url_or_file(t: Table) -> tuple[str | None, Path | None]:
     if t.has("url") and t.has("url_file"):
         raise t.error("url_file", "set url or url_file, not both")
     url = t.get("url", _http_url)
-    url_file = t.path("url_file", must_exist=True)
+    url_file = t.secret_path("url_file")
     if not (url or url_file):
         raise t.error("url", "missing (set url, or url_file for a URL that is itself a secret)")
     return url, url_file
+
+
+def _whsec_lines(text: str) -> None:
+    from security.signing import check_whsec_lines
+
+    check_whsec_lines(text)
+
+
+def _header_value(text: str) -> None:
+    from security.signing import check_header_value
+
+    check_header_value(text)
+
+
+def _whsk(text: str) -> None:
+    from security.signing import check_whsk
+
+    check_whsk(text)
 
 
 def _read_pushgateway(t: Table, known: tuple[str, ...]) -> PushgatewaySettings:
     settings = PushgatewaySettings(
         url=t.get("url", _http_url) or "",
         username=t.get("username", as_string),
-        password_file=t.path("password_file", must_exist=True),
+        password_file=t.secret_path("password_file"),
         timeout=t.get("timeout", as_duration, DEFAULT_HTTP_TIMEOUT),
         jobs=_jobs(t, known),
     )
@@ -182,8 +200,8 @@ def _read_webhook(t: Table, name: str, known: tuple[str, ...]) -> WebhookSetting
     url, url_file = _url_or_file(t)
     settings = WebhookSettings(
         name=name, url=url, url_file=url_file,
-        secret_file=t.path("secret_file", must_exist=True),
-        auth_header_file=t.path("auth_header_file", must_exist=True),
+        secret_file=t.secret_path("secret_file", check=_whsec_lines),
+        auth_header_file=t.secret_path("auth_header_file", check=_header_value),
         filters=_filters(t, known),
         timeout=t.get("timeout", as_duration, DEFAULT_HTTP_TIMEOUT),
     )
@@ -217,7 +235,7 @@ def _read_mail(t: Table, known: tuple[str, ...]) -> MailSettings:
         starttls=t.get("starttls", as_bool, False),
         tls=t.get("tls", as_bool, False),
         username=t.get("username", as_string),
-        password_file=t.path("password_file", must_exist=True),
+        password_file=t.secret_path("password_file"),
         cafile=t.path("cafile", must_exist=True),
         filters=_filters(t, known),
         timeout=t.get("timeout", as_duration, 30.0),
@@ -278,7 +296,7 @@ def _seconds(value: object) -> float:
 
 def read_signing(file: str, data: object, base: Path) -> SigningSettings:
     t = Table(file, "signing", data, base)
-    settings = SigningSettings(key_file=t.path("key_file", must_exist=True))
+    settings = SigningSettings(key_file=t.secret_path("key_file", check=_whsk))
     t.finish()
     return settings
 

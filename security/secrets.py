@@ -44,8 +44,11 @@ def file_access(path: Path) -> FileAccess:
 
 
 def read_secret_file(path: Path, key: str) -> str:
-    """The stripped content of a secret file, registered with the redactor."""
+    """The stripped content of a secret file, registered with the redactor. An empty (or
+    whitespace-only) file is refused: it would quietly mean "no credential"."""
     value = read_secret_file_raw(path, key).strip()
+    if not value:
+        raise SecretFileError(f"{key}: secret file {path} is empty (expected the secret in it)")
     register_secret(value)
     return value
 

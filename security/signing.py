@@ -18,3 +18,37 @@ def signature_header(msg_id: str, timestamp: int, body: bytes, *,
     if whsk:
         signatures.append(sign_v1a(whsk, msg_id, timestamp, body))
     return " ".join(signatures) or None
+
+
+# --- validation of the secret files' content, at config load (messages never quote a value) ---
+
+def _lines(text: str) -> list[tuple[int, str]]:
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+
+
+def check_whsec_lines(text: str) -> None:
+    """Every non-blank line a valid `whsec_` secret (several lines: rotation); ValueError
+    naming the line otherwise."""
+    from security.auth import parse_whsec
+
+    for number, line in _lines(text):
+        try:
+            parse_whsec(line)
+        except ValueError as exc:
+            raise ValueError(f"line {number}: {exc}") from None
+
+
+def check_header_value(text: str) -> None:
+    """An HTTP header value (e.g. `Authorization`) is one line of printable ASCII: anything
+    else could never be sent, and every delivery would fail."""
+    value = text.strip()
+    if not (value.isascii() and value.isprintable()):
+        raise ValueError("an HTTP header value must be one line of printable ASCII "
+                         "(encode it, e.g. base64)")
+
+
+def check_whsk(text: str) -> None:
+    """A `whsk_` Ed25519 private key (`restic-runner keys generate ed25519`)."""
+    from security.keys import parse_whsk
+
+    parse_whsk(text)

@@ -56,13 +56,18 @@ def leaked(text: str) -> list[str]:
 
 FILES = ("password", "repo-url", "env-secret", "rclone.conf", "cacert.pem", "airflow.whsec",
          "cron.token", "push-password", "hook.whsec", "hc-url", "smtp-password", "signing.whsk")
+# content the load-time checks accept where they look at it (whsec_, whsk_, tokens)
+CONTENT = {"airflow.whsec": "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+           "hook.whsec": "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+           "signing.whsk": "whsk_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+           "cron.token": "rrt_content-of-cron.token"}
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("config-fuzz")
     for name in FILES:
-        (root / name).write_text(f"content of {name}\n")
+        (root / name).write_text(CONTENT.get(name, f"content of {name}") + "\n")
         (root / name).chmod(0o600)
     return root
 
