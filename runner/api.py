@@ -18,6 +18,7 @@ from runner.idempotency import IdempotencyStore
 from runner.params import parse_trigger_body
 from runner.problems import Problem
 from runner.record import ENDED
+from runner.waits import WaitSlots
 from security.auth import Client, FailureLimiter, SeenIds
 
 RETRY_AFTER_BUSY = "30"
@@ -35,6 +36,7 @@ class ApiState:
     seen: SeenIds
     limiter: FailureLimiter
     local: threading.local
+    waits: WaitSlots
 
     def history(self) -> History:
         """One SQLite connection per thread (gthread workers serve requests in threads)."""
@@ -78,7 +80,7 @@ def _visible(record: dict[str, Any]) -> bool:
 def _run_or_404(run_id: str) -> dict[str, Any]:
     record = state().history().get(run_id)
     if record is None or not _visible(record):
-        raise Problem(404, "Not found", f"no run {run_id}")
+        raise Problem(404, "Not found", "no such run")
     # running, unless its supervisor died: only its own job's lock tells
     if record["status"] == "running" and state().history().mark_interrupted(record["job"]):
         record = state().history().get(run_id) or record
@@ -97,9 +99,9 @@ def _links(run_id: str) -> dict[str, str]:
 def trigger(job: str) -> Response:
     s, client = state(), _client()
     if not client.may_run(job):
-        raise Problem(403, "Forbidden", f"client {client.name} may not run job {job}")
+        raise Problem(403, "Forbidden", "this client may not run this job")
     if job not in s.config.jobs:
-        raise Problem(404, "Not found", f"no job named {job}")
+        raise Problem(404, "Not found", "no such job")
     body = request.get_data(cache=True)
     params = parse_trigger_body(body, s.config.jobs[job])
     wait = _wait_seconds()
@@ -134,7 +136,7 @@ def trigger(job: str) -> Response:
     if key is not None:
         s.idempotency().release(client.name, key)
     if result.status == "busy":
-        raise Problem(409, "Job already running", f"job {job} is running (run {result.run_id})",
+        raise Problem(409, "Job already running", "the job is running (see run_id)",
                       headers={"Retry-After": RETRY_AFTER_BUSY}, run_id=result.run_id)
     raise Problem(503, "Cannot start the run", result.message or "unknown error")
 
@@ -170,11 +172,11 @@ def _wait_seconds() -> float:
 
 def _accepted(run_id: str, wait: float) -> Response:
     history = state().history()
-    deadline = time.monotonic() + wait
     record = history.get(run_id)
-    while wait and record and record["status"] not in ENDED and time.monotonic() < deadline:
-        time.sleep(0.1)
-        record = history.get(run_id)
+    if wait and record and record["status"] not in ENDED:
+        with state().waits.slot(_client().name) as granted:
+            if granted:  # else over a cap: answered 202 at once, and the client polls
+                record = _wait_for_end(history, run_id, record, wait)
     if wait and record and record["status"] in ENDED:
         return jsonify(record)  # only a caller who asked to wait gets the final record
     body = {"run_id": run_id, "job": record["job"] if record else None,
@@ -183,6 +185,15 @@ def _accepted(run_id: str, wait: float) -> Response:
     response.status_code = 202
     response.headers["Location"] = f"/runs/{run_id}"
     return response
+
+
+def _wait_for_end(history: History, run_id: str, record: dict[str, Any],
+                  wait: float) -> dict[str, Any]:
+    deadline = time.monotonic() + wait
+    while record["status"] not in ENDED and time.monotonic() < deadline:
+        time.sleep(0.1)
+        record = history.get(run_id) or record
+    return record
 
 
 # --- runs ------------------------------------------------------------------------------------
@@ -196,32 +207,52 @@ def run(run_id: str) -> Response:
 def result(run_id: str) -> Response:
     record = _run_or_404(run_id)
     if record["status"] not in ENDED:
-        raise Problem(404, "Not finished", f"run {run_id} is {record['status']}",
+        raise Problem(404, "Not finished", f"the run is {record['status']}",
                       run_id=run_id, run_status=record["status"])
     return jsonify(record)
 
 
 @api.get("/runs/<run_id>/log")
 def log(run_id: str) -> Response:
+    """Streamed, masked again on the way out; `?tail=N`: only the last N lines."""
+    from runner.logread import MAX_TAIL_LINES, NotARegularFile, masked_chunks, open_log, tail_offset
+
     record = _run_or_404(run_id)
-    path = state().history().log_path(record["job"], run_id)
+    lines = _int_param("tail", 1, MAX_TAIL_LINES)
+    headers = {"X-Run-Status": record["status"]}
     try:
-        text = path.read_bytes()
-    except FileNotFoundError:
-        raise Problem(404, "Not found", f"the log of run {run_id} was pruned") from None
-    return Response(text, mimetype="text/plain", headers={"X-Run-Status": record["status"]})
+        fd = open_log(state().history().log_path(record["job"], run_id))
+    except NotARegularFile:
+        current_app.logger.warning("the log of run %s is not a regular file: not served", run_id)
+        raise Problem(404, "Not found", "the run's log is not a regular file") from None
+    if fd is None:
+        if record["status"] not in ENDED:  # recorded before its log file is made
+            return Response(b"", mimetype="text/plain", headers=headers)
+        raise Problem(404, "Not found", "the run's log was pruned")
+    offset = tail_offset(fd, lines) if lines else 0
+    return Response(masked_chunks(fd, offset), mimetype="text/plain", headers=headers)
+
+
+def _int_param(name: str, low: int, high: int) -> int | None:
+    """An optional integer query parameter in [low, high], named by its role when refused."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not low <= int(raw) <= high:
+        raise Problem(400, "Bad request", f"{name}: expected an integer from {low} to {high}")
+    return int(raw)
 
 
 @api.post("/runs/<run_id>/cancel")
 def cancel(run_id: str) -> Response:
     record = _run_or_404(run_id)
     if record["status"] in ENDED:
-        raise Problem(409, "Run has ended", f"run {run_id} is {record['status']}",
+        raise Problem(409, "Run has ended", f"the run is {record['status']}",
                       run_id=run_id)
     from runner.locks import signal_holder
 
     if not signal_holder(state().history().lock_dir, record["job"], run_id):
-        raise Problem(409, "Run is not cancellable", f"run {run_id} has no live supervisor")
+        raise Problem(409, "Run is not cancellable", "the run has no live supervisor")
     response = jsonify({"run_id": run_id, "status": "cancelling", "links": _links(run_id)})
     response.status_code = 202
     return response
@@ -239,7 +270,7 @@ def runs() -> Response:
         raise Problem(400, "Bad request", "limit: expected 1 or more")
     before = request.args.get("before")
     if job and not _client().may_run(job):
-        raise Problem(403, "Forbidden", f"client {_client().name} may not see job {job}")
+        raise Problem(403, "Forbidden", "this client may not see this job")
     allowed = None if "*" in _client().jobs else list(_client().jobs)
     items = list(s.history().runs(job=job, status=status, limit=limit, before=before,
                                   jobs=allowed))
@@ -329,7 +360,11 @@ def create_app(config: Config) -> Flask:
     History(config.state_dir).mark_interrupted()
     app.extensions["restic_runner"] = ApiState(
         config=config, clients=load_clients(config), seen=SeenIds(auth_db),
-        limiter=FailureLimiter(auth_db), local=threading.local())
+        limiter=FailureLimiter(auth_db), local=threading.local(),
+        waits=WaitSlots(config.server.max_waits_per_client, config.server.threads // 2))
+    # no 308 to a merged or slash-corrected path: its Location would quote the request
+    app.url_map.merge_slashes = False
+    app.url_map.strict_slashes = False
     app.register_blueprint(api)
 
     @app.before_request
@@ -357,7 +392,9 @@ def create_app(config: Config) -> Flask:
     def _http(exc: HTTPException) -> Response:
         # keep what the status needs (`Allow` on a 405), not werkzeug's HTML content type
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-        return Problem(exc.code or 500, exc.name, exc.description, headers=headers).response()
+        # the class's own fixed words: an instance's description may quote the request
+        return Problem(exc.code or 500, exc.name, type(exc).description,
+                       headers=headers).response()
 
     @app.errorhandler(Exception)
     def _bug(exc: Exception) -> Response:

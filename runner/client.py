@@ -13,6 +13,7 @@ from runner.errors import UserError
 from security.secrets import read_secret_file
 
 POLL_EVERY = 2.0
+GET_ATTEMPTS = 3
 EXIT_WAIT_TIMED_OUT = 124
 
 
@@ -28,19 +29,10 @@ class ApiClient:
     def __init__(self, base_url: str, *, hmac_key: bytes | None = None,
                  token: str | None = None, timeout: float = 30.0) -> None:
         import requests
-        from requests.adapters import HTTPAdapter
-        from urllib3.util.retry import Retry
 
         self.base = base_url.rstrip("/")
         self.hmac_key, self.token, self.timeout = hmac_key, token, timeout
         self.session = requests.Session()
-        # Polling reuses a keep-alive connection that the server may close at the same instant
-        # (gunicorn's keepalive is 2 s): GETs are retried; a POST never is (it could start a
-        # second run; use --idempotency-key to make retries safe).
-        retry = Retry(total=3, connect=3, read=2, backoff_factor=0.2, allowed_methods={"GET"},
-                      status=0, raise_on_status=False)
-        self.session.mount("http://", HTTPAdapter(max_retries=retry))
-        self.session.mount("https://", HTTPAdapter(max_retries=retry))
 
     @classmethod
     def from_files(cls, base_url: str, *, secret_file: str | None,
@@ -70,18 +62,29 @@ class ApiClient:
 
     def request(self, method: str, path: str, body: bytes = b"",
                 extra: dict[str, str] | None = None) -> Any:
+        """One request. Polling reuses a keep-alive connection that the server may close at the
+        same instant (gunicorn's keepalive is 2 s), so a GET is tried up to GET_ATTEMPTS times,
+        each attempt signed anew: the service refuses a signature it has seen as a replay. A
+        POST is never retried (it could start a second run; --idempotency-key makes that safe)."""
         import requests
 
-        headers = self._headers(body) | (extra or {})
-        try:
-            return self.session.request(method, self.base + path, data=body, headers=headers,
-                                        timeout=self.timeout, allow_redirects=False)
-        except requests.RequestException as exc:
-            raise UserError(f"cannot reach {self.base}: {type(exc).__name__}") from None
+        attempts = GET_ATTEMPTS if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            headers = self._headers(body) | (extra or {})
+            try:
+                return self.session.request(method, self.base + path, data=body,
+                                            headers=headers, timeout=self.timeout,
+                                            allow_redirects=False)
+            except requests.RequestException as exc:
+                if attempt == attempts:
+                    raise UserError(f"cannot reach {self.base}: {type(exc).__name__}") from None
+                time.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
 
     def trigger(self, job: str, params: dict[str, Any], *, idempotency_key: str | None,
                 wait: float | None) -> TriggerOutcome:
-        body = json.dumps({"params": params}).encode() if params else b""
+        # a JSON object even without params: the service refuses a signed POST without one
+        body = json.dumps({"params": params}).encode() if params else b"{}"
         extra = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         response = self.request("POST", f"/trigger/{job}", body, extra)
         doc = _json(response)

@@ -29,20 +29,31 @@ def fork_companion(config: Config, main: Callable[[], None]) -> int:
         os._exit(code)
 
 
-def stop_companion(pid: int, timeout: float) -> None:
-    """SIGTERM a companion (the launcher stops the runs it started, the scheduler its jobs) and
-    wait for it to end, bounded."""
+def signal_companions(pids: list[int]) -> None:
+    """SIGTERM to every companion at once: the launcher stops the runs it started, the scheduler
+    its jobs, the deliveries worker its attempt, all within the one graceful budget."""
     import contextlib
+
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+
+def wait_companions(pids: list[int], deadline: float) -> list[int]:
+    """Reap the companions until they have all ended or `deadline` (time.monotonic) passes;
+    the pids still alive then."""
     import time
 
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout + 5
-    while time.monotonic() < deadline:
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if done:
-            return
+    alive = list(pids)
+    while alive:
+        for pid in list(alive):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                alive.remove(pid)
+        if not alive or time.monotonic() >= deadline:
+            break
         time.sleep(0.05)
+    return alive

@@ -126,6 +126,7 @@ class ServerConfig:
     max_body_bytes: int = 65536
     read_timeout: float = 10.0  # for a request's head and body (slow clients hold a thread)
     max_wait: float = 25.0
+    max_waits_per_client: int = 2  # per worker process; all clients: half its threads
     graceful_timeout: float = 30.0
     max_requests: int = 0  # recycle workers after this many requests (0: never)
     log_format: str = "text"  # service logs on stdout: "text" or "json" (JSON lines)
@@ -386,6 +387,8 @@ def _read_server(t: Table) -> ServerConfig:
         max_body_bytes=t.get("max_body_bytes", as_count, d.max_body_bytes),
         read_timeout=t.get("read_timeout", as_duration, d.read_timeout),
         max_wait=t.get("max_wait", as_duration, d.max_wait),
+        max_waits_per_client=t.get("max_waits_per_client", as_count,
+                                   d.max_waits_per_client),
         graceful_timeout=t.get("graceful_timeout", as_duration, d.graceful_timeout),
         max_requests=t.get("max_requests", as_count, d.max_requests),
         log_format=t.get("log_format", choice("text", "json"), d.log_format),

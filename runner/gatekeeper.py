@@ -3,11 +3,10 @@ or raises a Problem (413, 401, 429); never says which part of a credential was w
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import TYPE_CHECKING
 
-from flask import current_app, g, request
+from flask import g, request
 
 from runner.problems import Problem
 from security.auth import AuthFailure, authenticate
@@ -35,11 +34,15 @@ def admit(s: ApiState) -> None:
                       f"the body may be at most {s.config.server.max_body_bytes} bytes")
     try:
         g.client = authenticate(s.clients, request.headers, body, now=now, seen=s.seen)
+        if "webhook-signature" in request.headers:
+            _check_signed_body(body)
     except AuthFailure as failure:
         # Valid credentials always pass: a flood of bad requests from an address (or a
         # misconfigured neighbour on the same host) must not lock the good clients out.
         # Failures are counted and, past the limit, answered 429 without more detail.
-        _log_failure(failure.reason, request.remote_addr)
+        from runner.refusals import REFUSAL_KIND
+
+        request.environ[REFUSAL_KIND] = f"authentication failed ({failure.reason})"
         keys = [address]
         if failure.client and failure.reason in ("expired", "future"):
             # a known client with a bad clock; not replays, or one captured request could
@@ -74,25 +77,17 @@ def _blocked_for(s: ApiState, keys: list[str], now: float) -> float | None:
     return None
 
 
-_failure_log: dict[str, tuple[float, int]] = {}
-_failure_log_lock = threading.Lock()
-FAILURE_LOG_EVERY = 10.0
-
-
-def _log_failure(reason: str, address: str | None) -> None:
-    """One warning per source address every 10 s, with a count: a flood of bad requests must
-    not turn into a flood of log lines (or fill the disk)."""
-    key, now = f"{address}:{reason}", time.monotonic()
-    with _failure_log_lock:
-        if len(_failure_log) > 10000:
-            _failure_log.clear()
-        last, suppressed = _failure_log.get(key, (0.0, 0))
-        if now - last < FAILURE_LOG_EVERY:
-            _failure_log[key] = (last, suppressed + 1)
-            return
-        _failure_log[key] = (now, 0)
-    more = f" (+{suppressed} more since the last report)" if suppressed else ""
-    current_app.logger.warning("authentication failed (%s) from %s%s", reason, address, more)
+def _check_signed_body(body: bytes) -> None:
+    """A signature covers the id, the timestamp and the body, not the method or the path
+    (Standard Webhooks): the body's shape binds the method. A signed POST carries a JSON object
+    (`{}` at least), a signed GET none, so a captured signed poll cannot start a run and a
+    captured trigger cannot be replayed as a read (docs/security.md)."""
+    if request.method == "POST":
+        if not body.lstrip().startswith(b"{"):
+            raise Problem(400, "Bad request",
+                          "a signed POST must carry a JSON object body ({} at least)")
+    elif body:
+        raise Problem(400, "Bad request", "a signed GET must not carry a body")
 
 
 def _too_many(wait: float) -> Problem:

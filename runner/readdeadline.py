@@ -50,10 +50,16 @@ class ReadWatch:
             if self._state != "armed":
                 return
             self._state = "expired"
+        address = None
+        with suppress(OSError, IndexError, TypeError):
+            address = self.sock.getpeername()[0]
         with suppress(OSError):  # never block the watchdog on a client that does not read
             self.sock.send(self._answer, socket.MSG_DONTWAIT)
         with suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
+        from runner.refusals import note_refusal
+
+        note_refusal(address, 408, "the request was not read in time")
 
 
 class ReadDeadlines:

@@ -7,9 +7,11 @@ never touch a run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -19,9 +21,11 @@ from runner.readdeadline import ReadDeadlines, reading, request_timeout
 
 
 class RunnerServer(BaseApplication):  # type: ignore[misc]
-    def __init__(self, config: Config, options: dict[str, Any]) -> None:
+    def __init__(self, config: Config, options: dict[str, Any], *,
+                 on_halt: Callable[[], None] | None = None) -> None:
         self.runner_config = config
         self.options = options
+        self.on_halt = on_halt
         super().__init__()
 
     def load_config(self) -> None:
@@ -33,10 +37,25 @@ class RunnerServer(BaseApplication):  # type: ignore[misc]
 
         return create_app(self.runner_config)
 
+    def run(self) -> None:
+        RunnerArbiter(self).run()
+
+
+class RunnerArbiter(Arbiter):  # type: ignore[misc]
+    """gunicorn's master, which tells the service's companions to stop when it starts to stop
+    its workers, not after: the launcher, the scheduler and the deliveries worker stop at the
+    same time as the workers, so `serve` ends within one `graceful_timeout`, not one each."""
+
+    def stop(self, graceful: bool = True) -> None:
+        """Called only when the service ends (SIGTERM, SIGINT, SIGQUIT, a fatal error)."""
+        if self.app.on_halt is not None:
+            self.app.on_halt()
+        super().stop(graceful)
+
 
 def problem_answer(status: int, reason: str, detail: str) -> bytes:
-    """A whole HTTP answer with a problem+json body (masked: `detail` may quote the request)
-    that closes the connection, for what is refused before the app sees it."""
+    """A whole HTTP answer with a problem+json body that closes the connection, for what is
+    refused before the app sees it. `detail` is fixed wording, never request bytes."""
     from runner.problems import problem_body
 
     body = problem_body(status, reason, detail).encode()
@@ -45,13 +64,44 @@ def problem_answer(status: int, reason: str, detail: str) -> bytes:
     return head.encode("latin-1") + body
 
 
-def write_problem(sock: Any, status_int: int, reason: str, mesg: str) -> None:
-    """gunicorn's answer to a request it refuses before the app sees it (a bad request line,
-    a URI or headers too long: 400, 414, 431), as problem+json like every other refusal of
-    this API instead of gunicorn's HTML page."""
-    from gunicorn import util
+# gunicorn's refusals by exception class name: (status, reason, what was wrong, in fixed words).
+# gunicorn's own messages quote the request (the method, the header, the line); an answer that
+# quotes what a caller sent, masked, tells the caller which guess was a secret.
+PARSE_REFUSALS: dict[str, tuple[int, str, str]] = {
+    "InvalidRequestLine": (400, "Bad Request", "the request line is malformed"),
+    "InvalidRequestMethod": (400, "Bad Request", "the request line has an invalid method"),
+    "InvalidHTTPVersion": (400, "Bad Request", "the request line has an invalid HTTP version"),
+    "LimitRequestLine": (414, "URI Too Long", "the request line is too long"),
+    "InvalidHeader": (400, "Bad Request", "a header is malformed or repeated"),
+    "InvalidHeaderName": (400, "Bad Request", "a header name is invalid"),
+    "ObsoleteFolding": (400, "Bad Request", "a header uses obsolete line folding"),
+    "LimitRequestHeaders": (431, "Request Header Fields Too Large",
+                            "a header is too long, or there are too many headers"),
+    "ExpectationFailed": (417, "Expectation Failed", "the Expect header is not supported"),
+    "UnsupportedTransferCoding": (501, "Not Implemented",
+                                  "the transfer coding is not supported"),
+    "InvalidChunkSize": (400, "Bad Request", "the chunked body is malformed"),
+    "ChunkMissingTerminator": (400, "Bad Request", "the chunked body is malformed"),
+    "InvalidChunkExtension": (400, "Bad Request", "the chunked body is malformed"),
+    "InvalidProxyLine": (400, "Bad Request", "the PROXY line is malformed"),
+    "InvalidProxyHeader": (400, "Bad Request", "the PROXY header is malformed"),
+    "ForbiddenProxyRequest": (403, "Forbidden", "forwarding headers are not accepted"),
+    "InvalidSchemeHeaders": (400, "Bad Request", "the scheme headers contradict each other"),
+    "ConfigurationProblem": (400, "Bad Request", "the request path does not fit the service"),
+    "InvalidH2CPreface": (400, "Bad Request", "HTTP/2 is not supported"),
+    "SSLError": (400, "Bad Request", "the TLS handshake failed"),
+}
 
-    util.write_nonblock(sock, problem_answer(status_int, reason, mesg[:200]))
+
+def parse_refusal(exc: BaseException) -> tuple[int, str, str] | None:
+    """The fixed answer to a request gunicorn could not parse; None for anything else (a bug
+    of ours, answered 500)."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ in ("InvalidResponseHeader", "InvalidResponseHeaderName"):
+            return None  # a header we tried to send: our fault
+        if cls.__name__ in PARSE_REFUSALS:
+            return PARSE_REFUSALS[cls.__name__]
+    return None
 
 
 class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -60,9 +110,6 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
     read_timeout` of the worker taking its connection up (`runner.readdeadline`)."""
 
     def init_process(self) -> None:
-        from gunicorn import util
-
-        util.write_error = write_problem
         timeout = self.app.runner_config.server.read_timeout
         self.read_deadlines = ReadDeadlines(timeout, problem_answer(*request_timeout(timeout)))
         super().init_process()
@@ -84,14 +131,30 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
             if watch is not None:
                 watch.disarm()
 
+    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
+        """A request gunicorn refused (or an error outside the app): answered problem+json in
+        fixed words, and logged through the one throttled refusal log, never line by line."""
+        from gunicorn import util
 
-QUIET_STATUSES = frozenset({401, 429})
+        from runner.refusals import note_refusal
+
+        refusal = parse_refusal(exc)
+        if refusal is None:
+            self.log.exception("internal error handling a request")
+            refusal = (500, "Internal Server Error", "see the service log")
+        else:
+            address = addr[0] if isinstance(addr, tuple) and addr else None
+            note_refusal(address, refusal[0], type(exc).__name__)
+        try:
+            util.write_nonblock(client, problem_answer(*refusal))
+        except Exception:  # the client went away: nothing to tell it
+            self.log.debug("could not send the refusal")
 
 
 class AccessLogger(Logger):  # type: ignore[misc]
-    """gunicorn's logger, minus access lines for rejected credentials: a flood of bad requests
-    must not become a flood of log lines (or fill the disk). The API logs them instead as one
-    throttled warning per source address and reason, with a count."""
+    """gunicorn's logger; refused requests (4xx) get no access line of their own but go
+    through the one throttled refusal log (`runner.refusals`): a flood of bad requests of any
+    kind must not become a flood of log lines, or fill the disk."""
 
     log_format = "text"
 
@@ -109,7 +172,12 @@ class AccessLogger(Logger):  # type: ignore[misc]
             logger.handlers[:] = [handler]
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
-        if getattr(resp, "status_code", None) in QUIET_STATUSES:
+        status = getattr(resp, "status_code", None)
+        if isinstance(status, int) and 400 <= status < 500:
+            from runner.refusals import REFUSAL_KIND, note_refusal
+
+            note_refusal(environ.get("REMOTE_ADDR"), status,
+                         environ.get(REFUSAL_KIND) or "refused by the API")
             return
         super().access(resp, req, environ, request_time)
 
@@ -135,7 +203,11 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
         "errorlog": "-",
         "proc_name": "restic-runner",
         "control_socket_disable": True,  # gunicorn >= 25 would open one under $HOME
-        "forwarded_allow_ips": "127.0.0.1",
+        # no forwarding header is honoured, from any address (gunicorn trusts 127.0.0.1 by
+        # default): SCRIPT_NAME from a same-host client would bypass a proxy's path rules
+        "forwarded_allow_ips": "",
+        "forwarder_headers": "",
+        "secure_scheme_headers": {},
         # SO_REUSEPORT: the kernel spreads connections over the workers; without it one
         # worker often accepts every keep-alive connection of a burst and the other idles
         "reuse_port": True,
@@ -159,21 +231,31 @@ def claim_state_dir(config: Config) -> JobLock:
 
 
 def serve(config: Config, *, bind: str | None = None, workers: int | None = None) -> None:
+    import time
+
     from notifiers.worker import start_deliveries_worker
-    from runner.companion import stop_companion
+    from runner.companion import signal_companions, wait_companions
     from runner.dispatch import start_launcher
     from runner.scheduler import start_service_scheduler
 
     state_lock = claim_state_dir(config)  # held until this process exits
     launcher = start_launcher(config)  # before any worker exists, and before SQLite is opened
-    companions = [pid for pid in (start_deliveries_worker(config),
-                                  start_service_scheduler(config)) if pid]
+    companions = [launcher, *(pid for pid in (start_deliveries_worker(config),
+                                              start_service_scheduler(config)) if pid)]
+    stopping_since: list[float] = []
+
+    def on_halt() -> None:
+        """SIGTERM to the service: running jobs get SIGINT (restic removes its repository
+        locks) and are recorded `cancelled`, while gunicorn stops its workers."""
+        if not stopping_since:
+            stopping_since.append(time.monotonic())
+            signal_companions(companions)
 
     def on_exit(_server: Any) -> None:
-        """SIGTERM to the service: running jobs get SIGINT (restic removes its repository
-        locks) and are recorded `cancelled`, bounded by graceful_timeout; then we exit."""
-        for pid in [launcher, *companions]:
-            stop_companion(pid, config.server.graceful_timeout)
+        """The workers are gone: wait for the companions, within what is left of the one
+        graceful_timeout since the stop began (and a moment to record what they stopped)."""
+        on_halt()
+        wait_companions(companions, stopping_since[0] + config.server.graceful_timeout + 3)
         state_lock.release()
 
     def when_ready(server: Any) -> None:
@@ -187,4 +269,4 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
     options = gunicorn_options(config, bind=bind, workers=workers)
     options["on_exit"] = on_exit
     options["when_ready"] = when_ready
-    RunnerServer(config, options).run()
+    RunnerServer(config, options, on_halt=on_halt).run()

@@ -109,7 +109,7 @@ class Server:
     def bearer(self, token: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {token or self.token}"}
 
-    def post(self, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
+    def post(self, path: str, body: bytes = b"{}", headers: dict[str, str] | None = None,
              **kw: Any) -> requests.Response:
         headers = self.sign(body) if headers is None else headers
         return requests.post(self.url + path, data=body, headers=headers, timeout=60, **kw)

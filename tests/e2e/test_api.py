@@ -46,12 +46,14 @@ def test_bad_credentials_are_401_and_start_nothing(server: Server) -> None:
 def test_forbidden_unknown_oversized_malformed(server: Server) -> None:
     limited = server.bearer(server.limited_token)
     problem(server.post("/trigger/nightly", b"", limited), 403)
-    problem(server.post("/trigger/nope", b""), 404)
+    problem(server.post("/trigger/nope", b"{}"), 404)
     problem(server.post("/trigger/nope", b"", limited), 403)  # no hint that it does not exist
     problem(server.post("/trigger/nightly", b"x" * 5000), 413)
+    doc = problem(server.post("/trigger/nightly", b""), 400)  # signed: a JSON object at least
+    assert doc["detail"] == "a signed POST must carry a JSON object body ({} at least)"
     problem(server.post("/trigger/nightly", b"{not json"), 400)
     doc = problem(server.post("/trigger/nightly", b'{"params": {"exclude": ["/"]}}'), 400)
-    assert "not allowed" in doc["detail"]
+    assert "does not allow" in doc["detail"] and "exclude" not in doc["detail"]
     doc = problem(server.post("/trigger/nightly", b'{"params": {"tags": ["a b"]}}'), 400)
     assert "tags" in doc["detail"]
     problem(server.post("/trigger/check", b'{"params": {"dry_run": true}}'), 400)

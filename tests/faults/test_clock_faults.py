@@ -170,7 +170,7 @@ def test_replay_refused_as_the_clock_steps_back_and_forward(stepped: SteppedServ
         check(REPO_LOCK, assert_no_repo_lock, ws)
         for reason in ("replay", "future", "expired"):
             check(MESSAGE, assert_clear_message, log,
-                  rf"authentication failed \({reason}\) from 127\.0\.0\.1",
+                  rf"refused 401 from 127\.0\.0\.1: authentication failed \({reason}\)",
                   where="the service log")
         check(JOB_LOCK, assert_job_lock_free_api, ws, stepped.url, "nightly")
 
@@ -200,5 +200,5 @@ def test_replay_refused_after_a_forward_step_and_its_correction(
         check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2)
         check(REPO_LOCK, assert_no_repo_lock, ws)
         check(MESSAGE, assert_clear_message, log,
-              r"authentication failed \(replay\) from 127\.0\.0\.1", where="the service log")
+              r"refused 401 from 127\.0\.0\.1: authentication failed \(replay\)", where="the service log")
         check(JOB_LOCK, assert_job_lock_free_api, ws, stepped.url, "nightly")

@@ -1,0 +1,104 @@
+"""One throttled log for every request the service refuses, whichever layer refuses it (the HTTP
+server's parser, the read deadline, authentication, routing, limits): a flood of any kind from
+one address writes at most `LINES_PER_WINDOW` lines a minute, then one summary line with the
+count when the minute is over. The lines name the refusal by its kind and status, never by what
+the request held (see docs/security.md, "What answers and logs say")."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+REFUSAL_KIND = "restic_runner.refusal"  # WSGI environ key: the app's words for a refusal
+LINES_PER_WINDOW = 5
+WINDOW_SECONDS = 60.0
+MAX_ADDRESSES = 10_000  # beyond this many addresses in one window, count them all as one
+
+log = logging.getLogger("restic_runner.refusals")
+
+
+@dataclass
+class _Window:
+    started: float
+    logged: int = 0
+    suppressed: int = 0
+
+
+class RefusalLog:
+    """Per-address windows in this process; `note` is called once per refused request."""
+
+    def __init__(self, lines_per_window: int = LINES_PER_WINDOW,
+                 window: float = WINDOW_SECONDS) -> None:
+        self.lines_per_window = lines_per_window
+        self.window = window
+        self._windows: dict[str, _Window] = {}
+        self._lock = threading.Lock()
+        self._flush_pending = False
+
+    def note(self, address: str | None, status: int, kind: str) -> None:
+        """Log `status kind from address`, unless this address used up its lines this window."""
+        now = time.monotonic()
+        address = address or "unknown"
+        summaries: list[tuple[str, int]] = []
+        with self._lock:
+            summaries = self._close_windows(now)
+            if address not in self._windows and len(self._windows) >= MAX_ADDRESSES:
+                address = "other addresses"
+            current = self._windows.setdefault(address, _Window(now))
+            if current.logged >= self.lines_per_window:
+                current.suppressed += 1
+                write = False
+                if not self._flush_pending:  # the summary is due even if the flood stops
+                    self._flush_later(current.started + self.window - now)
+            else:
+                current.logged += 1
+                write = True
+        _summarise(summaries)
+        if write:
+            log.warning("refused %d from %s: %s", status, address, kind)
+
+    def flush(self) -> None:
+        """Write the summaries of the windows that have ended; come back for the others."""
+        now = time.monotonic()
+        with self._lock:
+            self._flush_pending = False
+            summaries = self._close_windows(now)
+            waiting = [w for w in self._windows.values() if w.suppressed]
+            if waiting:
+                self._flush_later(waiting[0].started + self.window - now)
+        _summarise(summaries)
+
+    def _flush_later(self, delay: float) -> None:
+        """One timer at a time (under the lock), however many addresses are throttled."""
+        self._flush_pending = True
+        timer = threading.Timer(max(0.0, delay) + 0.05, self.flush)
+        timer.daemon = True
+        timer.start()
+
+    def _close_windows(self, now: float) -> list[tuple[str, int]]:
+        """End the windows older than the window length: their counts of unlogged refusals.
+        Windows are kept in the order they started, so only the oldest are looked at."""
+        summaries = []
+        while self._windows:
+            address, oldest = next(iter(self._windows.items()))
+            if now - oldest.started < self.window:
+                break
+            del self._windows[address]
+            if oldest.suppressed:
+                summaries.append((address, oldest.suppressed))
+        return summaries
+
+
+def _summarise(summaries: list[tuple[str, int]]) -> None:
+    for address, count in summaries:
+        log.warning("refused %d more requests from %s in the last minute (not logged one by "
+                    "one)", count, address)
+
+
+REFUSALS = RefusalLog()
+
+
+def note_refusal(address: str | None, status: int, kind: str) -> None:
+    REFUSALS.note(address, status, kind)

@@ -1,0 +1,237 @@
+"""What a hostile review of the live service found (docs/reliability.md, "Second hostile review"):
+bounded long-polls, no forwarding headers, the run log served streamed and masked, signed
+bodies bound to their method, one shutdown budget."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import Workspace, free_port, start_serve, stop_process, wait_until
+from tests.e2e.conftest import Server, api_clients, problem
+
+IGNORES_SIGNALS = "#!/bin/sh\ntrap '' INT TERM\nsleep {seconds}\n"
+
+
+def _hook(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def _serve(ws: Workspace, jobs: str, server: str = "") -> Server:
+    clients = api_clients(ws.root)
+    port = free_port()
+    ws.write_config(jobs + clients.toml,
+                    top=f'[server]\nbind = "127.0.0.1:{port}"\nworkers = 2\n{server}')
+    log = ws.root / "server.log"
+    url = f"http://127.0.0.1:{port}"
+    proc = start_serve(ws.env(), ws.root, url, log)
+    return Server(ws, url, clients.key, clients.token, clients.limited, proc, log)
+
+
+@pytest.fixture
+def hooked(ws: Workspace) -> Iterator[Server]:
+    """A job whose pre_hook sleeps 60 s ignoring SIGINT/SIGTERM, also scheduled every 2 s."""
+    hook = _hook(ws.root, "stubborn.sh", IGNORES_SIGNALS.format(seconds=60))
+    jobs = f"""
+[jobs.stubborn]
+kind = "backup"
+paths = ["{ws.data}"]
+pre_hook = ["{hook}"]
+
+[jobs.scheduled]
+kind = "backup"
+paths = ["{ws.data}"]
+pre_hook = ["{hook}"]
+schedule = "every 2s"
+
+[jobs.nightly]
+kind = "backup"
+paths = ["{ws.data}"]
+
+[jobs.check]
+kind = "check"
+"""
+    server = _serve(ws, jobs, 'graceful_timeout = "6s"\nthreads = 4\nmax_wait = "25s"\n')
+    yield server
+    stop_process(server.proc, timeout=60)
+    os.system(f"pkill -KILL -f {ws.root / 'stubborn.sh'}")  # the hooks outlive their runs
+
+
+def test_serve_stops_within_one_graceful_timeout(hooked: Server) -> None:
+    """The launcher, the scheduler and the workers all hold something that ignores the stop
+    (runs in a pre_hook that traps SIGINT/SIGTERM, a long-poll): they stop together, so `serve`
+    ends within one graceful_timeout (6 s) and a few seconds, not one timeout each."""
+    accepted = hooked.post("/trigger/stubborn")
+    assert accepted.status_code == 202, accepted.text
+    hook = str(hooked.ws.root / "stubborn.sh")
+    wait_until(lambda: len(_pids(hook)) >= 2, timeout=30)  # the API's run and the scheduler's
+    poll = threading.Thread(target=lambda: _quiet_post(hooked, "/trigger/nightly?wait=25"))
+    poll.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    hooked.proc.send_signal(signal.SIGTERM)
+    hooked.proc.wait(60)
+    took = time.monotonic() - started
+    poll.join(30)
+    print(f"serve stopped in {took:.1f} s with graceful_timeout 6 s")
+    assert took < 6 + 4, took  # one budget: sequential stops took 2-3 budgets (12-20 s)
+
+
+def _pids(pattern: str) -> list[str]:
+    import subprocess
+
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+
+
+def _quiet_post(server: Server, path: str) -> None:
+    try:
+        server.post(path, b"{}", server.bearer())
+    except requests.RequestException:
+        pass
+
+
+def test_waits_are_capped_per_client_and_health_stays_answered(ws: Workspace) -> None:
+    """One client floods `?wait=25` on a slow run with one Idempotency-Key: the waits over its
+    cap are answered 202 at once, and `/healthz` and other clients are answered within 1 s."""
+    hook = _hook(ws.root, "slow.sh", "#!/bin/sh\nsleep 40\n")
+    jobs = f"""
+[jobs.slow]
+kind = "backup"
+paths = ["{ws.data}"]
+pre_hook = ["{hook}"]
+
+[jobs.check]
+kind = "check"
+"""
+    server = _serve(ws, jobs, 'threads = 8\nmax_wait = "25s"\n')
+    try:
+        headers = server.bearer() | {"Idempotency-Key": "flood-1"}
+        first = server.post("/trigger/slow", b"{}", headers)
+        assert first.status_code == 202
+
+        def flood() -> tuple[int, float]:
+            began = time.monotonic()
+            answer = requests.post(server.url + "/trigger/slow?wait=25", data=b"{}",
+                                   headers=headers, timeout=60)
+            return answer.status_code, time.monotonic() - began
+
+        with ThreadPoolExecutor(40) as pool:
+            futures = [pool.submit(flood) for _ in range(40)]
+            time.sleep(2)  # every waiter that could take a thread has one now
+            health = []
+            for _ in range(5):
+                began = time.monotonic()
+                assert requests.get(server.url + "/healthz", timeout=5).status_code == 200
+                ready = requests.get(server.url + "/readyz", timeout=5)
+                other = server.get("/jobs", server.bearer(server.limited_token))
+                health.append(time.monotonic() - began)
+                assert ready.status_code in (200, 503) and other.status_code == 200
+                time.sleep(0.2)
+            answers = [f.result() for f in futures]
+        print(f"healthz+readyz+jobs answered in at most {max(health):.3f} s during the flood")
+        assert max(health) < 1.0
+        quick = [took for status, took in answers if status == 202 and took < 5]
+        waited = [took for status, took in answers if took >= 20]
+        # two worker processes, two waits per client each: at most 4 held, the rest at once
+        assert len(waited) <= 4 and len(quick) >= 36, answers
+        assert {status for status, _ in answers} == {202}
+    finally:
+        stop_process(server.proc)
+        os.system(f"pkill -KILL -f {hook}")
+
+
+def test_forwarding_headers_are_not_honoured(server: Server) -> None:
+    """From 127.0.0.1, gunicorn honoured SCRIPT_NAME by default: `/public/healthz` reached
+    `/healthz` (bypassing a same-host proxy's path rules), and a mismatch answered 500."""
+    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as sock:
+        sock.sendall(b"GET /public/healthz HTTP/1.1\r\nHost: x\r\nSCRIPT_NAME: /public\r\n"
+                     b"Connection: close\r\n\r\n")
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 404 "), answer[:200]
+    mismatch = requests.get(server.url + "/healthz", headers={"SCRIPT_NAME": "/elsewhere"},
+                            timeout=5)
+    assert mismatch.status_code == 200  # the header is dropped, not honoured nor a 500
+    https = requests.get(server.url + "/openapi.json", headers={"X-Forwarded-Proto": "https"},
+                         timeout=5)
+    assert "https://" not in https.text
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_run_log_is_streamed_tailed_masked_and_never_a_symlink(server: Server) -> None:
+    record = server.post("/trigger/nightly?wait=20").json()
+    run_id = record["run_id"]
+    whole = server.get(f"/runs/{run_id}/log")
+    assert whole.status_code == 200 and whole.text.count("\n") > 3
+    last_two = server.get(f"/runs/{run_id}/log?tail=2")
+    assert last_two.text == "".join(whole.text.splitlines(keepends=True)[-2:])
+    for bad in ("0", "-1", "x", "1e3", "²", "9" * 50):
+        doc = problem(server.get(f"/runs/{run_id}/log?tail={bad}"), 400)
+        assert doc["detail"] == "tail: expected an integer from 1 to 100000"
+    log_path = server.ws.state / "logs" / "nightly" / f"{run_id}.log"
+    assert log_path.is_file()
+    # a log written before a secret was known to the run: masked again on the way out
+    password = server.ws.password_file.read_text().strip()
+    log_path.write_text(f"line one\nthe password is {password}\n" + "x" * 200_000 + "\n")
+    served = server.get(f"/runs/{run_id}/log")
+    assert password not in served.text and "the password is ***" in served.text
+    assert len(served.text) > 200_000
+    # a symlink put in the log's place is refused, not followed
+    target = server.ws.root / "elsewhere.txt"
+    target.write_text(f"not a log {password}\n")
+    log_path.unlink()
+    log_path.symlink_to(target)
+    refused = problem(server.get(f"/runs/{run_id}/log"), 404)
+    assert refused["detail"] == "the run's log is not a regular file"
+    log_path.unlink()
+    pruned = problem(server.get(f"/runs/{run_id}/log"), 404)
+    assert pruned["detail"] == "the run's log was pruned"
+
+
+def test_a_running_runs_missing_log_is_empty_not_pruned(server: Server) -> None:
+    """The run is recorded before its log file exists: in that moment the log is empty."""
+    run_id = server.post("/trigger/slow").json()["run_id"]
+    log_path = server.ws.state / "logs" / "slow" / f"{run_id}.log"
+    wait_until(log_path.exists, timeout=30)
+    moved = log_path.with_suffix(".moved")
+    log_path.rename(moved)  # as it is before the supervisor makes it
+    try:
+        answer = server.get(f"/runs/{run_id}/log")
+        assert answer.status_code == 200 and answer.text == ""
+        assert answer.headers["X-Run-Status"] == "running"
+    finally:
+        moved.rename(log_path)
+        server.post(f"/runs/{run_id}/cancel", b"{}")
+
+
+def test_signed_bodies_are_bound_to_their_method(server: Server) -> None:
+    """The signature covers id, timestamp and body, not method or path: a captured signed GET
+    (empty body) replayed as a trigger, or a signed trigger replayed as a GET, is refused."""
+    captured_get = server.sign(b"")
+    doc = problem(requests.post(server.url + "/trigger/nightly", data=b"",
+                                headers=captured_get, timeout=10), 400)
+    assert "JSON object" in doc["detail"]
+    captured_post = server.sign(b"{}")
+    problem(requests.get(server.url + "/runs", data=b"{}", headers=captured_post, timeout=10),
+            400)
+    assert server.get("/runs").json()["runs"] == []
+    # a GET signed over its empty body is served
+    assert requests.get(server.url + "/runs", headers=server.sign(b""),
+                        timeout=10).status_code == 200
