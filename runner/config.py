@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
@@ -16,19 +16,24 @@ from typing import Any
 
 from runner.configread import (
     Table,
-    as_argv,
     as_bool,
     as_count,
     as_duration,
     as_env_names,
+    as_hook,
     as_niceness,
+    as_paths,
     as_positive_number,
+    as_program,
+    as_rclone_args,
+    as_restic_args,
     as_str_map,
     as_string,
     as_strings,
     as_tags,
     choice,
     expect,
+    local_repository,
 )
 from runner.errors import ConfigError
 from runner.notifyconfig import NotifySettings, SigningSettings, read_notify, read_signing
@@ -194,8 +199,8 @@ def _read_restic(t: Table, base: ResticSettings) -> ResticSettings:
         if t.has(inline) and t.has(from_file):
             raise t.error(from_file, f"set {inline} or {from_file}, not both")
     values: dict[str, Any] = {
-        "binary": t.get("binary", as_string, base.binary),
-        "repository": t.get("repository", as_string, base.repository),
+        "binary": t.get("binary", as_program(t.base), base.binary),
+        "repository": t.get("repository", _repository(t.base), base.repository),
         "repository_file": t.secret_path("repository_file", base.repository_file,
                                          _repository_line),
         "password": t.get("password", as_string, base.password),
@@ -219,6 +224,10 @@ def _read_restic(t: Table, base: ResticSettings) -> ResticSettings:
     return ResticSettings(**values)
 
 
+def _repository(base: Path) -> Callable[[object], str]:
+    return lambda value: local_repository(base, as_string(value))
+
+
 def _repository_line(text: str) -> None:
     if not any(line.strip() and not line.strip().startswith("#") for line in text.splitlines()):
         raise ValueError("holds no repository line (only blank lines and # comments)")
@@ -238,7 +247,7 @@ def _token_lines(text: str) -> None:
 
 def _read_rclone(t: Table, base: RcloneSettings) -> RcloneSettings:
     return RcloneSettings(
-        binary=t.get("binary", as_string, base.binary),
+        binary=t.get("binary", as_program(t.base), base.binary),
         config=t.path("config", base.config, must_exist=True),
         env=t.get("env", as_str_map, base.env),
         env_files=(t.path_map("env_files", secret=True) if t.has("env_files")
@@ -302,16 +311,17 @@ def _read_job(file: str, name: str, data: object, base: Path, restic: ResticSett
     job = JobConfig(
         name=name, kind=kind, restic=job_restic, rclone=job_rclone,
         description=t.get("description", as_string, ""),
-        args=t.get("args", as_strings, ()),
-        paths=t.get("paths", as_strings, ()) if kind == "backup" else (),
+        args=t.get("args", as_restic_args(base) if kind in RESTIC_KINDS
+                   else as_rclone_args(base), ()),
+        paths=t.get("paths", as_paths(base), ()) if kind == "backup" else (),
         tags=t.get("tags", as_tags, ()) if kind == "backup" else (),
-        forget_args=t.get("forget_args", as_strings, ()) if kind == "backup" else (),
+        forget_args=t.get("forget_args", as_restic_args(base), ()) if kind == "backup" else (),
         timeout=t.get("timeout", as_duration),
         stop_grace=t.get("stop_grace", as_duration, 30.0),
         schedule=t.get("schedule", _schedule),
         params=t.get("params", as_strings, ()),
-        pre_hook=t.get("pre_hook", as_argv, ()),
-        post_hook=t.get("post_hook", as_argv, ()),
+        pre_hook=t.get("pre_hook", as_hook(base), ()),
+        post_hook=t.get("post_hook", as_hook(base), ()),
         hook_env=t.get("hook_env", as_env_names, ()),
         hook_timeout=t.get("hook_timeout", as_duration, 300.0),
         pre_hook_on_error=t.get("pre_hook_on_error", choice("fail", "continue"), "fail"),

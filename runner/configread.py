@@ -222,3 +222,110 @@ class Table:
         if unknown:
             hint = allowed_hint or ", ".join(sorted(self.seen))
             raise self.error(unknown[0], f"unknown key (expected one of: {hint})")
+
+
+# --- relative paths in values that are not `path` keys ------------------------------------------
+# A config file's relative paths mean the file's directory, never the working directory of
+# whoever started the command (under systemd: `/`). Values that are paths only by position or
+# by the option before them are resolved here, so `config check --json` shows what will run.
+
+# restic options whose value is a local file or directory (either `--opt=V` or `--opt V`)
+RESTIC_PATH_OPTIONS = frozenset({
+    "--exclude-file", "--iexclude-file", "--files-from", "--files-from-raw",
+    "--files-from-verbatim", "--include-file", "--iinclude-file", "--password-file",
+    "--repository-file", "--cacert", "--tls-client-cert", "--cache-dir"})
+# rclone options whose value is a local file, or a path that may be local (then resolved)
+RCLONE_PATH_OPTIONS = frozenset({
+    "--exclude-from", "--include-from", "--filter-from", "--files-from", "--files-from-raw",
+    "--log-file", "--config", "--ca-cert", "--client-cert", "--client-key", "--cache-dir",
+    "--temp-dir", "--workdir", "--backup-dir", "--compare-dest", "--copy-dest"})
+
+
+def in_dir(base: Path, raw: str) -> str:
+    """`raw` (`~` expanded) against `base` when relative; absolute paths are kept as written."""
+    expanded = os.path.expanduser(raw)
+    if os.path.isabs(expanded):
+        return expanded
+    while expanded.startswith("./"):
+        expanded = expanded[2:].lstrip("/")
+    return str(base) if expanded in ("", ".") else os.path.join(base, expanded)
+
+
+def as_program(base: Path) -> Callable[[object], str]:
+    """A program: a bare name is looked up on `PATH` when it runs; a name with a `/` is a path."""
+    def convert(value: object) -> str:
+        name = as_string(value)
+        return in_dir(base, name) if "/" in name or name.startswith("~") else name
+    return convert
+
+
+def as_hook(base: Path) -> Callable[[object], tuple[str, ...]]:
+    """A hook's argv; its program resolved like `as_program` (its arguments are as written)."""
+    def convert(value: object) -> tuple[str, ...]:
+        argv = as_argv(value)
+        return (as_program(base)(argv[0]), *argv[1:])
+    return convert
+
+
+def as_paths(base: Path) -> Callable[[object], tuple[str, ...]]:
+    def convert(value: object) -> tuple[str, ...]:
+        return tuple(in_dir(base, p) for p in as_strings(value))
+    return convert
+
+
+def local_repository(base: Path, repository: str) -> str:
+    """A restic repository: a local one (no backend prefix, or `local:`) resolved."""
+    if repository.startswith("local:"):
+        return "local:" + in_dir(base, repository[len("local:"):])
+    return repository if ":" in repository else in_dir(base, repository)
+
+
+def _rclone_path(base: Path, arg: str) -> str:
+    """rclone reads `name:path` as a remote and `:backend:path` as one made on the fly; a `/`
+    before the first colon (or no colon) makes it a local path."""
+    colon, slash = arg.find(":"), arg.find("/")
+    local = colon == -1 or -1 < slash < colon
+    return in_dir(base, arg) if arg and local else arg
+
+
+def _with_option_paths(args: tuple[str, ...], options: frozenset[str],
+                       resolve: Callable[[str], str]) -> list[str]:
+    out: list[str] = []
+    value_next = False
+    for arg in args:
+        if value_next:
+            out.append(resolve(arg))
+            value_next = False
+            continue
+        option, eq, value = arg.partition("=")
+        if option in options and eq:
+            arg = f"{option}={resolve(value)}" if value else arg
+        elif option in options:
+            value_next = True
+        out.append(arg)
+    return out
+
+
+def as_restic_args(base: Path) -> Callable[[object], tuple[str, ...]]:
+    """restic arguments; the values of `RESTIC_PATH_OPTIONS` resolved."""
+    def convert(value: object) -> tuple[str, ...]:
+        return tuple(_with_option_paths(as_strings(value), RESTIC_PATH_OPTIONS,
+                                        lambda v: in_dir(base, v)))
+    return convert
+
+
+def as_rclone_args(base: Path) -> Callable[[object], tuple[str, ...]]:
+    """rclone arguments: the command, then its operands up to the first option (local ones
+    resolved), then options (the values of `RCLONE_PATH_OPTIONS` resolved when local)."""
+    def convert(value: object) -> tuple[str, ...]:
+        args = as_strings(value)
+        command_first = bool(args) and not args[0].startswith("-")
+        head = list(args[:1]) if command_first else []
+        rest = args[1:] if command_first else args
+        operands = 0
+        while command_first and operands < len(rest) and not rest[operands].startswith("-"):
+            operands += 1
+        head += [_rclone_path(base, a) for a in rest[:operands]]
+        return (*head, *_with_option_paths(rest[operands:], RCLONE_PATH_OPTIONS,
+                                           lambda v: _rclone_path(base, v)))
+    return convert
