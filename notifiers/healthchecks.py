@@ -3,7 +3,8 @@
 `<url>/start?rid=<run_id>` when a run starts; `<url>/<exit_code>?rid=<run_id>` when it ends,
 with the masked log's tail as the body, cut from the end to the server's `Ping-Body-Limit`
 (remembered from its last answer; 100,000 bytes, hosted healthchecks.io's limit, until one is
-seen); a skipped run sends `<url>/log`. `url` is any check URL: `https://hc-ping.com/<uuid>`, a
+seen); a skipped run sends `<url>/log`, and so do both events of a dry run (never a success
+ping: a dry run writes no snapshot). `url` is any check URL: `https://hc-ping.com/<uuid>`, a
 self-hosted `https://hc.example/ping/<uuid>`, or a slug URL `.../<ping-key>/<slug>` (with
 `create = true`, `?create=1` makes the check on first use).
 """
@@ -55,10 +56,10 @@ class HealthchecksTarget:
         base = read_url(self.settings.url, self.settings.url_file,
                         f"notify.healthchecks.{self.settings.name}.url_file")
         record = event.record
-        if event.type == STARTED:
+        if event.type == TEST or record["status"] == "skipped" or record.get("dry_run"):
+            suffix = "log"  # no state change: a dry run neither starts nor completes the check
+        elif event.type == STARTED:
             suffix = "start"
-        elif event.type == TEST or record["status"] == "skipped":  # /log: no state change
-            suffix = "log"
         elif isinstance(record.get("exit_code"), int) and 0 <= record["exit_code"] <= 255:
             suffix = str(record["exit_code"])
         else:

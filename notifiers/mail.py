@@ -1,8 +1,9 @@
 """`[notify.mail]`: one mail per run end, over SMTP (STARTTLS or implicit TLS, optional login).
 
 Subject as restic-backup-helper wrote it (SPEC §5): `[OK] <job> <hostname> · <duration> ·
-<details>` or `[FAIL <exit>] …`; body: the masked run log, cut from the start to `body_limit`
-bytes, saying so. Credentials go to the SMTP session only, never into a header.
+<details>` or `[FAIL <exit>] …` (`[DRY RUN OK]`, `[DRY RUN FAIL <exit>]` for a dry run);
+body: the masked run log, cut from the start to `body_limit` bytes, saying so. Credentials go
+to the SMTP session only, never into a header.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ def subject(record: dict[str, Any], test: bool = False) -> str:
         tag = "[SKIPPED]"
     else:
         tag = f"[FAIL {code if code is not None else status}]"
+    if record.get("dry_run") and not test:  # "[DRY RUN OK]": never mistaken for a backup
+        tag = "[DRY RUN " + tag[1:]
     parts = [f"{tag} {record['job']} {record['hostname']}",
              human_duration(float(record.get("duration_seconds") or 0.0))]
     details = mail_details(record)

@@ -1,6 +1,7 @@
 """`[notify.webhooks.<name>]`: the run record, POSTed as a Standard Webhooks message.
 
-Body `{"type", "timestamp", "data": <run record>}`; headers `webhook-id` (the same on every
+Body `{"type", "timestamp", "data": <run record>}` (a dry run's record says `"dry_run": true`:
+its `run.succeeded` wrote nothing); headers `webhook-id` (the same on every
 attempt, so receivers de-duplicate), `webhook-timestamp` (of this attempt), `webhook-signature`
 (`v1,` HMAC with the target's `secret_file`; `v1a,` Ed25519 with `[signing] key_file`), and
 `Authorization` from `auth_header_file`. 2xx delivers; 410 disables the target; anything else

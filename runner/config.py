@@ -41,6 +41,7 @@ from runner.notifyconfig import NotifySettings, SigningSettings, read_notify, re
 JOB_KINDS = ("backup", "forget", "prune", "check", "unlock", "replicate", "restore-test")
 RESTIC_KINDS = frozenset(JOB_KINDS) - {"replicate"}
 TRIGGER_PARAMS = frozenset({"tags", "dry_run"})
+DRY_RUN_KINDS = frozenset({"backup", "forget", "prune", "replicate"})  # whose tool has --dry-run
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 CONFIG_ENV = "RESTIC_RUNNER_CONFIG"
 STATE_DIR_ENV = "RESTIC_RUNNER_STATE_DIR"
@@ -105,6 +106,8 @@ class JobConfig:
     pre_hook_on_error: str = "fail"
     keep_logs: int = 100
     max_age: float = 26 * 3600.0  # alert threshold: the last success may be this old
+    # every run passes --dry-run (a preview): no trigger can turn it off
+    dry_run: bool = False
     # The top-level `hostname`: backups record it (`restic backup --host`), so a container
     # whose system hostname changes at every start keeps one snapshot lineage (parents, forget).
     host: str = ""
@@ -259,7 +262,7 @@ _RESTIC_KEYS = tuple(f.name for f in fields(ResticSettings))
 _RCLONE_KEYS = tuple(f.name for f in fields(RcloneSettings))
 _COMMON_JOB_KEYS = ("kind", "description", "args", "timeout", "stop_grace", "schedule", "params",
                     "pre_hook", "post_hook", "hook_env", "hook_timeout", "pre_hook_on_error",
-                    "keep_logs", "max_age")
+                    "keep_logs", "max_age", "dry_run")
 _KIND_KEYS = {"backup": ("paths", "tags", "forget_args"),
               "restore-test": ("snapshot", "include", "target_dir", "min_files", "canaries",
                                "keep")}
@@ -327,6 +330,7 @@ def _read_job(file: str, name: str, data: object, base: Path, restic: ResticSett
         pre_hook_on_error=t.get("pre_hook_on_error", choice("fail", "continue"), "fail"),
         keep_logs=t.get("keep_logs", as_count, 100),
         max_age=t.get("max_age", as_duration, DEFAULT_MAX_AGE.get(kind, 8 * 86400.0)),
+        dry_run=t.get("dry_run", as_bool, False),
         host=hostname,
         **(_restore_test_keys(t, name, state_dir) if kind == "restore-test" else {}),
     )
@@ -348,11 +352,24 @@ def _restore_test_keys(t: Table, name: str, state_dir: Path) -> dict[str, Any]:
     }
 
 
+def _check_pinned_dry_run(t: Table, job: JobConfig) -> None:
+    """`dry_run = true`: only where the tool has a dry run; and such a job never succeeds for
+    real, so it promises no freshness (`max_age`)."""
+    if job.kind not in DRY_RUN_KINDS:
+        raise t.error("dry_run", f"a {job.kind} job has no dry run (expected: only backup, "
+                                 "forget, prune and replicate jobs set it)")
+    if t.has("max_age"):
+        raise t.error("max_age", "a job with dry_run = true never succeeds for real, so it has "
+                                 "no max_age (its last success is never counted)")
+
+
 def _check_job(t: Table, job: JobConfig) -> None:
     """Rules that span keys of one job."""
     for param in job.params:
         if param not in TRIGGER_PARAMS:
             raise t.error("params", f"unknown param {param!r} (expected: tags, dry_run)")
+    if job.dry_run:
+        _check_pinned_dry_run(t, job)
     if job.kind == "backup" and not job.paths and not any(
         a.startswith(("--files-from", "--stdin")) for a in job.args
     ):

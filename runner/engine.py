@@ -17,7 +17,7 @@ from runner import __version__
 from runner.config import Config, JobConfig
 from runner.execute import CancelFlag, ProcessOutcome, supervise
 from runner.history import History, StateError
-from runner.jobs import StepSpec, plan, unlock_step
+from runner.jobs import StepSpec, is_dry_run, plan, unlock_step
 from runner.jobs.output import OutputParser
 from runner.locks import JobLock, process_exists
 from runner.record import new_record, seconds_between, utc_now
@@ -84,11 +84,11 @@ class Engine:
         if holder is not None:
             if not record_skipped:
                 raise JobBusy(holder)
-            record = self._skipped(job, tool, trigger, holder)
+            record = self._skipped(job, tool, trigger, holder, params)
         else:
             try:
                 self.history.mark_dead_runs_of(job.name)
-                record = self._new_record(job, tool, trigger)
+                record = self._new_record(job, tool, trigger, params)
                 if params:
                     record["params"] = dict(params)
                 self.history.insert(record)
@@ -109,10 +109,11 @@ class Engine:
             self.notifier.close()
         return record
 
-    def _new_record(self, job: JobConfig, tool: ToolEnvironment,
-                    trigger: dict[str, Any]) -> dict[str, Any]:
+    def _new_record(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
+                    params: Mapping[str, Any] | None) -> dict[str, Any]:
         return new_record(job=job.name, kind=job.kind, hostname=self.config.hostname,
-                          repository=tool.repository, trigger=trigger, version=__version__)
+                          repository=tool.repository, trigger=trigger, version=__version__,
+                          dry_run=is_dry_run(job, params))
 
     def _acquire(self, lock: JobLock) -> str | None:
         """None when we hold the lock; else the run id of the run that holds it.
@@ -133,8 +134,8 @@ class Engine:
         return None
 
     def _skipped(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
-                 holder: str) -> dict[str, Any]:
-        record = self._new_record(job, tool, trigger)
+                 holder: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        record = self._new_record(job, tool, trigger, params)
         message = f"skipped: previous run of {job.name} still active (run {holder})"
         record.update(status="skipped", exit_code=0, finished_at=record["started_at"],
                       duration_seconds=0.0, error=message, log_tail=message + "\n",
@@ -187,6 +188,9 @@ class _Run:
                           f"restic-runner {__version__}")
             if self.tool.repository:
                 self.log.note(f"repository {self.tool.repository}")
+            if r.get("dry_run"):
+                self.log.note("dry run: nothing is written or removed, and a success does not "
+                              "count as the job's last success")
             if self.job.uses_restic and self.job.restic.retry_lock:
                 from runner.tools import supports_retry_lock
 

@@ -22,7 +22,7 @@ def human_bytes(n: float) -> str:
 def run_details(record: dict[str, Any]) -> str:
     """The interesting numbers of a run, as restic-backup-helper's mail subjects word them."""
     s = record.get("stats") or {}
-    parts = []
+    parts = ["dry run"] if record.get("dry_run") else []
     if "files_new" in s:
         parts.append(f"{s['files_new']} new, {s.get('files_changed', 0)} changed files")
     if "data_added" in s:
@@ -57,6 +57,7 @@ def status_report(config: Config, history: History) -> dict[str, Any]:
     jobs = []
     for name, job in config.jobs.items():
         last = history.last_ended(name)
+        success = history.last_success(name)  # never a dry run
         jobs.append({
             "job": name,
             "kind": job.kind,
@@ -66,7 +67,9 @@ def status_report(config: Config, history: History) -> dict[str, Any]:
                 key: last.get(key) for key in ("run_id", "status", "exit_code", "started_at",
                                                "finished_at", "duration_seconds", "stats",
                                                "error")
-            } | {"age_seconds": _age(last.get("finished_at"))},
+            } | {"age_seconds": _age(last.get("finished_at")),
+                 "dry_run": bool(last.get("dry_run"))},
+            "last_success_at": (success or {}).get("finished_at"),
             "running": [{"run_id": r["run_id"], "started_at": r["started_at"],
                          "progress": r.get("progress")} for r in history.running(name)],
         })
@@ -85,7 +88,8 @@ def status_table(report: dict[str, Any]) -> str:
                                else "")
             for r in job["running"]) or "-"
         age = last.get("age_seconds")
-        rows.append((job["job"], job["kind"], last.get("status", "never"),
+        shown = last.get("status", "never") + (" (dry run)" if last.get("dry_run") else "")
+        rows.append((job["job"], job["kind"], shown,
                      str(last.get("exit_code", "-")), last.get("finished_at") or "-",
                      human_duration(age) if age is not None else "-",
                      f"{last['duration_seconds']:.1f}s" if last.get("duration_seconds")
@@ -110,6 +114,7 @@ def config_summary(config: Config) -> dict[str, Any]:
     for name, job in config.jobs.items():
         entry: dict[str, Any] = {"kind": job.kind, "timeout_seconds": job.timeout,
                                  "schedule": job.schedule, "params": list(job.params),
+                                 "dry_run": job.dry_run,
                                  "steps": [list(s.argv) for s in plan(job)]}
         if job.uses_restic:
             r = job.restic

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from runner.config import Config
+from runner.config import DRY_RUN_KINDS, Config, JobConfig
 from runner.history import History
 from runner.record import parse_rfc3339
 
@@ -74,6 +74,22 @@ def run_values(record: dict[str, Any] | None, last_success: dict[str, Any] | Non
     return values
 
 
+def dry_run_values(record: dict[str, Any] | None) -> dict[str, float]:
+    """`last_dry_run_*` of a job's newest dry run: shown apart, never as its last run."""
+    if record is None:
+        return {}
+    code = record["exit_code"]
+    values = {"last_dry_run_exit_code": float(code) if code is not None else -1.0}
+    stamp = _ts(record.get("finished_at"))
+    if stamp is not None:
+        values["last_dry_run_timestamp"] = stamp
+    return values
+
+
+def can_dry_run(job: JobConfig) -> bool:
+    return job.kind in DRY_RUN_KINDS and (job.dry_run or "dry_run" in job.params)
+
+
 class RunCollector(Collector):
     """The families of some jobs (default: all configured), read from the history."""
 
@@ -96,19 +112,25 @@ class RunCollector(Collector):
         for name in self.jobs:
             job = self.config.jobs[name]
             labels = [self.config.hostname, name]
-            last = self.history.last_ended(name, exclude=("skipped",))
-            success = self.history.last_ended(name, status="succeeded")
+            # a dry run is never the last run nor a success: it has families of its own
+            last = self.history.last_ended(name, exclude=("skipped",), dry_run=False)
+            success = self.history.last_success(name)
             running = self.history.running(name)
             values = run_values(last, success, bool(running))
+            if can_dry_run(job):
+                values.update(dry_run_values(self.history.last_ended(
+                    name, exclude=("skipped",), dry_run=True)))
             since = _ts(running[0]["started_at"]) if running else None
             if since is not None:
                 values["running_since_timestamp"] = since
             for suffix, value in values.items():
                 add(kind_gauge(job.kind, suffix), labels, value)
             pending, failures, given_up = counters.get(name, (0, 0, 0))
-            add(GaugeMetricFamily("restic_runner_job_max_age_seconds", "restic-runner: how old "
-                                  "the last success may be before the shipped alert fires (job "
-                                  "key max_age)", labels=LABELS), labels, job.max_age)
+            if not job.dry_run:  # a preview never succeeds for real: nothing to be old
+                add(GaugeMetricFamily("restic_runner_job_max_age_seconds", "restic-runner: how "
+                                      "old the last success may be before the shipped alert "
+                                      "fires (job key max_age)", labels=LABELS),
+                    labels, job.max_age)
             add(GaugeMetricFamily("restic_runner_notifications_pending", "restic-runner: "
                                   "deliveries of this job's events waiting for a retry",
                                   labels=LABELS), labels, float(pending))

@@ -51,6 +51,8 @@ RUN_RECORD = {
             "client": _STR_OR_NULL, "idempotency_key": _STR_OR_NULL,
             "remote_addr": _STR_OR_NULL}},
         "params": {"type": "object"},
+        # true: the tool ran with --dry-run; never the job's last success (older records lack it)
+        "dry_run": {"type": "boolean"},
         "started_at": {"type": "string", "format": "date-time"},
         "finished_at": {"type": "string", "format": "date-time", "nullable": True},
         "duration_seconds": _NUM_OR_NULL,

@@ -58,3 +58,6 @@ def parse_trigger_body(body: bytes, job: JobConfig) -> dict[str, Any]:
             raise _bad(f"params.{name}: not allowed for job {job.name} (allowed: {allowed})")
         out[name] = VALIDATORS[name](value)
     return out
+    if job.dry_run and out.get("dry_run") is False:
+        raise _bad("params.dry_run: this job always runs dry (dry_run = true in its "
+                   "configuration); a trigger cannot turn that off")

@@ -37,7 +37,9 @@ def seconds_between(started_at: str, finished_at: str) -> float:
 
 
 def new_record(*, job: str, kind: str, hostname: str, repository: str | None,
-               trigger: dict[str, Any], version: str) -> dict[str, Any]:
+               trigger: dict[str, Any], version: str, dry_run: bool = False) -> dict[str, Any]:
+    """A `running` record. `dry_run`: the tool runs with --dry-run; such a run never counts as
+    the job's last success (metrics, healthchecks, `last_success` in `last-<job>.json`)."""
     return {
         "schema": SCHEMA,
         "run_id": new_run_id(),
@@ -48,6 +50,7 @@ def new_record(*, job: str, kind: str, hostname: str, repository: str | None,
         "hostname": hostname,
         "repository": repository,
         "trigger": trigger,
+        "dry_run": dry_run,
         "started_at": utc_now(),
         "finished_at": None,
         "duration_seconds": None,

@@ -16,7 +16,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from runner import configread
-from runner.config import JOB_KINDS, parse_config
+from runner.config import DRY_RUN_KINDS, JOB_KINDS, parse_config
 from runner.envconfig import build, load_from_environment, wants_environment
 from runner.history import History
 from runner.metrics import STAT_METRICS, exposition
@@ -357,6 +357,8 @@ def exported_sample_names(tmp_path: Path) -> set[str]:
                             for kind in JOB_KINDS}
     jobs["job-backup"]["paths"] = ["/data"]
     config = parse_config({"state_dir": str(tmp_path / "state"), "hostname": "docs-host",
+    for kind in DRY_RUN_KINDS:  # with a dry run each: its families are apart
+        jobs[f"job-{kind}"]["params"] = ["dry_run"]
                            "restic": {"repository": "/repo", "password_file": str(secret)},
                            "jobs": jobs}, tmp_path / "restic-runner.toml")
     history = History(config.state_dir)
@@ -368,6 +370,12 @@ def exported_sample_names(tmp_path: Path) -> set[str]:
                      stats={stat: 1 for stat in STAT_METRICS.get(job.kind, {})})
         history.insert(ended)
         history.insert(new_record(job=name, kind=job.kind, hostname=config.hostname,
+        if job.kind in DRY_RUN_KINDS:
+            dry = new_record(job=name, kind=job.kind, hostname=config.hostname,
+                             repository=None, trigger={"source": "cli"}, version="0",
+                             dry_run=True)
+            dry.update(status="succeeded", exit_code=0, finished_at=utc_now())
+            history.insert(dry)
                                   repository=None, trigger={"source": "cli"}, version="0"))
     text = exposition(config, history).decode()
     history.close()
@@ -394,12 +402,17 @@ def literal_family_names() -> set[str]:
 
 
 def documented_metric_names() -> set[str]:
-    """Code spans of metrics.md that name a metric; `restic_<kind>_…` stands for every kind."""
+    """Code spans of metrics.md that name a metric; `restic_<kind>_…` stands for every kind,
+    `restic_<dry-run kind>_…` for each kind that has a dry run."""
     kinds = [kind.replace("-", "_") for kind in JOB_KINDS]
     names = set()
     for span in code_spans(METRICS_DOC.read_text(encoding="utf-8")):
-        for name in ([span.replace("<kind>", k) for k in kinds] if "<kind>" in span
-                     else [span]):
+        span = span.replace("<dry-run kind>", "<dry-kind>")
+        if "<dry-kind>" in span:
+            expanded = [span.replace("<dry-kind>", k) for k in sorted(DRY_RUN_KINDS)]
+        else:
+            expanded = [span.replace("<kind>", k) for k in kinds] if "<kind>" in span else [span]
+        for name in expanded:
             if _METRIC_NAME.fullmatch(name):
                 names.add(name)
     return names

@@ -1,7 +1,8 @@
 """Job kinds: one small builder per kind turns a job into the steps (argv + output parser) to run.
 
 Only validated values reach argv: the job's own configuration and, from a trigger request, the
-params the job allows (`tags`, `dry_run`), already checked by the caller.
+params the job allows (`tags`, `dry_run`), already checked by the caller. A job's own
+`dry_run = true` wins over any param.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.config import JobConfig
+from runner.config import DRY_RUN_KINDS, JobConfig
 from runner.jobs.output import (
     BackupOutput,
     CheckOutput,
@@ -54,8 +55,16 @@ def _tags(job: JobConfig, params: Mapping[str, Any]) -> list[str]:
     return [f"--tag={t}" for t in tags]
 
 
-def _dry_run(params: Mapping[str, Any]) -> list[str]:
-    return ["--dry-run"] if params.get("dry_run") else []
+def is_dry_run(job: JobConfig, params: Mapping[str, Any] | None = None) -> bool:
+    """Whether a run of `job` with `params` passes --dry-run: pinned by the job's own
+    `dry_run = true` (which no param can turn off), or asked for by an allowed param."""
+    if job.kind not in DRY_RUN_KINDS:
+        return False
+    return job.dry_run or bool((params or {}).get("dry_run"))
+
+
+def _dry_run(job: JobConfig, params: Mapping[str, Any]) -> list[str]:
+    return ["--dry-run"] if is_dry_run(job, params) else []
 
 
 def _host(job: JobConfig) -> list[str]:
@@ -66,22 +75,24 @@ def _host(job: JobConfig) -> list[str]:
 
 def _backup(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
     paths = ("--", *job.paths) if job.paths else ()
-    argv = _restic(job, "backup", *_host(job), *_tags(job, params), *_dry_run(params),
+    argv = _restic(job, "backup", *_host(job), *_tags(job, params), *_dry_run(job, params),
                    *job.args, *paths)
     steps = [StepSpec("backup", argv, BackupOutput, warning_codes=frozenset({3}))]
     if job.forget_args:
-        steps.append(StepSpec("forget", _restic(job, "forget", *_dry_run(params),
+        steps.append(StepSpec("forget", _restic(job, "forget", *_dry_run(job, params),
                                                 *job.forget_args),
                               ForgetOutput, needs_success=True, decides_outcome=False))
     return steps
 
 
 def _forget(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
-    return [StepSpec("forget", _restic(job, "forget", *_dry_run(params), *job.args), ForgetOutput)]
+    return [StepSpec("forget", _restic(job, "forget", *_dry_run(job, params), *job.args),
+                     ForgetOutput)]
 
 
 def _prune(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
-    return [StepSpec("prune", _restic(job, "prune", *_dry_run(params), *job.args), ResticOutput)]
+    return [StepSpec("prune", _restic(job, "prune", *_dry_run(job, params), *job.args),
+                     ResticOutput)]
 
 
 def _check(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
@@ -101,7 +112,7 @@ def _replicate(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
     given = {a.split("=", 1)[0] for a in job.args if a.startswith("--")}
     flags = [x for flag, value in RCLONE_STATS_FLAGS.items() if flag not in given
              for x in (flag, *value)]
-    return [StepSpec("replicate", (job.rclone.binary, *job.args, *_dry_run(params), *flags),
+    return [StepSpec("replicate", (job.rclone.binary, *job.args, *_dry_run(job, params), *flags),
                      RcloneOutput)]
 
 

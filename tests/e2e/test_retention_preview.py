@@ -4,6 +4,7 @@ removed, in the run's stats, and nothing removed."""
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 from tests.conftest import Workspace
@@ -48,3 +49,51 @@ jobs = ["*"]
     assert record["stats"]["snapshots_kept"] == 1
     assert record["stats"]["snapshots_removed"] == 2  # what a real forget would remove
     assert len(ws.snapshots()) == 3  # and nothing was removed
+
+
+def test_a_pinned_preview_triggered_with_an_empty_body_removes_nothing(ws: Workspace) -> None:
+    """The issue-13 case: `{}` to a preview job ran a real forget (7 snapshots became 4). A job
+    that pins `dry_run = true` runs dry whatever the trigger says, and refuses to be turned off."""
+    import subprocess
+
+    port = free_port()
+    token = secret_file(ws.root / "t.token", "rrt_preview-token")
+    ws.write_config(f"""
+[jobs.preview]
+kind = "forget"
+args = ["--keep-last", "3"]
+dry_run = true
+params = ["dry_run"]
+
+[[clients]]
+name = "airflow"
+token_file = "{token}"
+jobs = ["*"]
+""", top=f'[server]\nbind = "127.0.0.1:{port}"\nmax_wait = "60s"\n')
+    for i in range(7):
+        (ws.data / f"extra-{i}.txt").write_text(str(i))
+        subprocess.run([ws.restic, "backup", "--quiet", str(ws.data)], env=ws.restic_env(),
+                       check=True, capture_output=True)
+    service = start_service(ws, port)
+
+    def trigger(body: bytes) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"{service.url}/trigger/preview?wait=60", method="POST", data=body,
+            headers={"Authorization": "Bearer rrt_preview-token",
+                     "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=90) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as refused:
+            return refused.code, json.loads(refused.read())
+
+    try:
+        status, record = trigger(b"{}")
+        refused_status, problem = trigger(b'{"params": {"dry_run": false}}')
+    finally:
+        service.stop()
+    assert status == 200 and record["status"] == "succeeded", record
+    assert record["dry_run"] is True
+    assert record["stats"]["snapshots_removed"] == 4  # what a real forget would remove
+    assert len(ws.snapshots()) == 7
+    assert refused_status == 400 and "params.dry_run" in problem["detail"]

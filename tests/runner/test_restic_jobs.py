@@ -59,6 +59,9 @@ def test_last_json_log_and_history_are_written(ws: Workspace) -> None:
     code, record = ws.run_json("nightly")
     assert code == 0
     last = json.loads((ws.state / "last-nightly.json").read_text())
+    # the record, and the job's last real success (never a dry run): this run
+    assert last.pop("last_success") == {"run_id": record["run_id"],
+                                        "finished_at": record["finished_at"]}
     assert last == record
     log = (ws.state / "logs" / "nightly" / f"{record['run_id']}.log").read_text()
     assert "restic-runner: $ " in log and '"message_type":"summary"' in log
