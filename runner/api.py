@@ -400,7 +400,13 @@ def create_app(config: Config) -> Flask:
     def _bug(exc: Exception) -> Response:
         import traceback
 
+        from runner.refusals import REFUSAL_KIND, parse_refusal
         from security.masking import redact_text
+
+        refusal = parse_refusal(exc)  # gunicorn's, raised while the body is read (chunked)
+        if refusal is not None:
+            request.environ[REFUSAL_KIND] = refusal[2]
+            return Problem(*refusal).response()
 
         app.logger.error("internal error\n%s", redact_text(traceback.format_exc()))
         return Problem(500, "Internal error", "see the service log").response()

@@ -91,6 +91,46 @@ class RefusalLog:
         return summaries
 
 
+# gunicorn's refusals by exception class name: (status, reason, what was wrong, in fixed words).
+# gunicorn's own messages quote the request (the method, the header, the line); an answer that
+# quotes what a caller sent, masked, tells the caller which guess was a secret.
+PARSE_REFUSALS: dict[str, tuple[int, str, str]] = {
+    "InvalidRequestLine": (400, "Bad Request", "the request line is malformed"),
+    "InvalidRequestMethod": (400, "Bad Request", "the request line has an invalid method"),
+    "InvalidHTTPVersion": (400, "Bad Request", "the request line has an invalid HTTP version"),
+    "LimitRequestLine": (414, "URI Too Long", "the request line is too long"),
+    "InvalidHeader": (400, "Bad Request", "a header is malformed or repeated"),
+    "InvalidHeaderName": (400, "Bad Request", "a header name is invalid"),
+    "ObsoleteFolding": (400, "Bad Request", "a header uses obsolete line folding"),
+    "LimitRequestHeaders": (431, "Request Header Fields Too Large",
+                            "a header is too long, or there are too many headers"),
+    "ExpectationFailed": (417, "Expectation Failed", "the Expect header is not supported"),
+    "UnsupportedTransferCoding": (501, "Not Implemented",
+                                  "the transfer coding is not supported"),
+    "InvalidChunkSize": (400, "Bad Request", "the chunked body is malformed"),
+    "ChunkMissingTerminator": (400, "Bad Request", "the chunked body is malformed"),
+    "InvalidChunkExtension": (400, "Bad Request", "the chunked body is malformed"),
+    "InvalidProxyLine": (400, "Bad Request", "the PROXY line is malformed"),
+    "InvalidProxyHeader": (400, "Bad Request", "the PROXY header is malformed"),
+    "ForbiddenProxyRequest": (403, "Forbidden", "forwarding headers are not accepted"),
+    "InvalidSchemeHeaders": (400, "Bad Request", "the scheme headers contradict each other"),
+    "ConfigurationProblem": (400, "Bad Request", "the request path does not fit the service"),
+    "InvalidH2CPreface": (400, "Bad Request", "HTTP/2 is not supported"),
+    "SSLError": (400, "Bad Request", "the TLS handshake failed"),
+}
+
+
+def parse_refusal(exc: BaseException) -> tuple[int, str, str] | None:
+    """The fixed answer to a request gunicorn could not parse; None for anything else (a bug
+    of ours, answered 500)."""
+    for cls in type(exc).__mro__:
+        if cls.__name__ in ("InvalidResponseHeader", "InvalidResponseHeaderName"):
+            return None  # a header we tried to send: our fault
+        if cls.__name__ in PARSE_REFUSALS:
+            return PARSE_REFUSALS[cls.__name__]
+    return None
+
+
 def _summarise(summaries: list[tuple[str, int]]) -> None:
     for address, count in summaries:
         log.warning("refused %d more requests from %s in the last minute (not logged one by "
