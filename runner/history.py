@@ -133,6 +133,15 @@ def _migrations(db: sqlite3.Connection) -> str:
 
 
 PRUNE_BATCH = 500  # runs (and orphan events) pruned at most per run end
+# the runs of job ?1 that `last-<job>.json`, the metrics and `max_age` read, never pruned: the
+# newest ended; the newest ended but not skipped and the newest succeeded, real and dry apart
+_NEWEST_KEPT = " UNION ".join(
+    f"SELECT * FROM (SELECT run_id FROM runs WHERE job = ?1 AND {where} "
+    "ORDER BY started_at DESC LIMIT 1)"
+    for where in ["status != 'running'"] + [
+        f"{status} AND coalesce(json_extract(record, '$.dry_run'), 0) = {dry}"
+        for status in ("status NOT IN ('running', 'skipped')", "status = 'succeeded'")
+        for dry in (0, 1)])
 
 
 class StateError(UserError):
@@ -265,12 +274,7 @@ class History:
             "SELECT run_id FROM runs r WHERE job = ?1 AND status != 'running' "
             "AND (started_at < ?2 OR run_id NOT IN (SELECT run_id FROM runs WHERE job = ?1 "
             "ORDER BY started_at DESC LIMIT ?3)) "
-            "AND run_id NOT IN (SELECT run_id FROM runs WHERE job = ?1 AND status != 'running' "
-            "ORDER BY started_at DESC LIMIT 1) "
-            "AND run_id NOT IN (SELECT run_id FROM runs WHERE job = ?1 AND status != 'running' "
-            "AND status != 'skipped' ORDER BY started_at DESC LIMIT 1) "
-            "AND run_id NOT IN (SELECT run_id FROM runs WHERE job = ?1 AND status = 'succeeded' "
-            "ORDER BY started_at DESC LIMIT 1) "
+            f"AND run_id NOT IN ({_NEWEST_KEPT}) "
             "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.run_id = r.run_id "
             "AND d.state = 'pending') ORDER BY started_at LIMIT ?4",
             (job, cutoff, retention.keep_runs, limit)).fetchall()
@@ -322,12 +326,10 @@ class History:
         self.db.execute("COMMIT")
 
     def store_bytes(self) -> int:
-        """The size of the history database on disk: `history.db` and its write-ahead log."""
-        total = 0
-        for name in ("history.db", "history.db-wal"):
-            with contextlib.suppress(OSError):
-                total += (self.state_dir / name).stat().st_size
-        return total
+        """The size of the history database (pages × page size, as SQLite sees it): the same in
+        every process at a given moment, unlike the files, which move with checkpoints."""
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        return int(pages * self.db.execute("PRAGMA page_size").fetchone()[0])
 
     # --- reading -------------------------------------------------------------------------------
 

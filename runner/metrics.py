@@ -143,8 +143,9 @@ class RunCollector(Collector):
                 labels, float(given_up))
         if self.whole:
             store = GaugeMetricFamily("restic_runner_history_bytes", "restic-runner: size of "
-                                      "the run history database on disk (history.db and its "
                                       "WAL)", labels=["hostname"])
+                                      "the run history database (history.db: pages x page "
+                                      "size)", labels=["hostname"])
             store.add_metric([self.config.hostname], float(self.history.store_bytes()))
             families[store.name] = store
         yield from families.values()

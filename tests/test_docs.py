@@ -168,6 +168,7 @@ SECTIONS = {
     "notify.healthchecks": "### `[notify.healthchecks.<name>]`",
     "notify.mail": "### `[notify.mail]`",
     "signing": "## `[signing]`",
+    "history": "## `[history]`",
 }
 COMMON_JOB_KEYS_HEADING = "### Keys of every kind"
 

@@ -95,7 +95,7 @@ def history(tmp_path: Path) -> Iterator[History]:
 
 
 def old_run(history: History, job: str, days: float, status: str, *,
-            delivered: bool | None = True) -> str:
+            delivered: bool | None = True, dry_run: bool = False) -> str:
     """A run that started `days` ago, with an end event delivered (True), still pending
     (False) or none (None), and a log file."""
     record = new_record(job=job, kind="backup", hostname="h", repository=None,
@@ -104,6 +104,8 @@ def old_run(history: History, job: str, days: float, status: str, *,
     record.update(status=status, started_at=rfc3339(started),
                   finished_at=None if status == "running" else rfc3339(started),
                   exit_code=None if status == "running" else 0)
+    if dry_run:
+        record["dry_run"] = True
     history.insert(record)
     history.log_path(job, record["run_id"]).write_text("log\n")
     if delivered is not None:
@@ -143,6 +145,18 @@ def test_pruning_by_age_spares_running_pending_and_the_newest_ended_and_succeede
     # the pending delivery is still there to be retried
     assert history.db.execute("SELECT state FROM deliveries WHERE run_id = ?",
                               (pending,)).fetchone()[0] == "pending"
+
+
+def test_a_newer_dry_run_does_not_cost_the_last_real_success(history: History) -> None:
+    """A dry run never counts as the job's last success, so it cannot push the real one out."""
+    real = old_run(history, "nightly", 200, "succeeded")
+    old_dry = old_run(history, "nightly", 150, "succeeded", dry_run=True)
+    newest_dry = old_run(history, "nightly", 100, "succeeded", dry_run=True)
+    pruned = history.prune_runs("nightly", HistorySettings(keep_runs=1, keep_for=30 * 86400))
+    assert pruned == [old_dry]
+    assert history.last_success("nightly")["run_id"] == real
+    left = {r[0] for r in history.db.execute("SELECT run_id FROM runs")}
+    assert left == {real, newest_dry}
 
 
 def test_pruning_is_bounded_per_call(history: History) -> None:
