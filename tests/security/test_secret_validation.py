@@ -13,8 +13,20 @@ import pytest
 
 from runner.errors import UserError
 from security.secrets import read_secret_file
-from tests.conftest import Workspace
-from tests.e2e.conftest import api_repo_template, secret_file, ws  # noqa: F401 - fixtures
+from tests.conftest import RESTIC_BINARIES, Workspace, init_template, make_workspace
+from tests.e2e.conftest import secret_file
+
+RESTIC = "0.18"  # what is checked here happens before restic is ever started
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return init_template(RESTIC_BINARIES[RESTIC], tmp_path_factory.mktemp("secret-template"))
+
+
+@pytest.fixture
+def ws(tmp_path: Path, template: Path) -> Workspace:
+    return make_workspace(tmp_path, RESTIC_BINARIES[RESTIC], RESTIC, template)
 
 GOOD_WHSEC = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # 24 bytes
 BACKUP = """
