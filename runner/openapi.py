@@ -97,7 +97,9 @@ def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _RUN = {"$ref": "#/components/schemas/RunRecord"}
-_AUTH_ERRORS = {"401": _problem("no or bad credentials"),
+_AUTH_ERRORS = {"400": _problem("a signed request whose body does not fit its method (a signed "
+                                "POST carries a JSON object, {} at least; a signed GET none)"),
+                "401": _problem("no or bad credentials"),
                 "429": _problem("too many failed attempts")}
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
@@ -160,8 +162,9 @@ def _document(job_names: list[str] | None) -> dict[str, Any]:
                 "responses": {
                     "200": _json("the run ended within ?wait=", _RUN),
                     "202": _json("started", {"$ref": "#/components/schemas/Accepted"}),
-                    "400": _problem("bad JSON or params"),
                     **_AUTH_ERRORS,
+                    "400": _problem("bad JSON or params, or a signed POST without a JSON "
+                                    "object body"),
                     "403": _problem("this client may not run this job"),
                     "404": _problem("no such job"),
                     "409": _problem("the job is running (run_id names the run)"),
@@ -196,12 +199,18 @@ def _document(job_names: list[str] | None) -> dict[str, Any]:
                 "responses": {"200": _json("the final run record", _RUN), **_AUTH_ERRORS,
                               "404": _problem("no such run, or not ended yet")}}},
             "/runs/{run_id}/log": {"get": {
-                "summary": "The masked run log", "parameters": [_RUN_ID],
-                "responses": {"200": {"description": "the log",
+                "summary": "The masked run log, streamed; ?tail=N: its last N lines",
+                "parameters": [_RUN_ID, {"name": "tail", "in": "query", "schema": {
+                    "type": "integer", "minimum": 1, "maximum": 100000}}],
+                "responses": {"200": {"description": "the log (empty while a new run's log "
+                                                     "file does not exist yet)",
                                       "content": {"text/plain": {"schema": {"type": "string"}}}},
-                              **_AUTH_ERRORS, "404": _problem("no such run")}}},
+                              **_AUTH_ERRORS, "400": _problem("tail out of range"),
+                              "404": _problem("no such run, or its log was pruned")}}},
             "/runs/{run_id}/cancel": {"post": {
                 "summary": "Stop a run gracefully", "parameters": [_RUN_ID],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "maxProperties": 0}}}},
                 "responses": {"202": _json("cancelling", {"$ref":
                                                           "#/components/schemas/Accepted"}),
                               **_AUTH_ERRORS, "404": _problem("no such run"),
