@@ -8,6 +8,7 @@ truncate, overwrite or serve a file elsewhere.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -79,7 +80,8 @@ def tighten_dir(path: Path) -> None:
     except OSError:
         return
     if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o077:
-        os.chmod(path, DIR_MODE)
+        with contextlib.suppress(OSError):  # a read-only mount: reported where writes fail
+            os.chmod(path, DIR_MODE)
 
 
 def open_private_file(path: Path | str, flags: int, mode: int = FILE_MODE) -> int:
@@ -100,7 +102,8 @@ def open_private_file(path: Path | str, flags: int, mode: int = FILE_MODE) -> in
         if not stat.S_ISREG(info.st_mode):
             raise NotRegularFile(errno.EINVAL, "not a regular file, refused", str(path))
         if info.st_uid == os.geteuid() and info.st_mode & 0o777 != mode:
-            os.fchmod(fd, mode)
+            with contextlib.suppress(OSError):  # a read-only mount: reported where writes fail
+                os.fchmod(fd, mode)
         if not flags & os.O_NONBLOCK:
             os.set_blocking(fd, True)
     except BaseException:
@@ -119,9 +122,31 @@ def read_regular_file(path: Path | str, limit: int | None = None) -> bytes:
 def prepare_db_file(path: Path) -> None:
     """Before SQLite opens `path`: create it 0600 if missing (SQLite gives its -wal and -shm the
     database file's mode), and refuse the database, -wal or -shm when a symlink or not a regular
-    file. Existing files we own are tightened to 0600."""
-    os.close(open_private_file(path, os.O_RDWR | os.O_CREAT))
-    for suffix in ("-wal", "-shm", "-journal"):
-        side = Path(f"{path}{suffix}")
-        if os.path.lexists(side):
-            os.close(open_private_file(side, os.O_RDONLY))
+    file. Existing files we own are tightened to 0600.
+
+    An existing file is only looked at (lstat), never opened: closing a descriptor of a database
+    file drops every POSIX lock this process holds on it, including those of a SQLite connection
+    already open here, and another process would then delete the WAL under it."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         FILE_MODE))
+        os.chmod(path, FILE_MODE)  # the umask may have taken bits away
+    except OSError as exc:
+        # it exists (checked below), or its directory is missing (SQLite says so)
+        if not os.path.lexists(path) and exc.errno != errno.ENOENT:
+            raise
+    for side in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        _check_regular(side)
+
+
+def _check_regular(path: Path) -> None:
+    """A state file that exists must be a regular file (not a symlink); ours is made 0600."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegularFile(errno.EINVAL, "a symlink or not a regular file, refused", str(path))
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != FILE_MODE:
+        with contextlib.suppress(OSError):  # a read-only mount: reported where writes fail
+            os.chmod(path, FILE_MODE)
