@@ -18,6 +18,7 @@ from runner.idempotency import IdempotencyStore
 from runner.params import parse_trigger_body
 from runner.problems import Problem
 from runner.record import ENDED
+from runner.refusals import ORDINARY_ANSWER
 from runner.waits import WaitSlots
 from security.auth import Client, FailureLimiter, SeenIds
 
@@ -136,6 +137,7 @@ def trigger(job: str) -> Response:
     if key is not None:
         s.idempotency().release(client.name, key)
     if result.status == "busy":
+        request.environ[ORDINARY_ANSWER] = True
         raise Problem(409, "Job already running", "the job is running (see run_id)",
                       headers={"Retry-After": RETRY_AFTER_BUSY}, run_id=result.run_id)
     raise Problem(503, "Cannot start the run", result.message or "unknown error")
@@ -207,6 +209,7 @@ def run(run_id: str) -> Response:
 def result(run_id: str) -> Response:
     record = _run_or_404(run_id)
     if record["status"] not in ENDED:
+        request.environ[ORDINARY_ANSWER] = True  # a sensor's poke, logged as such
         raise Problem(404, "Not finished", f"the run is {record['status']}",
                       run_id=run_id, run_status=record["status"])
     return jsonify(record)

@@ -1,17 +1,19 @@
 """One throttled log for every request the service refuses, whichever layer refuses it (the HTTP
 server's parser, the read deadline, authentication, routing, limits): a flood of any kind from
 one address writes at most `LINES_PER_WINDOW` lines a minute, then one summary line with the
-count when the minute is over. The lines name the refusal by its kind and status, never by what
-the request held (see docs/security.md, "What answers and logs say")."""
+count by kind when the minute is over. The lines name the refusal by its status and kind, never
+by what the request held (docs/security.md, "Authentication of API callers")."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 REFUSAL_KIND = "restic_runner.refusal"  # WSGI environ key: the app's words for a refusal
+ORDINARY_ANSWER = "restic_runner.ordinary"  # WSGI environ key: a 4xx that is no refusal
 LINES_PER_WINDOW = 5
 WINDOW_SECONDS = 60.0
 MAX_ADDRESSES = 10_000  # beyond this many addresses in one window, count them all as one
@@ -23,7 +25,7 @@ log = logging.getLogger("restic_runner.refusals")
 class _Window:
     started: float
     logged: int = 0
-    suppressed: int = 0
+    suppressed: Counter[str] = field(default_factory=Counter)  # "status kind" -> count
 
 
 class RefusalLog:
@@ -41,14 +43,13 @@ class RefusalLog:
         """Log `status kind from address`, unless this address used up its lines this window."""
         now = time.monotonic()
         address = address or "unknown"
-        summaries: list[tuple[str, int]] = []
         with self._lock:
             summaries = self._close_windows(now)
             if address not in self._windows and len(self._windows) >= MAX_ADDRESSES:
                 address = "other addresses"
             current = self._windows.setdefault(address, _Window(now))
             if current.logged >= self.lines_per_window:
-                current.suppressed += 1
+                current.suppressed[f"{status} {kind}"] += 1
                 write = False
                 if not self._flush_pending:  # the summary is due even if the flood stops
                     self._flush_later(current.started + self.window - now)
@@ -77,7 +78,7 @@ class RefusalLog:
         timer.daemon = True
         timer.start()
 
-    def _close_windows(self, now: float) -> list[tuple[str, int]]:
+    def _close_windows(self, now: float) -> list[tuple[str, Counter[str]]]:
         """End the windows older than the window length: their counts of unlogged refusals.
         Windows are kept in the order they started, so only the oldest are looked at."""
         summaries = []
@@ -131,10 +132,11 @@ def parse_refusal(exc: BaseException) -> tuple[int, str, str] | None:
     return None
 
 
-def _summarise(summaries: list[tuple[str, int]]) -> None:
-    for address, count in summaries:
+def _summarise(summaries: list[tuple[str, Counter[str]]]) -> None:
+    for address, counts in summaries:
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in counts.most_common())
         log.warning("refused %d more requests from %s in the last minute (not logged one by "
-                    "one)", count, address)
+                    "one): %s", sum(counts.values()), address, kinds)
 
 
 REFUSALS = RefusalLog()

@@ -18,6 +18,7 @@ from gunicorn.workers.gthread import ThreadWorker
 from runner.config import Config
 from runner.locks import JobLock
 from runner.readdeadline import ReadDeadlines, reading, request_timeout
+from runner.refusals import ORDINARY_ANSWER
 
 
 class RunnerServer(BaseApplication):  # type: ignore[misc]
@@ -114,7 +115,8 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
 class AccessLogger(Logger):  # type: ignore[misc]
     """gunicorn's logger; refused requests (4xx) get no access line of their own but go
     through the one throttled refusal log (`runner.refusals`): a flood of bad requests of any
-    kind must not become a flood of log lines, or fill the disk."""
+    kind must not become a flood of log lines, or fill the disk. A 4xx that is part of the
+    protocol (a poll of a run that has not ended, a trigger of a busy job) is no refusal."""
 
     log_format = "text"
 
@@ -133,7 +135,7 @@ class AccessLogger(Logger):  # type: ignore[misc]
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
         status = getattr(resp, "status_code", None)
-        if isinstance(status, int) and 400 <= status < 500:
+        if isinstance(status, int) and 400 <= status < 500 and not environ.get(ORDINARY_ANSWER):
             from runner.refusals import REFUSAL_KIND, note_refusal
 
             note_refusal(environ.get("REMOTE_ADDR"), status,

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.conftest import RUNNER
+from tests.conftest import RUNNER, wait_until
 from tests.e2e.conftest import Server, problem
 
 
@@ -221,11 +221,13 @@ def test_no_secret_reaches_the_service_log(server: Server) -> None:
 
     server.post("/trigger/nightly?wait=20")
     server.post("/trigger/nightly", b"", server.bearer("rrt_wrong"))
+    # the refusal is logged once its answer has been sent (as gunicorn's access line was)
+    wait_until(lambda: b"authentication failed (bad-token)" in server.log.read_bytes(),
+               timeout=10)
     text = server.log.read_bytes()
     for secret in (server.token.encode(), server.limited_token.encode(),
                    base64.b64encode(server.key)):
         assert secret not in text
-    assert b"authentication failed (bad-token)" in text
 
 
 def test_runs_are_listed_newest_first_with_paging_and_filters(server: Server) -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -96,10 +97,8 @@ def _pids(pattern: str) -> list[str]:
 
 
 def _quiet_post(server: Server, path: str) -> None:
-    try:
+    with suppress(requests.RequestException):
         server.post(path, b"{}", server.bearer())
-    except requests.RequestException:
-        pass
 
 
 def test_waits_are_capped_per_client_and_health_stays_answered(ws: Workspace) -> None:

@@ -95,10 +95,10 @@ class SteppedService:
 
     def post(self, msg_id: str, stamp: int) -> requests.Response:
         """`POST /trigger/nightly`, signed as client "airflow" with this id and timestamp."""
-        signature = Webhook(WHSEC).sign(msg_id, datetime.fromtimestamp(stamp, UTC), "")
+        signature = Webhook(WHSEC).sign(msg_id, datetime.fromtimestamp(stamp, UTC), "{}")
         headers = {"webhook-id": msg_id, "webhook-timestamp": str(stamp),
                    "webhook-signature": signature}
-        return requests.post(f"{self.url}/trigger/nightly", data=b"", headers=headers,
+        return requests.post(f"{self.url}/trigger/nightly", data=b"{}", headers=headers,
                              timeout=60)
 
     def result(self, response: requests.Response) -> dict[str, object]:
@@ -200,5 +200,6 @@ def test_replay_refused_after_a_forward_step_and_its_correction(
         check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2)
         check(REPO_LOCK, assert_no_repo_lock, ws)
         check(MESSAGE, assert_clear_message, log,
-              r"refused 401 from 127\.0\.0\.1: authentication failed \(replay\)", where="the service log")
+              r"refused 401 from 127\.0\.0\.1: authentication failed \(replay\)",
+              where="the service log")
         check(JOB_LOCK, assert_job_lock_free_api, ws, stepped.url, "nightly")

@@ -62,6 +62,7 @@ def test_the_summary_line_counts_what_was_not_logged() -> None:
         refusals.log = real
     assert lines[:2] == ["refused 400 from 10.0.0.7: the request line is malformed"] * 2
     assert "refused 401 from 10.0.0.8: authentication failed (bad-token)" in lines
-    assert "refused 8 more requests from 10.0.0.7 in the last minute (not logged one by one)" \
+    assert ("refused 8 more requests from 10.0.0.7 in the last minute (not logged one by one): "
+            "400 the request line is malformed: 8") \
         in lines
     assert len(lines) == 4
