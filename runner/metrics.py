@@ -143,7 +143,6 @@ class RunCollector(Collector):
                 labels, float(given_up))
         if self.whole:
             store = GaugeMetricFamily("restic_runner_history_bytes", "restic-runner: size of "
-                                      "WAL)", labels=["hostname"])
                                       "the run history database (history.db: pages x page "
                                       "size)", labels=["hostname"])
             store.add_metric([self.config.hostname], float(self.history.store_bytes()))

@@ -55,9 +55,10 @@ def parse_trigger_body(body: bytes, job: JobConfig) -> dict[str, Any]:
     for name, value in params.items():
         if name not in job.params:
             allowed = ", ".join(job.params) or "none"
-            raise _bad(f"params.{name}: not allowed for job {job.name} (allowed: {allowed})")
+            # named by its role, never by its name: an answer never quotes the request
+            raise _bad(f"params has a member this job does not allow (allowed: {allowed})")
         out[name] = VALIDATORS[name](value)
-    return out
     if job.dry_run and out.get("dry_run") is False:
         raise _bad("params.dry_run: this job always runs dry (dry_run = true in its "
                    "configuration); a trigger cannot turn that off")
+    return out

@@ -357,9 +357,9 @@ def exported_sample_names(tmp_path: Path) -> set[str]:
     jobs: dict[str, Any] = {f"job-{kind}": {"kind": kind, "args": ["--keep-last", "1"]}
                             for kind in JOB_KINDS}
     jobs["job-backup"]["paths"] = ["/data"]
-    config = parse_config({"state_dir": str(tmp_path / "state"), "hostname": "docs-host",
     for kind in DRY_RUN_KINDS:  # with a dry run each: its families are apart
         jobs[f"job-{kind}"]["params"] = ["dry_run"]
+    config = parse_config({"state_dir": str(tmp_path / "state"), "hostname": "docs-host",
                            "restic": {"repository": "/repo", "password_file": str(secret)},
                            "jobs": jobs}, tmp_path / "restic-runner.toml")
     history = History(config.state_dir)
@@ -370,13 +370,13 @@ def exported_sample_names(tmp_path: Path) -> set[str]:
                      duration_seconds=1.0,
                      stats={stat: 1 for stat in STAT_METRICS.get(job.kind, {})})
         history.insert(ended)
-        history.insert(new_record(job=name, kind=job.kind, hostname=config.hostname,
         if job.kind in DRY_RUN_KINDS:
             dry = new_record(job=name, kind=job.kind, hostname=config.hostname,
                              repository=None, trigger={"source": "cli"}, version="0",
                              dry_run=True)
             dry.update(status="succeeded", exit_code=0, finished_at=utc_now())
             history.insert(dry)
+        history.insert(new_record(job=name, kind=job.kind, hostname=config.hostname,
                                   repository=None, trigger={"source": "cli"}, version="0"))
     text = exposition(config, history).decode()
     history.close()
