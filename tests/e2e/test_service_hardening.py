@@ -234,3 +234,58 @@ def test_signed_bodies_are_bound_to_their_method(server: Server) -> None:
     # a GET signed over its empty body is served
     assert requests.get(server.url + "/runs", headers=server.sign(b""),
                         timeout=10).status_code == 200
+
+
+def _records(state: Path) -> list[dict]:
+    import json
+    import sqlite3
+
+    db = sqlite3.connect(state / "history.db")
+    try:
+        return [json.loads(text) for (text,) in db.execute("SELECT record FROM runs")]
+    finally:
+        db.close()
+
+
+def test_runs_stopped_in_a_stubborn_pre_hook_are_never_succeeded(ws: Workspace) -> None:
+    """The soak's finding, end to end: a pre_hook that ignores SIGINT/SIGTERM and then exits 0.
+    An API run cancelled with POST /runs/<id>/cancel, and an API run and a scheduled run
+    stopped by serve's shutdown, all end without restic having run: none is `succeeded`."""
+    hook = _hook(ws.root, "stubborn4.sh", IGNORES_SIGNALS.format(seconds=4))
+    jobs = f"""
+[jobs.stubborn]
+kind = "backup"
+paths = ["{ws.data}"]
+pre_hook = ["{hook}"]
+
+[jobs.other]
+kind = "backup"
+paths = ["{ws.data}"]
+pre_hook = ["{hook}"]
+
+[jobs.scheduled]
+kind = "backup"
+paths = ["{ws.data}"]
+pre_hook = ["{hook}"]
+schedule = "every 2s"
+
+[jobs.check]
+kind = "check"
+"""
+    server = _serve(ws, jobs, 'graceful_timeout = "2s"\n')
+    try:
+        cancelled = server.post("/trigger/stubborn").json()["run_id"]
+        time.sleep(0.5)
+        assert server.post(f"/runs/{cancelled}/cancel").status_code == 202
+        record = server.wait_result(cancelled, timeout=30)
+        assert record["status"] == "cancelled", record
+        server.post("/trigger/other")
+        wait_until(lambda: len(_pids(str(hook))) >= 2, timeout=30)  # API and scheduled runs
+    finally:
+        stop_process(server.proc, timeout=60)
+    wait_until(lambda: not _pids(str(hook)), timeout=30)  # the hooks ran to their end
+    wait_until(lambda: all(r["status"] != "running" for r in _records(ws.state)), timeout=30)
+    records = _records(ws.state)
+    assert {r["job"] for r in records} >= {"stubborn", "other", "scheduled"}
+    assert not [r for r in records if r["status"] == "succeeded"], records
+    assert not list(ws.snapshots())  # restic never ran

@@ -578,13 +578,21 @@ def test_rendered_config_passes_config_check(variant: str, tmp_path: Path) -> No
     assert f"jobs: {jobs}" in result.stdout
 
 
-def _materialise(r: Rendered, root: Path) -> Path:
-    """Write the Secret's files and the config as the pod sees them, under `root`."""
+# what a user must set (values.yaml: "REQUIRED with the default config")
+REQUIRED_SECRETS = {"repository": "rest:https://user:p4ss@backup.example.net:8000/repo",
+                    "restic-password": "a-password-the-user-sets"}
+
+
+def _materialise(r: Rendered, root: Path, *, fill_required: bool = True) -> Path:
+    """Write the Secret's files and the config as the pod sees them, under `root`; the
+    required secrets the chart leaves empty are filled as a user must fill them."""
     secrets = root / "secrets"
     state = root / "state"
     secrets.mkdir()
     state.mkdir()
     for key, value in r.one("Secret", FULLNAME)["stringData"].items():
+        if fill_required and not value.strip() and key in REQUIRED_SECRETS:
+            value = REQUIRED_SECRETS[key]
         (secrets / key).write_text(value)
         (secrets / key).chmod(0o400)
     text = r.one("ConfigMap", FULLNAME)["data"]["restic-runner.toml"]
@@ -592,6 +600,18 @@ def _materialise(r: Rendered, root: Path) -> Path:
     config = root / "restic-runner.toml"
     config.write_text(text)
     return config
+
+
+def test_the_default_charts_empty_secrets_fail_config_check_naming_the_key(
+        tmp_path: Path) -> None:
+    """values.yaml says the repository and its password are required: left empty, the rendered
+    configuration is refused (as `serve` refuses it), naming the key, not started half-set."""
+    config = _materialise(rendered_variant("default"), tmp_path, fill_required=False)
+    result = subprocess.run([str(VENV_BIN / "restic-runner"), "config", "check", "--config",
+                             str(config)], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "HOME": str(tmp_path)})
+    assert result.returncode == 2
+    assert "restic.repository_file" in result.stderr and "is empty" in result.stderr
 
 
 # --- CronJobs --------------------------------------------------------------------------------
