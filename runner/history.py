@@ -289,14 +289,19 @@ class History:
 
     def _delete_runs(self, run_ids: list[str]) -> None:
         marks = ",".join("?" * len(run_ids))
+        self._in_transaction([
+            ("DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries "
+             f"WHERE run_id IN ({marks}))", run_ids),
+            (f"DELETE FROM deliveries WHERE run_id IN ({marks})", run_ids),
+            (f"DELETE FROM events WHERE run_id IN ({marks})", run_ids),
+            (f"DELETE FROM runs WHERE run_id IN ({marks}) AND status != 'running'", run_ids)])
+
+    def _in_transaction(self, statements: list[tuple[str, list[str]]]) -> None:
+        """Run the statements in one write transaction: all of them, or none."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute("DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM "
-                            f"deliveries WHERE run_id IN ({marks}))", run_ids)
-            self.db.execute(f"DELETE FROM deliveries WHERE run_id IN ({marks})", run_ids)
-            self.db.execute(f"DELETE FROM events WHERE run_id IN ({marks})", run_ids)
-            self.db.execute(f"DELETE FROM runs WHERE run_id IN ({marks}) "
-                            "AND status != 'running'", run_ids)
+            for sql, args in statements:
+                self.db.execute(sql, args)
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
@@ -314,16 +319,11 @@ class History:
         if not event_ids:
             return
         marks = ",".join("?" * len(event_ids))
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self.db.execute("DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM "
-                            f"deliveries WHERE event_id IN ({marks}))", event_ids)
-            self.db.execute(f"DELETE FROM deliveries WHERE event_id IN ({marks})", event_ids)
-            self.db.execute(f"DELETE FROM events WHERE event_id IN ({marks})", event_ids)
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+        self._in_transaction([
+            ("DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries "
+             f"WHERE event_id IN ({marks}))", event_ids),
+            (f"DELETE FROM deliveries WHERE event_id IN ({marks})", event_ids),
+            (f"DELETE FROM events WHERE event_id IN ({marks})", event_ids)])
 
     def store_bytes(self) -> int:
         """The size of the history database (pages × page size, as SQLite sees it): the same in

@@ -268,3 +268,20 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> Non
 @pytest.fixture
 def wait_for() -> Iterator[Any]:
     yield wait_until
+
+
+def job_metrics(ws: Workspace, job: str) -> dict[str, float]:
+    """The series of `job` as `/metrics` (and the Pushgateway's end push) would show them, from
+    the metrics code the service uses: {family: value}."""
+    from runner.config import load_config
+    from runner.history import History
+    from runner.metrics import exposition
+
+    config = load_config(str(ws.config_path))
+    history = History(config.state_dir)
+    try:
+        text = exposition(config, history).decode()
+    finally:
+        history.close()
+    return {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if f'job_name="{job}"' in line and not line.startswith("#")}

@@ -21,10 +21,9 @@ from runner.config import load_config, parse_config
 from runner.engine import Engine
 from runner.errors import ConfigError
 from runner.history import History
-from runner.metrics import exposition
 from runner.params import parse_trigger_body
 from runner.problems import Problem
-from tests.conftest import Workspace
+from tests.conftest import Workspace, job_metrics
 from tests.e2e.conftest import secret_file
 from tests.notifiers.conftest import Receiver, hc_receiver, receiver  # noqa: F401 - fixtures
 
@@ -44,18 +43,7 @@ def _snapshots_by_restic(ws: Workspace, count: int) -> None:
 
 
 def _metrics(ws: Workspace, job: str) -> dict[str, float]:
-    """The series of `job` as `/metrics` (and the Pushgateway's end push) would show them."""
-    config = load_config(str(ws.config_path))
-    history = History(config.state_dir)
-    try:
-        text = exposition(config, history).decode()
-    finally:
-        history.close()
-    out = {}
-    for line in text.splitlines():
-        if f'job_name="{job}"' in line and not line.startswith("#"):
-            out[line.split("{")[0]] = float(line.rsplit(" ", 1)[1])
-    return out
+    return job_metrics(ws, job)
 
 
 def _engine_run(ws: Workspace, job: str, params: dict[str, Any] | None = None

@@ -11,7 +11,7 @@ import json
 import signal
 from pathlib import Path
 
-from tests.conftest import Workspace
+from tests.conftest import Workspace, job_metrics
 
 STUBBORN_HOOK = """#!/bin/sh
 trap '' INT TERM
@@ -40,19 +40,8 @@ stop_grace = "10s"
 
 
 def _metrics(ws: Workspace) -> dict[str, float]:
-    """`restic_backup_*` values of job nightly, from the metrics code the service uses."""
-    from runner.config import load_config
-    from runner.history import History
-    from runner.metrics import exposition
-
-    config = load_config(str(ws.config_path))
-    history = History(config.state_dir)
-    try:
-        text = exposition(config, history).decode()
-    finally:
-        history.close()
-    return {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith("restic_backup_")}
+    """`restic_backup_*` values of job nightly."""
+    return {k: v for k, v in job_metrics(ws, "nightly").items() if k.startswith("restic_backup_")}
 
 
 def test_a_run_cancelled_during_its_pre_hook_is_cancelled_not_succeeded(
