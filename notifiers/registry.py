@@ -41,9 +41,12 @@ def register_secrets(config: Config) -> None:
     """Read every secret file of `[notify]` and `[signing]` now, so the redactor knows their
     values before any output flows (a hook that prints one is masked like restic's output)."""
     from runner.notifyconfig import secret_files
-    from security.masking import register_secret
+    from security.masking import register_header_credential, register_secret
     from security.secrets import read_secret_file
 
     for key, path in secret_files(config.notify, config.signing):
         for line in read_secret_file(path, key).splitlines():  # several whsec_ lines
-            register_secret(line.strip())
+            if key.endswith("auth_header_file"):
+                register_header_credential(line.strip())
+            else:
+                register_secret(line.strip())

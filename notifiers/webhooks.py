@@ -25,7 +25,12 @@ from notifiers.base import (
 )
 from runner.notifyconfig import SigningSettings, WebhookSettings
 from security.auth import parse_whsec
-from security.masking import mask_webhook_url, register_secret, url_secrets
+from security.masking import (
+    mask_webhook_url,
+    register_header_credential,
+    register_secret,
+    url_secrets,
+)
 from security.secrets import read_secret_file
 from security.signing import signature_header
 
@@ -90,6 +95,7 @@ class WebhookTarget:
             if not (value.isascii() and value.isprintable()):
                 raise PermanentError(f"{self._key}.auth_header_file: an HTTP header value must "
                                      "be printable ASCII (encode it, e.g. base64)")
+            register_header_credential(value)
             headers["Authorization"] = value
         return body, headers
 

@@ -3,6 +3,7 @@ detached supervisor); state comes from `runner.history`; who may call is `securi
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from runner.waits import WaitSlots
 from security.auth import Client, FailureLimiter, SeenIds
 
 RETRY_AFTER_BUSY = "30"
+SMALL_LOG = 256 * 1024  # a log (or tail) up to this size is answered whole, not streamed
 MAX_PAGE = 200
 
 api = Blueprint("api", __name__)
@@ -218,7 +220,14 @@ def result(run_id: str) -> Response:
 @api.get("/runs/<run_id>/log")
 def log(run_id: str) -> Response:
     """Streamed, masked again on the way out; `?tail=N`: only the last N lines."""
-    from runner.logread import MAX_TAIL_LINES, NotARegularFile, masked_chunks, open_log, tail_offset
+    from runner.logread import (
+        MAX_TAIL_LINES,
+        LogStream,
+        NotARegularFile,
+        masked_chunks,
+        open_log,
+        tail_offset,
+    )
 
     record = _run_or_404(run_id)
     lines = _int_param("tail", 1, MAX_TAIL_LINES)
@@ -233,7 +242,17 @@ def log(run_id: str) -> Response:
             return Response(b"", mimetype="text/plain", headers=headers)
         raise Problem(404, "Not found", "the run's log was pruned")
     offset = tail_offset(fd, lines) if lines else 0
-    return Response(masked_chunks(fd, offset), mimetype="text/plain", headers=headers)
+    if os.fstat(fd).st_size - offset <= SMALL_LOG:  # sent at once, never a long request
+        return Response(b"".join(masked_chunks(fd, offset)), mimetype="text/plain",
+                        headers=headers)
+    client, slots = _client().name, state().waits
+    if not slots.try_acquire(client):  # a slow reader holds its thread: bounded
+        os.close(fd)
+        raise Problem(429, "Too many long requests",
+                      "this client is already reading logs or waiting; try again shortly",
+                      headers={"Retry-After": "5"})
+    return Response(LogStream(fd, offset, lambda: slots.release(client)),
+                    mimetype="text/plain", headers=headers)
 
 
 def _int_param(name: str, low: int, high: int) -> int | None:

@@ -46,7 +46,10 @@ class ApiClient:
             except ValueError as exc:
                 raise UserError(f"--secret-file: {exc}") from None
         assert token_file
-        return cls(base_url, token=read_secret_file(Path(token_file), "--token-file"))
+        # the first line, as for --secret-file: a file mounted for the service may hold the
+        # new and the old token while they rotate
+        token = read_secret_file(Path(token_file), "--token-file").splitlines()[0].strip()
+        return cls(base_url, token=token)
 
     def _headers(self, body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

@@ -99,6 +99,9 @@ class JobConfig:
     stop_grace: float = 30.0
     schedule: str | None = None
     params: tuple[str, ...] = ()
+    # the tags a trigger may send (with params = ["tags"]): a free-text tag would be echoed in
+    # masked output, so a client could test guesses against secrets (`***`)
+    allowed_tags: tuple[str, ...] = ()
     pre_hook: tuple[str, ...] = ()
     post_hook: tuple[str, ...] = ()
     hook_env: tuple[str, ...] = ()
@@ -135,6 +138,8 @@ class ServerConfig:
     read_timeout: float = 10.0  # for a request's head and body (slow clients hold a thread)
     max_wait: float = 25.0
     max_waits_per_client: int = 2  # per worker process; all clients: half its threads
+    # failed authentications a minute per address group (all addresses: ten times this)
+    max_auth_failures: int = 10
     graceful_timeout: float = 30.0
     max_requests: int = 0  # recycle workers after this many requests (0: never)
     log_format: str = "text"  # service logs on stdout: "text" or "json" (JSON lines)
@@ -261,8 +266,8 @@ def _read_rclone(t: Table, base: RcloneSettings) -> RcloneSettings:
 _RESTIC_KEYS = tuple(f.name for f in fields(ResticSettings))
 _RCLONE_KEYS = tuple(f.name for f in fields(RcloneSettings))
 _COMMON_JOB_KEYS = ("kind", "description", "args", "timeout", "stop_grace", "schedule", "params",
-                    "pre_hook", "post_hook", "hook_env", "hook_timeout", "pre_hook_on_error",
-                    "keep_logs", "max_age", "dry_run")
+                    "allowed_tags", "pre_hook", "post_hook", "hook_env", "hook_timeout",
+                    "pre_hook_on_error", "keep_logs", "max_age", "dry_run")
 _KIND_KEYS = {"backup": ("paths", "tags", "forget_args"),
               "restore-test": ("snapshot", "include", "target_dir", "min_files", "canaries",
                                "keep")}
@@ -323,6 +328,7 @@ def _read_job(file: str, name: str, data: object, base: Path, restic: ResticSett
         stop_grace=t.get("stop_grace", as_duration, 30.0),
         schedule=t.get("schedule", _schedule),
         params=t.get("params", as_strings, ()),
+        allowed_tags=t.get("allowed_tags", as_tags, ()),
         pre_hook=t.get("pre_hook", as_hook(base), ()),
         post_hook=t.get("post_hook", as_hook(base), ()),
         hook_env=t.get("hook_env", as_env_names, ()),
@@ -368,6 +374,12 @@ def _check_job(t: Table, job: JobConfig) -> None:
     for param in job.params:
         if param not in TRIGGER_PARAMS:
             raise t.error("params", f"unknown param {param!r} (expected: tags, dry_run)")
+    if "tags" in job.params and not job.allowed_tags:
+        raise t.error("allowed_tags", 'required with params = ["tags"]: the tags a trigger may '
+                      'send, e.g. ["weekly", "airflow"] (a free-text tag is echoed in masked '
+                      "output, which would let a client test guesses against secrets)")
+    if job.allowed_tags and "tags" not in job.params:
+        raise t.error("allowed_tags", 'has no effect without params = ["tags"]')
     if job.dry_run:
         _check_pinned_dry_run(t, job)
     if job.kind == "backup" and not job.paths and not any(
@@ -416,6 +428,7 @@ def _read_server(t: Table) -> ServerConfig:
         max_wait=t.get("max_wait", as_duration, d.max_wait),
         max_waits_per_client=t.get("max_waits_per_client", as_count,
                                    d.max_waits_per_client),
+        max_auth_failures=t.get("max_auth_failures", as_count, d.max_auth_failures),
         graceful_timeout=t.get("graceful_timeout", as_duration, d.graceful_timeout),
         max_requests=t.get("max_requests", as_count, d.max_requests),
         log_format=t.get("log_format", choice("text", "json"), d.log_format),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from flask import g, request
 
 from runner.problems import Problem
+from runner.refusals import CLIENT_NAME
 from security.auth import AuthFailure, authenticate
 
 if TYPE_CHECKING:
@@ -27,13 +28,17 @@ def admit(s: ApiState) -> None:
     if request.endpoint in OPEN_ENDPOINTS or request.endpoint is None:
         return
     now = time.time()
-    address = f"addr:{request.remote_addr}"
+    from runner.refusals import address_group
+
+    # by address group: any local user can bind any 127.x.y.z, a host usually has a whole /64
+    address = f"addr:{address_group(request.remote_addr)}"
     body = request.get_data(cache=True)
     if len(body) > s.config.server.max_body_bytes:  # chunked: no Content-Length to check
         raise Problem(413, "Payload too large",
                       f"the body may be at most {s.config.server.max_body_bytes} bytes")
     try:
         g.client = authenticate(s.clients, request.headers, body, now=now, seen=s.seen)
+        request.environ[CLIENT_NAME] = g.client.name  # for the access line
         if "webhook-signature" in request.headers:
             _check_signed_body(body)
     except AuthFailure as failure:
@@ -43,32 +48,36 @@ def admit(s: ApiState) -> None:
         from runner.refusals import REFUSAL_KIND
 
         request.environ[REFUSAL_KIND] = f"authentication failed ({failure.reason})"
-        keys = [address]
+        per_key = s.config.server.max_auth_failures
+        # every address together too: many addresses (a botnet, or a local user binding
+        # 127.x.y.z) get ten addresses' worth of guesses a minute, not ten each
+        keys = [(address, per_key), (ALL_ADDRESSES, per_key * 10)]
         if failure.client and failure.reason in ("expired", "future"):
             # a known client with a bad clock; not replays, or one captured request could
             # lock its client out
-            keys.append(f"client:{failure.client}")
+            keys.append((f"client:{failure.client}", per_key))
         wait = _blocked_for(s, keys, now)
         if wait is not None:
             raise _too_many(wait) from None
-        for key in keys:
+        for key, _ in keys:
             s.limiter.record_failure(key, now)
         raise Problem(401, "Unauthorized", "missing or invalid credentials",
                       headers={"WWW-Authenticate": 'Bearer realm="restic-runner"'}) from None
 
 
+ALL_ADDRESSES = "addr:*"
 _blocked_until: dict[str, tuple[float, float]] = {}  # key -> (blocked until, trust until)
 BLOCK_CACHE_SECONDS = 1.0
 
 
-def _blocked_for(s: ApiState, keys: list[str], now: float) -> float | None:
+def _blocked_for(s: ApiState, keys: list[tuple[str, int]], now: float) -> float | None:
     """How long the first blocked key stays blocked. A block is remembered in this process for
     up to a second, so a flood is answered without asking SQLite every time."""
-    for key in keys:
+    for key, limit in keys:
         until, trust = _blocked_until.get(key, (0.0, 0.0))
         if now < trust and now < until:
             return until - now
-        wait = s.limiter.blocked(key, now)
+        wait = s.limiter.blocked(key, now, limit)
         if wait is not None:
             if len(_blocked_until) > 10000:  # many addresses: start over rather than grow
                 _blocked_until.clear()

@@ -7,7 +7,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 
 BLOCK = 64 * 1024
@@ -71,3 +72,24 @@ def masked_chunks(fd: int, offset: int = 0) -> Iterator[bytes]:
             yield rest
     finally:
         os.close(fd)
+
+
+class LogStream:
+    """A response body: the masked file from `offset`, then `on_close` once, however the
+    response ends (read to its end, cut off, or never started: WSGI servers call `close`)."""
+
+    def __init__(self, fd: int, offset: int, on_close: Callable[[], None]) -> None:
+        self._chunks = masked_chunks(fd, offset)
+        self._fd = fd
+        self._on_close: Callable[[], None] | None = on_close
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._chunks.close()
+        with suppress(OSError):
+            os.close(self._fd)  # if the generator never started, it did not close it
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()

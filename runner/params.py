@@ -7,7 +7,6 @@ import json
 from typing import Any
 
 from runner.config import JobConfig
-from runner.configread import TAG
 from runner.problems import Problem
 
 MAX_TAGS = 16
@@ -17,16 +16,18 @@ def _bad(detail: str) -> Problem:
     return Problem(400, "Bad request", detail)
 
 
-def _tags(value: object) -> list[str]:
+def _tags(value: object, job: JobConfig) -> list[str]:
     if not isinstance(value, list) or not value or len(value) > MAX_TAGS:
         raise _bad(f"params.tags: expected a list of 1 to {MAX_TAGS} tags")
     for tag in value:
-        if not isinstance(tag, str) or not TAG.fullmatch(tag):
-            raise _bad("params.tags: every tag must match ^[A-Za-z0-9._:-]{1,64}$")
+        if not isinstance(tag, str) or tag not in job.allowed_tags:
+            # never which one: the answer must not depend on the tag's text
+            raise _bad("params.tags: every tag must be one of the job's allowed_tags "
+                       f"({', '.join(job.allowed_tags)})")
     return list(dict.fromkeys(value))
 
 
-def _dry_run(value: object) -> bool:
+def _dry_run(value: object, job: JobConfig) -> bool:
     if not isinstance(value, bool):
         raise _bad("params.dry_run: expected true or false")
     return value
@@ -57,7 +58,7 @@ def parse_trigger_body(body: bytes, job: JobConfig) -> dict[str, Any]:
             allowed = ", ".join(job.params) or "none"
             # named by its role, never by its name: an answer never quotes the request
             raise _bad(f"params has a member this job does not allow (allowed: {allowed})")
-        out[name] = VALIDATORS[name](value)
+        out[name] = VALIDATORS[name](value, job)
     if job.dry_run and out.get("dry_run") is False:
         raise _bad("params.dry_run: this job always runs dry (dry_run = true in its "
                    "configuration); a trigger cannot turn that off")

@@ -1,95 +1,118 @@
-"""One throttled log for every request the service refuses, whichever layer refuses it (the HTTP
-server's parser, the read deadline, authentication, routing, limits): a flood of any kind from
-one address writes at most `LINES_PER_WINDOW` lines a minute, then one summary line with the
-count by kind when the minute is over. The lines name the refusal by its status and kind, never
-by what the request held (docs/security.md, "Authentication of API callers")."""
+"""One throttled log for every request the service refuses, and for every request it answers
+without a credential (the open endpoints), whichever layer answers it (the HTTP server's parser,
+the read deadline, authentication, routing, limits). In each worker process and each minute, an
+address group (one address; all of 127.0.0.0/8; an IPv6 /64) writes at most `LINES_PER_GROUP`
+lines and all addresses together at most `LINES_PER_WINDOW`; what was not written is counted and
+summed up in one line when the minute is over. So a flood of any kind, from one address or from
+many (a local user can bind any 127.x.y.z), writes a bounded number of lines. The lines name the
+request by its status and kind, never by what it held (docs/security.md, "Authentication of API
+callers")."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 REFUSAL_KIND = "restic_runner.refusal"  # WSGI environ key: the app's words for a refusal
 ORDINARY_ANSWER = "restic_runner.ordinary"  # WSGI environ key: a 4xx that is no refusal
-LINES_PER_WINDOW = 5
+CLIENT_NAME = "restic_runner.client"  # WSGI environ key: the authenticated client's name
+LINES_PER_GROUP = 5
+LINES_PER_WINDOW = 60
 WINDOW_SECONDS = 60.0
-MAX_ADDRESSES = 10_000  # beyond this many addresses in one window, count them all as one
 
 log = logging.getLogger("restic_runner.refusals")
 
 
-@dataclass
-class _Window:
-    started: float
-    logged: int = 0
-    suppressed: Counter[str] = field(default_factory=Counter)  # "status kind" -> count
+def address_group(address: str | None) -> str:
+    """What limits count by: an address; all loopback addresses as one (any local user can
+    bind any of them); an IPv6 address's /64 (what one host is usually given)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or "unknown"
+    if ip.is_loopback:
+        return "loopback"
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
 
 
 class RefusalLog:
-    """Per-address windows in this process; `note` is called once per refused request."""
+    """The windows of one process; `note` is called once per request to throttle."""
 
-    def __init__(self, lines_per_window: int = LINES_PER_WINDOW,
+    def __init__(self, lines_per_group: int = LINES_PER_GROUP,
+                 lines_per_window: int = LINES_PER_WINDOW,
                  window: float = WINDOW_SECONDS) -> None:
+        self.lines_per_group = lines_per_group
         self.lines_per_window = lines_per_window
         self.window = window
-        self._windows: dict[str, _Window] = {}
         self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._logged: Counter[str] = Counter()  # group -> lines written this window
+        self._suppressed: Counter[str] = Counter()  # "status kind" -> not written
+        self._suppressed_from: Counter[str] = Counter()  # group -> not written
         self._flush_pending = False
 
     def note(self, address: str | None, status: int, kind: str) -> None:
-        """Log `status kind from address`, unless this address used up its lines this window."""
-        now = time.monotonic()
-        address = address or "unknown"
+        """Log `refused <status> from <address>: <kind>`, unless over a budget."""
+        self.write(address, f"refused {status} from {address or 'unknown'}: {kind}",
+                   f"{status} {kind}")
+
+    def write(self, address: str | None, line: str, kind: str,
+              logger: logging.Logger | None = None) -> None:
+        """Write `line` (to `logger`, else this module's) unless this address group or this
+        window used up its lines."""
+        group = address_group(address)
         with self._lock:
-            summaries = self._close_windows(now)
-            if address not in self._windows and len(self._windows) >= MAX_ADDRESSES:
-                address = "other addresses"
-            current = self._windows.setdefault(address, _Window(now))
-            if current.logged >= self.lines_per_window:
-                current.suppressed[f"{status} {kind}"] += 1
-                write = False
+            summary = self._roll(time.monotonic())
+            if (self._logged[group] >= self.lines_per_group
+                    or self._logged.total() >= self.lines_per_window):
+                self._suppressed[kind] += 1
+                self._suppressed_from[group] += 1
                 if not self._flush_pending:  # the summary is due even if the flood stops
-                    self._flush_later(current.started + self.window - now)
+                    self._flush_pending = True
+                    timer = threading.Timer(self._started + self.window - time.monotonic()
+                                            + 0.05, self.flush)
+                    timer.daemon = True
+                    timer.start()
+                line = ""
             else:
-                current.logged += 1
-                write = True
-        _summarise(summaries)
-        if write:
-            log.warning("refused %d from %s: %s", status, address, kind)
+                self._logged[group] += 1
+        if summary:
+            log.warning("%s", summary)
+        if line:
+            if logger is None:
+                log.warning("%s", line)
+            else:
+                logger.info("%s", line)
 
     def flush(self) -> None:
-        """Write the summaries of the windows that have ended; come back for the others."""
-        now = time.monotonic()
+        """Write the summary of a window that has ended."""
         with self._lock:
             self._flush_pending = False
-            summaries = self._close_windows(now)
-            waiting = [w for w in self._windows.values() if w.suppressed]
-            if waiting:
-                self._flush_later(waiting[0].started + self.window - now)
-        _summarise(summaries)
+            summary = self._roll(time.monotonic())
+        if summary:
+            log.warning("%s", summary)
 
-    def _flush_later(self, delay: float) -> None:
-        """One timer at a time (under the lock), however many addresses are throttled."""
-        self._flush_pending = True
-        timer = threading.Timer(max(0.0, delay) + 0.05, self.flush)
-        timer.daemon = True
-        timer.start()
-
-    def _close_windows(self, now: float) -> list[tuple[str, Counter[str]]]:
-        """End the windows older than the window length: their counts of unlogged refusals.
-        Windows are kept in the order they started, so only the oldest are looked at."""
-        summaries = []
-        while self._windows:
-            address, oldest = next(iter(self._windows.items()))
-            if now - oldest.started < self.window:
-                break
-            del self._windows[address]
-            if oldest.suppressed:
-                summaries.append((address, oldest.suppressed))
-        return summaries
+    def _roll(self, now: float) -> str:
+        """Start a new window if this one is over: the summary of what it did not write."""
+        if now - self._started < self.window:
+            return ""
+        summary = ""
+        if self._suppressed:
+            kinds = ", ".join(f"{k}: {n}" for k, n in self._suppressed.most_common(8))
+            groups = ", ".join(f"{g}: {n}" for g, n in self._suppressed_from.most_common(3))
+            summary = (f"{self._suppressed.total()} more requests in the last minute not logged "
+                       f"one by one (from {len(self._suppressed_from)} address groups; most from "
+                       f"{groups}): {kinds}")
+        self._started = now
+        self._logged.clear()
+        self._suppressed.clear()
+        self._suppressed_from.clear()
+        return summary
 
 
 # gunicorn's refusals by exception class name: (status, reason, what was wrong, in fixed words).
@@ -132,15 +155,32 @@ def parse_refusal(exc: BaseException) -> tuple[int, str, str] | None:
     return None
 
 
-def _summarise(summaries: list[tuple[str, Counter[str]]]) -> None:
-    for address, counts in summaries:
-        kinds = ", ".join(f"{kind}: {n}" for kind, n in counts.most_common())
-        log.warning("refused %d more requests from %s in the last minute (not logged one by "
-                    "one): %s", sum(counts.values()), address, kinds)
-
-
 REFUSALS = RefusalLog()
 
 
 def note_refusal(address: str | None, status: int, kind: str) -> None:
     REFUSALS.note(address, status, kind)
+
+
+def note_open_request(address: str | None, line: str, kind: str,
+                      logger: logging.Logger) -> None:
+    """An answer to a request without a credential (an open endpoint): its access line,
+    through the same budgets."""
+    REFUSALS.write(address, line, kind, logger)
+
+
+MAX_LOGGED_TARGET = 200  # characters of the request target an access line keeps
+
+
+def access_line(environ: dict[str, object], status: int, length: object,
+                seconds: float) -> str:
+    """`address client "METHOD target PROTOCOL" status bytes ms`: bounded whatever the request
+    (the target cut at 200 characters; no User-Agent or Referer, which a caller fills at will).
+    Masked by the log's formatter like every line."""
+    target = str(environ.get("RAW_URI") or environ.get("PATH_INFO") or "")
+    if len(target) > MAX_LOGGED_TARGET:
+        target = target[:MAX_LOGGED_TARGET] + "…"
+    method = str(environ.get("REQUEST_METHOD", "-"))[:16]
+    protocol = str(environ.get("SERVER_PROTOCOL", "-"))[:16]
+    return (f'{environ.get("REMOTE_ADDR", "-")} {environ.get(CLIENT_NAME) or "-"} '
+            f'"{method} {target} {protocol}" {status} {length or 0} {seconds * 1000:.0f}ms')

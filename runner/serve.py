@@ -65,6 +65,9 @@ def problem_answer(status: int, reason: str, detail: str) -> bytes:
     return head.encode("latin-1") + body
 
 
+WRITE_STALL_SECONDS = 10  # a send to a client that takes no byte for this long fails
+
+
 class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
     """gunicorn's gthread worker; its refusals (`gunicorn.util.write_error`, the only place
     they are written) are problem+json, and a request must be read within `[server]
@@ -74,6 +77,37 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
         timeout = self.app.runner_config.server.read_timeout
         self.read_deadlines = ReadDeadlines(timeout, problem_answer(*request_timeout(timeout)))
         super().init_process()
+
+    def accept(self, listener: Any) -> None:
+        """A new connection gets no thread until it has sent something: it waits on the
+        poller, as a kept-alive one does, and is closed unheard after `read_timeout` (gunicorn
+        gives each a thread for up to 5 s first: 16 idle connections held every thread). Its
+        answers must be taken by the client: a send that stalls `WRITE_STALL_SECONDS` fails
+        and the connection is closed (a client that reads nothing held a thread for ever)."""
+        import errno
+        import selectors
+        import socket
+        import struct
+        import time
+        from functools import partial
+
+        from gunicorn.workers.gthread import TConn
+
+        try:
+            client_sock, client_addr = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return
+        self.nr_conns += 1
+        client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                               struct.pack("ll", WRITE_STALL_SECONDS, 0))
+        client_sock.setblocking(False)
+        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        conn.timeout = time.monotonic() + self.app.runner_config.server.read_timeout
+        self.pending_conns.append(conn)
+        self.poller.register(client_sock, selectors.EVENT_READ,
+                             partial(self.on_pending_socket_readable, conn))
 
     def enqueue_req(self, conn: Any) -> None:
         """A new connection, or a kept-alive or deferred one with data: its clock starts."""
@@ -134,14 +168,28 @@ class AccessLogger(Logger):  # type: ignore[misc]
             logger.handlers[:] = [handler]
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
-        status = getattr(resp, "status_code", None)
-        if isinstance(status, int) and 400 <= status < 500 and not environ.get(ORDINARY_ANSWER):
-            from runner.refusals import REFUSAL_KIND, note_refusal
+        """One bounded line per request (`runner.refusals.access_line`); refusals and answers
+        to callers without a credential go through the per-address and per-minute budgets."""
+        from runner.refusals import (
+            CLIENT_NAME,
+            REFUSAL_KIND,
+            access_line,
+            note_open_request,
+            note_refusal,
+        )
 
-            note_refusal(environ.get("REMOTE_ADDR"), status,
-                         environ.get(REFUSAL_KIND) or "refused by the API")
+        status = getattr(resp, "status_code", None) or 0
+        address = environ.get("REMOTE_ADDR")
+        if 400 <= status < 500 and not environ.get(ORDINARY_ANSWER):
+            note_refusal(address, status, environ.get(REFUSAL_KIND) or "refused by the API")
             return
-        super().access(resp, req, environ, request_time)
+        line = access_line(environ, status, getattr(resp, "sent", 0),
+                           request_time.total_seconds())
+        if environ.get(CLIENT_NAME) is None:
+            note_open_request(address, line, f"{status} without a credential",
+                              self.access_log)
+            return
+        self.access_log.info(line)
 
 
 def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -> dict[str, Any]:
@@ -157,9 +205,6 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
         "max_requests": server.max_requests,
         "max_requests_jitter": server.max_requests // 10 if server.max_requests else 0,
         "accesslog": "-",
-        # gunicorn's default has %(u)s, the user name of an `Authorization: Basic` header: a
-        # credential cut at its first ":" that the redactor cannot recognise
-        "access_log_format": '%(h)s %(l)s - %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"',
         "logger_class": type("ServiceLogger", (AccessLogger,),
                              {"log_format": server.log_format}),
         "errorlog": "-",

@@ -347,13 +347,15 @@ class FailureLimiter(_SqliteStore):
         self.max_failures = max_failures
         self.window = window
 
-    def blocked(self, key: str, now: float) -> float | None:
-        """Seconds until `key` may try again, or None when it is not blocked."""
+    def blocked(self, key: str, now: float, limit: int | None = None) -> float | None:
+        """Seconds until `key` may try again, or None when it is not blocked; `limit` for this
+        key instead of `max_failures` (a key shared by every address gets a higher one)."""
         with self._lock:
             row = self._conn().execute(
                 "SELECT at FROM auth_failures WHERE key = ? AND at > ? "
                 "ORDER BY at DESC LIMIT 1 OFFSET ?",
-                (key, now - self.window, self.max_failures)).fetchone()
+                (key, now - self.window, self.max_failures if limit is None else limit)
+            ).fetchone()
         return None if row is None else row[0] + self.window - now
 
     def record_failure(self, key: str, now: float) -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "mask_webhook_url",
     "redact",
     "redact_text",
+    "register_header_credential",
     "register_secret",
     "url_password",
     "url_secrets",
@@ -44,6 +45,15 @@ REGISTRY = SecretRegistry()
 def register_secret(secret: str | bytes) -> None:
     """Register a secret with the process-wide registry."""
     REGISTRY.register(secret)
+
+
+def register_header_credential(value: str) -> None:
+    """An `Authorization`-style value: the whole of it, and its credential after the scheme
+    (`Bearer <token>`: a receiver's error page may echo the token alone)."""
+    register_secret(value)
+    _scheme, _, credential = value.strip().partition(" ")
+    if credential.strip():
+        register_secret(credential.strip())
 
 
 def redact(data: bytes) -> bytes:

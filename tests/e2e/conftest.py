@@ -138,6 +138,7 @@ JOBS = """
 kind = "backup"
 paths = ["{data}"]
 params = ["tags", "dry_run"]
+allowed_tags = ["weekly", "manual", "automated", "airflow", "cli", "leak", "leak-suite", "x"]
 
 [jobs.slow]
 kind = "backup"

@@ -4,6 +4,7 @@ bodies bound to their method, one shutdown budget."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -289,3 +290,91 @@ kind = "check"
     assert {r["job"] for r in records} >= {"stubborn", "other", "scheduled"}
     assert not [r for r in records if r["status"] == "succeeded"], records
     assert not list(ws.snapshots())  # restic never ran
+
+
+def _probe_health(url: str, rounds: int = 5) -> float:
+    """The slowest of a few /healthz answers, in seconds."""
+    slowest = 0.0
+    for _ in range(rounds):
+        began = time.monotonic()
+        assert requests.get(url + "/healthz", timeout=15).status_code == 200
+        slowest = max(slowest, time.monotonic() - began)
+        time.sleep(0.2)
+    return slowest
+
+
+def test_idle_connections_hold_no_thread(server: Server) -> None:
+    """The second review: 40 connections that send nothing pushed /healthz to 9-10 s (gunicorn
+    gives a new connection a thread for up to 5 s before it has sent a byte). Now they wait
+    on the poller and are closed unheard after read_timeout."""
+    port = int(server.url.rsplit(":", 1)[1])
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(60)]
+    try:
+        time.sleep(0.5)
+        slowest = _probe_health(server.url)
+        print(f"/healthz beside 60 idle connections: at most {slowest:.3f} s")
+        assert slowest < 1.0
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_slow_readers_of_a_large_log_are_bounded(server: Server) -> None:
+    """The second review: 20 clients that asked for a large log and read nothing held 20
+    threads (no write deadline); /healthz got 408. Now a client holds at most its long-request
+    slots (others get 429 at once) and a send that stalls is cut off."""
+    run_id = server.post("/trigger/nightly?wait=20").json()["run_id"]
+    log_path = server.ws.state / "logs" / "nightly" / f"{run_id}.log"
+    log_path.write_bytes(b"a log line that goes on and on\n" * 200_000)  # ~6 MB
+    port = int(server.url.rsplit(":", 1)[1])
+    request = (f"GET /runs/{run_id}/log HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+               f"{server.token}\r\n\r\n").encode()
+    readers = []
+    for _ in range(20):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.sendall(request)
+        readers.append(sock)
+    try:
+        time.sleep(1)
+        slowest = _probe_health(server.url)
+        print(f"/healthz beside 20 non-reading log downloads: at most {slowest:.3f} s")
+        assert slowest < 1.0
+        heads = [sock.recv(64) for sock in readers]
+        assert sum(h.startswith(b"HTTP/1.1 429") for h in heads) >= 14, heads
+        assert sum(h.startswith(b"HTTP/1.1 200") for h in heads) <= 4
+    finally:
+        for sock in readers:
+            sock.close()
+
+
+def test_failed_logins_from_rotating_loopback_addresses_hit_the_limit(server: Server) -> None:
+    """The second review: 3,000 guesses, each from its own 127.a.b.c, got 3,000 x 401 and no
+    429. Loopback is one address group, and all addresses together have a limit too."""
+    port = int(server.url.rsplit(":", 1)[1])
+    statuses = []
+    for i in range(30):
+        with socket.socket() as sock:
+            sock.bind((f"127.{i + 1}.3.7", 0))
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(b"GET /jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                         + f"rrt_guess-{i:04d}-abcdefgh".encode() + b"\r\n"
+                         b"Connection: close\r\n\r\n")
+            statuses.append(sock.recv(12)[9:12])
+    assert statuses[:10] == [b"401"] * 10 and set(statuses[11:]) == {b"429"}, statuses
+    assert server.get("/jobs").status_code == 200  # a valid credential still passes
+
+
+def test_tags_come_only_from_the_jobs_allowed_tags(server: Server) -> None:
+    """The second review: a tag is echoed in the (masked) run log, so a tag that is a secret
+    came back as `***`: 16 guesses per run. A trigger's tags must be among allowed_tags, and
+    a refused tag is not named."""
+    password = server.ws.password_file.read_text().strip()
+    for guess in (password, "Summer2024-guess"):
+        body = json.dumps({"params": {"tags": ["weekly", guess]}}).encode()
+        doc = problem(server.post("/trigger/nightly", body), 400)
+        assert doc["detail"].startswith("params.tags: every tag must be one of the job's")
+        assert guess not in doc["detail"]
+    ok = server.post("/trigger/nightly?wait=20", b'{"params": {"tags": ["weekly"]}}')
+    assert ok.status_code == 200 and ok.json()["params"] == {"tags": ["weekly"]}

@@ -101,3 +101,16 @@ def _header(request: bytes, name: bytes) -> bytes:
         if key.strip().lower() == name:
             return value.strip()
     raise AssertionError(f"no {name!r} in {request[:300]!r}")
+
+
+def test_a_token_file_in_rotation_uses_its_first_line(server: Server) -> None:
+    """The service reads every line of a token file (new and old tokens while they rotate);
+    the client sends the first (it sent both, and said `cannot reach …: InvalidHeader`)."""
+    tokens = server.ws.root / "rotating.token"
+    tokens.write_text(f"{server.token}\nrrt_the-old-token-being-retired\n")
+    tokens.chmod(0o600)
+    result = subprocess.run(
+        [RUNNER, "trigger", server.url, "check", "--token-file", str(tokens), "--wait", "60"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "check: succeeded" in result.stdout + result.stderr

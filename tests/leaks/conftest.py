@@ -436,6 +436,7 @@ env_files = {{ AWS_SECRET_ACCESS_KEY = "{env_file}" }}
 kind = "backup"
 paths = ["{data}"]
 params = ["tags", "dry_run"]
+allowed_tags = ["weekly", "manual", "automated", "airflow", "cli", "leak", "leak-suite", "x"]
 pre_hook = {nightly_pre}
 post_hook = {job_hook}
 hook_env = ["RESTIC_PASSWORD", "AWS_SECRET_ACCESS_KEY", "RESTIC_REPOSITORY"]
@@ -446,6 +447,7 @@ retry_lock = "60s"
 kind = "backup"
 paths = ["{data}"]
 params = ["tags"]
+allowed_tags = ["weekly", "manual", "automated", "airflow", "cli", "leak", "leak-suite", "x"]
 pre_hook = {job_hook}
 hook_env = ["RESTIC_PASSWORD", "AWS_SECRET_ACCESS_KEY", "RESTIC_REPOSITORY"]
 

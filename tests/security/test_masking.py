@@ -612,3 +612,13 @@ def test_redactor_throughput_is_not_naive() -> None:
     elapsed = time.perf_counter() - start
     assert out + stream.flush() == data
     assert len(data) / elapsed > 15e6
+
+
+def test_an_authorization_values_credential_is_masked_alone_too() -> None:
+    """A receiver's error page may echo the token without its scheme (second hostile review:
+    `invalid token <token>` reached a run record another client could read)."""
+    from security.masking import REGISTRY, register_header_credential
+
+    register_header_credential("Bearer WhAuth/@:%Hdr77Lambda-unique")
+    text = REGISTRY.redact_text("answered HTTP 401: invalid token WhAuth/@:%Hdr77Lambda-unique")
+    assert text == "answered HTTP 401: invalid token ***"

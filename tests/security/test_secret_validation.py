@@ -86,6 +86,10 @@ def _case(name: str, root: Path) -> tuple[str, str, list[str]]:
         bad = secret_file(root / "space.token", value)
         return (_clients(good, "token_file", bad), "clients[1].token_file",
                 [value, value.split(" ", 1)[1]])
+    if name == "client-token-too-short":  # guessable, and too short to be masked
+        value = "ab1"
+        bad = secret_file(root / "short.token", value)
+        return _clients(good, "token_file", bad), "clients[1].token_file", []
     if name == "webhook-whsec-not-base64":
         body = _random("hook!secret*")
         value = "whsec_" + body
@@ -115,8 +119,9 @@ def _case(name: str, root: Path) -> tuple[str, str, list[str]]:
 
 
 CASES = ["client-whsec-not-base64", "client-token-empty", "client-token-whitespace",
-         "client-token-with-space", "webhook-whsec-not-base64", "webhook-auth-header-non-ascii",
-         "webhook-auth-header-empty", "signing-key-not-whsk", "restic-env-file-empty"]
+         "client-token-with-space", "client-token-too-short", "webhook-whsec-not-base64",
+         "webhook-auth-header-non-ascii", "webhook-auth-header-empty", "signing-key-not-whsk",
+         "restic-env-file-empty"]
 
 
 def _configure(ws: Workspace, name: str) -> tuple[str, list[str]]:
