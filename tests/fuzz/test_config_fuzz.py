@@ -90,7 +90,8 @@ def base_document(d: Path) -> dict[str, Any]:
             "nightly": {"kind": "backup", "paths": ["/data"], "args": ["--exclude-caches"],
                         "tags": ["automated"], "forget_args": ["--keep-daily", "7"],
                         "timeout": "6h", "pre_hook": ["/bin/true"], "params": ["tags", "dry_run"],
-                        "schedule": "0 3 * * *", "hook_env": ["AWS_SECRET_ACCESS_KEY"],
+                        "allowed_tags": ["weekly"], "schedule": "0 3 * * *",
+                        "hook_env": ["AWS_SECRET_ACCESS_KEY"],
                         "keep_logs": 30, "max_age": "2d", "description": "the main one"},
             "check": {"kind": "check", "args": ["--read-data-subset", "5%"],
                       "schedule": "every 6h", "post_hook": ["/bin/true"]},
@@ -128,9 +129,9 @@ RESTIC_KEYS = ("binary", "repository", "repository_file", "password", "password_
                "retry_lock", "progress_fps")
 RCLONE_KEYS = ("binary", "config", "env", "env_files")
 JOB_KEYS = ("kind", "description", "args", "timeout", "stop_grace", "schedule", "params",
-            "pre_hook", "post_hook", "hook_env", "hook_timeout", "pre_hook_on_error",
-            "keep_logs", "max_age", "paths", "tags", "forget_args", "snapshot", "include",
-            "target_dir", "min_files", "canaries", "keep")
+            "allowed_tags", "pre_hook", "post_hook", "hook_env", "hook_timeout",
+            "pre_hook_on_error", "keep_logs", "max_age", "paths", "tags", "forget_args",
+            "snapshot", "include", "target_dir", "min_files", "canaries", "keep")
 JOBS = ("nightly", "check", "trim", "offsite", "rehearsal", "own-repo")
 Path_ = tuple[str | int, ...]
 KEY_PATHS: list[Path_] = [
