@@ -100,6 +100,7 @@ tags = ["demo"]
 forget_args = ["--keep-last", "5"]
 timeout = "10m"
 params = ["tags", "dry_run"]
+allowed_tags = ["api", "weekly", "manual"]
 
 [server]
 bind = "127.0.0.1:$port"
