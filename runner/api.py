@@ -19,7 +19,7 @@ from runner.idempotency import IdempotencyStore
 from runner.params import parse_trigger_body
 from runner.problems import Problem
 from runner.record import ENDED
-from runner.refusals import ORDINARY_ANSWER
+from runner.refusals import ORDINARY_ANSWER, REFUSAL_KIND
 from runner.waits import WaitSlots
 from security.auth import Client, FailureLimiter, SeenIds
 
@@ -408,12 +408,14 @@ def create_app(config: Config) -> Flask:
 
     @app.errorhandler(Problem)
     def _problem(problem: Problem) -> Response:
+        request.environ.setdefault(REFUSAL_KIND, problem.title)  # fixed words, for the log
         return problem.response()
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException) -> Response:
         # keep what the status needs (`Allow` on a 405), not werkzeug's HTML content type
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+        request.environ.setdefault(REFUSAL_KIND, exc.name)
         # the class's own fixed words: an instance's description may quote the request
         return Problem(exc.code or 500, exc.name, type(exc).description,
                        headers=headers).response()
@@ -422,7 +424,7 @@ def create_app(config: Config) -> Flask:
     def _bug(exc: Exception) -> Response:
         import traceback
 
-        from runner.refusals import REFUSAL_KIND, parse_refusal
+        from runner.refusals import parse_refusal
         from security.masking import redact_text
 
         refusal = parse_refusal(exc)  # gunicorn's, raised while the body is read (chunked)

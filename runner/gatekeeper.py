@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from flask import g, request
 
 from runner.problems import Problem
-from runner.refusals import CLIENT_NAME
+from runner.refusals import CLIENT_NAME, REFUSAL_KIND, address_group
 from security.auth import AuthFailure, authenticate
 
 if TYPE_CHECKING:
@@ -28,8 +28,6 @@ def admit(s: ApiState) -> None:
     if request.endpoint in OPEN_ENDPOINTS or request.endpoint is None:
         return
     now = time.time()
-    from runner.refusals import address_group
-
     # by address group: any local user can bind any 127.x.y.z, a host usually has a whole /64
     address = f"addr:{address_group(request.remote_addr)}"
     body = request.get_data(cache=True)
@@ -45,8 +43,6 @@ def admit(s: ApiState) -> None:
         # Valid credentials always pass: a flood of bad requests from an address (or a
         # misconfigured neighbour on the same host) must not lock the good clients out.
         # Failures are counted and, past the limit, answered 429 without more detail.
-        from runner.refusals import REFUSAL_KIND
-
         request.environ[REFUSAL_KIND] = f"authentication failed ({failure.reason})"
         per_key = s.config.server.max_auth_failures
         # every address together too: many addresses (a botnet, or a local user binding

@@ -68,10 +68,24 @@ def problem_answer(status: int, reason: str, detail: str) -> bytes:
 WRITE_STALL_SECONDS = 10  # a send to a client that takes no byte for this long fails
 
 
+def _has_data(sock: Any) -> bool:
+    """Whether a non-blocking socket has something to read (or was closed) right now."""
+    import socket
+
+    try:
+        sock.recv(1, socket.MSG_PEEK)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True  # reset: let the thread find out and close it
+    return True
+
+
 class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
-    """gunicorn's gthread worker; its refusals (`gunicorn.util.write_error`, the only place
-    they are written) are problem+json, and a request must be read within `[server]
-    read_timeout` of the worker taking its connection up (`runner.readdeadline`)."""
+    """gunicorn's gthread worker: its refusals are problem+json in fixed words
+    (`handle_error`); a connection gets a thread only once it has sent something, its request
+    must then be read within `[server] read_timeout` (`runner.readdeadline`), and its answers
+    taken without stalling."""
 
     def init_process(self) -> None:
         timeout = self.app.runner_config.server.read_timeout
@@ -104,6 +118,10 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
                                struct.pack("ll", WRITE_STALL_SECONDS, 0))
         client_sock.setblocking(False)
         conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        if _has_data(client_sock):  # the usual case: the request came with the connection
+            conn.data_ready = True
+            self.enqueue_req(conn)
+            return
         conn.timeout = time.monotonic() + self.app.runner_config.server.read_timeout
         self.pending_conns.append(conn)
         self.poller.register(client_sock, selectors.EVENT_READ,
@@ -139,7 +157,7 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
             refusal = (500, "Internal Server Error", "see the service log")
         else:
             address = addr[0] if isinstance(addr, tuple) and addr else None
-            note_refusal(address, refusal[0], type(exc).__name__)
+            note_refusal(address, refusal[0], refusal[2])
         try:
             util.write_nonblock(client, problem_answer(*refusal))
         except Exception:  # the client went away: nothing to tell it
