@@ -42,28 +42,22 @@ def _serve(ws: Workspace, jobs: str, server: str = "") -> Server:
     return Server(ws, url, clients.key, clients.token, clients.limited, proc, log)
 
 
+def _hooked_jobs(ws: Workspace, hook: Path, *names: str) -> str:
+    """Backup jobs `names` and `scheduled` (every 2 s) with `hook` as their pre_hook, and a
+    check job (the limited client's)."""
+    jobs = "".join(f'\n[jobs.{name}]\nkind = "backup"\npaths = ["{ws.data}"]\n'
+                   f'pre_hook = ["{hook}"]\n' for name in (*names, "scheduled"))
+    return jobs + 'schedule = "every 2s"\n\n[jobs.check]\nkind = "check"\n'
+
+
 @pytest.fixture
 def hooked(ws: Workspace) -> Iterator[Server]:
     """A job whose pre_hook sleeps 60 s ignoring SIGINT/SIGTERM, also scheduled every 2 s."""
     hook = _hook(ws.root, "stubborn.sh", IGNORES_SIGNALS.format(seconds=60))
-    jobs = f"""
-[jobs.stubborn]
-kind = "backup"
-paths = ["{ws.data}"]
-pre_hook = ["{hook}"]
-
-[jobs.scheduled]
-kind = "backup"
-paths = ["{ws.data}"]
-pre_hook = ["{hook}"]
-schedule = "every 2s"
-
+    jobs = _hooked_jobs(ws, hook, "stubborn") + f"""
 [jobs.nightly]
 kind = "backup"
 paths = ["{ws.data}"]
-
-[jobs.check]
-kind = "check"
 """
     server = _serve(ws, jobs, 'graceful_timeout = "6s"\nthreads = 4\nmax_wait = "25s"\n')
     yield server
@@ -253,27 +247,7 @@ def test_runs_stopped_in_a_stubborn_pre_hook_are_never_succeeded(ws: Workspace) 
     An API run cancelled with POST /runs/<id>/cancel, and an API run and a scheduled run
     stopped by serve's shutdown, all end without restic having run: none is `succeeded`."""
     hook = _hook(ws.root, "stubborn4.sh", IGNORES_SIGNALS.format(seconds=4))
-    jobs = f"""
-[jobs.stubborn]
-kind = "backup"
-paths = ["{ws.data}"]
-pre_hook = ["{hook}"]
-
-[jobs.other]
-kind = "backup"
-paths = ["{ws.data}"]
-pre_hook = ["{hook}"]
-
-[jobs.scheduled]
-kind = "backup"
-paths = ["{ws.data}"]
-pre_hook = ["{hook}"]
-schedule = "every 2s"
-
-[jobs.check]
-kind = "check"
-"""
-    server = _serve(ws, jobs, 'graceful_timeout = "2s"\n')
+    server = _serve(ws, _hooked_jobs(ws, hook, "stubborn", "other"), 'graceful_timeout = "2s"\n')
     try:
         cancelled = server.post("/trigger/stubborn").json()["run_id"]
         time.sleep(0.5)
