@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from runner import __version__
 from runner.config import Config
@@ -251,6 +251,7 @@ def log(run_id: str) -> Response:
         raise Problem(429, "Too many long requests",
                       "this client is already reading logs or waiting; try again shortly",
                       headers={"Retry-After": "5"})
+    request.environ["restic_runner.long_answer"] = True  # bounded by its slot instead
     return Response(LogStream(fd, offset, lambda: slots.release(client)),
                     mimetype="text/plain", headers=headers)
 
@@ -397,7 +398,10 @@ def create_app(config: Config) -> Flask:
 
         try:
             if (request.content_length or 0) <= config.server.max_body_bytes:
-                request.get_data(cache=True)  # bounded: MAX_CONTENT_LENGTH
+                body = request.get_data(cache=True)  # bounded: MAX_CONTENT_LENGTH
+                if request.content_length is not None and len(body) < request.content_length:
+                    # the client closed before sending it all (gunicorn hands over what came)
+                    raise BadRequest()
         except HTTPException:  # over the limit, or cut off (by the deadline, or its client)
             if request_read():
                 raise

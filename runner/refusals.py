@@ -33,6 +33,8 @@ def address_group(address: str | None) -> str:
         ip = ipaddress.ip_address(address or "")
     except ValueError:
         return address or "unknown"
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # an IPv4 caller on a [::] bind
+        ip = ip.ipv4_mapped
     if ip.is_loopback:
         return "loopback"
     if ip.version == 6:

@@ -7,18 +7,21 @@ never touch a run.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Callable
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from runner.config import Config
 from runner.locks import JobLock
 from runner.readdeadline import ReadDeadlines, reading, request_timeout
 from runner.refusals import ORDINARY_ANSWER
+from runner.writedeadline import WriteDeadlines, WriteWatch
 
 
 class RunnerServer(BaseApplication):  # type: ignore[misc]
@@ -36,7 +39,9 @@ class RunnerServer(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from runner.api import create_app
 
-        return create_app(self.runner_config)
+        app = create_app(self.runner_config)
+        app.wsgi_app = deadline_on_writes(app.wsgi_app)
+        return app
 
     def run(self) -> None:
         RunnerArbiter(self).run()
@@ -66,6 +71,67 @@ def problem_answer(status: int, reason: str, detail: str) -> bytes:
 
 
 WRITE_STALL_SECONDS = 10  # a send to a client that takes no byte for this long fails
+WRITE_BUDGET_SECONDS = 15.0  # an answer (but a streamed log) must be taken within this
+LINGER_SECONDS = 2.0  # a closed connection's unread input is drained this long at most
+MAX_PENDING = 500  # silent new connections a worker keeps; beyond, the oldest is dropped
+LONG_ANSWER = "restic_runner.long_answer"  # WSGI environ key: no write budget (a log stream)
+
+_write_deadlines: WriteDeadlines | None = None  # this worker process's, once it runs
+
+
+def deadline_on_writes(app: Callable[..., Any]) -> Callable[..., Any]:
+    """WSGI middleware: once the app has answered, the client must take the answer promptly
+    (`runner.writedeadline`: slow answers are bounded per address group and in all, and none
+    takes longer than `WRITE_BUDGET_SECONDS`); a client reading a byte now and then kept a
+    thread for ever, since each send made progress and no send timeout fired."""
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        from runner.refusals import address_group
+
+        result = app(environ, start_response)
+        sock = environ.get("gunicorn.socket")
+        if _write_deadlines is None or sock is None or environ.get(LONG_ANSWER):
+            return result
+        group = address_group(environ.get("REMOTE_ADDR"))
+        return _TimedAnswer(result, _write_deadlines, _write_deadlines.arm(sock, group))
+
+    return wsgi
+
+
+class _TimedAnswer:
+    """An answer iterable whose write deadline ends when the server closes it."""
+
+    def __init__(self, result: Any, deadlines: WriteDeadlines, watch: WriteWatch) -> None:
+        self._result, self._deadlines, self._watch = result, deadlines, watch
+
+    def __iter__(self) -> Any:
+        return iter(self._result)
+
+    def close(self) -> None:
+        self._deadlines.done(self._watch)
+        close = getattr(self._result, "close", None)
+        if close is not None:
+            close()
+
+
+class RunnerConn(TConn):  # type: ignore[misc]
+    """gunicorn's connection, whose graceful close never blocks the worker's event loop:
+    gunicorn waited up to 2 s there for the client to close, during which the worker accepted
+    and dispatched nothing (2 connections a second that stay open stalled it for good)."""
+
+    lingerer: Callable[[Any], None] | None = None
+
+    def close(self, graceful: bool = False) -> None:
+        if not graceful or self.lingerer is None:
+            super().close(False)
+            return
+        try:
+            self.sock.shutdown(socket.SHUT_WR)  # our FIN: the answer is complete
+            self.sock.setblocking(False)
+        except OSError:
+            self.sock.close()
+            return
+        self.lingerer(self.sock)  # drained on the poller, closed at EOF or after 2 s
 
 
 def _has_data(sock: Any) -> bool:
@@ -88,8 +154,15 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
     taken without stalling."""
 
     def init_process(self) -> None:
+        global _write_deadlines
+        from collections import deque
+
         timeout = self.app.runner_config.server.read_timeout
         self.read_deadlines = ReadDeadlines(timeout, problem_answer(*request_timeout(timeout)))
+        threads = self.app.runner_config.server.threads
+        _write_deadlines = WriteDeadlines(WRITE_BUDGET_SECONDS, per_group=max(1, threads // 4),
+                                          total=max(1, threads // 2))
+        self.lingering: deque[tuple[float, socket.socket]] = deque()
         super().init_process()
 
     def accept(self, listener: Any) -> None:
@@ -100,16 +173,16 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
         and the connection is closed (a client that reads nothing held a thread for ever)."""
         import errno
         import selectors
-        import socket
         import struct
         import time
         from functools import partial
 
-        from gunicorn.workers.gthread import TConn
-
         try:
             client_sock, client_addr = listener.accept()
         except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE) and self.pending_conns:
+                self._drop_oldest_pending()  # out of descriptors: the silent go first
+                return
             if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
                 raise
             return
@@ -117,15 +190,64 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
         client_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                                struct.pack("ll", WRITE_STALL_SECONDS, 0))
         client_sock.setblocking(False)
-        conn = TConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        conn = RunnerConn(self.cfg, client_sock, client_addr, listener.getsockname())
+        conn.lingerer = self.linger
         if _has_data(client_sock):  # the usual case: the request came with the connection
             conn.data_ready = True
             self.enqueue_req(conn)
             return
         conn.timeout = time.monotonic() + self.app.runner_config.server.read_timeout
+        if len(self.pending_conns) >= MAX_PENDING:  # silent ones must not fill the worker
+            self._drop_oldest_pending()
         self.pending_conns.append(conn)
         self.poller.register(client_sock, selectors.EVENT_READ,
                              partial(self.on_pending_socket_readable, conn))
+
+    def _drop_oldest_pending(self) -> None:
+        old = self.pending_conns.popleft()
+        with contextlib.suppress(OSError, KeyError, ValueError):
+            self.poller.unregister(old.sock)
+        self.nr_conns -= 1
+        old.close()
+
+    def linger(self, sock: socket.socket) -> None:
+        """Drain a half-closed connection's input on the poller (never blocking the loop), and
+        close it at EOF, after 64 KiB, or after `LINGER_SECONDS`."""
+        import selectors
+        import time
+        from functools import partial
+
+        self.lingering.append((time.monotonic() + LINGER_SECONDS, sock))
+        try:
+            self.poller.register(sock, selectors.EVENT_READ, partial(self._drain, sock))
+        except (OSError, ValueError, KeyError):
+            sock.close()
+
+    def _drain(self, sock: socket.socket, _fileobj: Any = None) -> None:
+        try:
+            data = sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data or len(data) == 65536:
+            with contextlib.suppress(OSError, KeyError, ValueError):
+                self.poller.unregister(sock)
+            sock.close()
+
+    def murder_pending(self) -> None:
+        """gunicorn's, and the lingering connections whose time is up."""
+        import time
+
+        super().murder_pending()
+        now = time.monotonic()
+        while self.lingering and (self.lingering[0][0] <= now
+                                  or self.lingering[0][1].fileno() < 0):
+            _, sock = self.lingering.popleft()
+            if sock.fileno() >= 0:
+                with contextlib.suppress(OSError, KeyError, ValueError):
+                    self.poller.unregister(sock)
+                sock.close()
 
     def enqueue_req(self, conn: Any) -> None:
         """A new connection, or a kept-alive or deferred one with data: its clock starts."""
@@ -184,6 +306,16 @@ class AccessLogger(Logger):  # type: ignore[misc]
             handler = logging.StreamHandler(sys.stdout)
             handler.setFormatter(formatter(self.log_format))
             logger.handlers[:] = [handler]
+
+    def exception(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """gunicorn logs any socket error but a reset with a traceback (a client that stops
+        taking its answer wrote 1.2 KB each): those go through the refusal log's budgets."""
+        if str(msg).startswith("Socket error processing request"):
+            from runner.refusals import note_refusal
+
+            note_refusal(None, 408, "a client stopped taking its answer (socket error)")
+            return
+        super().exception(msg, *args, **kwargs)
 
     def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
         """One bounded line per request (`runner.refusals.access_line`); refusals and answers

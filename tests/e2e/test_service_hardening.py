@@ -352,3 +352,113 @@ def test_tags_come_only_from_the_jobs_allowed_tags(server: Server) -> None:
         assert guess not in doc["detail"]
     ok = server.post("/trigger/nightly?wait=20", b'{"params": {"tags": ["weekly"]}}')
     assert ok.status_code == 200 and ok.json()["params"] == {"tags": ["weekly"]}
+
+
+def _health_during(url: str, seconds: float) -> float:
+    """The slowest /healthz answer, probing every 0.3 s for `seconds`."""
+    slowest, end = 0.0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        began = time.monotonic()
+        assert requests.get(url + "/healthz", timeout=30).status_code == 200
+        slowest = max(slowest, time.monotonic() - began)
+        time.sleep(0.3)
+    return slowest
+
+
+def test_clients_that_stay_after_a_closing_answer_do_not_stall_the_worker(
+        server: Server) -> None:
+    """The third review: gunicorn waited up to 2 s on the worker's event loop for a client to
+    close after a closing answer; two such clients a second kept /healthz at 1.5-8.5 s."""
+    port = int(server.url.rsplit(":", 1)[1])
+    stay: list[socket.socket] = []
+    stop = threading.Event()
+
+    def linger() -> None:
+        while not stop.is_set():
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            stay.append(sock)  # never closed until the end
+            time.sleep(0.25)
+
+    thread = threading.Thread(target=linger)
+    thread.start()
+    try:
+        slowest = _health_during(server.url, 6)
+    finally:
+        stop.set()
+        thread.join()
+        for sock in stay:
+            sock.close()
+    print(f"/healthz while 4 clients a second stay after their answer: at most {slowest:.3f} s")
+    assert slowest < 1.0
+
+
+def test_slow_readers_of_open_endpoints_are_bounded(server: Server) -> None:
+    """The third review: 32 connections pipelining /openapi.json with a 1 KB receive window,
+    reading a little now and then, held every thread (9-16 s /healthz). Slow answers are
+    bounded per address group and in all; beyond that they are cut."""
+    port = int(server.url.rsplit(":", 1)[1])
+    request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 120
+    readers = []
+    for _ in range(32):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        with suppress(OSError):
+            sock.send(request)
+        readers.append(sock)
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.is_set():
+            for sock in readers:
+                with suppress(OSError):
+                    sock.recv(512)
+            time.sleep(2)
+
+    thread = threading.Thread(target=trickle)
+    thread.start()
+    try:
+        slowest = _health_during(server.url, 8)
+    finally:
+        stop.set()
+        thread.join()
+        for sock in readers:
+            sock.close()
+    print(f"/healthz beside 32 trickle-readers of /openapi.json: at most {slowest:.3f} s")
+    assert slowest < 1.0
+
+
+def test_silent_connections_beyond_the_cap_do_not_lock_out_new_ones(server: Server) -> None:
+    """The third review: 2,100 idle connections filled both workers' connection limits, and
+    /healthz waited 10 s. A worker keeps at most 500 silent ones; beyond, the oldest goes."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or hard >= 2400, "this test needs 2,400 open files"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2400), hard))
+    port = int(server.url.rsplit(":", 1)[1])
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(2200)]
+    try:
+        slowest = _health_during(server.url, 3)
+        print(f"/healthz beside 2,200 idle connections: at most {slowest:.3f} s")
+        assert slowest < 1.0
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_a_body_cut_short_is_refused_and_runs_nothing(server: Server) -> None:
+    """The third review: a bearer POST whose client closed after the head (Content-Length 27,
+    no body) ran a real backup: gunicorn handed over the short body, and Flask did not check."""
+    port = int(server.url.rsplit(":", 1)[1])
+    for sent in (b"", b'{"params":{}}  '):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(b"POST /trigger/nightly HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                         + server.token.encode() + b"\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 27\r\n\r\n" + sent)
+            sock.shutdown(socket.SHUT_WR)
+            answer = sock.recv(100)
+        assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert server.get("/runs").json()["runs"] == []

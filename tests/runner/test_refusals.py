@@ -89,6 +89,7 @@ def test_rotating_addresses_does_not_escape_the_budgets(captured: _Capture) -> N
 @pytest.mark.parametrize(("address", "group"), [
     ("127.0.0.1", "loopback"), ("127.200.1.9", "loopback"), ("::1", "loopback"),
     ("10.0.0.7", "10.0.0.7"), ("2001:db8::1", "2001:db8::/64"), ("nonsense", "nonsense"),
+    ("::ffff:10.0.0.7", "10.0.0.7"), ("::ffff:127.0.0.1", "loopback"),
     (None, "unknown")])
 def test_address_groups(address: str | None, group: str) -> None:
     assert address_group(address) == group
