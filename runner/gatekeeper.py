@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 from flask import g, request
 
 from runner.problems import Problem
-from runner.refusals import CLIENT_NAME, REFUSAL_KIND, address_group
+from runner.refusals import (
+    CLIENT_NAME,
+    REFUSAL_KIND,
+    REFUSAL_NOTED,
+    address_group,
+    note_refusal,
+)
 from security.auth import AuthFailure, authenticate
 
 if TYPE_CHECKING:
@@ -53,6 +59,10 @@ def admit(s: ApiState) -> None:
             # lock its client out
             keys.append((f"client:{failure.client}", per_key))
         wait = _blocked_for(s, keys, now)
+        # logged before the answer is sent (a client reading the log next finds it)
+        note_refusal(request.remote_addr, 401 if wait is None else 429,
+                     request.environ[REFUSAL_KIND])
+        request.environ[REFUSAL_NOTED] = True
         if wait is not None:
             raise _too_many(wait) from None
         for key, _ in keys:

@@ -19,6 +19,7 @@ from collections import Counter
 REFUSAL_KIND = "restic_runner.refusal"  # WSGI environ key: the app's words for a refusal
 ORDINARY_ANSWER = "restic_runner.ordinary"  # WSGI environ key: a 4xx that is no refusal
 CLIENT_NAME = "restic_runner.client"  # WSGI environ key: the authenticated client's name
+REFUSAL_NOTED = "restic_runner.refusal_noted"  # WSGI environ key: logged before the answer
 LINES_PER_GROUP = 5
 LINES_PER_WINDOW = 60
 WINDOW_SECONDS = 60.0

@@ -73,7 +73,8 @@ def problem_answer(status: int, reason: str, detail: str) -> bytes:
 WRITE_STALL_SECONDS = 10  # a send to a client that takes no byte for this long fails
 WRITE_BUDGET_SECONDS = 15.0  # an answer (but a streamed log) must be taken within this
 LINGER_SECONDS = 2.0  # a closed connection's unread input is drained this long at most
-MAX_PENDING = 500  # silent new connections a worker keeps; beyond, the oldest is dropped
+MAX_PENDING = 900  # silent new connections a worker keeps (of gunicorn's 1000); beyond, the
+# oldest is dropped, so silent ones never stop a worker from accepting
 LONG_ANSWER = "restic_runner.long_answer"  # WSGI environ key: no write budget (a log stream)
 
 _write_deadlines: WriteDeadlines | None = None  # this worker process's, once it runs
@@ -323,6 +324,7 @@ class AccessLogger(Logger):  # type: ignore[misc]
         from runner.refusals import (
             CLIENT_NAME,
             REFUSAL_KIND,
+            REFUSAL_NOTED,
             access_line,
             note_open_request,
             note_refusal,
@@ -331,7 +333,8 @@ class AccessLogger(Logger):  # type: ignore[misc]
         status = getattr(resp, "status_code", None) or 0
         address = environ.get("REMOTE_ADDR")
         if 400 <= status < 500 and not environ.get(ORDINARY_ANSWER):
-            note_refusal(address, status, environ.get(REFUSAL_KIND) or "refused by the API")
+            if not environ.get(REFUSAL_NOTED):
+                note_refusal(address, status, environ.get(REFUSAL_KIND) or "refused by the API")
             return
         line = access_line(environ, status, getattr(resp, "sent", 0),
                            request_time.total_seconds())

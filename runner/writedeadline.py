@@ -1,9 +1,10 @@
 """Deadlines for taking an answer. A thread writes an answer to its client; a client that takes
 it slowly (a tiny receive window, a byte now and then) holds the thread. An answer still being
-written after `GRACE` seconds is slow: each worker lets an address group have at most
-`per_group` slow answers and all groups together at most `total` (half the threads); beyond
-those, a slow answer is cut at once, and none may take longer than `budget` seconds. So slow
-readers can never hold the threads `/healthz` and other clients need."""
+written after `GRACE` seconds, with bytes in its socket's send queue that the client has not
+taken, is slow (a loaded CPU makes answers late, not slow). Each worker lets an address group
+have at most `per_group` slow answers and all groups together at most `total` (half the
+threads); beyond those, a slow answer is cut at once, and none may take longer than `budget`
+seconds. So slow readers can never hold the threads `/healthz` and other clients need."""
 
 from __future__ import annotations
 
@@ -16,6 +17,20 @@ from collections import Counter
 from contextlib import suppress
 
 GRACE = 0.5  # an answer still being written after this is slow
+
+
+def _waiting_on_client(sock: socket.socket) -> bool:
+    """Whether answer bytes sit in the socket's send queue, not yet taken by the client (a
+    client that reads promptly empties it within microseconds on any real link)."""
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    except (OSError, ValueError):
+        return False  # closed meanwhile
+    return queued > 0
 
 
 class WriteWatch:
@@ -73,6 +88,11 @@ class WriteDeadlines:
                 while self._heap and self._heap[0][0] <= now:
                     watch = heapq.heappop(self._heap)[2]
                     if watch.finished:
+                        continue
+                    if not watch.slow and not _waiting_on_client(watch.sock):
+                        # not held up by its client (a loaded CPU, a large answer being
+                        # made): look again later, it is not slow
+                        self._push(now + GRACE, watch)
                         continue
                     if watch.slow:  # its whole budget is spent
                         watch.finished, watch.slow = True, False

@@ -432,7 +432,7 @@ def test_slow_readers_of_open_endpoints_are_bounded(server: Server) -> None:
 
 def test_silent_connections_beyond_the_cap_do_not_lock_out_new_ones(server: Server) -> None:
     """The third review: 2,100 idle connections filled both workers' connection limits, and
-    /healthz waited 10 s. A worker keeps at most 500 silent ones; beyond, the oldest goes."""
+    /healthz waited 10 s. A worker keeps at most 900 silent ones; beyond, the oldest goes."""
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
