@@ -18,6 +18,8 @@ import itertools
 import socket
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from contextlib import suppress
 
 _current = threading.local()  # the watch of the request this worker thread is reading
@@ -32,6 +34,7 @@ class ReadWatch:
         self._answer = answer
         self._lock = threading.Lock()
         self._state = "armed"
+        self.release_slow: Callable[[], None] | None = None  # set while counted as slow
 
     @property
     def expired(self) -> bool:
@@ -42,7 +45,15 @@ class ReadWatch:
         with self._lock:
             if self._state == "armed":
                 self._state = "disarmed"
-            return self._state == "disarmed"
+            disarmed = self._state == "disarmed"
+        self._stop_counting()
+        return disarmed
+
+    def _stop_counting(self) -> None:
+        with self._lock:
+            release, self.release_slow = self.release_slow, None
+        if release is not None:
+            release()
 
     def expire(self) -> None:
         """Answer 408 and cut the connection, so a thread blocked reading it gets EOF."""
@@ -50,6 +61,7 @@ class ReadWatch:
             if self._state != "armed":
                 return
             self._state = "expired"
+        self._stop_counting()
         address = None
         with suppress(OSError, IndexError, TypeError):
             address = self.sock.getpeername()[0]
@@ -62,13 +74,23 @@ class ReadWatch:
         note_refusal(address, 408, "the request was not read in time")
 
 
-class ReadDeadlines:
-    """The watchdog of one worker process."""
+GRACE = 0.2  # a thread still waiting for its client's bytes after this is a slow read
 
-    def __init__(self, timeout: float, answer: bytes) -> None:
+
+class ReadDeadlines:
+    """The watchdog of one worker process. Besides each request's deadline it bounds *slow
+    reads*: a thread that has waited `GRACE` for bytes its client has not sent counts as slow;
+    an address group may have `per_group` of them and all together `total` (half the threads);
+    a read beyond those is cut at once with the 408. So clients that trickle their requests
+    cannot hold the threads `/healthz` and other clients need, even by reconnecting."""
+
+    def __init__(self, timeout: float, answer: bytes, *, per_group: int = 1_000_000,
+                 total: int = 1_000_000) -> None:
         self.timeout = timeout
         self._answer = answer
-        self._heap: list[tuple[float, int, ReadWatch]] = []
+        self.per_group, self.total = per_group, total
+        self._slow: Counter[str] = Counter()
+        self._heap: list[tuple[float, int, ReadWatch, str | None]] = []
         self._order = itertools.count()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -80,10 +102,37 @@ class ReadDeadlines:
                 self._thread = threading.Thread(target=self._watch, name="read-deadlines",
                                                 daemon=True)
                 self._thread.start()
-            heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
-            if self._heap[0][2] is watch:
-                self._wake.notify()
+            self._push(watch.deadline, watch, None)
         return watch
+
+    def reading_started(self, watch: ReadWatch, group: str) -> None:
+        """A thread has begun reading `watch`'s request from a client of `group`."""
+        with self._wake:
+            self._push(time.monotonic() + GRACE, watch, group)
+
+    def _push(self, when: float, watch: ReadWatch, group: str | None) -> None:
+        heapq.heappush(self._heap, (when, next(self._order), watch, group))
+        if self._heap[0][2] is watch:
+            self._wake.notify()
+
+    def _release(self, group: str) -> None:
+        with self._wake:
+            self._slow[group] -= 1
+            if self._slow[group] <= 0:
+                del self._slow[group]
+
+    def _check_slow(self, watch: ReadWatch, group: str, now: float) -> bool:
+        """Under the lock: count a read that waits on its client as slow; True to cut it."""
+        if watch.release_slow is not None or watch._state != "armed":
+            return False
+        if _bytes_waiting(watch.sock):  # its thread is busy, not waiting: look again later
+            self._push(now + GRACE, watch, group)
+            return False
+        if self._slow[group] >= self.per_group or self._slow.total() >= self.total:
+            return True
+        self._slow[group] += 1
+        watch.release_slow = lambda: self._release(group)
+        return False
 
     def _watch(self) -> None:
         while True:
@@ -91,12 +140,26 @@ class ReadDeadlines:
                 now = time.monotonic()
                 due = []
                 while self._heap and self._heap[0][0] <= now:
-                    due.append(heapq.heappop(self._heap)[2])
+                    _, _, watch, group = heapq.heappop(self._heap)
+                    if group is None or self._check_slow(watch, group, now):
+                        due.append(watch)
                 if not due:
                     self._wake.wait(self._heap[0][0] - now if self._heap else None)
                     continue
             for watch in due:  # outside the condition: arming never waits on a send
                 watch.expire()
+
+
+def _bytes_waiting(sock: socket.socket) -> bool:
+    """Whether the client's bytes wait in the socket, unread by its thread."""
+    import fcntl
+    import struct
+    import termios
+
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4))[0] > 0
+    except (OSError, ValueError):
+        return False
 
 
 def reading(watch: ReadWatch | None) -> None:

@@ -159,10 +159,12 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
         from collections import deque
 
         timeout = self.app.runner_config.server.read_timeout
-        self.read_deadlines = ReadDeadlines(timeout, problem_answer(*request_timeout(timeout)))
         threads = self.app.runner_config.server.threads
-        _write_deadlines = WriteDeadlines(WRITE_BUDGET_SECONDS, per_group=max(1, threads // 4),
-                                          total=max(1, threads // 2))
+        self.read_deadlines = ReadDeadlines(timeout, problem_answer(*request_timeout(timeout)),
+                                            per_group=max(2, threads // 4),
+                                            total=max(2, threads // 2))
+        _write_deadlines = WriteDeadlines(WRITE_BUDGET_SECONDS, per_group=max(2, threads // 4),
+                                          total=max(2, threads // 2))
         self.lingering: deque[tuple[float, socket.socket]] = deque()
         super().init_process()
 
@@ -260,6 +262,11 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
         if watch is not None and watch.expired:
             return False  # answered 408 while it waited for a thread: close it
         reading(watch)
+        if watch is not None:
+            from runner.refusals import address_group
+
+            client = conn.client[0] if isinstance(conn.client, tuple) else None
+            self.read_deadlines.reading_started(watch, address_group(client))
         try:
             return super().handle(conn)
         finally:

@@ -462,3 +462,36 @@ def test_a_body_cut_short_is_refused_and_runs_nothing(server: Server) -> None:
             answer = sock.recv(100)
         assert answer.startswith(b"HTTP/1.1 400 "), answer
     assert server.get("/runs").json()["runs"] == []
+
+
+def test_clients_trickling_their_requests_cannot_hold_the_threads(server: Server) -> None:
+    """A client that sends a byte and then waits held a thread until read_timeout (10 s);
+    20 of them, reconnecting, kept /healthz at 10 s (the third review). A read still waiting
+    for its client after 0.5 s is slow, and slow reads are bounded per address group and in
+    all: beyond that they are answered 408 at once."""
+    port = int(server.url.rsplit(":", 1)[1])
+    stop = threading.Event()
+    cut = []
+
+    def trickler() -> None:
+        while not stop.is_set():
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"G")
+                sock.settimeout(15)
+                with suppress(OSError):
+                    answer = sock.recv(64)
+                    cut.append(answer[:12])
+
+    threads = [threading.Thread(target=trickler) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1)
+        slowest = _health_during(server.url, 6)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(20)
+    print(f"/healthz beside 20 reconnecting tricklers: at most {slowest:.3f} s")
+    assert slowest < 1.0
+    assert cut and set(cut) == {b"HTTP/1.1 408"}, set(cut)
