@@ -300,6 +300,7 @@ def test_mask_endpoint_connection_string_property(user, pw, host) -> None:
     token=st.from_regex(r"[A-Za-z0-9]{12,20}", fullmatch=True),
     encoding=st.sampled_from(["raw", "quote"]),
 )
+@example(user="0", pw="0", host="000000000000", token="000000000000", encoding="raw")  # CI's
 @FAST
 def test_mask_webhook_url_property(user, pw, host, token, encoding) -> None:
     written = pw if encoding == "raw" else quote(pw, safe="")
@@ -308,7 +309,8 @@ def test_mask_webhook_url_property(user, pw, host, token, encoding) -> None:
     assert masked in (MASK, f"https://{host}/...")
     if encoding == "quote":
         assert masked == f"https://{host}/..."
-    assert token not in masked
+    # the host is meant to show: a token that is (part of) the host name shows as the host
+    assert token not in masked.replace(f"https://{host}/...", "")
     assert "@" not in masked.replace(host, "")
     if len(pw) >= MIN_SECRET_LEN:
         _assert_no_form_shown(pw, masked, visible=f"https://{host}/...")
