@@ -248,7 +248,7 @@ def _whsec_lines(text: str) -> None:
 
 
 def _token_lines(text: str) -> None:
-    from security.clients import check_token_lines
+    from security.auth import check_token_lines
 
     check_token_lines(text)
 

@@ -20,12 +20,12 @@ from runner.fsutil import (
     NotRegularFile,
     atomic_write,
     open_private_file,
-    prepare_db_file,
     private_dir,
     state_subdir,
 )
 from runner.locks import JobLock
 from runner.record import rfc3339, seconds_between, utc_now
+from security.privatefiles import prepare_db_file
 
 if TYPE_CHECKING:
     from runner.config import HistorySettings

@@ -238,7 +238,7 @@ class _SqliteStore:
             # Inherited across fork: never use or close it here (closing may checkpoint or
             # unlink the parent's WAL); keep a reference so garbage collection does not either.
             self._inherited.append(self._db)
-        from runner.fsutil import prepare_db_file
+        from security.privatefiles import prepare_db_file
 
         prepare_db_file(self.path)  # 0600 (and so its -wal, -shm); never through a symlink
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None,
@@ -366,3 +366,20 @@ class FailureLimiter(_SqliteStore):
                 db.execute("DELETE FROM auth_failures WHERE at <= ?", (now - self.window,))
                 self._purged_at = now
             db.execute("INSERT INTO auth_failures (key, at) VALUES (?, ?)", (key, now))
+
+
+MIN_TOKEN_LENGTH = 16
+
+
+def check_token_lines(text: str) -> None:
+    """Every non-blank line a bearer token the API can match: printable ASCII without spaces
+    (a token with other characters could never arrive in an `Authorization` header)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        token = line.strip()
+        if token and not (token.isascii() and token.isprintable() and " " not in token):
+            raise ValueError(f"line {number}: a bearer token must be printable ASCII "
+                             "without spaces")
+        if token and len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"line {number}: a bearer token must have at least "
+                             f"{MIN_TOKEN_LENGTH} characters (guessable, and too short to be "
+                             "masked; `restic-runner keys generate token` makes one)")

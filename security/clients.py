@@ -34,20 +34,3 @@ def load_client(config: Config, index: int, client: ClientConfig) -> Client:
 
 def load_clients(config: Config) -> tuple[Client, ...]:
     return tuple(load_client(config, i, c) for i, c in enumerate(config.clients))
-
-
-MIN_TOKEN_LENGTH = 16
-
-
-def check_token_lines(text: str) -> None:
-    """Every non-blank line a bearer token the API can match: printable ASCII without spaces
-    (a token with other characters could never arrive in an `Authorization` header)."""
-    for number, line in enumerate(text.splitlines(), 1):
-        token = line.strip()
-        if token and not (token.isascii() and token.isprintable() and " " not in token):
-            raise ValueError(f"line {number}: a bearer token must be printable ASCII "
-                             "without spaces")
-        if token and len(token) < MIN_TOKEN_LENGTH:
-            raise ValueError(f"line {number}: a bearer token must have at least "
-                             f"{MIN_TOKEN_LENGTH} characters (guessable, and too short to be "
-                             "masked; `restic-runner keys generate token` makes one)")
