@@ -10,7 +10,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
@@ -365,28 +365,39 @@ def _health_during(url: str, seconds: float) -> float:
     return slowest
 
 
+def _health_beside(url: str, seconds: float, attack: Callable[[threading.Event], None],
+                   threads: int = 1) -> float:
+    """The slowest /healthz answer while `attack(stop)` runs in `threads` background threads."""
+    stop = threading.Event()
+    attackers = [threading.Thread(target=attack, args=(stop,)) for _ in range(threads)]
+    for attacker in attackers:
+        attacker.start()
+    try:
+        time.sleep(0.5)
+        return _health_during(url, seconds)
+    finally:
+        stop.set()
+        for attacker in attackers:
+            attacker.join(20)
+
+
 def test_clients_that_stay_after_a_closing_answer_do_not_stall_the_worker(
         server: Server) -> None:
     """The third review: gunicorn waited up to 2 s on the worker's event loop for a client to
     close after a closing answer; two such clients a second kept /healthz at 1.5-8.5 s."""
     port = int(server.url.rsplit(":", 1)[1])
     stay: list[socket.socket] = []
-    stop = threading.Event()
 
-    def linger() -> None:
+    def linger(stop: threading.Event) -> None:
         while not stop.is_set():
             sock = socket.create_connection(("127.0.0.1", port))
             sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             stay.append(sock)  # never closed until the end
             time.sleep(0.25)
 
-    thread = threading.Thread(target=linger)
-    thread.start()
     try:
-        slowest = _health_during(server.url, 6)
+        slowest = _health_beside(server.url, 6, linger)
     finally:
-        stop.set()
-        thread.join()
         for sock in stay:
             sock.close()
     print(f"/healthz while 4 clients a second stay after their answer: at most {slowest:.3f} s")
@@ -408,22 +419,17 @@ def test_slow_readers_of_open_endpoints_are_bounded(server: Server) -> None:
         with suppress(OSError):
             sock.send(request)
         readers.append(sock)
-    stop = threading.Event()
 
-    def trickle() -> None:
+    def trickle(stop: threading.Event) -> None:
         while not stop.is_set():
             for sock in readers:
                 with suppress(OSError):
                     sock.recv(512)
-            time.sleep(2)
+            stop.wait(2)
 
-    thread = threading.Thread(target=trickle)
-    thread.start()
     try:
-        slowest = _health_during(server.url, 8)
+        slowest = _health_beside(server.url, 8, trickle)
     finally:
-        stop.set()
-        thread.join()
         for sock in readers:
             sock.close()
     print(f"/healthz beside 32 trickle-readers of /openapi.json: at most {slowest:.3f} s")
@@ -470,10 +476,9 @@ def test_clients_trickling_their_requests_cannot_hold_the_threads(server: Server
     for its client after 0.5 s is slow, and slow reads are bounded per address group and in
     all: beyond that they are answered 408 at once."""
     port = int(server.url.rsplit(":", 1)[1])
-    stop = threading.Event()
     cut = []
 
-    def trickler() -> None:
+    def trickler(stop: threading.Event) -> None:
         while not stop.is_set():
             with socket.create_connection(("127.0.0.1", port)) as sock:
                 sock.sendall(b"G")
@@ -482,16 +487,7 @@ def test_clients_trickling_their_requests_cannot_hold_the_threads(server: Server
                     answer = sock.recv(64)
                     cut.append(answer[:12])
 
-    threads = [threading.Thread(target=trickler) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(1)
-        slowest = _health_during(server.url, 6)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(20)
+    slowest = _health_beside(server.url, 6, trickler, threads=20)
     print(f"/healthz beside 20 reconnecting tricklers: at most {slowest:.3f} s")
     assert slowest < 1.0
     assert cut and set(cut) == {b"HTTP/1.1 408"}, set(cut)
