@@ -220,10 +220,10 @@ def result(run_id: str) -> Response:
 @api.get("/runs/<run_id>/log")
 def log(run_id: str) -> Response:
     """Streamed, masked again on the way out; `?tail=N`: only the last N lines."""
+    from runner.fsutil import NotRegularFile
     from runner.logread import (
         MAX_TAIL_LINES,
         LogStream,
-        NotARegularFile,
         masked_chunks,
         open_log,
         tail_offset,
@@ -234,7 +234,7 @@ def log(run_id: str) -> Response:
     headers = {"X-Run-Status": record["status"]}
     try:
         fd = open_log(state().history().log_path(record["job"], run_id))
-    except NotARegularFile:
+    except NotRegularFile:
         current_app.logger.warning("the log of run %s is not a regular file: not served", run_id)
         raise Problem(404, "Not found", "the run's log is not a regular file") from None
     if fd is None:

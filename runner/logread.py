@@ -4,9 +4,7 @@ when written, but a secret registered since, or a file put there by someone else
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -15,26 +13,15 @@ BLOCK = 64 * 1024
 MAX_TAIL_LINES = 100_000
 
 
-class NotARegularFile(Exception):
-    """The log's path is a symlink, a directory, a FIFO...: not served."""
-
-
 def open_log(path: Path) -> int | None:
-    """A read-only descriptor of the log file, or None when there is none.
-    O_NOFOLLOW: a symlink put in its place is refused, not followed; O_NONBLOCK: a FIFO does not
-    hang the worker."""
+    """A read-only descriptor of the log file, or None when there is none; a symlink or
+    anything but a regular file put in its place raises `runner.fsutil.NotRegularFile`."""
+    from runner.fsutil import open_private_file
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        return open_private_file(path, os.O_RDONLY)
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotARegularFile() from None
-        raise
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise NotARegularFile()
-    return fd
 
 
 def tail_offset(fd: int, lines: int) -> int:
