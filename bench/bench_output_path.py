@@ -4,7 +4,8 @@
 A verbose restic backup of a million files prints hundreds of MB of JSON lines; the runner must
 not slow restic down (target >= 100 MB/s). The tool here is `cat` of a file of realistic
 `restic backup --json -v` lines (verbose_status with a status line every 200), supervised exactly
-as a run's tool is (`runner.execute.supervise` + `runner.runlog.RunLog` + the backup parser), with
+as a run's tool is (`runner.engine.process.supervise` + `runner.engine.runlog.RunLog` + the backup
+parser), with
 10 secrets registered. Baseline in the same run: the same `cat` into a plain Python pipe reader
 that only counts bytes.
 
@@ -25,9 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runner.execute import supervise
-from runner.jobs.output import BackupOutput
-from runner.runlog import RunLog
+from runner.engine.jobs.output import BackupOutput
+from runner.engine.process import supervise
+from runner.engine.runlog import RunLog
 from security.masking import REGISTRY
 
 TARGET_MB_S = 100.0

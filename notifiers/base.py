@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from security.masking import redact_text
 
 if TYPE_CHECKING:
-    from runner.config import Config
-    from runner.history import History
+    from runner.configuration.config import Config
+    from runner.engine.history import History
 
 STARTED = "run.started"
 TEST = "run.test"  # `notify-test`: every target takes it, whatever its filters say

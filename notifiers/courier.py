@@ -20,8 +20,8 @@ if TYPE_CHECKING:  # the rest is imported in the courier's thread, off the run's
 
     from notifiers.base import DeliveryContext, Outcome, Target
     from notifiers.outbox import Delivery, Outbox
-    from runner.config import Config
-    from runner.history import History
+    from runner.configuration.config import Config
+    from runner.engine.history import History
 
 LOGGER = "restic_runner.notify"
 POLL = 1.0  # seconds between outbox scans of the long-running courier
@@ -86,7 +86,7 @@ class Courier:
         from notifiers.leases import lease_holder
         from notifiers.outbox import Outbox
         from notifiers.registry import build_targets
-        from runner.history import History
+        from runner.engine.history import History
 
         history = History(self.config.state_dir)
         outbox = Outbox(history.db, lease_holder(self.config.state_dir / "leases"))
@@ -188,7 +188,7 @@ class Courier:
 
         history = getattr(self._local, "history", None)
         if history is None:
-            from runner.history import History
+            from runner.engine.history import History
 
             history = self._local.history = History(self.config.state_dir)
             self._histories.append(history)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from notifiers import http
 from notifiers.base import STARTED, TEST, Check, DeliveryContext, Event, Outcome, fingerprint_of
 from notifiers.webhooks import read_url
-from runner.notifyconfig import HealthchecksSettings
+from runner.configuration.notify import HealthchecksSettings
 from security.masking import mask_webhook_url, redact
 
 DEFAULT_BODY_LIMIT = 100_000

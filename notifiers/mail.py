@@ -17,8 +17,8 @@ from typing import Any
 
 from notifiers.base import Check, DeliveryContext, Event, Outcome, event_class, fingerprint_of
 from notifiers.healthchecks import log_tail
-from runner.durations import human_duration
-from runner.notifyconfig import MailSettings
+from runner.configuration.durations import human_duration
+from runner.configuration.notify import MailSettings
 from security.masking import redact_text
 from security.secrets import read_secret_file
 
@@ -46,7 +46,7 @@ def subject(record: dict[str, Any], test: bool = False) -> str:
 def mail_details(record: dict[str, Any]) -> str:
     """restic-backup-helper's details: a backup's data added (or new files) and snapshot; a
     replicate's transfers; else the (masked) repository."""
-    from runner.format import human_bytes
+    from runner.cli.views import human_bytes
 
     stats = record.get("stats") or {}
     if record["kind"] == "backup" and ("data_added" in stats or "files_new" in stats):

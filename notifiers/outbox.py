@@ -20,8 +20,8 @@ from typing import Any
 
 from notifiers.base import STARTED, Event, Outcome, Target, event_type
 from notifiers.leases import LeaseHolder
-from runner.notifyconfig import RetryPolicy
-from runner.record import utc_now
+from runner.configuration.notify import RetryPolicy
+from runner.engine.record import utc_now
 
 LEASE_SECONDS = 120.0  # a claimed delivery is someone's for this long (longer than a timeout)
 
@@ -74,8 +74,8 @@ class Outbox:
         marked `interrupted`, and runs whose end was recorded late from their job lock (the
         disk was full when it came). Checked and written in one transaction, so two processes
         never both do it; only runs that ended after `since`."""
-        from runner.history import LATE_END
-        from runner.record import parse_rfc3339
+        from runner.engine.history import LATE_END
+        from runner.engine.record import parse_rfc3339
 
         count = 0
         with self._transaction():

@@ -11,19 +11,19 @@ from typing import TYPE_CHECKING, Any
 from notifiers.base import TEST, Check, DeliveryContext, Target
 from notifiers.outbox import new_event
 from notifiers.registry import build_targets
-from runner.record import new_record, utc_now
+from runner.engine.record import new_record, utc_now
 from security.masking import redact_text
 
 if TYPE_CHECKING:
-    from runner.config import Config
-    from runner.history import History
+    from runner.configuration.config import Config
+    from runner.engine.history import History
 
 TEST_JOB = "notify-test"
 
 
 def test_record(config: Config) -> dict[str, Any]:
     from runner import __version__
-    from runner.engine import cli_trigger
+    from runner.engine.runs import cli_trigger
 
     record = new_record(job=TEST_JOB, kind="notify-test", hostname=config.hostname,
                         repository=None, trigger=cli_trigger(), version=__version__)

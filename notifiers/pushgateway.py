@@ -5,7 +5,7 @@ overwrite each other (resticprofile #193). When a run starts: a POST that sets o
 `restic_<kind>_running` (and `_running_since_timestamp`), leaving the last run's values in
 place; when it ends: a PUT of the whole group, built from the history at delivery time (so a
 retried push never brings back older values, and `_last_success_timestamp` survives failures).
-The families are those of the service's `/metrics` (`runner.metrics`).
+The families are those of the service's `/metrics` (`runner.engine.metrics`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from notifiers.base import (
     event_class,
     fingerprint_of,
 )
-from runner.metrics import LABELS, kind_gauge, registry_for
-from runner.notifyconfig import PushgatewaySettings
+from runner.configuration.notify import PushgatewaySettings
+from runner.engine.metrics import LABELS, kind_gauge, registry_for
 from security.masking import mask_webhook_url
 from security.secrets import read_secret_file
 
@@ -80,7 +80,7 @@ class PushgatewayTarget:
         gauge.add_metric(labels, 1.0 if still else 0.0)
         families = [gauge]
         if still:
-            from runner.record import parse_rfc3339
+            from runner.engine.record import parse_rfc3339
 
             since = kind_gauge(record["kind"], "running_since_timestamp")
             since.add_metric(labels, parse_rfc3339(record["started_at"]).timestamp())

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from notifiers.base import Target
-    from runner.config import Config
+    from runner.configuration.config import Config
 
 
 def build_targets(config: Config) -> list[Target]:
@@ -40,7 +40,7 @@ def build_targets(config: Config) -> list[Target]:
 def register_secrets(config: Config) -> None:
     """Read every secret file of `[notify]` and `[signing]` now, so the redactor knows their
     values before any output flows (a hook that prints one is masked like restic's output)."""
-    from runner.notifyconfig import secret_files
+    from runner.configuration.notify import secret_files
     from security.masking import register_header_credential, register_secret
     from security.secrets import read_secret_file
 

@@ -23,7 +23,7 @@ from notifiers.base import (
     event_class,
     fingerprint_of,
 )
-from runner.notifyconfig import SigningSettings, WebhookSettings
+from runner.configuration.notify import SigningSettings, WebhookSettings
 from security.auth import parse_whsec
 from security.masking import (
     mask_webhook_url,

@@ -7,14 +7,14 @@ from __future__ import annotations
 import os
 import signal
 
-from runner.config import Config
+from runner.configuration.config import Config
 
 
 def start_deliveries_worker(config: Config) -> int | None:
     """Fork the worker; its pid, or None when no target is configured."""
     if not config.notify.any_target:
         return None
-    from runner.companion import fork_companion
+    from runner.engine.children import fork_companion
 
     def main() -> None:
         from notifiers.courier import Courier

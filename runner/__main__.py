@@ -1,5 +1,5 @@
 """`python -m runner` is `restic-runner`."""
 
-from runner.cli import main
+from runner.cli.main import main
 
 main(prog_name="restic-runner")

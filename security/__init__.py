@@ -1,1 +1,2 @@
-"""Security primitives: masking of secrets, reading secret files (auth and signing come later)."""
+"""Security, the lowest room (it imports nothing from runner/): masking, secret files, inbound
+auth, outbound signing, keys."""

@@ -15,12 +15,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner import configread
-from runner.config import DRY_RUN_KINDS, JOB_KINDS, parse_config
-from runner.envconfig import build, load_from_environment, wants_environment
-from runner.history import History
-from runner.metrics import STAT_METRICS, exposition
-from runner.record import new_record, utc_now
+from runner.configuration import tables
+from runner.configuration.config import DRY_RUN_KINDS, JOB_KINDS, parse_config
+from runner.configuration.environment import build, load_from_environment, wants_environment
+from runner.engine.history import History
+from runner.engine.metrics import STAT_METRICS, exposition
+from runner.engine.record import new_record, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -205,13 +205,13 @@ def accepted_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, 
     """Table name (normalised; jobs as `jobs.<kind>`) -> every key the real loader asked for,
     which is exactly what it accepts (`Table.finish` refuses the rest)."""
     recorded: list[tuple[str, frozenset[str]]] = []
-    finish = configread.Table.finish
+    finish = tables.Table.finish
 
-    def recording_finish(self: configread.Table, allowed_hint: str = "") -> None:
+    def recording_finish(self: tables.Table, allowed_hint: str = "") -> None:
         recorded.append((self.name, frozenset(self.seen)))
         finish(self, allowed_hint)
 
-    monkeypatch.setattr(configread.Table, "finish", recording_finish)
+    monkeypatch.setattr(tables.Table, "finish", recording_finish)
     data = every_table(tmp_path)
     kind_of = {name: job["kind"] for name, job in data["jobs"].items()}
     parse_config(data, tmp_path / "restic-runner.toml")
@@ -306,9 +306,10 @@ def _name_like_constants(module: Path) -> set[str]:
 
 
 def variables_read(tmp_path: Path) -> set[str]:
-    """Every variable `runner.envconfig` reads, with everything set, with the inline forms
+    """Every variable `runner.configuration.environment` reads, with everything set, with the
+    inline forms
     instead of the `*_FILE` ones, with nearly nothing set, and through the real loader."""
-    candidates = _name_like_constants(ROOT / "runner" / "envconfig.py")
+    candidates = _name_like_constants(ROOT / "runner" / "configuration" / "environment.py")
     job_file = tmp_path / "replicate_jobs.txt"
     job_file.write_text("/src;/dst;sync\n")
     password = tmp_path / "password"
@@ -340,7 +341,8 @@ def test_every_environment_variable_is_in_migration_md(tmp_path: Path) -> None:
     documented = set(code_spans((DOCS / "migration.md").read_text(encoding="utf-8")))
     documented |= {name for span in documented for name in re.split(r"[ ,=]+", span)}
     missing = sorted(read - documented)
-    assert not missing, f"variables read by runner/envconfig.py, not in migration.md: {missing}"
+    assert not missing, \
+        f"variables read by runner/configuration/environment.py, not in migration.md: {missing}"
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -469,7 +471,7 @@ def _commands(group: Any, prefix: str = "") -> list[str]:
 
 
 def test_every_cli_command_is_in_cli_md() -> None:
-    from runner.cli import main
+    from runner.cli.main import main
 
     text = (DOCS / "cli.md").read_text()
     commands = _commands(main)

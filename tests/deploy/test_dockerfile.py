@@ -177,7 +177,7 @@ def test_compose_example_lints_and_its_config_loads(tmp_path: Path) -> None:
                                     else "pw\n")
         (secrets / name).chmod(0o400)
     text = (example / "restic-runner.toml").read_text().replace("/run/secrets/", f"{secrets}/")
-    from runner.config import parse_config
+    from runner.configuration.config import parse_config
 
     config = parse_config(tomllib.loads(text), tmp_path / "restic-runner.toml")
     assert config.hostname == "fileserver" and set(config.jobs) == {"documents", "check"}

@@ -6,8 +6,8 @@ import stat
 import subprocess
 from pathlib import Path
 
-from runner.api import create_app
-from runner.config import load_config
+from runner.configuration.config import load_config
+from runner.service.api import create_app
 from security.auth import parse_whsec
 from security.keys import parse_whpk, parse_whsk
 from tests.conftest import RUNNER, Workspace

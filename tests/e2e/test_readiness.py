@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from runner.api import create_app
-from runner.config import load_config
+from runner.configuration.config import load_config
+from runner.service.api import create_app
 from tests.conftest import Workspace
 from tests.e2e.conftest import token_client
 

@@ -1,6 +1,7 @@
 """A flood of refused requests of every kind, from one address, writes a bounded number of log
 lines: every refusal, whichever layer answers it (gunicorn's parser, the read deadline,
-authentication, routing, limits), goes through one per-address throttle (runner.refusals) that
+authentication, routing, limits), goes through one per-address throttle (runner.service.refusals)
+that
 writes a few lines a minute and then one summary line with the count. Before, each malformed
 request wrote a WARNING and an access line: 3,000 requests with 4 KB request lines wrote 12.3 MB
 in 1.7 s."""

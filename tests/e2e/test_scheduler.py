@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from runner.configuration.schedule import parse_schedule
 from runner.errors import ConfigError
-from runner.schedules import parse_schedule
 from tests.conftest import Workspace, wait_until
 from tests.e2e.conftest import free_port
-from tests.runner.test_config import _error
+from tests.runner.configuration.test_config import _error
 
 
 @pytest.mark.parametrize(("text", "after", "expected"), [
@@ -174,16 +174,16 @@ schedule = "every 1s"
 # that the signal mask across the fork is what makes the run see the stop.
 FORK_WINDOW_DRIVER = """
 import os, signal, sys, time
-import runner.scheduler
+import runner.scheduling.scheduler
 
 stopped_in = []
-stop = runner.scheduler.Scheduler._stop
+stop = runner.scheduling.scheduler.Scheduler._stop
 
 def recording_stop(self, signum, frame):
     stopped_in.append(os.getpid())
     stop(self, signum, frame)
 
-installs_handlers = runner.scheduler.cancel_on_stop_signals
+installs_handlers = runner.scheduling.scheduler.cancel_on_stop_signals
 
 def signal_the_scheduler_first():
     os.kill(os.getppid(), signal.SIGTERM)
@@ -193,10 +193,10 @@ def signal_the_scheduler_first():
         time.sleep(0.01)
     return installs_handlers()
 
-runner.scheduler.Scheduler._stop = recording_stop
-runner.scheduler.cancel_on_stop_signals = signal_the_scheduler_first
-runner.scheduler.fork_run_process = {fork}
-from runner.cli import main
+runner.scheduling.scheduler.Scheduler._stop = recording_stop
+runner.scheduling.scheduler.cancel_on_stop_signals = signal_the_scheduler_first
+runner.scheduling.scheduler.fork_run_process = {fork}
+from runner.cli.main import main
 sys.exit(main(["schedule"]))
 """
 
@@ -211,7 +211,7 @@ def test_a_stop_sent_while_a_run_is_being_forked_cancels_that_run(ws: Workspace)
         assert done.returncode == 0, done.stderr
         return _runs(ws, "verify")[-1]
 
-    run = scheduled_run_with("runner.scheduler.fork_run_process")
+    run = scheduled_run_with("runner.scheduling.scheduler.fork_run_process")
     assert run["status"] == "cancelled" and run["error"] == "cancelled (SIGTERM)"
     assert [step["name"] for step in run["steps"]] == ["pre_hook"]
     # a plain fork: the stop reaches the scheduler's handler, inherited, and is lost

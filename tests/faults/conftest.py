@@ -502,7 +502,7 @@ def restic_pids(ws: Workspace) -> list[int]:
 def wait_uploading(ws: Workspace) -> dict[str, Any]:
     """Until restic holds its repository lock and has reported bytes done (restic 0.14 leaves
     its lock behind if signalled in the instant between writing it and registering its
-    clean-up; see tests/runner/test_supervision.py). Returns the running record."""
+    clean-up; see tests/runner/engine/test_supervision.py). Returns the running record."""
     wait_until(lambda: list((ws.repo / "locks").iterdir()), timeout=30)
 
     def uploading() -> dict[str, Any] | None:
@@ -518,7 +518,8 @@ def wait_uploading(ws: Workspace) -> dict[str, Any]:
 
 
 def waiting_spares(service: Service) -> set[int]:
-    """The launcher's spare supervisors (runner/dispatch.py): grandchildren of `serve` blocked
+    """The launcher's spare supervisors (runner/service/launcher.py): grandchildren of `serve`
+    blocked
     reading their socket, their history already open, waiting for the next trigger."""
     spares = set()
     for child in children_of(service.process.pid):

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner.history import History
+from runner.engine.history import History
 from tests.conftest import Workspace, wait_until
 from tests.faults.conftest import (
     DUPLICATED,

@@ -1,6 +1,6 @@
 """The service's processes failing mid-run, under a real `restic-runner serve` (gunicorn) on
 loopback: the gunicorn master gets SIGTERM (a deploy, a container stop), and a run's
-supervisor (forked by the launcher, runner/dispatch.py) is killed with SIGKILL.
+supervisor (forked by the launcher, runner/service/launcher.py) is killed with SIGKILL.
 
 A backup is slow on purpose (restic's `--limit-upload` on 600 KB of random data: restic 0.18
 finishes the pack in flight after SIGINT, so more data only makes the test slower); the data then

@@ -1,8 +1,9 @@
 """Hostile configuration: a valid restic-runner.toml using every table of the schema, changed by
 hypothesis (keys set to values of any TOML type, deleted, renamed, unknown keys added, tables
 replaced, secrets put into the wrong type) and by raw byte edits of its text, then loaded the
-way every command loads it (runner/config.py `load_config`: tomllib, then `parse_config`); and
-restic-backup-helper's environment variables with any values (runner/envconfig.py).
+way every command loads it (runner/configuration/config.py `load_config`: tomllib, then
+`parse_config`); and
+restic-backup-helper's environment variables with any values (runner/configuration/environment.py).
 
 Properties: the result is a `Config` or a `ConfigError` naming a key (or the file, for text that
 is no TOML); never another exception, never a hang; and no error message contains a secret
@@ -23,8 +24,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.config import Config, load_config
-from runner.envconfig import load_from_environment
+from runner.configuration.config import Config, load_config
+from runner.configuration.environment import load_from_environment
 from runner.errors import ConfigError
 from tests.conftest import CANARY
 from tests.fuzz.conftest import fuzz, hard_deadline
@@ -394,7 +395,7 @@ def test_text_edits_load_or_name_a_key(files: Path, edits: list[tuple[str, int, 
     (("notify", "webhooks", "ops", "url"), [f"https://u:{quote(HOOK_PASSWORD, safe='')}@h/"]),
 ])
 def test_a_secret_of_the_wrong_type_is_not_echoed(files: Path, path: Path_, value: Any) -> None:
-    """`as_string` reports the value it refused (runner/configread.py:21 `describe`), so a
+    """`as_string` reports the value it refused (runner/configuration/tables.py:21 `describe`), so a
     password written as a list ends up in the error, on the terminal and in CI logs."""
     doc = base_document(files)
     mutate(doc, ("secret", path, value), files)
@@ -409,7 +410,7 @@ def test_a_secret_of_the_wrong_type_is_not_echoed(files: Path, path: Path_, valu
 ])
 def test_impossible_paths_are_config_errors(files: Path, path: Path_, value: str) -> None:
     """A name too long for the file system makes Path.is_file() raise OSError (ENAMETOOLONG;
-    runner/configread.py:163 `_check_readable`), and `~` followed by a NUL makes
+    runner/configuration/tables.py:163 `_check_readable`), and `~` followed by a NUL makes
     os.path.expanduser raise ValueError (configread.py:159 `_resolve`): both escape as
     tracebacks instead of naming the key."""
     doc = base_document(files)
@@ -481,7 +482,8 @@ def test_environment_variables_load_or_name_a_variable(files: Path,
         "hooks-dir-too-long"])
 def test_environment_values_that_are_no_config_errors(files: Path,
                                                        variables: dict[str, str]) -> None:
-    """`str.isdigit()` is true for "²", which int() refuses (runner/envconfig.py:292 SMTP_PORT,
+    """`str.isdigit()` is true for "²", which int() refuses
+    (runner/configuration/environment.py:292 SMTP_PORT,
     :249 WEBHOOK_TIMEOUT); a password holding a byte that is not UTF-8 cannot be encoded to its
     file (envconfig.py:76 `value.encode()`); a hooks directory name too long for the file system
     makes Path.is_file() raise (envconfig.py:226). Each escapes as a traceback."""

@@ -126,7 +126,7 @@ CASES: dict[str, tuple[Build, set[int]]] = {
         "POST", "/trigger/tiny", {"Content-Length": str(10**11)}), {413}),
     "body-over-the-limit": (lambda s: request(
         "POST", "/trigger/trim", bearer(s), DRY_RUN + b" " * MAX_BODY), {413}),
-    # no Content-Length, so the gate's size check (runner/gatekeeper.py:24) passes, and
+    # no Content-Length, so the gate's size check (runner/service/gate.py:24) passes, and
     # werkzeug's max_content_length stops reading at the limit without an error: the body is
     # cut to max_body_bytes, still valid JSON here, and the trigger is accepted (202)
     "chunked-body-over-the-limit": (lambda s: request(
@@ -136,7 +136,7 @@ CASES: dict[str, tuple[Build, set[int]]] = {
     "invalid-utf8": (lambda s: request("POST", "/trigger/trim", bearer(s), b'{"\xff\xfe": 1}'),
                      {400}),
     "json-array": (lambda s: request("POST", "/trigger/trim", bearer(s), b"[1, 2]"), {400}),
-    # json.loads raises RecursionError, which runner/params.py:44 does not catch: 500
+    # json.loads raises RecursionError, which runner/service/params.py:44 does not catch: 500
     "json-deeply-nested": (lambda s: request(
         "POST", "/trigger/trim", bearer(s), b'{"params": ' + b"[" * 1500 + b"]" * 1500 + b"}"),
         {400}),
@@ -260,7 +260,7 @@ def test_every_refusal_is_problem_json(answers: dict[str, Answer]) -> None:
 
 
 def test_405_answers_say_which_methods_are_allowed(answers: dict[str, Answer]) -> None:
-    """RFC 9110 §15.5.6: a 405 MUST carry Allow. runner/api.py:337-339 turns werkzeug's
+    """RFC 9110 §15.5.6: a 405 MUST carry Allow. runner/service/api.py:337-339 turns werkzeug's
     MethodNotAllowed into a problem and drops the headers the exception carried."""
     for name in ("unknown-method", "delete-jobs", "put-trigger", "trace"):
         assert "allow" in answers[name].headers, (name, answers[name].headers)

@@ -3,7 +3,8 @@
 Webhooks client signing every generated body (the Python API), and statefully: trigger a job,
 then follow its run through the links the answer carries.
 
-The document is the served one with two changes, both made here and not in runner/openapi.py:
+The document is the served one with two changes, both made here and not in
+runner/service/openapi.py:
 - links from POST /trigger/{job} to the run's endpoints (the served document has none; see
   `with_links`);
 - for the bearer and signed runs, `security` narrowed to the scheme in use: the document declares
@@ -78,7 +79,8 @@ def served_document(server: Server) -> dict[str, Any]:
 
 def with_links(doc: dict[str, Any]) -> dict[str, Any]:
     """The document plus OpenAPI links from the trigger's answers (202 accepted, 200 ended,
-    409 running: each has `run_id`) to the run's endpoints. A proposal for runner/openapi.py."""
+    409 running: each has `run_id`) to the run's endpoints. A proposal for
+    runner/service/openapi.py."""
     doc = json.loads(json.dumps(doc))
     links = {name: {"operationRef": "#/paths/" + path.replace("/", "~1") + "/" + method,
                     "parameters": {"run_id": "$response.body#/run_id"}}
@@ -327,8 +329,8 @@ def rehearsal_service(tmp_path: Path, fuzz_repo_template: Path) -> Any:
 def test_a_restore_test_record_matches_the_document(rehearsal_service: Server) -> None:
     """The record of a restore-test run, as GET /runs/{run_id} serves it, matches the served
     document. The verify step's stats hold `canaries` (a table: path -> passed/missing), while
-    the document says every stat is a number or a string (runner/openapi.py:57 RUN_RECORD,
-    runner/restoretest.py:72)."""
+    the document says every stat is a number or a string (runner/service/openapi.py:57 RUN_RECORD,
+    runner/engine/jobs/restoretest.py:72)."""
     server = rehearsal_service
     backup = server.post("/trigger/tiny?wait=1", headers=server.bearer())
     server.wait_result(backup.json()["run_id"])

@@ -1,7 +1,8 @@
-"""Hostile tool output: the restic and rclone parsers (runner/jobs/output.py) fed arbitrary bytes,
+"""Hostile tool output: the restic and rclone parsers (runner/engine/jobs/output.py) fed arbitrary
+bytes,
 arbitrary JSON lines, and real lines from restic 0.14, restic 0.18 and rclone 1.60/1.75 (captured
 from the real binaries at the start of this module) mixed with garbage, truncated and bit-flipped,
-cut into random blocks and passed through the run log's StreamPipe (runner/runlog.py), which
+cut into random blocks and passed through the run log's StreamPipe (runner/engine/runlog.py), which
 masks them, cuts them into whole lines and hands them to the parser, as during a run.
 
 Properties: no exception; stats hold finite numbers (not booleans) where numbers are expected;
@@ -23,7 +24,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.jobs.output import (
+from runner.engine.jobs.output import (
     BACKUP_STATS,
     PROGRESS_FIELDS,
     RCLONE_STATS,
@@ -35,7 +36,7 @@ from runner.jobs.output import (
     ResticOutput,
     RestoreTestOutput,
 )
-from runner.runlog import RunLog
+from runner.engine.runlog import RunLog
 from tests.conftest import RCLONE_BINARIES, RESTIC_BINARIES, init_template
 from tests.fuzz.conftest import fuzz, hard_deadline
 
@@ -351,7 +352,7 @@ def test_real_output_is_understood(real_output: dict[str, list[Line]], tmp: Path
 @pytest.mark.parametrize("cls", PARSERS, ids=lambda c: c.__name__)
 def test_deeply_nested_json_line_is_no_crash(tmp: Path, cls: type[OutputParser]) -> None:
     """json.loads raises RecursionError (not ValueError) past ~1000 levels; `_loads`
-    (runner/jobs/output.py:34) catches only ValueError."""
+    (runner/engine/jobs/output.py:34) catches only ValueError."""
     nested = b"[" * 5000 + b"]" * 5000
     lines = [("stdout", b'{"message_type":"summary","x":' + nested + b"}\n"),
              ("stderr", b'{"message_type":"error","error":' + nested + b"}\n"),
@@ -362,14 +363,14 @@ def test_deeply_nested_json_line_is_no_crash(tmp: Path, cls: type[OutputParser])
 
 @pytest.mark.parametrize("groups", [b'[{"keep":1}]', b'[{"remove":true}]', b'[{"keep":2.5}]'])
 def test_forget_groups_of_the_wrong_shape_are_no_crash(tmp: Path, groups: bytes) -> None:
-    """`len(group.get("keep") or [])` (runner/jobs/output.py:201) on a number."""
+    """`len(group.get("keep") or [])` (runner/engine/jobs/output.py:201) on a number."""
     assert_split_invariant(ForgetOutput, [("stdout", groups + b"\n")], [], [3], tmp)
 
 
 @pytest.mark.parametrize("stats", [b'{"bytes":0,"totalBytes":"5"}', b'{"bytes":"1","totalBytes":2}',
                                    b'{"bytes":[1],"totalBytes":{"a":1}}'])
 def test_rclone_progress_of_non_numbers_is_no_crash(tmp: Path, stats: bytes) -> None:
-    """RcloneOutput.progress (runner/jobs/output.py:236) divides whatever `bytes` and
+    """RcloneOutput.progress (runner/engine/jobs/output.py:236) divides whatever `bytes` and
     `totalBytes` hold; the engine calls it while the run goes on."""
     assert_split_invariant(RcloneOutput, [("stderr", b'{"stats":' + stats + b"}\n")], [], [5],
                            tmp)
@@ -377,7 +378,8 @@ def test_rclone_progress_of_non_numbers_is_no_crash(tmp: Path, stats: bytes) -> 
 
 def test_rclone_text_error_does_not_depend_on_block_boundaries(tmp: Path) -> None:
     """A text error line is kept when its block holds no JSON stats, and lost when it shares a
-    block with one: RcloneOutput.line (runner/jobs/output.py:218) never looks at text lines."""
+    block with one: RcloneOutput.line (runner/engine/jobs/output.py:218) never looks at text
+    lines."""
     lines = [("stderr", b"ERROR : config: failed to load\n"),
              ("stderr", b'{"level":"info","stats":{"bytes":1}}\n')]
     one_block = assert_split_invariant(RcloneOutput, lines, [], [31], tmp)
@@ -386,7 +388,8 @@ def test_rclone_text_error_does_not_depend_on_block_boundaries(tmp: Path) -> Non
 
 def test_restore_test_stats_do_not_depend_on_block_boundaries(tmp: Path) -> None:
     """A line whose `restore_test` key is not its first was read only when its block also held
-    a `{"restore_test"` marker elsewhere: RestoreTestOutput.line (runner/jobs/output.py) took any
+    a `{"restore_test"` marker elsewhere: RestoreTestOutput.line (runner/engine/jobs/output.py)
+    took any
     JSON line of a block with the marker in it (found by the mixed-garbage fuzzer, seed
     3911070944). The verdict line is read; the other never is, however the stream is cut."""
     verdict = b'{"restore_test": {"files": 2, "verified": true}}\n'
@@ -403,7 +406,7 @@ def test_restore_test_stats_do_not_depend_on_block_boundaries(tmp: Path) -> None
 ], ids=["check-bool", "backup-nan", "rclone-bool", "status-nan"])
 def test_booleans_and_non_finite_numbers_are_not_numbers(tmp: Path, cls: type[OutputParser],
                                                          line: bytes) -> None:
-    """`isinstance(x, int)` is true for booleans (runner/jobs/output.py:174 `num_errors`, 224
+    """`isinstance(x, int)` is true for booleans (runner/engine/jobs/output.py:174 `num_errors`, 224
     rclone stats), and json.loads accepts NaN and Infinity (output.py:40 `_numbers`): the record
     would then carry `true` or `NaN`, which is no number in the run record's schema, and no JSON
     at all."""

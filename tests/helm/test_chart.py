@@ -665,7 +665,7 @@ def test_cronjobs_run_the_trigger_command(rendered: Rendered) -> None:
 
 
 def test_cronjob_args_parse_with_the_real_cli(full: Rendered) -> None:
-    from runner.cli import main
+    from runner.cli.main import main
 
     for cron in full.all("CronJob"):
         _, container = _cron_container(cron)

@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from runner.client import ApiClient
+from runner.cli.client import ApiClient
 from tests.conftest import ROOT, RUNNER, wait_until
 from tests.e2e.conftest import free_port
 

@@ -37,7 +37,8 @@ descendant (while the slow job's pre hook holds, and again while its restic uplo
 `run` and its descendants (the same two moments) and of a waiting `trigger --wait`:
 
 - restic: the repository URL password (inside `RESTIC_REPOSITORY`) and the `env_files` value
-  (runner/toolenv.py: restic needs them; its password travels as `RESTIC_PASSWORD_FILE`, a path);
+  (runner/engine/childenv.py: restic needs them; its password travels as `RESTIC_PASSWORD_FILE`, a
+  path);
 - the pre hook of `slow`: the `env_files` value only (its `hook_env = ["AWS_SECRET_ACCESS_KEY"]`);
   the pre hook of `slow-cli` (no `hook_env`): nothing. A hook holds what its `hook_env` names,
   nothing by default (docs/runs.md, Hooks);

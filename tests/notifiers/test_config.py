@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.config import Config
-from runner.notifyconfig import target_names
-from tests.runner.test_config import _error, _parse
+from runner.configuration.config import Config
+from runner.configuration.notify import target_names
+from tests.runner.configuration.test_config import _error, _parse
 
 JOB = {"jobs": {"nightly": {"kind": "check"}}}
 

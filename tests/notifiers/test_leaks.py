@@ -19,7 +19,7 @@ from tests.notifiers.conftest import (
     SmtpServer,
     start_pushgateway,
 )
-from tests.runner.test_leaks import encoded_forms
+from tests.runner.engine.test_leaks import encoded_forms
 
 REPO_PASSWORD = "repo-" + CANARY
 WHSEC = "whsec_" + base64.b64encode(("hmac-" + CANARY).encode()).decode()

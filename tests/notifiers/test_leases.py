@@ -15,8 +15,8 @@ import pytest
 
 from notifiers.leases import LeaseHolder
 from notifiers.outbox import Outbox, new_event
-from runner.history import _SCHEMA, SCHEMA_VERSION, History
-from runner.record import new_record
+from runner.engine.history import _SCHEMA, SCHEMA_VERSION, History
+from runner.engine.record import new_record
 from tests.conftest import wait_until
 from tests.notifiers.test_outbox import OneTarget
 
@@ -31,7 +31,7 @@ import os, sys, time
 from pathlib import Path
 from notifiers.leases import lease_holder
 from notifiers.outbox import Outbox
-from runner.history import History
+from runner.engine.history import History
 state = Path(sys.argv[1])
 history = History(state)
 claimed = Outbox(history.db, lease_holder(state / "leases")).claim()

@@ -10,10 +10,10 @@ import pytest
 
 from notifiers.base import Event, Outcome
 from notifiers.outbox import Outbox, new_event
-from runner.history import LATE_END, History, finish_interrupted
-from runner.locks import JobLock
-from runner.notifyconfig import RetryPolicy
-from runner.record import new_record
+from runner.configuration.notify import RetryPolicy
+from runner.engine.history import LATE_END, History, finish_interrupted
+from runner.engine.locks import JobLock
+from runner.engine.record import new_record
 
 
 class OneTarget:

@@ -326,7 +326,7 @@ def test_records_with_notifications_match_the_openapi_schema(ws: Workspace,
                                                              receiver: Receiver) -> None:
     import jsonschema_rs
 
-    from runner.openapi import RUN_RECORD
+    from runner.service.openapi import RUN_RECORD
     from tests.e2e.test_openapi import _nullable
 
     receiver.script = [(500, {})]

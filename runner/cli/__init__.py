@@ -1,0 +1,1 @@
+"""The command line: `restic-runner` and its commands, the views they print, the API client."""

@@ -1,0 +1,2 @@
+"""Configuration: TOML or restic-backup-helper's environment, read into frozen, validated
+objects."""

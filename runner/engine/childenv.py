@@ -1,0 +1,80 @@
+"""The environment a tool process gets: a minimal base plus what the job's config names.
+
+Never the runner's own environment: a RESTIC_PASSWORD exported to the runner does not leak into
+restic, hooks or rclone unless the configuration says so. Secrets travel in the environment or in
+files, never in argv (`/proc/<pid>/cmdline` is readable by every local user).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.configuration.config import JobConfig
+from security.masking import mask_repository, register_secret
+from security.secrets import read_repository_file, read_secret_file, register_repository
+
+BASE_VARS = ("PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "USER", "LOGNAME")
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolEnvironment:
+    env: dict[str, str]
+    secrets: dict[str, str] = field(default_factory=dict)  # what `hook_env` may hand to hooks
+    repository: str | None = None  # masked, for display
+
+
+def base_environment() -> dict[str, str]:
+    env = {name: os.environ[name] for name in BASE_VARS if name in os.environ}
+    env.setdefault("PATH", DEFAULT_PATH)
+    return env
+
+
+def resolve_environment(job: JobConfig) -> ToolEnvironment:
+    """Read the job's secrets (registering them for masking) and build the tool's env."""
+    return _restic_environment(job) if job.uses_restic else _rclone_environment(job)
+
+
+def _with_job_variables(plain: Mapping[str, str], from_files: Mapping[str, Path],
+                        where: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The base environment plus a job's `env` and `env_files` (read, registered)."""
+    env = base_environment()
+    env.update(plain)
+    secrets = {name: read_secret_file(path, f"{where}: env_files.{name}")
+               for name, path in from_files.items()}
+    env.update(secrets)
+    return env, secrets
+
+
+def _restic_environment(job: JobConfig) -> ToolEnvironment:
+    r, where = job.restic, f"jobs.{job.name}"
+    env, secrets = _with_job_variables(r.env, r.env_files, where)
+    if r.repository_file:
+        repository = read_repository_file(r.repository_file, f"{where}: repository_file")
+    else:
+        assert r.repository is not None
+        repository = r.repository
+        register_repository(repository)
+    env["RESTIC_REPOSITORY"] = secrets["RESTIC_REPOSITORY"] = repository
+    if r.password_file:
+        secrets["RESTIC_PASSWORD"] = read_secret_file(r.password_file, f"{where}: password_file")
+        env["RESTIC_PASSWORD_FILE"] = str(r.password_file)  # restic reads the file itself
+    elif r.password:
+        register_secret(r.password)
+        env["RESTIC_PASSWORD"] = secrets["RESTIC_PASSWORD"] = r.password
+    if r.cache_dir:
+        env["RESTIC_CACHE_DIR"] = str(r.cache_dir)
+    env["RESTIC_PROGRESS_FPS"] = f"{r.progress_fps:g}"
+    return ToolEnvironment(env, secrets, mask_repository(repository))
+
+
+def _rclone_environment(job: JobConfig) -> ToolEnvironment:
+    c = job.rclone
+    env, secrets = _with_job_variables(c.env, c.env_files, f"jobs.{job.name}")
+    if c.config:
+        env["RCLONE_CONFIG"] = str(c.config)
+    return ToolEnvironment(env, secrets, None)
+

@@ -1,0 +1,396 @@
+"""The engine: the one path every run takes (CLI, API, scheduler), and the only place that
+changes run state. Take the job's lock, record the run, run its steps under supervision with
+output masked into the run log, finish the record, write `last-<job>.json`, run the post hook.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import sqlite3
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from runner import __version__
+from runner.configuration.config import Config, JobConfig
+from runner.engine.childenv import ToolEnvironment, base_environment, resolve_environment
+from runner.engine.history import History, StateError
+from runner.engine.jobs import StepSpec, is_dry_run, plan, unlock_step
+from runner.engine.jobs.output import OutputParser
+from runner.engine.locks import JobLock, process_exists
+from runner.engine.process import CancelFlag, ProcessOutcome, supervise
+from runner.engine.record import new_record, seconds_between, utc_now
+from runner.engine.runlog import RunLog
+from security.masking import redact_text
+
+SKIP_WAIT = 2.0  # how long a contender waits to learn which run holds the lock
+PROGRESS_EVERY = 1.0  # seconds between progress updates in the store
+FINISH_ATTEMPTS = 3  # saving the final record, a second apart
+EXIT_TIMED_OUT = 124
+EXIT_CANCELLED = 130
+
+
+class JobBusy(Exception):
+    """The job is running; raised instead of recording a `skipped` run when asked to."""
+
+    def __init__(self, running_run_id: str) -> None:
+        super().__init__(running_run_id)
+        self.running_run_id = running_run_id
+
+
+def cli_trigger() -> dict[str, Any]:
+    try:
+        user: str | None = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:  # no passwd entry for this uid (containers)
+        user = os.environ.get("USER")
+    return {"source": "cli", "client": user, "idempotency_key": None}
+
+
+class Notifier(Protocol):
+    """Hears of a run's start and end (`notifiers.courier.RunNotifier`); `close` waits, bounded,
+    for the deliveries once the job's lock is released."""
+
+    def started(self, record: dict[str, Any]) -> None: ...
+
+    def ended(self, record: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Engine:
+    def __init__(self, config: Config, history: History,
+                 notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.history = history
+        self.notifier = notifier
+
+    def run(self, job_name: str, *, trigger: dict[str, Any] | None = None,
+            params: Mapping[str, Any] | None = None, cancel: CancelFlag | None = None,
+            on_start: Callable[[dict[str, Any]], None] | None = None,
+            record_skipped: bool = True) -> dict[str, Any]:
+        """Run a job to its end and return its final record.
+
+        When the job is already running: a `skipped` record, or `JobBusy` with
+        `record_skipped=False` (an API caller gets a 409 instead of a history entry).
+        """
+        job = self.config.job(job_name)
+        self.history.check_writable()
+        tool = resolve_environment(job)  # secret-file problems stop us before anything runs
+        trigger = trigger or cli_trigger()
+        lock = JobLock(self.history.lock_dir, job.name)
+        holder = self._acquire(lock)
+        if holder is not None:
+            if not record_skipped:
+                raise JobBusy(holder)
+            record = self._skipped(job, tool, trigger, holder, params)
+        else:
+            try:
+                self.history.mark_dead_runs_of(job.name)
+                record = self._new_record(job, tool, trigger, params)
+                if params:
+                    record["params"] = dict(params)
+                self.history.insert(record)
+                lock.write_holder(record["run_id"])
+                if on_start:
+                    on_start(record)
+                if self.notifier:
+                    self.notifier.started(record)
+                try:
+                    _Run(self.history, job, record, tool, params or {}, cancel or CancelFlag(),
+                         on_end=self.notifier.ended if self.notifier else None).execute()
+                except StateError as exc:
+                    lock.write_end(record, str(exc))
+                    raise
+            finally:
+                lock.release()
+        if self.notifier:  # deliveries wait here, after the lock is released
+            self.notifier.close()
+        return record
+
+    def _new_record(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
+                    params: Mapping[str, Any] | None) -> dict[str, Any]:
+        return new_record(job=job.name, kind=job.kind, hostname=self.config.hostname,
+                          repository=tool.repository, trigger=trigger, version=__version__,
+                          dry_run=is_dry_run(job, params))
+
+    def _acquire(self, lock: JobLock) -> str | None:
+        """None when we hold the lock; else the run id of the run that holds it.
+
+        The lock may also be held for an instant by a process checking for dead runs; a
+        contender waits briefly until it either gets the lock or sees a running holder.
+        """
+        give_up = time.monotonic() + SKIP_WAIT
+        while not lock.try_acquire():
+            holder = lock.read_holder() or {}
+            run_id = str(holder.get("run_id", ""))
+            current = self.history.get(run_id) if run_id else None
+            if current and current["status"] == "running" and process_exists(holder.get("pid")):
+                return run_id
+            if time.monotonic() >= give_up:
+                return run_id or "unknown"
+            time.sleep(0.02)
+        return None
+
+    def _skipped(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
+                 holder: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        record = self._new_record(job, tool, trigger, params)
+        message = f"skipped: previous run of {job.name} still active (run {holder})"
+        record.update(status="skipped", exit_code=0, finished_at=record["started_at"],
+                      duration_seconds=0.0, error=message, log_tail=message + "\n",
+                      running_run_id=holder)
+        with RunLog(self.history.log_path(job.name, record["run_id"])) as log:
+            log.note(message)
+        self.history.insert(record)
+        self.history.write_last(record)
+        if self.notifier:
+            self.notifier.ended(record)
+        return record
+
+
+def _killed_message(spec: StepSpec, outcome: ProcessOutcome) -> str | None:
+    """Why a step that printed no error ended: a signal from outside restic-runner (ours, on a
+    timeout or cancel, are reported as such before this is asked)."""
+    import signal
+
+    if outcome.killed_by is None:
+        return None
+    try:
+        name = signal.Signals(outcome.killed_by).name
+    except ValueError:
+        name = "a signal"
+    message = (f"{spec.name} was killed by {name} (signal {outcome.killed_by}) from outside "
+               "restic-runner")
+    if "restic" in os.path.basename(spec.argv[0]):
+        message += "; its repository lock may remain: `restic list locks`, then an unlock job"
+    return message
+
+
+class _Run:
+    """One run in progress: its record, its log, its steps."""
+
+    def __init__(self, history: History, job: JobConfig, record: dict[str, Any],
+                 tool: ToolEnvironment, params: Mapping[str, Any], cancel: CancelFlag,
+                 on_end: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.history, self.job, self.record = history, job, record
+        self.tool, self.params, self.cancel = tool, params, cancel
+        self.on_end = on_end
+        self.log = RunLog(self.history.log_path(job.name, record["run_id"]))
+        self.deadline = time.monotonic() + job.timeout if job.timeout else None
+        self._last_progress = 0.0
+
+    def execute(self) -> None:
+        r = self.record
+        try:
+            self.log.note(f"run {r['run_id']} of job {self.job.name} ({self.job.kind}) on "
+                          f"{r['hostname']}, trigger {r['trigger']['source']}, "
+                          f"restic-runner {__version__}")
+            if self.tool.repository:
+                self.log.note(f"repository {self.tool.repository}")
+            if r.get("dry_run"):
+                self.log.note("dry run: nothing is written or removed, and a success does not "
+                              "count as the job's last success")
+            if self.job.uses_restic and self.job.restic.retry_lock:
+                from runner.engine.binaries import supports_retry_lock
+
+                if not supports_retry_lock(self.job.restic.binary):
+                    self.log.note("retry_lock is set, but this restic has no --retry-lock "
+                                  "(restic 0.16 or later): a locked repository fails at once")
+            status, exit_code = self._steps()
+        except Exception as exc:  # a bug or an OS error: the run is marked, never left running
+            r["error"] = redact_text(f"internal error: {type(exc).__name__}: {exc}")
+            self.log.note(r["error"])
+            status, exit_code = "failed", 1
+        self._finish(status, exit_code)
+        if self.job.post_hook:
+            self._post_hook()
+        self.log.close()
+        self.history.prune_logs(self.job.name, self.job.keep_logs)
+
+    # --- steps ---------------------------------------------------------------------------------
+
+    def _steps(self) -> tuple[str, int]:
+        """Run the pre hook and the planned steps. A success needs every main step (one that
+        decides the outcome) to have run to its end: a stop before or during one never is."""
+        planned = plan(self.job, self.params)
+        unfinished = [spec.name for spec in planned if spec.decides_outcome]
+        if self.job.pre_hook:
+            hook = self._hook("pre_hook", self.job.pre_hook, {})
+            if hook.cancelled:
+                return self._stopped_status(hook, unfinished)
+            if hook.exit_code != 0:
+                if self.job.pre_hook_on_error == "fail":
+                    self.record["error"] = f"pre_hook failed with exit code {hook.exit_code}"
+                    self.log.note(f"{self.record['error']}; the run stops here")
+                    return "failed", hook.exit_code
+                self.log.note("pre_hook failed; continuing (pre_hook_on_error = \"continue\")")
+        status, exit_code = "succeeded", 0
+        for spec in planned:
+            if status == "failed" and not spec.always:
+                continue
+            if spec.needs_success and status != "succeeded":
+                self.log.note(f"{spec.name} not run: the previous step did not succeed")
+                continue
+            outcome, parser = self._tool_step(spec)
+            if spec.decides_outcome:
+                self.record["stats"].update(parser.stats)
+                if _ran_to_its_end(outcome):
+                    unfinished.remove(spec.name)
+                if outcome.stopped:
+                    return self._stopped_status(outcome, unfinished)
+                status, exit_code = _status_of(spec, outcome)
+                if outcome.not_started:
+                    self.record["error"] = outcome.not_started
+                elif status != "succeeded":
+                    self.record["error"] = parser.error or _killed_message(spec, outcome)
+            elif outcome.stopped:
+                return self._stopped_status(outcome, unfinished)
+            if outcome.exit_code != 0 and self.job.uses_restic and self.job.restic.auto_unlock \
+                    and _is_lock_failure(outcome.exit_code, parser.error):
+                self.log.note("repository is locked and auto_unlock is on: removing stale locks")
+                self._tool_step(unlock_step(self.job))
+        if status == "succeeded" and unfinished:  # no path leads here; the rule holds anyway
+            self.record["error"] = f"{', '.join(unfinished)} did not run to its end"
+            return "failed", 1
+        return status, exit_code
+
+    def _tool_step(self, spec: StepSpec) -> tuple[ProcessOutcome, OutputParser]:
+        parser = spec.parser()
+        self.log.note("$ " + " ".join(spec.argv))
+        outcome = self._supervise(spec.name, spec.argv, self.tool.env, parser, self.deadline)
+        parser.finish(outcome.exit_code)
+        stats = parser.stats if not spec.decides_outcome and parser.stats else None
+        self._record_step(spec.name, outcome, stats)
+        return outcome, parser
+
+    def _hook(self, name: str, argv: tuple[str, ...], extra: dict[str, str],
+              cancel: CancelFlag | None = None) -> ProcessOutcome:
+        """Run a hook under the same supervision; a hook that times out exits 124."""
+        env = base_environment()
+        env.update({k: self.tool.secrets[k] for k in self.job.hook_env if k in self.tool.secrets})
+        env.update(RESTIC_RUNNER_JOB=self.job.name, RESTIC_RUNNER_RUN_ID=self.record["run_id"],
+                   **extra)
+        self.log.note(f"{name}: $ " + " ".join(argv))
+        deadline = time.monotonic() + self.job.hook_timeout
+        outcome = self._supervise(name, argv, env, OutputParser(), deadline, cancel)
+        if outcome.timed_out:
+            outcome.exit_code = EXIT_TIMED_OUT
+        self._record_step(name, outcome)
+        return outcome
+
+    def _record_step(self, name: str, outcome: ProcessOutcome,
+                     stats: dict[str, Any] | None = None) -> None:
+        step: dict[str, Any] = {"name": name, "exit_code": outcome.exit_code,
+                                "duration_seconds": round(outcome.duration, 3)}
+        if stats:
+            step["stats"] = stats
+        self.record["steps"].append(step)
+        if outcome.not_started:
+            self.log.note(outcome.not_started)
+        self.log.note(f"{name} exited {outcome.exit_code} after {outcome.duration:.2f}s"
+                      + (" (timed out)" if outcome.timed_out else "")
+                      + (" (cancelled)" if outcome.cancelled else ""))
+
+    def _supervise(self, name: str, argv: tuple[str, ...], env: dict[str, str],
+                   parser: OutputParser, deadline: float | None,
+                   cancel: CancelFlag | None = None) -> ProcessOutcome:
+        pipes = self.log.pipes(parser)
+
+        def sink(data: bytes, stream: str) -> None:
+            pipes[stream].feed(data)
+            now = time.monotonic()
+            if now - self._last_progress >= PROGRESS_EVERY:
+                self._last_progress = now
+                progress = parser.progress()
+                if progress is not None:
+                    self.record["progress"] = dict(progress, step=name)
+                    with contextlib.suppress(sqlite3.Error):  # live progress is best effort
+                        self.history.save(self.record)
+
+        try:
+            return supervise(argv, env, sink, deadline=deadline, grace=self.job.stop_grace,
+                             cancel=cancel or self.cancel)
+        finally:
+            for pipe in pipes.values():
+                pipe.close()
+
+    def _stopped_status(self, outcome: ProcessOutcome,
+                        unfinished: list[str]) -> tuple[str, int]:
+        """The status of a run stopped (timeout or cancel) while `outcome`'s process ran. It
+        is a success only if that process still exited 0 and no main step is left unfinished
+        (a pre hook that ignores the stop and exits 0 leaves the backup unfinished)."""
+        if outcome.timed_out:
+            self.record["error"] = f"timed out after {self.job.timeout:g}s"
+            return "timed_out", EXIT_TIMED_OUT
+        if outcome.exit_code == 0 and not unfinished:
+            return "succeeded", 0
+        if unfinished:
+            self.log.note(f"not run to its end: {', '.join(unfinished)}")
+        self.record["error"] = f"cancelled ({self.cancel.reason})"
+        return "cancelled", EXIT_CANCELLED
+
+    # --- the end ---------------------------------------------------------------------------------
+
+    def _finish(self, status: str, exit_code: int) -> None:
+        r = self.record
+        r["status"], r["exit_code"], r["progress"] = status, exit_code, None
+        r["finished_at"] = utc_now()
+        r["duration_seconds"] = seconds_between(r["started_at"], r["finished_at"])
+        self.log.note(f"finished: {status} (exit {exit_code}) in {r['duration_seconds']:.2f}s")
+        if self.log.write_error is not None and not r.get("error"):
+            r["error"] = (f"the run log {self.log.path} is incomplete: "
+                          f"{self.log.write_error.strerror or self.log.write_error}")
+        r["log_tail"] = self.log.tail()
+        self._record_end(r)
+        if self.on_end:  # deliveries start now, while the post hook runs
+            self.on_end(r)
+
+    def _record_end(self, r: dict[str, Any]) -> None:
+        """Save the final record and last-<job>.json; a full or read-only state directory gets
+        a few seconds to recover, then one clear error (the caller releases the job lock)."""
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                self.history.save(r)
+                self.result_file = self.history.write_last(r)
+                return
+            except (sqlite3.Error, OSError) as exc:
+                if attempt == FINISH_ATTEMPTS - 1:
+                    reason = getattr(exc, "strerror", None) or str(exc)
+                    raise StateError(
+                        f"state_dir {self.history.state_dir}: run {r['run_id']} ended "
+                        f"{r['status']} (exit {r['exit_code']}) but could not be recorded: "
+                        f"{reason}") from None
+                time.sleep(1.0)
+
+    def _post_hook(self) -> None:
+        r = self.record
+        self._hook("post_hook", self.job.post_hook, {
+            "RESTIC_RUNNER_STATUS": r["status"],
+            "RESTIC_RUNNER_EXIT_CODE": str(r["exit_code"]),
+            "RESTIC_RUNNER_RESULT_FILE": str(self.result_file),
+        }, cancel=CancelFlag())  # runs even after a cancel; hook_timeout bounds it
+        r["log_tail"] = self.log.tail()
+        with contextlib.suppress(sqlite3.Error, OSError):  # the end itself is recorded already
+            self.history.save(r)
+            self.history.write_last(r)
+
+
+def _ran_to_its_end(outcome: ProcessOutcome) -> bool:
+    """The process started and ended by itself: not stopped by us (or it exited 0 anyway)."""
+    if outcome.not_started:
+        return False
+    return not outcome.stopped or outcome.exit_code == 0
+
+
+def _status_of(spec: StepSpec, outcome: ProcessOutcome) -> tuple[str, int]:
+    if outcome.exit_code == 0:
+        return "succeeded", 0
+    if outcome.exit_code in spec.warning_codes:
+        return "warning", outcome.exit_code
+    return "failed", outcome.exit_code
+
+
+def _is_lock_failure(exit_code: int, error: str | None) -> bool:
+    """restic 0.18 says 11; 0.14 says 1 and only its message tells a lock failure apart."""
+    return exit_code == 11 or (exit_code == 1 and "already locked" in (error or ""))

@@ -1,0 +1,1 @@
+"""The HTTP service: routes, the auth gate, the launcher of runs, and the gunicorn wiring."""
