@@ -21,6 +21,7 @@ BACKUP_STATS = ("snapshot_id", "files_new", "files_changed", "files_unmodified",
                 "dirs_changed", "dirs_unmodified", "data_blobs", "tree_blobs", "data_added",
                 "data_added_packed", "total_files_processed", "total_bytes_processed",
                 "total_duration")
+_BACKUP_NUMBERS = BACKUP_STATS[1:]  # snapshot_id is a string, whatever a damaged line says
 PROGRESS_FIELDS = ("percent_done", "files_done", "total_files", "bytes_done", "total_bytes",
                    "seconds_elapsed", "seconds_remaining", "error_count")
 RCLONE_STATS = {"bytes": "transferred_bytes", "transfers": "transfers", "checks": "checks",
@@ -170,7 +171,7 @@ def _error_text(doc: dict[str, Any]) -> str:
 
 class BackupOutput(ResticOutput):
     def on_summary(self, doc: dict[str, Any]) -> None:
-        stats = _numbers(doc, BACKUP_STATS)
+        stats = _numbers(doc, _BACKUP_NUMBERS)
         if stats.get("total_duration", 0) < 0:  # 0.18 --skip-if-unchanged quirk
             del stats["total_duration"]
         if isinstance(doc.get("snapshot_id"), str):

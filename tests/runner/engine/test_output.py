@@ -71,6 +71,13 @@ def test_skip_if_unchanged_summary_quirk_of_018() -> None:
     assert parser.stats == {"files_new": 0}
 
 
+def test_a_damaged_summary_never_makes_the_snapshot_id_a_number() -> None:
+    """Found by the mixed-garbage fuzzer: a bit flip turned `"snapshot_id":"…"` into a number,
+    which the summary took as a numeric stat."""
+    parser = BackupOutput()
+    parser.feed(b'{"message_type":"summary","files_new":1,"snapshot_id":-2.1e16}\n', "stdout")
+    assert parser.stats == {"files_new": 1}
+
 
 def test_forget_with_prune_reads_only_the_json_line() -> None:
     parser = ForgetOutput()
