@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from notifiers import http
+from notifiers import httpclient
 from notifiers.base import STARTED, TEST, Check, DeliveryContext, Event, Outcome, fingerprint_of
 from notifiers.webhooks import read_url
 from runner.configuration.notify import HealthchecksSettings
@@ -80,12 +80,12 @@ class HealthchecksTarget:
     def deliver(self, event: Event, ctx: DeliveryContext) -> Outcome:
         url = self.ping_url(event)
         try:
-            answer = http.request("POST", url, body=self._body(event, ctx),
+            answer = httpclient.request("POST", url, body=self._body(event, ctx),
                                   headers={"Content-Type": "text/plain; charset=utf-8"},
                                   timeout=self.settings.timeout)
-        except http.HttpError as exc:
+        except httpclient.HttpError as exc:
             return Outcome.failed("no answer", str(exc))
-        outcome = http.outcome_of(answer, url)
+        outcome = httpclient.outcome_of(answer, url)
         limit = answer.headers.get("ping-body-limit", "").strip()
         if limit.isdigit():
             outcome.remember["ping_body_limit"] = int(limit)
@@ -94,7 +94,7 @@ class HealthchecksTarget:
     def check(self, ctx: DeliveryContext) -> Check:
         base = read_url(self.settings.url, self.settings.url_file,
                         f"notify.healthchecks.{self.settings.name}.url_file")
-        return http.reachable_check(self.name, base, self.settings.timeout,
+        return httpclient.reachable_check(self.name, base, self.settings.timeout,
                                     "a ping would count as a check-in, so none is sent")
 
     def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:

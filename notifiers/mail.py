@@ -17,10 +17,10 @@ from typing import Any
 
 from notifiers.base import Check, DeliveryContext, Event, Outcome, event_class, fingerprint_of
 from notifiers.healthchecks import log_tail
-from runner.configuration.durations import human_duration
 from runner.configuration.notify import MailSettings
+from runner.configuration.units import human_bytes, human_duration
 from security.masking import redact_text
-from security.secrets import read_secret_file
+from security.secretfiles import read_secret_file
 
 
 def subject(record: dict[str, Any], test: bool = False) -> str:
@@ -46,8 +46,6 @@ def subject(record: dict[str, Any], test: bool = False) -> str:
 def mail_details(record: dict[str, Any]) -> str:
     """restic-backup-helper's details: a backup's data added (or new files) and snapshot; a
     replicate's transfers; else the (masked) repository."""
-    from runner.cli.views import human_bytes
-
     stats = record.get("stats") or {}
     if record["kind"] == "backup" and ("data_added" in stats or "files_new" in stats):
         text = (f"{human_bytes(stats['data_added'])} new" if "data_added" in stats

@@ -5,7 +5,7 @@ overwrite each other (resticprofile #193). When a run starts: a POST that sets o
 `restic_<kind>_running` (and `_running_since_timestamp`), leaving the last run's values in
 place; when it ends: a PUT of the whole group, built from the history at delivery time (so a
 retried push never brings back older values, and `_last_success_timestamp` survives failures).
-The families are those of the service's `/metrics` (`runner.engine.metrics`).
+The families are those of the service's `/metrics` (`notifiers.metrics`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, delete_from_gateway, push_to_ga
 from prometheus_client import pushadd_to_gateway as post_to_gateway
 from prometheus_client.core import GaugeMetricFamily
 
-from notifiers import http
+from notifiers import httpclient
 from notifiers.base import (
     STARTED,
     Check,
@@ -27,10 +27,10 @@ from notifiers.base import (
     event_class,
     fingerprint_of,
 )
+from notifiers.metrics import LABELS, kind_gauge, registry_for
 from runner.configuration.notify import PushgatewaySettings
-from runner.engine.metrics import LABELS, kind_gauge, registry_for
 from security.masking import mask_webhook_url
-from security.secrets import read_secret_file
+from security.secretfiles import read_secret_file
 
 GROUP_JOB = "restic_runner"
 
@@ -41,13 +41,13 @@ class _Handler:
 
     def __init__(self, settings: PushgatewaySettings) -> None:
         self.settings = settings
-        self.answer: http.Answer | None = None
+        self.answer: httpclient.Answer | None = None
 
     def __call__(self, url: str, method: str, timeout: float | None,
                  headers: list[tuple[str, str]], data: bytes) -> Any:
         def send() -> None:
             all_headers = {**dict(headers), **_auth_headers(self.settings)}
-            self.answer = http.request(method, url, body=data, headers=all_headers,
+            self.answer = httpclient.request(method, url, body=data, headers=all_headers,
                                        timeout=timeout or self.settings.timeout)
         return send
 
@@ -104,7 +104,7 @@ class PushgatewayTarget:
                 push_to_gateway(self.settings.url, job=GROUP_JOB, grouping_key=key,
                                 registry=registry_for(ctx.config, ctx.history, (job,)),
                                 handler=handler, timeout=self.settings.timeout)
-        except http.HttpError as exc:
+        except httpclient.HttpError as exc:
             return Outcome.failed("no answer", str(exc))
         return _outcome(handler.answer, self.settings.url)
 
@@ -130,7 +130,7 @@ class PushgatewayTarget:
             delete_from_gateway(self.settings.url, job=GROUP_JOB,
                                 grouping_key=self.grouping_key(hostname, job), handler=handler,
                                 timeout=self.settings.timeout)
-        except http.HttpError as exc:
+        except httpclient.HttpError as exc:
             return Outcome.failed("no answer", str(exc))
         return _outcome(handler.answer, self.settings.url)
 
@@ -139,23 +139,23 @@ class PushgatewayTarget:
         import json
 
         url = self.settings.url.rstrip("/") + "/api/v1/metrics"
-        answer = http.request("GET", url, headers=_auth_headers(self.settings),
+        answer = httpclient.request("GET", url, headers=_auth_headers(self.settings),
                               timeout=self.settings.timeout, max_body=64 << 20)
         if not answer.ok:
-            raise http.HttpError(http.answer_error(answer, self.settings.url))
+            raise httpclient.HttpError(httpclient.answer_error(answer, self.settings.url))
         data = json.loads(answer.body)
         return [g["labels"] for g in data.get("data", [])
                 if g.get("labels", {}).get("job") == GROUP_JOB]
 
     def check(self, ctx: DeliveryContext) -> Check:
         try:
-            answer = http.request("GET", self.settings.url.rstrip("/") + "/api/v1/status",
+            answer = httpclient.request("GET", self.settings.url.rstrip("/") + "/api/v1/status",
                                   headers=_auth_headers(self.settings),
                                   timeout=self.settings.timeout)
-        except http.HttpError as exc:
+        except httpclient.HttpError as exc:
             return Check(self.name, False, str(exc))
         if not answer.ok:
-            return Check(self.name, False, http.answer_error(answer, self.settings.url))
+            return Check(self.name, False, httpclient.answer_error(answer, self.settings.url))
         auth = "credentials accepted" if self.settings.username else "no credentials configured"
         return Check(self.name, True, f"{mask_webhook_url(self.settings.url)} answers, {auth}")
 
@@ -178,11 +178,11 @@ class _Fixed:
         return self.families
 
 
-def _outcome(answer: http.Answer | None, url: str) -> Outcome:
+def _outcome(answer: httpclient.Answer | None, url: str) -> Outcome:
     if answer is None:
         return Outcome.failed("no answer", f"{mask_webhook_url(url)}: no request was sent")
     # 400: the gateway refused the push as inconsistent; sending it again will not help
-    return http.outcome_of(answer, url, permanent=frozenset({400}))
+    return httpclient.outcome_of(answer, url, permanent=frozenset({400}))
 
 
 def _auth_headers(settings: PushgatewaySettings) -> dict[str, str]:

@@ -42,7 +42,7 @@ def register_secrets(config: Config) -> None:
     values before any output flows (a hook that prints one is masked like restic's output)."""
     from runner.configuration.notify import secret_files
     from security.masking import register_header_credential, register_secret
-    from security.secrets import read_secret_file
+    from security.secretfiles import read_secret_file
 
     for key, path in secret_files(config.notify, config.signing):
         for line in read_secret_file(path, key).splitlines():  # several whsec_ lines

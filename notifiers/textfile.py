@@ -12,7 +12,7 @@ from typing import Any
 from prometheus_client import generate_latest
 
 from notifiers.base import TEST, Check, DeliveryContext, Event, Outcome, event_class
-from runner.engine.metrics import registry_for
+from notifiers.metrics import registry_for
 from runner.fsutil import atomic_write
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from notifiers import http
+from notifiers import httpclient
 from notifiers.base import (
     Check,
     DeliveryContext,
@@ -31,7 +31,7 @@ from security.masking import (
     register_secret,
     url_secrets,
 )
-from security.secrets import read_secret_file
+from security.secretfiles import read_secret_file
 from security.signing import signature_header
 
 
@@ -103,14 +103,14 @@ class WebhookTarget:
         url = self.url()
         body, headers = self._request(event)
         try:
-            answer = http.request("POST", url, body=body, headers=headers,
+            answer = httpclient.request("POST", url, body=body, headers=headers,
                                   timeout=self.settings.timeout)
-        except http.HttpError as exc:
+        except httpclient.HttpError as exc:
             return Outcome.failed("no answer", str(exc))
-        return http.outcome_of(answer, url)
+        return httpclient.outcome_of(answer, url)
 
     def check(self, ctx: DeliveryContext) -> Check:
-        return http.reachable_check(self.name, self.url(), self.settings.timeout,
+        return httpclient.reachable_check(self.name, self.url(), self.settings.timeout,
                                     "credentials are checked only by sending: notify-test")
 
     def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:

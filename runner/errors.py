@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+from security.errors import UserError
 
-class UserError(Exception):
-    """An error caused by input the user controls (config, arguments, files)."""
-
-    exit_code = 2
+__all__ = ["ConfigError", "UserError"]
 
 
 class ConfigError(UserError):

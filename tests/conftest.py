@@ -273,9 +273,9 @@ def wait_for() -> Iterator[Any]:
 def job_metrics(ws: Workspace, job: str) -> dict[str, float]:
     """The series of `job` as `/metrics` (and the Pushgateway's end push) would show them, from
     the metrics code the service uses: {family: value}."""
-    from runner.configuration.config import load_config
+    from notifiers.metrics import exposition
+    from runner.configuration.load import load_config
     from runner.engine.history import History
-    from runner.engine.metrics import exposition
 
     config = load_config(str(ws.config_path))
     history = History(config.state_dir)

@@ -15,11 +15,11 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from notifiers.metrics import STAT_METRICS, exposition
 from runner.configuration import tables
 from runner.configuration.config import DRY_RUN_KINDS, JOB_KINDS, parse_config
 from runner.configuration.environment import build, load_from_environment, wants_environment
 from runner.engine.history import History
-from runner.engine.metrics import STAT_METRICS, exposition
 from runner.engine.record import new_record, utc_now
 
 ROOT = Path(__file__).resolve().parent.parent

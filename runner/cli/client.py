@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import UserError
-from security.secrets import read_secret_file
+from security.secretfiles import read_secret_file
 
 POLL_EVERY = 2.0
 GET_ATTEMPTS = 3

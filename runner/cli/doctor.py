@@ -8,11 +8,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.configuration.config import Config, JobConfig, load_config
+from runner.configuration.config import Config, JobConfig
+from runner.configuration.load import load_config
 from runner.engine.binaries import probe_repository, tool_info
 from runner.errors import UserError
 from security.masking import redact_text
-from security.secrets import file_access
+from security.secretfiles import file_access
 
 SCHEMA = "restic-runner.doctor/1"
 

@@ -77,7 +77,7 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 def run(ctx: click.Context, job: str, config_file: str | None, as_json: bool,
         fail_if_busy: bool) -> None:
     """Run JOB now, in the foreground; exit with the tool's exit code."""
-    from runner.configuration.config import load_config
+    from runner.configuration.load import load_config
     from runner.engine.history import open_history
     from runner.engine.process import cancel_on_stop_signals
     from runner.engine.runs import Engine
@@ -136,7 +136,7 @@ def summarize(record: dict[str, Any]) -> str:
 def status(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
     """Last run of every job and what is running now, from local state."""
     from runner.cli.views import status_report, status_table
-    from runner.configuration.config import load_config
+    from runner.configuration.load import load_config
     from runner.engine.history import open_history
 
     config = load_config(_config_file(ctx, config_file))
@@ -157,7 +157,7 @@ def config_group() -> None:
 def config_check(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
     """Validate the configuration only; exit 2 naming the offending key."""
     from runner.cli.views import config_summary
-    from runner.configuration.config import load_config
+    from runner.configuration.load import load_config
     from runner.errors import ConfigError, UserError
 
     try:
@@ -208,7 +208,7 @@ def doctor(ctx: click.Context, config_file: str | None, as_json: bool, send_test
 @_guard
 def schedule(ctx: click.Context, config_file: str | None) -> None:
     """Run the embedded scheduler only, in the foreground (serve runs it too)."""
-    from runner.configuration.config import load_config
+    from runner.configuration.load import load_config
     from runner.engine.history import open_history
     from runner.engine.repoinit import prepare_repositories
     from runner.eventlog import setup_logging
@@ -231,7 +231,7 @@ def snapshots(ctx: click.Context, job: str | None, config_file: str | None,
               as_json: bool) -> None:
     """The snapshots of JOB's repository (default: the first restic job's), newest first."""
     from runner.cli.snapshots import list_snapshots, restic_job, snapshots_table
-    from runner.configuration.config import load_config
+    from runner.configuration.load import load_config
 
     config = load_config(_config_file(ctx, config_file))
     found = list_snapshots(restic_job(config, job))
@@ -248,7 +248,7 @@ def notify_test(ctx: click.Context, config_file: str | None, dry_run: bool,
                 as_json: bool) -> None:
     """One test event to every configured target; exit 1 if any delivery failed."""
     from notifiers.probe import notify_test as send_tests
-    from runner.configuration.config import load_config
+    from runner.configuration.load import load_config
     from runner.engine.history import History
 
     config = load_config(_config_file(ctx, config_file))
@@ -282,7 +282,7 @@ def metrics_prune(ctx: click.Context, config_file: str | None, dry_run: bool,
                   as_json: bool) -> None:
     """Delete this host's Pushgateway groups of jobs that are no longer configured."""
     from notifiers.probe import prune_pushgateway
-    from runner.configuration.config import load_config
+    from runner.configuration.load import load_config
 
     config = load_config(_config_file(ctx, config_file))
     if not config.notify.pushgateway:
@@ -309,7 +309,8 @@ def metrics_prune(ctx: click.Context, config_file: str | None, dry_run: bool,
 def serve(ctx: click.Context, config_file: str | None, bind: str | None,
           workers: int | None) -> None:
     """Serve the HTTP API under gunicorn."""
-    from runner.configuration.config import load_config, parse_bind
+    from runner.configuration.config import parse_bind
+    from runner.configuration.load import load_config
     from runner.engine.childenv import resolve_environment
     from runner.engine.history import open_history
     from runner.service.clients import load_clients

@@ -6,17 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from runner.configuration.config import Config
-from runner.configuration.durations import human_duration
+from runner.configuration.units import human_bytes, human_duration
 from runner.engine.history import History
 from runner.engine.record import parse_rfc3339, rfc3339
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 def run_details(record: dict[str, Any]) -> str:

@@ -43,9 +43,7 @@ RESTIC_KINDS = frozenset(JOB_KINDS) - {"replicate"}
 TRIGGER_PARAMS = frozenset({"tags", "dry_run"})
 DRY_RUN_KINDS = frozenset({"backup", "forget", "prune", "replicate"})  # whose tool has --dry-run
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-CONFIG_ENV = "RESTIC_RUNNER_CONFIG"
 STATE_DIR_ENV = "RESTIC_RUNNER_STATE_DIR"
-DEFAULT_CONFIG_NAME = "restic-runner.toml"
 # how old a job's last success may get before the shipped alert fires (job key `max_age`)
 DEFAULT_MAX_AGE = {"backup": 26 * 3600.0, "replicate": 26 * 3600.0}
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -511,44 +509,3 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         signing=signing,
         history=history,
     )
-
-
-def find_config_file(explicit: str | None) -> Path:
-    """--config, else $RESTIC_RUNNER_CONFIG, else ./restic-runner.toml."""
-    if explicit:
-        return Path(explicit)
-    if os.environ.get(CONFIG_ENV):
-        return Path(os.environ[CONFIG_ENV])
-    local = Path(DEFAULT_CONFIG_NAME)
-    if local.exists():
-        return local
-    raise ConfigError(DEFAULT_CONFIG_NAME, "",
-                      f"no configuration: pass --config, set ${CONFIG_ENV}, create "
-                      f"./{DEFAULT_CONFIG_NAME}, or set restic-backup-helper's variables "
-                      "(RESTIC_REPOSITORY, …)")
-
-
-def load_config(explicit: str | None = None) -> Config:
-    """Find, read and validate the configuration."""
-    import tomllib
-
-    if not explicit and not os.environ.get(CONFIG_ENV) and not Path(DEFAULT_CONFIG_NAME).exists():
-        from runner.configuration.environment import load_from_environment, wants_environment
-
-        if wants_environment(os.environ):
-            return load_from_environment(os.environ)  # type: ignore[no-any-return]
-    path = find_config_file(explicit)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(str(path), "", "file does not exist") from None
-    except OSError as exc:
-        raise ConfigError(str(path), "", f"cannot read: {exc.strerror}") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(str(path), "", "not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
-    return parse_config(data, path)
-

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from runner.configuration.config import Config, default_state_dir, parse_config
 from runner.errors import ConfigError
 
 SOURCE = "<environment>"
@@ -341,11 +342,9 @@ def variable_for(key: str, keys: Mapping[str, str]) -> str:
     return key
 
 
-def load_from_environment(environ: Mapping[str, str]) -> Any:
+def load_from_environment(environ: Mapping[str, str]) -> Config:
     """The validated `Config` from the variables; errors name the variable."""
     from dataclasses import replace
-
-    from runner.configuration.config import default_state_dir, parse_config
 
     state_dir = Path(environ["RESTIC_RUNNER_STATE_DIR"]) if environ.get(
         "RESTIC_RUNNER_STATE_DIR") else default_state_dir()

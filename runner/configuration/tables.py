@@ -11,7 +11,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from runner.configuration.durations import parse_duration
+from runner.configuration.units import parse_duration
 from runner.errors import ConfigError
 
 TAG = re.compile(r"[A-Za-z0-9._:-]{1,64}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runner.configuration.config import JobConfig
 from security.masking import mask_repository, register_secret
-from security.secrets import read_repository_file, read_secret_file, register_repository
+from security.secretfiles import read_repository_file, read_secret_file, register_repository
 
 BASE_VARS = ("PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "USER", "LOGNAME")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"

@@ -1,13 +1,12 @@
-"""The HTTP API (SPEC §3): routes only. Runs start through `runner.service.launcher` (the engine,
-in a
-detached supervisor); state comes from `runner.engine.history`; who may call is `security.auth`."""
+"""The HTTP API (docs/api.md): routes only. Runs start through `runner.service.launcher` (the
+engine, in a detached supervisor); state comes from `runner.engine.history`; who may call is
+`security.auth`, admitted by `runner.service.gate`."""
 
 from __future__ import annotations
 
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -17,10 +16,10 @@ from runner import __version__
 from runner.configuration.config import Config
 from runner.engine.history import History
 from runner.engine.record import ENDED
-from runner.service.idempotency import IdempotencyStore
 from runner.service.params import parse_trigger_body
 from runner.service.problems import Problem
 from runner.service.refusals import ORDINARY_ANSWER, REFUSAL_KIND
+from runner.service.state import ApiState, state
 from runner.service.waits import WaitSlots
 from security.auth import Client, FailureLimiter, SeenIds
 
@@ -29,33 +28,6 @@ SMALL_LOG = 256 * 1024  # a log (or tail) up to this size is answered whole, not
 MAX_PAGE = 200
 
 api = Blueprint("api", __name__)
-
-
-@dataclass
-class ApiState:
-    """What the app shares between requests of one worker process."""
-
-    config: Config
-    clients: tuple[Client, ...]
-    seen: SeenIds
-    limiter: FailureLimiter
-    local: threading.local
-    waits: WaitSlots
-
-    def history(self) -> History:
-        """One SQLite connection per thread (gthread workers serve requests in threads)."""
-        if not hasattr(self.local, "history"):
-            self.local.history = History(self.config.state_dir)
-        return self.local.history
-
-    def idempotency(self) -> IdempotencyStore:
-        if not hasattr(self.local, "idempotency"):
-            self.local.idempotency = IdempotencyStore(self.config.state_dir / "history.db")
-        return self.local.idempotency
-
-
-def state() -> ApiState:
-    return current_app.extensions["restic_runner"]
 
 
 # --- authentication --------------------------------------------------------------------------
@@ -345,7 +317,7 @@ def readyz() -> Response:
 def metrics() -> Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    from runner.engine.metrics import exposition
+    from notifiers.metrics import exposition
 
     return Response(exposition(state().config, state().history()),
                     headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -365,7 +337,7 @@ def keys() -> Response:
     if not key_file:
         return jsonify({"keys": []})
     from security.keys import public_from_whsk
-    from security.secrets import read_secret_file
+    from security.secretfiles import read_secret_file
 
     return jsonify({"keys": [public_from_whsk(read_secret_file(key_file, "signing.key_file"))]})
 

@@ -9,7 +9,7 @@ from runner.configuration.config import ClientConfig, Config
 from runner.errors import ConfigError
 from security.auth import Client, parse_whsec
 from security.masking import register_secret
-from security.secrets import read_secret_file
+from security.secretfiles import read_secret_file
 
 
 def _lines(path: Path, key: str) -> list[str]:

@@ -4,7 +4,6 @@ or raises a Problem (413, 401, 429); never says which part of a credential was w
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from flask import g, request
 
@@ -16,10 +15,8 @@ from runner.service.refusals import (
     address_group,
     note_refusal,
 )
+from runner.service.state import ApiState
 from security.auth import AuthFailure, authenticate
-
-if TYPE_CHECKING:
-    from runner.service.api import ApiState
 
 OPEN_ENDPOINTS = frozenset({"api.healthz", "api.readyz", "api.metrics", "api.openapi",
                             "api.keys"})

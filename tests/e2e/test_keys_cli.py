@@ -6,7 +6,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from runner.configuration.config import load_config
+from runner.configuration.load import load_config
 from runner.service.api import create_app
 from security.auth import parse_whsec
 from security.keys import parse_whpk, parse_whsk

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.configuration.config import load_config
+from runner.configuration.load import load_config
 from runner.service.api import create_app
 from tests.conftest import Workspace
 from tests.e2e.conftest import token_client

@@ -1,7 +1,7 @@
 """Hostile configuration: a valid restic-runner.toml using every table of the schema, changed by
 hypothesis (keys set to values of any TOML type, deleted, renamed, unknown keys added, tables
 replaced, secrets put into the wrong type) and by raw byte edits of its text, then loaded the
-way every command loads it (runner/configuration/config.py `load_config`: tomllib, then
+way every command loads it (runner/configuration/load.py `load_config`: tomllib, then
 `parse_config`); and
 restic-backup-helper's environment variables with any values (runner/configuration/environment.py).
 
@@ -24,8 +24,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.configuration.config import Config, load_config
+from runner.configuration.config import Config
 from runner.configuration.environment import load_from_environment
+from runner.configuration.load import load_config
 from runner.errors import ConfigError
 from tests.conftest import CANARY
 from tests.fuzz.conftest import fuzz, hard_deadline

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import UserError
-from security.secrets import read_secret_file
+from security.secretfiles import read_secret_file
 from tests.conftest import RESTIC_BINARIES, Workspace, init_template, make_workspace
 from tests.e2e.conftest import secret_file
 

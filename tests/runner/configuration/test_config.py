@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.configuration.config import parse_config
-from runner.configuration.durations import parse_duration
+from runner.configuration.units import parse_duration
 from runner.errors import ConfigError
 from tests.conftest import Workspace
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from runner.configuration.config import load_config, parse_config
+from runner.configuration.config import parse_config
+from runner.configuration.load import load_config
 from runner.engine.history import History
 from runner.engine.runs import Engine
 from runner.errors import ConfigError

@@ -202,8 +202,8 @@ def test_a_bad_history_setting_names_its_key(ws: Workspace, line: str, message: 
 
 
 def test_the_store_size_is_in_metrics_and_doctor(ws: Workspace) -> None:
-    from runner.configuration.config import load_config
-    from runner.engine.metrics import exposition, registry_for
+    from notifiers.metrics import exposition, registry_for
+    from runner.configuration.load import load_config
 
     ws.write_config(JOBS.format(data=ws.data))
     assert ws.run_json("nightly")[0] == 0

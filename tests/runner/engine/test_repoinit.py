@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runner.configuration.config import load_config
+from runner.configuration.load import load_config
 from runner.engine.binaries import probe_repository
 from runner.engine.repoinit import prepare_repositories
 from tests.conftest import RCLONE_BINARIES, RESTIC_BINARIES, init_template

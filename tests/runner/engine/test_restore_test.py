@@ -36,9 +36,9 @@ def test_a_good_snapshot_passes(ws: Workspace) -> None:
                                           if p.is_file())
     assert [s["name"] for s in record["steps"]] == ["prepare", "restore", "verify", "cleanup"]
     assert not (ws.root / "scratch").exists()  # cleaned up
-    from runner.configuration.config import load_config
+    from notifiers.metrics import exposition
+    from runner.configuration.load import load_config
     from runner.engine.history import History
-    from runner.engine.metrics import exposition
 
     text = exposition(load_config(str(ws.config_path)), History(ws.state)).decode()
     labels = '{hostname="test-host",job_name="rehearsal"}'

@@ -1,4 +1,5 @@
-"""Durations as users write them: "6h", "90m", "1h30m", "45s", "2d", or plain seconds."""
+"""Durations as users write them ("6h", "90m", "1h30m", "45s", "2d", or plain seconds), and
+durations and byte counts as people read them."""
 
 from __future__ import annotations
 
@@ -38,3 +39,11 @@ def human_duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60}m{s % 60}s"
     return f"{s // 3600}h{(s % 3600) // 60}m"
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

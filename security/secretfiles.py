@@ -8,7 +8,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner.errors import UserError
+from security.errors import UserError
 from security.masking import register_secret, url_secrets
 
 
