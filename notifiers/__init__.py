@@ -1,3 +1,4 @@
-"""Where runs report: one module per target kind behind one small interface
-(`notifiers.base.Target`), a registry that builds the configured targets, and a durable outbox
-(`notifiers.outbox`) from which a courier (`notifiers.courier`) delivers with retries."""
+"""Notifiers: where runs report, one module per target, through a durable outbox with retries.
+
+Each target implements `notifiers.base.Target`; `notifiers.registry` builds the configured ones;
+`notifiers.courier` delivers what `notifiers.outbox` holds."""

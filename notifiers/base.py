@@ -64,7 +64,7 @@ class Event:
         return str(self.record["job"])
 
     def payload(self) -> bytes:
-        """The webhook body (SPEC §5), masked once more on the way out."""
+        """The webhook body (docs/notifications.md), masked once more on the way out."""
         body = {"type": self.type, "timestamp": self.timestamp, "data": self.record}
         return redact_text(json.dumps(body, separators=(",", ":"))).encode()
 

@@ -1,9 +1,9 @@
 """`[notify.mail]`: one mail per run end, over SMTP (STARTTLS or implicit TLS, optional login).
 
-Subject as restic-backup-helper wrote it (SPEC §5): `[OK] <job> <hostname> · <duration> ·
-<details>` or `[FAIL <exit>] …` (`[DRY RUN OK]`, `[DRY RUN FAIL <exit>]` for a dry run);
-body: the masked run log, cut from the start to `body_limit` bytes, saying so. Credentials go
-to the SMTP session only, never into a header.
+Subject as restic-backup-helper wrote it (docs/notifications.md):
+`[OK] <job> <hostname> · <duration> · <details>` or `[FAIL <exit>] …` (`[DRY RUN OK]`,
+`[DRY RUN FAIL <exit>]` for a dry run); body: the masked run log, cut from the start to
+`body_limit` bytes, saying so. Credentials go to the SMTP session only, never into a header.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """restic-runner: run restic and rclone jobs under a lock, record them, mask every secret.
 
-Rooms, lowest first: `configuration`, `engine`, `scheduling`, `service`, `cli` (each imports
-only rooms below it); `errors`, `fsutil` and `eventlog` are shared by all of them."""
+Rooms, lowest first (each imports only the rooms below it; docs/architecture.md):
+`configuration`, `engine`, `scheduling`, `service`, `cli`, with `errors`, `fsutil` and
+`eventlog` shared by all, and the top-level packages `security` (below everything) and
+`notifiers` (between the engine and scheduling)."""
 
 __version__ = "0.1.0"

@@ -1,2 +1,1 @@
-"""Security, the lowest room (it imports nothing from runner/): masking, secret files, inbound
-auth, outbound signing, keys."""
+"""Security, the lowest room: masking, secret files, inbound auth, signing, keys; no runner/."""

@@ -1,4 +1,4 @@
-"""Inbound authentication (SPEC §3): Standard Webhooks HMAC signatures and bearer tokens.
+"""Inbound authentication (docs/security.md): Standard Webhooks HMAC signatures, bearer tokens.
 
 A failure raises `AuthFailure`; its `reason` is for logs and metrics only, an HTTP answer says
 401 and nothing more. Replay protection (`SeenIds`) and the failure rate limit (`FailureLimiter`)

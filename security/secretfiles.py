@@ -70,7 +70,7 @@ def read_repository_file(path: Path, key: str) -> str:
 def read_secret_file_raw(path: Path, key: str) -> str:
     """The content of a secret file, unregistered: the caller registers the secret part.
 
-    Refuses files every local user can read (SPEC §8); group-readable is allowed.
+    Refuses files every local user can read (docs/security.md); group-readable is allowed.
     """
     access = file_access(path)
     if not access.exists or not access.readable:

@@ -1,2 +1,1 @@
-"""Configuration: TOML or restic-backup-helper's environment, read into frozen, validated
-objects."""
+"""Configuration: TOML or restic-backup-helper's variables into frozen, validated objects."""

@@ -1,5 +1,5 @@
-"""Configuration from restic-backup-helper's environment variables (SPEC §7), for users who
-swap the image and keep their variables: used when no config file is given and
+"""Configuration from restic-backup-helper's environment variables (docs/migration.md), for
+users who swap the image and keep their variables: used when no config file is given and
 `RESTIC_REPOSITORY` or `RESTIC_REPOSITORY_FILE` is set.
 
 The variables become the same document a TOML file would give (then validated the same way);

@@ -1,4 +1,4 @@
-"""The run record (SPEC §4): one document for the API, `last-<job>.json` and webhook payloads."""
+"""The run record (docs/runs.md): one document for the API, `last-<job>.json` and webhooks."""
 
 from __future__ import annotations
 

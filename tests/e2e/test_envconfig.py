@@ -1,4 +1,4 @@
-"""restic-backup-helper's environment variables, with no config file (SPEC §7)."""
+"""restic-backup-helper's environment variables, with no config file (docs/migration.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The service's clock stepping across the replay window (SPEC §3, docs/security.md): a signed
+"""The service's clock stepping across the replay window (docs/security.md): a signed
 request is accepted when its timestamp is within ±300 s of the server's clock, and its
 `webhook-id` is remembered so that a replay is refused. A replayed request must stay refused
 whatever the server's clock does.
