@@ -9,7 +9,7 @@ target's: a target makes one attempt and says how it went.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -134,14 +134,13 @@ class Target(Protocol):
         ...
 
 
-def fingerprint_of(settings: object) -> str:
+def fingerprint_of(settings: tuple[Any, ...]) -> str:
     """A short digest of a target's settings: their repr (which names secret files but holds no
     secret) and the modification times of those files, so editing either counts as a change."""
     import hashlib
 
     digest = hashlib.sha256(repr(settings).encode())
-    for f in fields(settings):  # type: ignore[arg-type]
-        value = getattr(settings, f.name)
+    for value in settings:  # a NamedTuple of the configuration
         if isinstance(value, Path):
             try:
                 digest.update(str(value.stat().st_mtime_ns).encode())

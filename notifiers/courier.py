@@ -242,8 +242,5 @@ def run_notifier(config: Config, *, adopt: bool, wait: float | None = None
     """A notifier for one run, or None when nothing is configured to hear about it."""
     if not config.notify.any_target:
         return None
-    from notifiers.registry import register_secrets
-
-    register_secrets(config)  # a missing or loose secret file stops the run here, clearly
     return RunNotifier(config, adopt=adopt,
                        wait=config.notify.cli_wait if wait is None else wait)

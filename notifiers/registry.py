@@ -35,18 +35,3 @@ def build_targets(config: Config) -> list[Target]:
 
         targets.append(MailTarget(n.mail))
     return targets
-
-
-def register_secrets(config: Config) -> None:
-    """Read every secret file of `[notify]` and `[signing]` now, so the redactor knows their
-    values before any output flows (a hook that prints one is masked like restic's output)."""
-    from runner.configuration.notify import secret_files
-    from security.masking import register_header_credential, register_secret
-    from security.secretfiles import read_secret_file
-
-    for key, path in secret_files(config.notify, config.signing):
-        for line in read_secret_file(path, key).splitlines():  # several whsec_ lines
-            if key.endswith("auth_header_file"):
-                register_header_credential(line.strip())
-            else:
-                register_secret(line.strip())

@@ -1,5 +1,5 @@
 """`python -m runner` is `restic-runner`."""
 
-from runner.cli.main import main
+from runner.cli.entry import main
 
-main(prog_name="restic-runner")
+main()

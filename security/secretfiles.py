@@ -1,12 +1,10 @@
 """Reading secrets: from files, with permission checks; every value read is registered with the
 redactor before anyone can print it."""
 
-from __future__ import annotations
-
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from security.errors import UserError
 from security.masking import register_secret, url_secrets
@@ -16,8 +14,7 @@ class SecretFileError(UserError):
     """A secret file that cannot be used: unreadable, or readable by every local user."""
 
 
-@dataclass(frozen=True, slots=True)
-class FileAccess:
+class FileAccess(NamedTuple):
     path: Path
     exists: bool
     readable: bool

@@ -1,4 +1,5 @@
-"""`restic-runner`: the command line. Imports stay lazy so `--version` and `run` start fast."""
+"""`restic-runner`: the command line (click). `--version` and `run` reach here only when
+`runner.cli.entry` does not answer them itself; imports stay lazy so every command starts fast."""
 
 from __future__ import annotations
 
@@ -10,41 +11,8 @@ from typing import Any
 import click
 
 from runner import __version__
-
-EXIT_BUSY = 75  # EX_TEMPFAIL: `run --fail-if-busy` found the job running
-
-
-def _echo(text: str, *, err: bool = False) -> None:
-    """Every line the CLI prints goes through the redactor."""
-    from security.masking import redact_text
-
-    click.echo(redact_text(text), err=err)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    _echo(f"restic-runner: error: {message}", err=True)
-    sys.exit(code)
-
-
-def _guard(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Our own errors become one clear line and exit 2, never a traceback. A bug still shows
-    its traceback (masked like every other output) and exits 1."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from runner.errors import UserError
-
-        try:
-            return func(*args, **kwargs)
-        except UserError as exc:
-            _fail(str(exc), exc.exit_code)
-        except Exception:
-            import traceback
-
-            _echo(traceback.format_exc().rstrip(), err=True)
-            _fail("internal error (the traceback above is masked); please report it", 1)
-    return wrapper
+from runner.cli.output import echo, fail, guarded
+from runner.cli.run import EXIT_BUSY, run_job
 
 
 def _config_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -73,66 +41,18 @@ def main(ctx: click.Context, config_file: str | None) -> None:
 @click.option("--fail-if-busy", is_flag=True,
               help=f"Exit {EXIT_BUSY} instead of 0 when the job is already running.")
 @click.pass_context
-@_guard
+@guarded
 def run(ctx: click.Context, job: str, config_file: str | None, as_json: bool,
         fail_if_busy: bool) -> None:
     """Run JOB now, in the foreground; exit with the tool's exit code."""
-    from runner.configuration.load import load_config
-    from runner.engine.history import open_history
-    from runner.engine.process import cancel_on_stop_signals
-    from runner.engine.runs import Engine
-
-    config = load_config(_config_file(ctx, config_file))
-    config.job(job)
-    cancel = cancel_on_stop_signals()
-    history = open_history(config.state_dir, config.history)
-    from notifiers.courier import run_notifier
-
-    notifier = run_notifier(config, adopt=True)  # no service may be around: deliver it all
-    record = Engine(config, history, notifier).run(job, cancel=cancel)
-    record = history.get(record["run_id"]) or record  # with the deliveries' outcomes
-    if as_json:
-        _echo(json.dumps(record, indent=2))
-    else:
-        _echo(summarize(record), err=record["status"] not in ("succeeded", "skipped"))
-    code = (EXIT_BUSY if fail_if_busy else 0) if record["status"] == "skipped" \
-        else record["exit_code"]
-    _exit_now(code if isinstance(code, int) else 1, history)
-
-
-def _exit_now(code: int, history: Any) -> None:
-    """Exit without the interpreter's teardown of every loaded module (20-40 ms once the
-    notifiers are loaded): the run is recorded, the output flushed, the database closed."""
-    import os
-
-    history.close()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def summarize(record: dict[str, Any]) -> str:
-    """One line a cron mail or a terminal can show."""
-    from runner.cli.views import run_details
-
-    details = run_details(record)
-    head = f"{record['job']}: {record['status']} (exit {record['exit_code']})"
-    if record["status"] == "skipped":
-        return f"{head}: {record['error']}"
-    parts = [f"{head} in {record['duration_seconds']:.1f}s"]
-    if details:
-        parts.append(details)
-    if record.get("error") and record["status"] != "succeeded":
-        parts.append(record["error"])
-    parts.append(f"run {record['run_id']}")
-    return " · ".join(parts)
+    run_job(job, _config_file(ctx, config_file), as_json=as_json, fail_if_busy=fail_if_busy)
 
 
 @main.command()
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-@_guard
+@guarded
 def status(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
     """Last run of every job and what is running now, from local state."""
     from runner.cli.views import status_report, status_table
@@ -141,7 +61,7 @@ def status(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
 
     config = load_config(_config_file(ctx, config_file))
     report = status_report(config, open_history(config.state_dir))
-    _echo(json.dumps(report, indent=2) if as_json else status_table(report))
+    echo(json.dumps(report, indent=2) if as_json else status_table(report))
 
 
 @main.group("config")
@@ -153,7 +73,7 @@ def config_group() -> None:
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-@_guard
+@guarded
 def config_check(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
     """Validate the configuration only; exit 2 naming the offending key."""
     from runner.cli.views import config_summary
@@ -167,18 +87,18 @@ def config_check(ctx: click.Context, config_file: str | None, as_json: bool) -> 
             error: dict[str, Any] = {"message": str(exc)}
             if isinstance(exc, ConfigError):
                 error.update(file=exc.file, key=exc.key, problem=exc.problem)
-            _echo(json.dumps({"schema": "restic-runner.config-check/1", "ok": False,
+            echo(json.dumps({"schema": "restic-runner.config-check/1", "ok": False,
                               "error": error}, indent=2))
             sys.exit(2)
-        _fail(str(exc))
+        fail(str(exc))
     summary = config_summary(config)
     if as_json:
-        _echo(json.dumps(summary, indent=2))
+        echo(json.dumps(summary, indent=2))
     else:
         jobs = ", ".join(f"{n} ({j['kind']})" for n, j in summary["jobs"].items()) or "none"
-        _echo(f"{config.path}: OK · state_dir {config.state_dir} · jobs: {jobs}")
+        echo(f"{config.path}: OK · state_dir {config.state_dir} · jobs: {jobs}")
         for warning in summary["warnings"]:
-            _echo(f"warning: {warning}", err=True)
+            echo(f"warning: {warning}", err=True)
 
 
 @main.command()
@@ -187,25 +107,25 @@ def config_check(ctx: click.Context, config_file: str | None, as_json: bool) -> 
 @click.option("--send-test", is_flag=True,
               help="Also send one test event to every notification target (notify-test).")
 @click.pass_context
-@_guard
+@guarded
 def doctor(ctx: click.Context, config_file: str | None, as_json: bool, send_test: bool) -> None:
     """Read-only diagnostics; exit 1 on any failure."""
     from runner.cli.doctor import run_doctor
 
     report = run_doctor(_config_file(ctx, config_file), send_test=send_test)
     if as_json:
-        _echo(json.dumps(report, indent=2))
+        echo(json.dumps(report, indent=2))
     else:
         for check in report["checks"]:
-            _echo(f"[{check['status'].upper():4}] {check['section']}: {check['message']}")
-        _echo(f"{report['failures']} failure(s), {report['warnings']} warning(s)")
+            echo(f"[{check['status'].upper():4}] {check['section']}: {check['message']}")
+        echo(f"{report['failures']} failure(s), {report['warnings']} warning(s)")
     sys.exit(0 if report["ok"] else 1)
 
 
 @main.command()
 @_config_option
 @click.pass_context
-@_guard
+@guarded
 def schedule(ctx: click.Context, config_file: str | None) -> None:
     """Run the embedded scheduler only, in the foreground (serve runs it too)."""
     from runner.configuration.load import load_config
@@ -226,7 +146,7 @@ def schedule(ctx: click.Context, config_file: str | None) -> None:
 @_config_option
 @click.option("--json", "as_json", is_flag=True, help="Print restic's JSON (masked).")
 @click.pass_context
-@_guard
+@guarded
 def snapshots(ctx: click.Context, job: str | None, config_file: str | None,
               as_json: bool) -> None:
     """The snapshots of JOB's repository (default: the first restic job's), newest first."""
@@ -235,7 +155,7 @@ def snapshots(ctx: click.Context, job: str | None, config_file: str | None,
 
     config = load_config(_config_file(ctx, config_file))
     found = list_snapshots(restic_job(config, job))
-    _echo(json.dumps(found, indent=2) if as_json else snapshots_table(found))
+    echo(json.dumps(found, indent=2) if as_json else snapshots_table(found))
 
 
 @main.command("notify-test")
@@ -243,7 +163,7 @@ def snapshots(ctx: click.Context, job: str | None, config_file: str | None,
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-@_guard
+@guarded
 def notify_test(ctx: click.Context, config_file: str | None, dry_run: bool,
                 as_json: bool) -> None:
     """One test event to every configured target; exit 1 if any delivery failed."""
@@ -253,16 +173,16 @@ def notify_test(ctx: click.Context, config_file: str | None, dry_run: bool,
 
     config = load_config(_config_file(ctx, config_file))
     if not config.notify.any_target:
-        _fail("no notification targets configured ([notify.*] in the config)")
+        fail("no notification targets configured ([notify.*] in the config)")
     results = send_tests(config, History(config.state_dir), dry_run=dry_run)
     if as_json:
-        _echo(json.dumps({"dry_run": dry_run, "targets": results}, indent=2))
+        echo(json.dumps({"dry_run": dry_run, "targets": results}, indent=2))
     else:
         for r in results:
             detail = r.get("error") or r.get("response") or ""
             extra = {k: v for k, v in r.items() if k not in ("target", "result", "error",
                                                                "response", "seconds")}
-            _echo(f"{r['target']}: {r['result']}" + (f" ({detail})" if detail else "")
+            echo(f"{r['target']}: {r['result']}" + (f" ({detail})" if detail else "")
                   + (f" {json.dumps(extra)}" if dry_run else ""))
     sys.exit(1 if any(r["result"] == "failed" for r in results) else 0)
 
@@ -277,7 +197,7 @@ def metrics_group() -> None:
 @click.option("--dry-run", is_flag=True, help="List the groups; delete nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-@_guard
+@guarded
 def metrics_prune(ctx: click.Context, config_file: str | None, dry_run: bool,
                   as_json: bool) -> None:
     """Delete this host's Pushgateway groups of jobs that are no longer configured."""
@@ -286,18 +206,18 @@ def metrics_prune(ctx: click.Context, config_file: str | None, dry_run: bool,
 
     config = load_config(_config_file(ctx, config_file))
     if not config.notify.pushgateway:
-        _fail("no [notify.pushgateway] configured")
+        fail("no [notify.pushgateway] configured")
     stale = prune_pushgateway(config, dry_run=dry_run)
     if as_json:
-        _echo(json.dumps({"dry_run": dry_run, "deleted": [] if dry_run else stale,
+        echo(json.dumps({"dry_run": dry_run, "deleted": [] if dry_run else stale,
                           "stale": stale}, indent=2))
     else:
         verb = "would delete" if dry_run else "deleted"
         for group in stale:
-            _echo(f"{verb} group job=restic_runner hostname={group['hostname']} "
+            echo(f"{verb} group job=restic_runner hostname={group['hostname']} "
                   f"job_name={group['job_name']}")
         if not stale:
-            _echo("no groups of unconfigured jobs")
+            echo("no groups of unconfigured jobs")
 
 
 @main.command()
@@ -305,7 +225,7 @@ def metrics_prune(ctx: click.Context, config_file: str | None, dry_run: bool,
 @click.option("--bind", metavar="HOST:PORT", help="Listen address (default: [server] bind).")
 @click.option("--workers", type=click.IntRange(1, 64), help="gunicorn workers.")
 @click.pass_context
-@_guard
+@guarded
 def serve(ctx: click.Context, config_file: str | None, bind: str | None,
           workers: int | None) -> None:
     """Serve the HTTP API under gunicorn."""
@@ -321,13 +241,13 @@ def serve(ctx: click.Context, config_file: str | None, bind: str | None,
         try:
             parse_bind(bind)
         except ValueError as exc:
-            _fail(f"--bind: {exc}")
+            fail(f"--bind: {exc}")
     load_clients(config)  # unreadable or world-readable secret files stop us here
     for job in config.jobs.values():
         resolve_environment(job)
-    from notifiers.registry import register_secrets
+    from runner.configuration.notify import read_notify_secrets
 
-    register_secrets(config)
+    read_notify_secrets(config.notify, config.signing)
     # checks the store and marks dead runs in a child: this process must not hold SQLite state
     # when it forks the launcher (runner.service.launcher)
     _in_child(lambda: open_history(config.state_dir).close())
@@ -362,7 +282,7 @@ def _in_child(func: Callable[[], None]) -> None:
         message = f.read().decode()
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
-        _fail(message or "cannot open the state directory")
+        fail(message or "cannot open the state directory")
 
 
 @main.command()
@@ -378,7 +298,7 @@ def _in_child(func: Callable[[], None]) -> None:
 @click.option("--dry-run", is_flag=True, help="Ask for a dry run (the job must allow it).")
 @click.option("--fail-if-busy", is_flag=True,
               help=f"Exit {EXIT_BUSY} instead of 0 when the job is already running.")
-@_guard
+@guarded
 def trigger(url: str, job: str, secret_file: str | None, token_file: str | None,
             wait_seconds: float | None, idempotency_key: str | None, tags: tuple[str, ...],
             dry_run: bool, fail_if_busy: bool) -> None:
@@ -386,7 +306,7 @@ def trigger(url: str, job: str, secret_file: str | None, token_file: str | None,
     from runner.cli.client import ApiClient, TriggerOutcome
 
     if bool(secret_file) == bool(token_file):
-        _fail("give one of --secret-file or --token-file")
+        fail("give one of --secret-file or --token-file")
     params: dict[str, Any] = {}
     if tags:
         params["tags"] = list(tags)
@@ -395,7 +315,7 @@ def trigger(url: str, job: str, secret_file: str | None, token_file: str | None,
     client = ApiClient.from_files(url, secret_file=secret_file, token_file=token_file)
     outcome: TriggerOutcome = client.trigger(job, params, idempotency_key=idempotency_key,
                                              wait=wait_seconds)
-    _echo(outcome.message, err=outcome.exit_code not in (0,))
+    echo(outcome.message, err=outcome.exit_code not in (0,))
     if outcome.busy:
         sys.exit(EXIT_BUSY if fail_if_busy else 0)
     sys.exit(outcome.exit_code)
@@ -411,7 +331,7 @@ def keys_group() -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="File to write (mode 0600); ed25519 also writes OUT.pub.")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
-@_guard
+@guarded
 def keys_generate(kind: str, out: str, force: bool) -> None:
     """Generate a whsec_ secret, a bearer token, or an Ed25519 whsk_/whpk_ pair."""
     from pathlib import Path
@@ -430,10 +350,10 @@ def keys_generate(kind: str, out: str, force: bool) -> None:
             pub = path.with_name(path.name + ".pub")
             keys.write_secret_file(pub, public, force=force)
             pub.chmod(0o644)  # a public key is no secret
-            _echo(f"public key: {public} (also in {pub})")
+            echo(f"public key: {public} (also in {pub})")
     except FileExistsError:
-        _fail(f"{path} exists; pass --force to overwrite it")
-    _echo(f"wrote {path} (mode 0600)")
+        fail(f"{path} exists; pass --force to overwrite it")
+    echo(f"wrote {path} (mode 0600)")
 
 
 if __name__ == "__main__":  # pragma: no cover

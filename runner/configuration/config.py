@@ -4,15 +4,12 @@ Every problem is reported as one `ConfigError` naming the file, the dotted key a
 expected, before anything runs.
 """
 
-from __future__ import annotations
-
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from runner.configuration.notify import NotifySettings, SigningSettings, read_notify, read_signing
 from runner.configuration.tables import (
@@ -53,8 +50,7 @@ def _empty() -> Mapping[str, Any]:
     return _EMPTY
 
 
-@dataclass(frozen=True, slots=True)
-class ResticSettings:
+class ResticSettings(NamedTuple):
     """How to reach one restic repository; `[restic]`, overridable per job."""
 
     binary: str = "restic"
@@ -62,8 +58,8 @@ class ResticSettings:
     repository_file: Path | None = None
     password: str | None = None  # inline: works, but doctor warns
     password_file: Path | None = None
-    env: Mapping[str, str] = field(default_factory=_empty)  # plain variables for restic
-    env_files: Mapping[str, Path] = field(default_factory=_empty)  # secrets, read from files
+    env: Mapping[str, str] = _EMPTY  # plain variables for restic
+    env_files: Mapping[str, Path] = _EMPTY  # secrets, read from files
     cache_dir: Path | None = None
     cacert: Path | None = None
     auto_unlock: bool = False
@@ -72,18 +68,16 @@ class ResticSettings:
     progress_fps: float = 2.0  # RESTIC_PROGRESS_FPS: status lines per second
 
 
-@dataclass(frozen=True, slots=True)
-class RcloneSettings:
+class RcloneSettings(NamedTuple):
     """`[rclone]`, overridable per replicate job."""
 
     binary: str = "rclone"
     config: Path | None = None
-    env: Mapping[str, str] = field(default_factory=_empty)
-    env_files: Mapping[str, Path] = field(default_factory=_empty)
+    env: Mapping[str, str] = _EMPTY
+    env_files: Mapping[str, Path] = _EMPTY
 
 
-@dataclass(frozen=True, slots=True)
-class JobConfig:
+class JobConfig(NamedTuple):
     name: str
     kind: str
     restic: ResticSettings
@@ -117,7 +111,7 @@ class JobConfig:
     include: tuple[str, ...] = ()
     target_dir: Path | None = None
     min_files: int = 1
-    canaries: Mapping[str, str] = field(default_factory=_empty)  # original path -> sha256
+    canaries: Mapping[str, str] = _EMPTY  # original path -> sha256
     keep: bool = False
 
     @property
@@ -125,8 +119,7 @@ class JobConfig:
         return self.kind in RESTIC_KINDS
 
 
-@dataclass(frozen=True, slots=True)
-class ServerConfig:
+class ServerConfig(NamedTuple):
     """`[server]`: how `serve` listens and what a request may ask for."""
 
     bind: str = "127.0.0.1:8080"
@@ -147,8 +140,7 @@ class ServerConfig:
     run_nice: int = 10
 
 
-@dataclass(frozen=True, slots=True)
-class ClientConfig:
+class ClientConfig(NamedTuple):
     """`[[clients]]`: who may call the API, with which credential, for which jobs."""
 
     name: str
@@ -157,8 +149,7 @@ class ClientConfig:
     token_file: Path | None = None  # Bearer token(s), one per line
 
 
-@dataclass(frozen=True, slots=True)
-class HistorySettings:
+class HistorySettings(NamedTuple):
     """`[history]`: how much of the run history (runs, their events, deliveries, attempts and
     log files) is kept. A run goes when it is older than `keep_for` or beyond the newest
     `keep_runs` of its job, whichever comes first (runs/history docs)."""
@@ -175,19 +166,18 @@ def _read_history(t: Table) -> HistorySettings:
     return settings
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
+class Config(NamedTuple):
     path: Path
     state_dir: Path
     hostname: str
     restic: ResticSettings
     rclone: RcloneSettings
     jobs: Mapping[str, JobConfig]
-    server: ServerConfig = field(default_factory=ServerConfig)
+    server: ServerConfig = ServerConfig()
     clients: tuple[ClientConfig, ...] = ()
-    notify: NotifySettings = field(default_factory=NotifySettings)
-    signing: SigningSettings = field(default_factory=SigningSettings)
-    history: HistorySettings = field(default_factory=HistorySettings)
+    notify: NotifySettings = NotifySettings()
+    signing: SigningSettings = SigningSettings()
+    history: HistorySettings = HistorySettings()
     warnings: tuple[str, ...] = ()  # e.g. restic-backup-helper variables that mean nothing here
 
     def job(self, name: str) -> JobConfig:
@@ -261,8 +251,8 @@ def _read_rclone(t: Table, base: RcloneSettings) -> RcloneSettings:
     )
 
 
-_RESTIC_KEYS = tuple(f.name for f in fields(ResticSettings))
-_RCLONE_KEYS = tuple(f.name for f in fields(RcloneSettings))
+_RESTIC_KEYS = ResticSettings._fields
+_RCLONE_KEYS = RcloneSettings._fields
 _COMMON_JOB_KEYS = ("kind", "description", "args", "timeout", "stop_grace", "schedule", "params",
                     "allowed_tags", "pre_hook", "post_hook", "hook_env", "hook_timeout",
                     "pre_hook_on_error", "keep_logs", "max_age", "dry_run")

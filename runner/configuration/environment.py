@@ -344,8 +344,6 @@ def variable_for(key: str, keys: Mapping[str, str]) -> str:
 
 def load_from_environment(environ: Mapping[str, str]) -> Config:
     """The validated `Config` from the variables; errors name the variable."""
-    from dataclasses import replace
-
     state_dir = Path(environ["RESTIC_RUNNER_STATE_DIR"]) if environ.get(
         "RESTIC_RUNNER_STATE_DIR") else default_state_dir()
     data, warnings, keys = build(environ, state_dir)
@@ -353,4 +351,4 @@ def load_from_environment(environ: Mapping[str, str]) -> Config:
         config = parse_config(data, Path.cwd() / SOURCE)
     except ConfigError as exc:
         raise ConfigError(SOURCE, variable_for(exc.key, keys), exc.problem) from None
-    return replace(config, warnings=tuple(warnings))
+    return config._replace(warnings=tuple(warnings))

@@ -4,10 +4,8 @@ Targets are named `pushgateway`, `textfile`, `webhook:<name>`, `healthchecks:<na
 those names appear in run records (`notifications`) and in the outbox.
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from runner.configuration.tables import (
@@ -25,8 +23,7 @@ END_EVENTS = ("success", "warning", "failure", "skipped")
 DEFAULT_HTTP_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(NamedTuple):
     """Exponential backoff with jitter, bounded in total time (`[notify] retry_*`)."""
 
     initial: float = 5.0  # seconds before the first retry
@@ -34,8 +31,7 @@ class RetryPolicy:
     give_up_after: float = 24 * 3600.0  # no attempt later than this after the event
 
 
-@dataclass(frozen=True, slots=True)
-class Filters:
+class Filters(NamedTuple):
     """Which events (`on`) of which jobs (`jobs`; empty: all) a target receives."""
 
     on: tuple[str, ...] = END_EVENTS
@@ -45,8 +41,7 @@ class Filters:
         return event_class in self.on and (not self.jobs or job in self.jobs)
 
 
-@dataclass(frozen=True, slots=True)
-class PushgatewaySettings:
+class PushgatewaySettings(NamedTuple):
     url: str
     username: str | None = None
     password_file: Path | None = None
@@ -54,19 +49,17 @@ class PushgatewaySettings:
     jobs: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookSettings:
+class WebhookSettings(NamedTuple):
     name: str
     url: str | None = None
     url_file: Path | None = None
     secret_file: Path | None = None
     auth_header_file: Path | None = None
-    filters: Filters = field(default_factory=Filters)
+    filters: Filters = Filters()
     timeout: float = DEFAULT_HTTP_TIMEOUT
 
 
-@dataclass(frozen=True, slots=True)
-class HealthchecksSettings:
+class HealthchecksSettings(NamedTuple):
     name: str
     url: str | None = None  # https://hc-ping.com/<uuid>, .../<ping-key>/<slug>, self-hosted
     url_file: Path | None = None
@@ -75,8 +68,7 @@ class HealthchecksSettings:
     timeout: float = DEFAULT_HTTP_TIMEOUT
 
 
-@dataclass(frozen=True, slots=True)
-class MailSettings:
+class MailSettings(NamedTuple):
     host: str
     sender: str
     to: tuple[str, ...]
@@ -86,7 +78,7 @@ class MailSettings:
     username: str | None = None
     password_file: Path | None = None
     cafile: Path | None = None  # trust this CA instead of the system's
-    filters: Filters = field(default_factory=Filters)
+    filters: Filters = Filters()
     timeout: float = 30.0
     body_limit: int = 262144  # bytes of log in the body; the cut is said in the body
 
@@ -95,14 +87,13 @@ class MailSettings:
         return self.port or (465 if self.tls else 587 if self.starttls else 25)
 
 
-@dataclass(frozen=True, slots=True)
-class NotifySettings:
+class NotifySettings(NamedTuple):
     pushgateway: PushgatewaySettings | None = None
     webhooks: tuple[WebhookSettings, ...] = ()
     healthchecks: tuple[HealthchecksSettings, ...] = ()
     mail: MailSettings | None = None
     metrics_dir: Path | None = None  # node-exporter textfile collector directory
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retry: RetryPolicy = RetryPolicy()
     cli_wait: float = 15.0  # how long `run` waits for deliveries before it exits
 
     @property
@@ -111,8 +102,7 @@ class NotifySettings:
                     or self.metrics_dir)
 
 
-@dataclass(frozen=True, slots=True)
-class SigningSettings:
+class SigningSettings(NamedTuple):
     key_file: Path | None = None  # whsk_… Ed25519 key: a v1a signature on every webhook
 
 
@@ -329,3 +319,18 @@ def secret_files(notify: NotifySettings, signing: SigningSettings) -> list[tuple
     for h in notify.healthchecks:
         named.append((f"notify.healthchecks.{h.name}.url_file", h.url_file))
     return [(key, path) for key, path in named if path is not None]
+
+
+def read_notify_secrets(notify: NotifySettings, signing: SigningSettings) -> None:
+    """Read every secret file of `[notify]` and `[signing]` now, so a missing or loose one stops
+    a run before anything runs, and the redactor knows the values before any output flows (a
+    hook that prints one is masked like restic's output)."""
+    from security.masking import register_header_credential, register_secret
+    from security.secretfiles import read_secret_file
+
+    for key, path in secret_files(notify, signing):
+        for line in read_secret_file(path, key).splitlines():  # several whsec_ lines
+            if key.endswith("auth_header_file"):
+                register_header_credential(line.strip())
+            else:
+                register_secret(line.strip())

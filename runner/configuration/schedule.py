@@ -9,12 +9,10 @@ Accepted forms:
 Times are in the zone of `$TZ` (as cron in the container we replace), else the system's.
 """
 
-from __future__ import annotations
-
 import os
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from typing import NamedTuple
 
 from runner.configuration.units import parse_duration
 
@@ -27,8 +25,7 @@ EXPECTED = ('a 5-field cron expression ("0 3 * * *"), "@daily", "every 6h" or '
             '"daily at 03:00"')
 
 
-@dataclass(frozen=True, slots=True)
-class Schedule:
+class Schedule(NamedTuple):
     text: str
     cron: str | None = None  # a 5-field expression
     interval: float | None = None  # seconds

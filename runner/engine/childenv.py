@@ -5,12 +5,10 @@ restic, hooks or rclone unless the configuration says so. Secrets travel in the 
 files, never in argv (`/proc/<pid>/cmdline` is readable by every local user).
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from runner.configuration.config import JobConfig
 from security.masking import mask_repository, register_secret
@@ -20,11 +18,10 @@ BASE_VARS = ("PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "USER", "LOGNAME"
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-@dataclass(frozen=True, slots=True)
-class ToolEnvironment:
+class ToolEnvironment(NamedTuple):
     env: dict[str, str]
-    secrets: dict[str, str] = field(default_factory=dict)  # what `hook_env` may hand to hooks
-    repository: str | None = None  # masked, for display
+    secrets: dict[str, str]  # what `hook_env` may hand to hooks
+    repository: str | None  # masked, for display
 
 
 def base_environment() -> dict[str, str]:

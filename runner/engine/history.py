@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from runner.engine.locks import JobLock
 from runner.engine.record import rfc3339, seconds_between, utc_now
-from runner.errors import UserError
+from runner.engine.statedir import StateDir, StateError
 from runner.fsutil import (
     NotRegularFile,
     atomic_write,
     open_private_file,
-    private_dir,
-    state_subdir,
 )
 from security.privatefiles import prepare_db_file
 
@@ -144,10 +142,6 @@ _NEWEST_KEPT = " UNION ".join(
         for dry in (0, 1)])
 
 
-class StateError(UserError):
-    """The state directory or its database cannot be used."""
-
-
 def _state_problem(state_dir: Path, exc: sqlite3.DatabaseError) -> str:
     """What is wrong, in words: only a damaged file is worth moving aside."""
     import errno
@@ -174,29 +168,15 @@ def _state_problem(state_dir: Path, exc: sqlite3.DatabaseError) -> str:
     return f"state_dir: the history database {database} cannot be used ({text})"
 
 
-def check_state_dir(state_dir: Path) -> None:
-    """Refuse a state directory that every local user may write to (and that we do not own, so
-    cannot tighten): anyone could plant links or files in it."""
-    import stat
-
-    info = state_dir.stat()
-    if info.st_mode & stat.S_IWOTH:
-        raise StateError(f"state_dir: {state_dir} is writable by every local user (mode "
-                         f"{stat.S_IMODE(info.st_mode):04o}, owner uid {info.st_uid}): refused; "
-                         f"run: chmod 0700 {state_dir}")
-
-
 class History:
     def __init__(self, state_dir: Path, retention: HistorySettings | None = None) -> None:
         """`retention`: when given, each run's end also prunes its job's old runs
-        (`prune_logs`); without it only log files are pruned."""
+        (`prune_retained`)."""
         self.state_dir = state_dir
         self.retention = retention
+        self.dirs = StateDir(state_dir)
+        self.lock_dir, self.log_dir = self.dirs.lock_dir, self.dirs.log_dir
         try:
-            private_dir(state_dir)  # made 0700, or tightened to 0700 when it is ours
-            check_state_dir(state_dir)
-            self.lock_dir = state_subdir(state_dir / "locks")
-            self.log_dir = state_subdir(state_dir / "logs")
             self.db = connect_db(state_dir / "history.db")
         except sqlite3.DatabaseError as exc:
             raise StateError(_state_problem(state_dir, exc)) from None
@@ -235,7 +215,7 @@ class History:
 
     def write_last(self, record: dict[str, Any]) -> Path:
         """`last-<job>.json`, written atomically after every run, skipped and failed included."""
-        path = self.state_dir / f"last-{record['job']}.json"
+        path = self.dirs.last_path(record["job"])
         record = self.with_notifications(dict(record))
         success = self.last_success(record["job"])  # never a dry run, whatever this record is
         record["last_success"] = None if success is None else {
@@ -244,15 +224,11 @@ class History:
         return path
 
     def log_path(self, job: str, run_id: str) -> Path:
-        return state_subdir(self.log_dir / job) / f"{run_id}.log"
+        return self.dirs.log_path(job, run_id)
 
     def prune_logs(self, job: str, keep: int) -> int:
-        """Delete the oldest log files of a job beyond `keep`; returns how many went. Called when
-        a run ends: with a `retention`, the job's old runs are pruned first (`prune_runs`)."""
-        if self.retention is not None:
-            # pruning never fails a run; the next run's end tries again
-            with contextlib.suppress(sqlite3.Error, OSError):
-                self.prune_runs(job, self.retention)
+        """Delete the oldest log files of a job beyond `keep`; returns how many went. Called
+        while a run's tool runs (its own log is the newest)."""
         directory = self.log_dir / job
         try:
             logs = sorted(directory.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -261,6 +237,13 @@ class History:
         for old in logs[keep:]:
             old.unlink(missing_ok=True)
         return max(0, len(logs) - keep)
+
+    def prune_retained(self, job: str) -> None:
+        """At a run's end, with a `retention`: its job's runs beyond it go (`prune_runs`).
+        Never fails a run; the next run's end tries again."""
+        if self.retention is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self.prune_runs(job, self.retention)
 
     def prune_runs(self, job: str, retention: HistorySettings, *, now: float | None = None,
                    limit: int = PRUNE_BATCH) -> list[str]:

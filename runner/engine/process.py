@@ -14,26 +14,35 @@ import contextlib
 import fcntl
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 Sink = Callable[[bytes, str], None]
 TICK = 0.2  # how often the loop looks at the deadline and the cancel flag
 DRAIN_AFTER_EXIT = 1.0  # seconds to wait for grandchildren holding the pipes after the exit
 
 
-@dataclass(slots=True)
 class ProcessOutcome:
-    exit_code: int
-    duration: float
-    timed_out: bool = False
-    cancelled: bool = False
-    not_started: str | None = None  # why the process could not be started
-    killed_by: int | None = None  # the signal that ended the process, if one did
+    """How a tool process ended (filled in as it runs). A plain class: a dataclass would cost
+    the cron path the `dataclasses` import before the tool starts."""
+
+    __slots__ = ("cancelled", "duration", "exit_code", "killed_by", "not_started", "timed_out")
+
+    def __init__(self, exit_code: int, duration: float, *, timed_out: bool = False,
+                 cancelled: bool = False, not_started: str | None = None,
+                 killed_by: int | None = None) -> None:
+        self.exit_code = exit_code
+        self.duration = duration
+        self.timed_out = timed_out
+        self.cancelled = cancelled
+        self.not_started = not_started  # why the process could not be started
+        self.killed_by = killed_by  # the signal that ended the process, if one did
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"ProcessOutcome({fields})"
 
     @property
     def stopped(self) -> bool:
@@ -115,10 +124,22 @@ def _load_prctl() -> None:
         _libc_prctl = ctypes.CDLL(None, use_errno=True).prctl
 
 
+def find_program(name: str, path: str) -> str | None:
+    """`shutil.which`, without importing `shutil` (and with it bz2 and lzma) before the tool
+    starts: a name with a slash as it is, else the first executable file of that name on
+    `path`."""
+    candidates = [name] if "/" in name else [os.path.join(d or ".", name)
+                                             for d in path.split(os.pathsep)]
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK) and os.path.isfile(candidate):
+            return candidate
+    return None
+
+
 # util-linux's setpriv sets the parent-death signal and execs the tool. Python must fork (not
 # vfork) to run a preexec_fn, which costs ~1.5 ms in a process of this size; setpriv is the
 # faster path where it exists, preexec_fn the fallback.
-SETPRIV = shutil.which("setpriv")
+SETPRIV = find_program("setpriv", os.environ.get("PATH", os.defpath))
 
 
 def _with_death_signal(argv: tuple[str, ...]) -> tuple[str, ...]:
@@ -166,10 +187,13 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
               deadline: float | None = None, grace: float = 30.0,
-              cancel: CancelFlag | None = None, cwd: str | None = None) -> ProcessOutcome:
-    """Run `argv` to its end (or stop it); stream stdout/stderr chunks to `sink`."""
+              cancel: CancelFlag | None = None, cwd: str | None = None,
+              when_started: Callable[[], None] | None = None) -> ProcessOutcome:
+    """Run `argv` to its end (or stop it); stream stdout/stderr chunks to `sink`. `when_started`
+    is called once the process runs, before its output is read: work that can overlap the tool
+    (its output waits in the pipe, up to `PIPE_SIZE`)."""
     started = time.monotonic()
-    program = shutil.which(argv[0], path=env.get("PATH"))
+    program = find_program(argv[0], env.get("PATH") or os.environ.get("PATH", os.defpath))
     if program is None:
         return ProcessOutcome(127, time.monotonic() - started,
                               not_started=f"cannot start {argv[0]}: not found or not executable")
@@ -203,6 +227,8 @@ def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
     stop_stage, next_signal_at, exited_at = 0, 0.0, None
     escalation = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
     try:
+        if when_started is not None:
+            when_started()
         while True:
             if selector.get_map():
                 for key, _ in selector.select(TICK):

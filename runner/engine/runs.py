@@ -8,22 +8,25 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner import __version__
 from runner.configuration.config import Config, JobConfig
+from runner.configuration.notify import read_notify_secrets
 from runner.engine.childenv import ToolEnvironment, base_environment, resolve_environment
-from runner.engine.history import History, StateError
 from runner.engine.jobs import StepSpec, is_dry_run, plan, unlock_step
 from runner.engine.jobs.output import OutputParser
 from runner.engine.locks import JobLock, process_exists
 from runner.engine.process import CancelFlag, ProcessOutcome, supervise
 from runner.engine.record import new_record, seconds_between, utc_now
 from runner.engine.runlog import RunLog
+from runner.engine.statedir import StateDir, StateError
 from security.masking import redact_text
+
+if TYPE_CHECKING:
+    from runner.engine.history import History
 
 SKIP_WAIT = 2.0  # how long a contender waits to learn which run holds the lock
 PROGRESS_EVERY = 1.0  # seconds between progress updates in the store
@@ -60,11 +63,28 @@ class Notifier(Protocol):
 
 
 class Engine:
-    def __init__(self, config: Config, history: History,
-                 notifier: Notifier | None = None) -> None:
+    """Runs jobs. `open_history` and `open_notifier` are called once a run's first process has
+    started (or could not start), so the store, the notifiers and their imports cost nothing
+    before the tool starts: only the config, the secret files, the job's lock and the run log
+    come first (docs/architecture.md, the cron path)."""
+
+    def __init__(self, config: Config, open_history: Callable[[], History],
+                 open_notifier: Callable[[], Notifier | None] | None = None) -> None:
         self.config = config
-        self.history = history
-        self.notifier = notifier
+        self.open_history = open_history
+        self.open_notifier = open_notifier or (lambda: None)
+        self._history: History | None = None
+
+    def history(self) -> History:
+        """The store, opened on first use and kept for the engine's life."""
+        if self._history is None:
+            self._history = self.open_history()
+        return self._history
+
+    def close(self) -> None:
+        if self._history is not None:
+            self._history.close()
+            self._history = None
 
     def run(self, job_name: str, *, trigger: dict[str, Any] | None = None,
             params: Mapping[str, Any] | None = None, cancel: CancelFlag | None = None,
@@ -76,37 +96,34 @@ class Engine:
         `record_skipped=False` (an API caller gets a 409 instead of a history entry).
         """
         job = self.config.job(job_name)
-        self.history.check_writable()
         tool = resolve_environment(job)  # secret-file problems stop us before anything runs
+        if self.config.notify.any_target:
+            read_notify_secrets(self.config.notify, self.config.signing)
         trigger = trigger or cli_trigger()
-        lock = JobLock(self.history.lock_dir, job.name)
-        holder = self._acquire(lock)
-        if holder is not None:
-            if not record_skipped:
-                raise JobBusy(holder)
-            record = self._skipped(job, tool, trigger, holder, params)
-        else:
+        state = StateDir(self.config.state_dir)
+        lock = JobLock(state.lock_dir, job.name)
+        if not lock.try_acquire():
+            skipped = self._busy(job, tool, trigger, lock, params, record_skipped)
+            if skipped is not None:
+                return skipped
+        run: _Run | None = None
+        try:
+            record = self._new_record(job, tool, trigger, params)
+            if params:
+                record["params"] = dict(params)
+            lock.write_holder(record["run_id"])
+            run = _Run(self, state, job, record, tool, params or {}, cancel or CancelFlag(),
+                       lock, on_start)
             try:
-                self.history.mark_dead_runs_of(job.name)
-                record = self._new_record(job, tool, trigger, params)
-                if params:
-                    record["params"] = dict(params)
-                self.history.insert(record)
-                lock.write_holder(record["run_id"])
-                if on_start:
-                    on_start(record)
-                if self.notifier:
-                    self.notifier.started(record)
-                try:
-                    _Run(self.history, job, record, tool, params or {}, cancel or CancelFlag(),
-                         on_end=self.notifier.ended if self.notifier else None).execute()
-                except StateError as exc:
+                run.execute()
+            except StateError as exc:
+                if run.history is not None:  # recorded as running: its end goes to the lock
                     lock.write_end(record, str(exc))
-                    raise
-            finally:
-                lock.release()
-        if self.notifier:  # deliveries wait here, after the lock is released
-            self.notifier.close()
+                raise
+        finally:
+            lock.release()
+            if run is not None and run.notifier:  # deliveries wait here, after the lock
+                run.notifier.close()
         return record
 
     def _new_record(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
@@ -115,8 +132,26 @@ class Engine:
                           repository=tool.repository, trigger=trigger, version=__version__,
                           dry_run=is_dry_run(job, params))
 
-    def _acquire(self, lock: JobLock) -> str | None:
-        """None when we hold the lock; else the run id of the run that holds it.
+    def _busy(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
+              lock: JobLock, params: Mapping[str, Any] | None,
+              record_skipped: bool) -> dict[str, Any] | None:
+        """The lock was taken: by a running run (a `skipped` record, or `JobBusy`), or for an
+        instant by a process checking for dead runs (None: we hold it now, the run goes on)."""
+        history = self.history()
+        history.check_writable()
+        holder = self._holder(lock, history)
+        if holder is None:
+            return None
+        if not record_skipped:
+            raise JobBusy(holder)
+        notifier = self.open_notifier()
+        record = self._skipped(history, notifier, job, tool, trigger, holder, params)
+        if notifier:
+            notifier.close()
+        return record
+
+    def _holder(self, lock: JobLock, history: History) -> str | None:
+        """None when we now hold the lock; else the run id of the run that holds it.
 
         The lock may also be held for an instant by a process checking for dead runs; a
         contender waits briefly until it either gets the lock or sees a running holder.
@@ -125,7 +160,7 @@ class Engine:
         while not lock.try_acquire():
             holder = lock.read_holder() or {}
             run_id = str(holder.get("run_id", ""))
-            current = self.history.get(run_id) if run_id else None
+            current = history.get(run_id) if run_id else None
             if current and current["status"] == "running" and process_exists(holder.get("pid")):
                 return run_id
             if time.monotonic() >= give_up:
@@ -133,19 +168,20 @@ class Engine:
             time.sleep(0.02)
         return None
 
-    def _skipped(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
-                 holder: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+    def _skipped(self, history: History, notifier: Notifier | None, job: JobConfig,
+                 tool: ToolEnvironment, trigger: dict[str, Any], holder: str,
+                 params: Mapping[str, Any] | None) -> dict[str, Any]:
         record = self._new_record(job, tool, trigger, params)
         message = f"skipped: previous run of {job.name} still active (run {holder})"
         record.update(status="skipped", exit_code=0, finished_at=record["started_at"],
                       duration_seconds=0.0, error=message, log_tail=message + "\n",
                       running_run_id=holder)
-        with RunLog(self.history.log_path(job.name, record["run_id"])) as log:
+        with RunLog(history.log_path(job.name, record["run_id"])) as log:
             log.note(message)
-        self.history.insert(record)
-        self.history.write_last(record)
-        if self.notifier:
-            self.notifier.ended(record)
+        history.insert(record)
+        history.write_last(record)
+        if notifier:
+            notifier.ended(record)
         return record
 
 
@@ -168,15 +204,19 @@ def _killed_message(spec: StepSpec, outcome: ProcessOutcome) -> str | None:
 
 
 class _Run:
-    """One run in progress: its record, its log, its steps."""
+    """One run in progress: its record, its log, its steps. The record enters the history when
+    the run's first process has started (`_begin`), while that process already runs."""
 
-    def __init__(self, history: History, job: JobConfig, record: dict[str, Any],
+    def __init__(self, engine: Engine, state: StateDir, job: JobConfig, record: dict[str, Any],
                  tool: ToolEnvironment, params: Mapping[str, Any], cancel: CancelFlag,
-                 on_end: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.history, self.job, self.record = history, job, record
+                 lock: JobLock, on_start: Callable[[dict[str, Any]], None] | None) -> None:
+        self.engine, self.job, self.record = engine, job, record
         self.tool, self.params, self.cancel = tool, params, cancel
-        self.on_end = on_end
-        self.log = RunLog(self.history.log_path(job.name, record["run_id"]))
+        self.lock, self.on_start = lock, on_start
+        self.history: History | None = None
+        self.notifier: Notifier | None = None
+        self.begin_error: StateError | None = None
+        self.log = RunLog(state.log_path(job.name, record["run_id"]))
         self.deadline = time.monotonic() + job.timeout if job.timeout else None
         self._last_progress = 0.0
 
@@ -198,15 +238,53 @@ class _Run:
                     self.log.note("retry_lock is set, but this restic has no --retry-lock "
                                   "(restic 0.16 or later): a locked repository fails at once")
             status, exit_code = self._steps()
+        except StateError:
+            raise
         except Exception as exc:  # a bug or an OS error: the run is marked, never left running
             r["error"] = redact_text(f"internal error: {type(exc).__name__}: {exc}")
             self.log.note(r["error"])
             status, exit_code = "failed", 1
+        finally:
+            self._begin()  # no process started at all (a bug, or nothing to run): now
+        if self.begin_error is not None:
+            self.log.close()
+            raise self.begin_error
         self._finish(status, exit_code)
         if self.job.post_hook:
             self._post_hook()
         self.log.close()
-        self.history.prune_logs(self.job.name, self.job.keep_logs)
+        assert self.history is not None
+        self.history.prune_retained(self.job.name)  # after the end: it may be the newest success
+
+    def _begin(self) -> None:
+        """Once: open the history, mark the job's dead runs, record this run as running, tell
+        whoever waits for its start and the notifiers. A state directory that fails here stops
+        the process just started (restic removes its repository lock) and the run with it."""
+        if self.history is not None or self.begin_error is not None:
+            return
+        import sqlite3  # here, not at the top: SQLite loads while the tool already runs
+
+        try:
+            history = self.engine.history()
+            history.check_writable()
+            history.mark_dead_runs_of(self.job.name)
+            history.insert(self.record)
+        except StateError as exc:
+            self.begin_error = exc
+            self.cancel.set("state_dir unusable")
+            return
+        except sqlite3.Error as exc:
+            self.begin_error = StateError(f"state_dir {self.engine.config.state_dir}: cannot "
+                                          f"record run {self.record['run_id']}: {exc}")
+            self.cancel.set("state_dir unusable")
+            return
+        self.history = history
+        history.prune_logs(self.job.name, self.job.keep_logs)  # this run's log counts already
+        if self.on_start:
+            self.on_start(self.record)
+        self.notifier = self.engine.open_notifier()
+        if self.notifier:
+            self.notifier.started(self.record)
 
     # --- steps ---------------------------------------------------------------------------------
 
@@ -303,14 +381,16 @@ class _Run:
             if now - self._last_progress >= PROGRESS_EVERY:
                 self._last_progress = now
                 progress = parser.progress()
-                if progress is not None:
+                if progress is not None and self.history is not None:
+                    import sqlite3
+
                     self.record["progress"] = dict(progress, step=name)
                     with contextlib.suppress(sqlite3.Error):  # live progress is best effort
                         self.history.save(self.record)
 
         try:
             return supervise(argv, env, sink, deadline=deadline, grace=self.job.stop_grace,
-                             cancel=cancel or self.cancel)
+                             cancel=cancel or self.cancel, when_started=self._begin)
         finally:
             for pipe in pipes.values():
                 pipe.close()
@@ -343,12 +423,15 @@ class _Run:
                           f"{self.log.write_error.strerror or self.log.write_error}")
         r["log_tail"] = self.log.tail()
         self._record_end(r)
-        if self.on_end:  # deliveries start now, while the post hook runs
-            self.on_end(r)
+        if self.notifier:  # deliveries start now, while the post hook runs
+            self.notifier.ended(r)
 
     def _record_end(self, r: dict[str, Any]) -> None:
         """Save the final record and last-<job>.json; a full or read-only state directory gets
         a few seconds to recover, then one clear error (the caller releases the job lock)."""
+        assert self.history is not None
+        import sqlite3
+
         for attempt in range(FINISH_ATTEMPTS):
             try:
                 self.history.save(r)
@@ -365,6 +448,9 @@ class _Run:
 
     def _post_hook(self) -> None:
         r = self.record
+        assert self.history is not None
+        import sqlite3
+
         self._hook("post_hook", self.job.post_hook, {
             "RESTIC_RUNNER_STATUS": r["status"],
             "RESTIC_RUNNER_EXIT_CODE": str(r["exit_code"]),

@@ -153,12 +153,14 @@ def run_scheduled(config: Config, name: str, *, in_service: bool, cancel: Cancel
     from runner.engine.history import open_history
     from runner.engine.runs import Engine
 
-    history = open_history(config.state_dir, config.history)
-    notifier = run_notifier(config, adopt=not in_service, wait=0.0 if in_service else None)
-    Engine(config, history, notifier).run(
-        name, trigger={"source": "schedule", "client": None, "idempotency_key": None},
-        cancel=cancel)
-    history.close()
+    engine = Engine(config, lambda: open_history(config.state_dir, config.history),
+                    lambda: run_notifier(config, adopt=not in_service,
+                                         wait=0.0 if in_service else None))
+    try:
+        engine.run(name, trigger={"source": "schedule", "client": None, "idempotency_key": None},
+                   cancel=cancel)
+    finally:
+        engine.close()
 
 
 def serve_scheduler(config: Config) -> None:

@@ -211,10 +211,10 @@ def _warm_up(config: Config) -> None:
         with contextlib.suppress(Exception):
             resolve_environment(job)
     if config.notify.any_target:
-        from notifiers.registry import register_secrets
+        from runner.configuration.notify import read_notify_secrets
 
         with contextlib.suppress(Exception):
-            register_secrets(config)
+            read_notify_secrets(config.notify, config.signing)
     REGISTRY.redact(b"warm-up\n")
 
 
@@ -279,10 +279,13 @@ def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mappin
             signal.signal(sig, signal.SIG_DFL)
         from notifiers.courier import run_notifier
 
+        spare_history = history
         # first attempts only: the service's deliveries worker retries the rest
-        notifier = run_notifier(config, adopt=False, wait=0.0)
+        engine = Engine(config,
+                        lambda: spare_history or History(config.state_dir, config.history),
+                        lambda: run_notifier(config, adopt=False, wait=0.0))
         try:
-            Engine(config, history or History(config.state_dir, config.history), notifier).run(
+            engine.run(
                 job, trigger=trigger, params=params, cancel=cancel, record_skipped=False,
                 on_start=lambda record: report(status="started", run_id=record["run_id"]))
         except JobBusy as busy:

@@ -5,11 +5,8 @@ params the job allows (`tags`, `dry_run`), already checked by the caller. A job'
 `dry_run = true` wins over any param.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from runner.configuration.config import DRY_RUN_KINDS, JobConfig
 from runner.engine.jobs.output import (
@@ -23,8 +20,7 @@ from runner.engine.jobs.output import (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class StepSpec:
+class StepSpec(NamedTuple):
     name: str
     argv: tuple[str, ...]
     parser: Callable[[], OutputParser]
@@ -33,7 +29,7 @@ class StepSpec:
     # False for follow-up steps (forget after backup) whose result is recorded but does not
     # change the run's status or exit code.
     decides_outcome: bool = True
-    warning_codes: frozenset[int] = field(default_factory=frozenset)
+    warning_codes: frozenset[int] = frozenset()
     # Runs even after a failed step (clean-up).
     always: bool = False
 

@@ -165,8 +165,3 @@ def test_world_readable_secret_file_stops_run(ws: Workspace) -> None:
     assert not (ws.state / "last-n.json").exists()  # nothing ran
     ws.password_file.chmod(0o640)  # group-readable is allowed (Kubernetes fsGroup)
     assert ws.cli("run", "n").returncode == 0
-
-
-def test_version_is_fast_to_ask(ws: Workspace) -> None:
-    done = ws.cli("--version", check=True)
-    assert done.stdout.strip() == "restic-runner 0.1.0"

@@ -51,11 +51,11 @@ def _engine_run(ws: Workspace, job: str, params: dict[str, Any] | None = None
                 ) -> dict[str, Any]:
     """One run through the engine every caller uses (what the API hands its params to)."""
     config = load_config(str(ws.config_path))
-    history = History(config.state_dir)
+    engine = Engine(config, lambda: History(config.state_dir))
     try:
-        return Engine(config, history).run(job, params=params)
+        return engine.run(job, params=params)
     finally:
-        history.close()
+        engine.close()
 
 
 def _last_file(ws: Workspace, job: str) -> dict[str, Any]:
