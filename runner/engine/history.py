@@ -266,8 +266,6 @@ class History:
             self._delete_runs(run_ids)
             for run_id in run_ids:
                 (self.log_dir / job / f"{run_id}.log").unlink(missing_ok=True)
-        self._prune_orphan_events(cutoff_seconds=(now or time.time()) - retention.keep_for,
-                                  limit=limit)
         return run_ids
 
     def _delete_runs(self, run_ids: list[str]) -> None:
@@ -290,9 +288,12 @@ class History:
             raise
         self.db.execute("COMMIT")
 
-    def _prune_orphan_events(self, cutoff_seconds: float, limit: int) -> None:
-        """Events older than the cutoff whose run is gone (or never was one: `notify-test`),
-        with nothing left to deliver."""
+    def prune_orphan_events(self, *, now: float | None = None, limit: int = PRUNE_BATCH) -> None:
+        """Events older than `keep_for` whose run is gone (or never was one: `notify-test`),
+        with nothing left to deliver. Called while a run's tool runs (they are no run's)."""
+        if self.retention is None:
+            return
+        cutoff_seconds = (now or time.time()) - self.retention.keep_for
         rows = self.db.execute(
             "SELECT event_id FROM events e WHERE created < ? AND NOT EXISTS (SELECT 1 FROM "
             "runs r WHERE r.run_id = e.run_id) AND NOT EXISTS (SELECT 1 FROM deliveries d "

@@ -280,6 +280,8 @@ class _Run:
             return
         self.history = history
         history.prune_logs(self.job.name, self.job.keep_logs)  # this run's log counts already
+        with contextlib.suppress(sqlite3.Error):  # pruning never fails a run
+            history.prune_orphan_events()
         if self.on_start:
             self.on_start(self.record)
         self.notifier = self.engine.open_notifier()

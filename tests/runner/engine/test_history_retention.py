@@ -147,6 +147,25 @@ def test_pruning_by_age_spares_running_pending_and_the_newest_ended_and_succeede
                               (pending,)).fetchone()[0] == "pending"
 
 
+def test_events_of_no_run_go_once_old_unless_a_delivery_is_pending(tmp_path: Path) -> None:
+    """`notify-test` events (and those of runs pruned earlier) have no run to go with: they go
+    on their own once older than `keep_for`, unless one of their deliveries is still pending."""
+    history = History(tmp_path / "state", HistorySettings(keep_runs=1000, keep_for=30 * 86400))
+    try:
+        gone, pending, young = (old_run(history, "nightly", days, "succeeded", delivered=done)
+                                for days, done in ((40, True), (40, False), (1, True)))
+        history.db.execute("DELETE FROM runs")  # their runs are gone
+        history.db.execute("UPDATE events SET created = created - 40 * 86400 WHERE run_id IN "
+                           "(?, ?)", (gone, pending))
+        history.prune_orphan_events()
+        left = {r[0] for r in history.db.execute("SELECT run_id FROM events")}
+        assert left == {pending, young}
+        assert history.db.execute("SELECT COUNT(*) FROM deliveries WHERE run_id = ?",
+                                  (gone,)).fetchone()[0] == 0
+    finally:
+        history.close()
+
+
 def test_a_newer_dry_run_does_not_cost_the_last_real_success(history: History) -> None:
     """A dry run never counts as the job's last success, so it cannot push the real one out."""
     real = old_run(history, "nightly", 200, "succeeded")
