@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from runner.engine.record import RunRecord, Status
 from security.masking import redact_text
 
 if TYPE_CHECKING:
@@ -22,18 +23,18 @@ if TYPE_CHECKING:
 STARTED = "run.started"
 TEST = "run.test"  # `notify-test`: every target takes it, whatever its filters say
 _CLASS_OF_STATUS = {
-    "succeeded": "success",
-    "warning": "warning",
-    "skipped": "skipped",
-    "failed": "failure",
-    "timed_out": "failure",
-    "cancelled": "failure",
-    "interrupted": "failure",
+    Status.SUCCEEDED: "success",
+    Status.WARNING: "warning",
+    Status.SKIPPED: "skipped",
+    Status.FAILED: "failure",
+    Status.TIMED_OUT: "failure",
+    Status.CANCELLED: "failure",
+    Status.INTERRUPTED: "failure",
 }
 
 
-def event_type(record: dict[str, Any]) -> str:
-    return STARTED if record["status"] == "running" else f"run.{record['status']}"
+def event_type(record: RunRecord) -> str:
+    return STARTED if record["status"] == Status.RUNNING else f"run.{record['status']}"
 
 
 def event_class(event: str) -> str:
@@ -53,7 +54,7 @@ class Event:
     id: str
     type: str
     timestamp: str
-    record: dict[str, Any]
+    record: RunRecord
 
     @property
     def run_id(self) -> str:

@@ -15,6 +15,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from runner.engine.record import RunRecord
+
 if TYPE_CHECKING:  # the rest is imported in the courier's thread, off the run's path
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -44,7 +47,7 @@ class Courier:
 
     # --- what other threads call ---------------------------------------------------------------
 
-    def post(self, event_type: str, record: dict[str, Any]) -> None:
+    def post(self, event_type: str, record: RunRecord) -> None:
         """Hand an event over (written to the outbox by the courier's thread, right away);
         the first one starts that thread."""
         if self._thread is None:
@@ -227,10 +230,10 @@ class RunNotifier:
         self.courier = Courier(config, scope=None if adopt else set())
         self.wait = wait
 
-    def started(self, record: dict[str, Any]) -> None:
+    def started(self, record: RunRecord) -> None:
         self.courier.post("run.started", record)
 
-    def ended(self, record: dict[str, Any]) -> None:
+    def ended(self, record: RunRecord) -> None:
         self.courier.post(f"run.{record['status']}", record)
 
     def close(self) -> None:

@@ -18,12 +18,13 @@ from notifiers import httpclient
 from notifiers.base import STARTED, TEST, Check, DeliveryContext, Event, Outcome, fingerprint_of
 from notifiers.webhooks import read_url
 from runner.configuration.notify import HealthchecksSettings
+from runner.engine.record import RunRecord, Status
 from security.masking import mask_webhook_url, redact
 
 DEFAULT_BODY_LIMIT = 100_000
 
 
-def log_tail(ctx: DeliveryContext, record: dict[str, Any], limit: int) -> bytes:
+def log_tail(ctx: DeliveryContext, record: RunRecord, limit: int) -> bytes:
     """The last `limit` bytes of the run's masked log (whole UTF-8 characters only)."""
     try:
         path = ctx.history.log_dir / record["job"] / f"{record['run_id']}.log"
@@ -56,7 +57,7 @@ class HealthchecksTarget:
         base = read_url(self.settings.url, self.settings.url_file,
                         f"notify.healthchecks.{self.settings.name}.url_file")
         record = event.record
-        if event.type == TEST or record["status"] == "skipped" or record.get("dry_run"):
+        if event.type == TEST or record["status"] == Status.SKIPPED or record.get("dry_run"):
             suffix = "log"  # no state change: a dry run neither starts nor completes the check
         elif event.type == STARTED:
             suffix = "start"

@@ -19,17 +19,18 @@ from notifiers.base import Check, DeliveryContext, Event, Outcome, event_class, 
 from notifiers.healthchecks import log_tail
 from runner.configuration.notify import MailSettings
 from runner.configuration.units import human_bytes, human_duration
+from runner.engine.record import RunRecord, Status
 from security.masking import redact_text
 from security.secretfiles import read_secret_file
 
 
-def subject(record: dict[str, Any], test: bool = False) -> str:
+def subject(record: RunRecord, test: bool = False) -> str:
     status, code = record["status"], record.get("exit_code")
     if test:
         tag = "[TEST]"
-    elif status == "succeeded":
+    elif status == Status.SUCCEEDED:
         tag = "[OK]"
-    elif status == "skipped":
+    elif status == Status.SKIPPED:
         tag = "[SKIPPED]"
     else:
         tag = f"[FAIL {code if code is not None else status}]"
@@ -43,7 +44,7 @@ def subject(record: dict[str, Any], test: bool = False) -> str:
     return redact_text(" · ".join(parts))
 
 
-def mail_details(record: dict[str, Any]) -> str:
+def mail_details(record: RunRecord) -> str:
     """restic-backup-helper's details: a backup's data added (or new files) and snapshot; a
     replicate's transfers; else the (masked) repository."""
     stats = record.get("stats") or {}
@@ -56,7 +57,7 @@ def mail_details(record: dict[str, Any]) -> str:
     if record["kind"] == "replicate" and "transferred_bytes" in stats:
         return (f"{human_bytes(stats['transferred_bytes'])} in {stats.get('transfers', 0)} "
                 f"transfers ({stats.get('errors', 0)} errors)")
-    if record["status"] == "skipped":
+    if record["status"] == Status.SKIPPED:
         return str(record.get("error") or "")
     return str(record.get("repository") or "")
 

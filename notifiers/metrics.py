@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from runner.configuration.config import DRY_RUN_KINDS, Config, JobConfig
 from runner.engine.history import History
-from runner.engine.record import parse_rfc3339
+from runner.engine.record import RunRecord, Status, parse_rfc3339
 
 # stat name in the run record -> metric suffix (restic_<kind>_last_<suffix>)
 STAT_METRICS: dict[str, dict[str, str]] = {
@@ -48,7 +48,7 @@ def kind_gauge(kind: str, suffix: str) -> GaugeMetricFamily:
                              labels=LABELS)
 
 
-def run_values(record: dict[str, Any] | None, last_success: dict[str, Any] | None,
+def run_values(record: RunRecord | None, last_success: dict[str, Any] | None,
                running: bool) -> dict[str, float]:
     """The `restic_<kind>_*` values of one job (suffix -> value)."""
     values: dict[str, float] = {"running": 1.0 if running else 0.0}
@@ -56,7 +56,7 @@ def run_values(record: dict[str, Any] | None, last_success: dict[str, Any] | Non
         values.update({
             "last_exit_code": float(record["exit_code"]) if record["exit_code"] is not None
             else -1.0,
-            "last_success": 1.0 if record["status"] == "succeeded" else 0.0,
+            "last_success": 1.0 if record["status"] == Status.SUCCEEDED else 0.0,
             "last_duration_seconds": float(record.get("duration_seconds") or 0.0),
         })
         for key, suffix in (("started_at", "last_started_timestamp"),
@@ -74,7 +74,7 @@ def run_values(record: dict[str, Any] | None, last_success: dict[str, Any] | Non
     return values
 
 
-def dry_run_values(record: dict[str, Any] | None) -> dict[str, float]:
+def dry_run_values(record: RunRecord | None) -> dict[str, float]:
     """`last_dry_run_*` of a job's newest dry run: shown apart, never as its last run."""
     if record is None:
         return {}
@@ -113,13 +113,13 @@ class RunCollector(Collector):
             job = self.config.jobs[name]
             labels = [self.config.hostname, name]
             # a dry run is never the last run nor a success: it has families of its own
-            last = self.history.last_ended(name, exclude=("skipped",), dry_run=False)
+            last = self.history.last_ended(name, exclude=(Status.SKIPPED,), dry_run=False)
             success = self.history.last_success(name)
             running = self.history.running(name)
             values = run_values(last, success, bool(running))
             if can_dry_run(job):
                 values.update(dry_run_values(self.history.last_ended(
-                    name, exclude=("skipped",), dry_run=True)))
+                    name, exclude=(Status.SKIPPED,), dry_run=True)))
             since = _ts(running[0]["started_at"]) if running else None
             if since is not None:
                 values["running_since_timestamp"] = since

@@ -21,7 +21,7 @@ from typing import Any
 from notifiers.base import STARTED, Event, Outcome, Target, event_type
 from notifiers.leases import LeaseHolder
 from runner.configuration.notify import RetryPolicy
-from runner.engine.record import utc_now
+from runner.engine.record import RunRecord, utc_now
 
 LEASE_SECONDS = 120.0  # a claimed delivery is someone's for this long (longer than a timeout)
 
@@ -31,7 +31,7 @@ def new_event_id() -> str:
     return "msg_" + os.urandom(16).hex()
 
 
-def new_event(event_type: str, record: dict[str, Any]) -> Event:
+def new_event(event_type: str, record: RunRecord) -> Event:
     return Event(new_event_id(), event_type, utc_now(), dict(record))
 
 
@@ -74,16 +74,15 @@ class Outbox:
         marked `interrupted`, and runs whose end was recorded late from their job lock (the
         disk was full when it came). Checked and written in one transaction, so two processes
         never both do it; only runs that ended after `since`."""
-        from runner.engine.history import LATE_END
         from runner.engine.record import parse_rfc3339
 
         count = 0
         with self._transaction():
             rows = self.db.execute(
                 "SELECT record FROM runs r WHERE (status = 'interrupted' OR (status != "
-                "'running' AND instr(json_extract(record, '$.error'), ?) > 0)) AND NOT EXISTS "
+                "'running' AND json_extract(record, '$.end_recorded_late'))) AND NOT EXISTS "
                 "(SELECT 1 FROM events e WHERE e.run_id = r.run_id AND e.type != ?)",
-                (LATE_END, STARTED)).fetchall()
+                (STARTED,)).fetchall()
             for (text,) in rows:
                 record = json.loads(text)
                 finished = record.get("finished_at")

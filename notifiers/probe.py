@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from notifiers.base import TEST, Check, DeliveryContext, Target
 from notifiers.outbox import new_event
 from notifiers.registry import build_targets
-from runner.engine.record import new_record, utc_now
+from runner.engine.record import Status, new_record, utc_now
 from security.masking import redact_text
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ def test_record(config: Config) -> dict[str, Any]:
 
     record = new_record(job=TEST_JOB, kind="notify-test", hostname=config.hostname,
                         repository=None, trigger=cli_trigger(), version=__version__)
-    record.update(status="succeeded", exit_code=0, finished_at=utc_now(), duration_seconds=0.0,
+    record.update(status=Status.SUCCEEDED, exit_code=0, finished_at=utc_now(), duration_seconds=0.0,
                   log_tail="restic-runner notify-test: a test of the notification plumbing\n")
     return record
 

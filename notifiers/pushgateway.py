@@ -29,6 +29,7 @@ from notifiers.base import (
 )
 from notifiers.metrics import LABELS, kind_gauge, registry_for
 from runner.configuration.notify import PushgatewaySettings
+from runner.engine.record import Status
 from security.masking import mask_webhook_url
 from security.secretfiles import read_secret_file
 
@@ -73,7 +74,7 @@ class PushgatewayTarget:
         """`_running` only (a late retry of a start push says 0 if the run has ended)."""
         record = event.record
         running = ctx.history.get(event.run_id)
-        still = running is not None and running["status"] == "running"
+        still = running is not None and running["status"] == Status.RUNNING
         registry = CollectorRegistry(auto_describe=False)
         labels = [record["hostname"], record["job"]]
         gauge = kind_gauge(record["kind"], "running")

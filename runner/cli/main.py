@@ -57,7 +57,7 @@ def status(ctx: click.Context, config_file: str | None, as_json: bool) -> None:
     """Last run of every job and what is running now, from local state."""
     from runner.cli.views import status_report, status_table
     from runner.configuration.load import load_config
-    from runner.engine.history import open_history
+    from runner.engine.recovery import open_history
 
     config = load_config(_config_file(ctx, config_file))
     report = status_report(config, open_history(config.state_dir))
@@ -129,7 +129,7 @@ def doctor(ctx: click.Context, config_file: str | None, as_json: bool, send_test
 def schedule(ctx: click.Context, config_file: str | None) -> None:
     """Run the embedded scheduler only, in the foreground (serve runs it too)."""
     from runner.configuration.load import load_config
-    from runner.engine.history import open_history
+    from runner.engine.recovery import open_history
     from runner.engine.repoinit import prepare_repositories
     from runner.eventlog import setup_logging
     from runner.scheduling.scheduler import serve_scheduler
@@ -232,7 +232,7 @@ def serve(ctx: click.Context, config_file: str | None, bind: str | None,
     from runner.configuration.config import parse_bind
     from runner.configuration.load import load_config
     from runner.engine.childenv import resolve_environment
-    from runner.engine.history import open_history
+    from runner.engine.recovery import open_history
     from runner.service.clients import load_clients
     from runner.service.server import serve as run_server
 

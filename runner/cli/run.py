@@ -10,6 +10,7 @@ import sys
 from typing import Any, NoReturn
 
 from runner.cli.output import echo, guarded
+from runner.engine.record import RunRecord, Status
 
 EXIT_BUSY = 75  # EX_TEMPFAIL: `run --fail-if-busy` found the job running
 
@@ -26,7 +27,7 @@ def run_job(job: str, config_file: str | None, *, as_json: bool, fail_if_busy: b
     cancel = cancel_on_stop_signals()
 
     def open_history() -> Any:
-        from runner.engine.history import open_history
+        from runner.engine.recovery import open_history
 
         return open_history(config.state_dir, config.history)
 
@@ -42,8 +43,8 @@ def run_job(job: str, config_file: str | None, *, as_json: bool, fail_if_busy: b
     if as_json:
         echo(json.dumps(record, indent=2))
     else:
-        echo(summarize(record), err=record["status"] not in ("succeeded", "skipped"))
-    code = (EXIT_BUSY if fail_if_busy else 0) if record["status"] == "skipped" \
+        echo(summarize(record), err=record["status"] not in (Status.SUCCEEDED, Status.SKIPPED))
+    code = (EXIT_BUSY if fail_if_busy else 0) if record["status"] == Status.SKIPPED \
         else record["exit_code"]
     engine.close()  # the last close checkpoints the WAL into history.db
     _exit_now(code if isinstance(code, int) else 1)
@@ -57,18 +58,18 @@ def _exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
-def summarize(record: dict[str, Any]) -> str:
+def summarize(record: RunRecord) -> str:
     """One line a cron mail or a terminal can show."""
     from runner.cli.views import run_details
 
     details = run_details(record)
     head = f"{record['job']}: {record['status']} (exit {record['exit_code']})"
-    if record["status"] == "skipped":
+    if record["status"] == Status.SKIPPED:
         return f"{head}: {record['error']}"
     parts = [f"{head} in {record['duration_seconds']:.1f}s"]
     if details:
         parts.append(details)
-    if record.get("error") and record["status"] != "succeeded":
+    if record.get("error") and record["status"] != Status.SUCCEEDED:
         parts.append(record["error"])
     parts.append(f"run {record['run_id']}")
     return " · ".join(parts)

@@ -8,10 +8,10 @@ from typing import Any
 from runner.configuration.config import Config
 from runner.configuration.units import human_bytes, human_duration
 from runner.engine.history import History
-from runner.engine.record import parse_rfc3339, rfc3339
+from runner.engine.record import RunRecord, parse_rfc3339, rfc3339
 
 
-def run_details(record: dict[str, Any]) -> str:
+def run_details(record: RunRecord) -> str:
     """The interesting numbers of a run, as restic-backup-helper's mail subjects word them."""
     s = record.get("stats") or {}
     parts = ["dry run"] if record.get("dry_run") else []

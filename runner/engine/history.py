@@ -1,8 +1,5 @@
 """Run history: SQLite (WAL) in `state_dir`, a masked log file per run, `last-<job>.json`.
-
-Every process that opens the store first marks runs whose supervisor died as `interrupted`: a
-`running` row whose job lock can be taken has no living owner.
-"""
+It stores runs; it never decides a run's state (runner.engine.record, runner.engine.recovery)."""
 
 from __future__ import annotations
 
@@ -15,13 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.engine.locks import JobLock
-from runner.engine.record import rfc3339, seconds_between, utc_now
+from runner.engine.record import RunRecord, Status, rfc3339
 from runner.engine.statedir import StateDir, StateError
 from runner.fsutil import (
     NotRegularFile,
     atomic_write,
-    open_private_file,
 )
 from security.privatefiles import prepare_db_file
 
@@ -200,20 +195,20 @@ class History:
 
     # --- writing -------------------------------------------------------------------------------
 
-    def insert(self, record: dict[str, Any]) -> None:
+    def insert(self, record: RunRecord) -> None:
         self.db.execute(
             "INSERT INTO runs (run_id, job, status, started_at, record) VALUES (?, ?, ?, ?, ?)",
             (record["run_id"], record["job"], record["status"], record["started_at"],
              json.dumps(record)),
         )
 
-    def save(self, record: dict[str, Any]) -> None:
+    def save(self, record: RunRecord) -> None:
         self.db.execute(
             "UPDATE runs SET status = ?, record = ? WHERE run_id = ?",
             (record["status"], json.dumps(record), record["run_id"]),
         )
 
-    def write_last(self, record: dict[str, Any]) -> Path:
+    def write_last(self, record: RunRecord) -> Path:
         """`last-<job>.json`, written atomically after every run, skipped and failed included."""
         path = self.dirs.last_path(record["job"])
         record = self.with_notifications(dict(record))
@@ -317,11 +312,11 @@ class History:
 
     # --- reading -------------------------------------------------------------------------------
 
-    def get(self, run_id: str) -> dict[str, Any] | None:
+    def get(self, run_id: str) -> RunRecord | None:
         row = self.db.execute("SELECT record FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return self.with_notifications(json.loads(row[0])) if row else None
 
-    def with_notifications(self, record: dict[str, Any]) -> dict[str, Any]:
+    def with_notifications(self, record: RunRecord) -> RunRecord:
         """The record with `notifications` as the outbox knows them now."""
         return self._with_notifications([record])[0]
 
@@ -329,7 +324,7 @@ class History:
         """Each delivery of the run's events: target, event, status, attempts, the last answer."""
         return self._notifications_of([run_id]).get(run_id, [])
 
-    def _with_notifications(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _with_notifications(self, records: list[RunRecord]) -> list[RunRecord]:
         found = self._notifications_of([r["run_id"] for r in records])
         for record in records:
             record["notifications"] = found.get(record["run_id"], [])
@@ -373,7 +368,7 @@ class History:
             out.setdefault(run_id, []).append(item)
         return out
 
-    def running(self, job: str | None = None) -> list[dict[str, Any]]:
+    def running(self, job: str | None = None) -> list[RunRecord]:
         sql = "SELECT record FROM runs WHERE status = 'running'"
         args: tuple[str, ...] = ()
         if job is not None:
@@ -381,7 +376,7 @@ class History:
         return [json.loads(r[0]) for r in self.db.execute(sql + " ORDER BY started_at", args)]
 
     def last_ended(self, job: str, *, status: str | None = None, exclude: tuple[str, ...] = (),
-                   dry_run: bool | None = None) -> dict[str, Any] | None:
+                   dry_run: bool | None = None) -> RunRecord | None:
         """The newest run of `job` that has ended (optionally: with `status`; only dry runs, or
         none, with `dry_run`; records from before the field are no dry runs)."""
         sql = "SELECT record FROM runs WHERE job = ? AND status != 'running'"
@@ -398,13 +393,13 @@ class History:
         row = self.db.execute(sql + " ORDER BY started_at DESC LIMIT 1", args).fetchone()
         return json.loads(row[0]) if row else None
 
-    def last_success(self, job: str) -> dict[str, Any] | None:
+    def last_success(self, job: str) -> RunRecord | None:
         """The newest run of `job` that succeeded for real: a dry run never counts."""
-        return self.last_ended(job, status="succeeded", dry_run=False)
+        return self.last_ended(job, status=Status.SUCCEEDED, dry_run=False)
 
     def runs(self, *, job: str | None = None, status: str | None = None, limit: int = 50,
              before: str | None = None, jobs: list[str] | None = None
-             ) -> Iterator[dict[str, Any]]:
+             ) -> Iterator[RunRecord]:
         """Newest first; `before` pages by start time; `jobs` limits to those job names."""
         clauses, args = [], []
         for column, value in (("job", job), ("status", status)):
@@ -421,83 +416,3 @@ class History:
         sql = f"SELECT record FROM runs {where} ORDER BY started_at DESC LIMIT ?"
         rows = self.db.execute(sql, (*args, limit)).fetchall()
         yield from self._with_notifications([json.loads(text) for (text,) in rows])
-
-    # --- recovery ------------------------------------------------------------------------------
-
-    def mark_interrupted(self, job: str | None = None) -> list[dict[str, Any]]:
-        """Mark `running` rows (of `job`, or of every job) whose job lock is free (their
-        supervisor is dead) `interrupted`."""
-        marked = []
-        for record in self.running(job):
-            lock = JobLock(self.lock_dir, record["job"])
-            if not lock.try_acquire():
-                continue  # a living supervisor holds it
-            try:
-                marked += self._mark_dead(record["run_id"])
-            finally:
-                lock.release()
-        return marked
-
-    def mark_dead_runs_of(self, job: str) -> list[dict[str, Any]]:
-        """With `job`'s lock held by us: any run of it still `running` has a dead supervisor
-        (a process that starts a run finds them, whoever else would have marked them)."""
-        return [r for record in self.running(job) for r in self._mark_dead(record["run_id"])]
-
-    def _mark_dead(self, run_id: str) -> list[dict[str, Any]]:
-        current = self.get(run_id)
-        if current is None or current["status"] != "running":
-            return []
-        holder = JobLock(self.lock_dir, current["job"]).read_holder() or {}
-        ended = holder.get("ended") if holder.get("run_id") == run_id else None
-        if isinstance(ended, dict):  # its supervisor saw the end but could not record it
-            _finish_late(current, ended)
-            self.save(current)
-            self.write_last(current)
-            return [current]
-        finish_interrupted(current)
-        self.save(current)
-        self._append_log(current, "restic-runner: interrupted: the process supervising "
-                                  "this run died before it ended; marked at "
-                                  f"{current['finished_at']}\n")
-        latest = self.last_ended(current["job"])
-        if latest and latest["run_id"] == current["run_id"]:
-            self.write_last(current)
-        return [current]
-
-    def _append_log(self, record: dict[str, Any], line: str) -> None:
-        import os
-
-        try:
-            fd = open_private_file(self.log_path(record["job"], record["run_id"]),
-                                   os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-            with os.fdopen(fd, "a", encoding="utf-8") as f:
-                f.write(line)
-        except OSError:
-            pass
-
-
-LATE_END = "its end was recorded late"  # in the error of a run whose end came from its lock file
-
-
-def _finish_late(record: dict[str, Any], ended: dict[str, Any]) -> None:
-    record.update(status=ended.get("status") or "failed", exit_code=ended.get("exit_code"),
-                  finished_at=ended.get("finished_at") or utc_now(), progress=None)
-    record["duration_seconds"] = seconds_between(record["started_at"], record["finished_at"])
-    late = f"{LATE_END}: {ended.get('reason')}"
-    record["error"] = f"{ended['error']}; {late}" if ended.get("error") else late
-
-
-def finish_interrupted(record: dict[str, Any]) -> None:
-    record["status"] = "interrupted"
-    record["finished_at"] = utc_now()
-    record["progress"] = None
-    record["duration_seconds"] = seconds_between(record["started_at"], record["finished_at"])
-    record["error"] = record.get("error") or "the supervising process died before the run ended"
-
-
-def open_history(state_dir: Path, retention: HistorySettings | None = None) -> History:
-    """Open the store and recover what dead supervisors left behind."""
-    history = History(state_dir, retention)
-    history.mark_interrupted()
-    return history
-

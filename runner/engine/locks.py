@@ -11,17 +11,26 @@ import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from runner.engine.record import RunRecord
+
+
+class Holder(NamedTuple):
+    """Who holds a lock, as its note says: the run (or "serve", "scheduler") and the process."""
+
+    run_id: str
+    pid: int
 
 
 class JobLock:
+    """`<lock_dir>/<name>.lock`: a job's lock (held by the process that supervises its run), or
+    the one `serve` and the one scheduler per state directory."""
+
     def __init__(self, lock_dir: Path, job: str) -> None:
         self.path = lock_dir / f"{job}.lock"
         self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
 
     def try_acquire(self) -> bool:
         """Take the lock without waiting; False when another process holds it."""
@@ -54,10 +63,10 @@ class JobLock:
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, data, 0)
 
-    def write_end(self, record: dict[str, Any], reason: str) -> None:
+    def write_end(self, record: RunRecord, reason: str) -> None:
         """The run's end, when the history could not take it (a full disk): into the lock file
         we hold, within the block it already has, so it needs no free space. Whoever marks the
-        run later (`History.mark_dead_runs_of`, `mark_interrupted`) records this end."""
+        run later (runner.engine.recovery) records this end."""
         if self._fd is None:
             return
         ended = {"status": record["status"], "exit_code": record["exit_code"],
@@ -70,6 +79,16 @@ class JobLock:
             os.ftruncate(self._fd, len(data))  # shrinks at most: no new block
         except OSError:
             pass
+
+    def holder(self) -> Holder | None:
+        """The process noted as holding this lock, when that process is alive. The one answer to
+        "is the holder alive?": a run is live when this names it and its record says running
+        (the note of a lock taken an instant ago may still be the previous holder's)."""
+        note = self.read_holder() or {}
+        run_id, pid = note.get("run_id"), note.get("pid")
+        if not isinstance(run_id, str) or not isinstance(pid, int) or not process_exists(pid):
+            return None
+        return Holder(run_id, pid)
 
     def read_holder(self) -> dict[str, object] | None:
         from runner.fsutil import read_regular_file
@@ -94,17 +113,13 @@ class JobLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> JobLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
-def signal_holder(lock_dir: Path, job: str, run_id: str, sig: int | None = None) -> bool:
+def signal_holder(lock_dir: Path, job: str, run_id: str) -> bool:
     """Ask the supervisor of `run_id` to stop (SIGTERM: it passes SIGINT to restic).
 
-    False when the lock is not held for that run (ended, or its supervisor is gone).
+    False when the lock is not held for that run (ended, or its supervisor is gone). The lock is
+    tried first: a free lock's note may name a pid the system has given to another process.
     """
     import signal
 
@@ -112,12 +127,11 @@ def signal_holder(lock_dir: Path, job: str, run_id: str, sig: int | None = None)
     if lock.try_acquire():  # nobody holds it: the run has no live supervisor
         lock.release()
         return False
-    holder = lock.read_holder() or {}
-    pid = holder.get("pid")
-    if holder.get("run_id") != run_id or not isinstance(pid, int):
+    holder = lock.holder()
+    if holder is None or holder.run_id != run_id:
         return False
     try:
-        os.kill(pid, sig or signal.SIGTERM)
+        os.kill(holder.pid, signal.SIGTERM)
     except ProcessLookupError:
         return False
     return True

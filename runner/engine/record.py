@@ -1,14 +1,66 @@
-"""The run record (docs/runs.md): one document for the API, `last-<job>.json` and webhooks."""
+"""The run record (docs/runs.md): one document for the API, `last-<job>.json` and webhooks,
+its statuses, and every change of a run's state: a run's own process (runner.engine.runs) and
+the recovery of runs whose supervisor died (runner.engine.recovery) both change it only here."""
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
-from typing import Any
+import time
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 SCHEMA = "restic-runner.run/1"
-ENDED = frozenset({"succeeded", "warning", "failed", "skipped", "timed_out", "cancelled",
-                   "interrupted"})
+
+
+class Status(StrEnum):
+    """A run's status; the values are what the record, the API and the metrics say."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    WARNING = "warning"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+
+ENDED = frozenset(status for status in Status if status is not Status.RUNNING)
+
+
+class _RecordFields(TypedDict):
+    schema: str
+    run_id: str
+    job: str
+    kind: str
+    status: str  # a Status value
+    exit_code: int | None
+    hostname: str
+    repository: str | None  # masked
+    trigger: dict[str, Any]
+    dry_run: bool
+    started_at: str
+    finished_at: str | None
+    duration_seconds: float | None
+    stats: dict[str, Any]
+    steps: list[dict[str, Any]]
+    progress: dict[str, Any] | None
+    log_tail: str
+    error: str | None
+    notifications: list[dict[str, Any]]
+    version: str
+
+
+class RunRecord(_RecordFields, total=False):
+    """One run, as docs/runs.md describes it (a plain dict: JSON in and out)."""
+
+    params: dict[str, Any]
+    running_run_id: str  # a skipped run: the run it yielded to
+    end_recorded_late: bool  # its end came from its job lock, after a full disk
+    last_success: dict[str, Any] | None  # last-<job>.json only
 
 
 def new_run_id() -> str:
@@ -21,14 +73,21 @@ def new_run_id() -> str:
 
 
 def utc_now() -> str:
-    return rfc3339(datetime.now(UTC))
+    """Now, as `rfc3339` writes it (without `datetime`: a run stamps its start before restic
+    starts, and the cron path imports nothing it does not need by then)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 def rfc3339(moment: datetime) -> str:
+    from datetime import UTC
+
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_rfc3339(text: str) -> datetime:
+    from datetime import datetime
+
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
@@ -37,7 +96,7 @@ def seconds_between(started_at: str, finished_at: str) -> float:
 
 
 def new_record(*, job: str, kind: str, hostname: str, repository: str | None,
-               trigger: dict[str, Any], version: str, dry_run: bool = False) -> dict[str, Any]:
+               trigger: dict[str, Any], version: str, dry_run: bool = False) -> RunRecord:
     """A `running` record. `dry_run`: the tool runs with --dry-run; such a run never counts as
     the job's last success (metrics, healthchecks, `last_success` in `last-<job>.json`)."""
     return {
@@ -45,7 +104,7 @@ def new_record(*, job: str, kind: str, hostname: str, repository: str | None,
         "run_id": new_run_id(),
         "job": job,
         "kind": kind,
-        "status": "running",
+        "status": Status.RUNNING,
         "exit_code": None,
         "hostname": hostname,
         "repository": repository,
@@ -62,3 +121,36 @@ def new_record(*, job: str, kind: str, hostname: str, repository: str | None,
         "notifications": [],
         "version": version,
     }
+
+
+# --- the changes of a run's state ---------------------------------------------------------------
+
+def finish(record: RunRecord, status: Status, exit_code: int) -> None:
+    """A run's own end."""
+    record.update(status=status, exit_code=exit_code, progress=None, finished_at=utc_now())
+    record["duration_seconds"] = seconds_between(record["started_at"], record["finished_at"])
+
+
+def skip(record: RunRecord, holder: str, message: str) -> None:
+    """A run that yielded to the run holding its job's lock."""
+    record.update(status=Status.SKIPPED, exit_code=0, finished_at=record["started_at"],
+                  duration_seconds=0.0, error=message, log_tail=message + "\n",
+                  running_run_id=holder)
+
+
+def interrupt(record: RunRecord) -> None:
+    """A run whose supervisor died before it ended."""
+    record.update(status=Status.INTERRUPTED, progress=None, finished_at=utc_now())
+    record["duration_seconds"] = seconds_between(record["started_at"], record["finished_at"])
+    record["error"] = record.get("error") or "the supervising process died before the run ended"
+
+
+def end_late(record: RunRecord, ended: dict[str, Any]) -> None:
+    """A run whose supervisor saw its end but could not record it (a full disk): the end it
+    left in its job's lock, recorded now."""
+    record.update(status=ended.get("status") or Status.FAILED, exit_code=ended.get("exit_code"),
+                  finished_at=ended.get("finished_at") or utc_now(), progress=None,
+                  end_recorded_late=True)
+    record["duration_seconds"] = seconds_between(record["started_at"], record["finished_at"])
+    late = f"its end was recorded late: {ended.get('reason')}"
+    record["error"] = f"{ended['error']}; {late}" if ended.get("error") else late

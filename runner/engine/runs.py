@@ -18,9 +18,9 @@ from runner.configuration.notify import read_notify_secrets
 from runner.engine.childenv import ToolEnvironment, base_environment, resolve_environment
 from runner.engine.jobs import StepSpec, is_dry_run, plan, unlock_step
 from runner.engine.jobs.output import OutputParser
-from runner.engine.locks import JobLock, process_exists
+from runner.engine.locks import JobLock
 from runner.engine.process import CancelFlag, ProcessOutcome, supervise
-from runner.engine.record import new_record, seconds_between, utc_now
+from runner.engine.record import RunRecord, Status, finish, new_record, skip
 from runner.engine.runlog import RunLog
 from runner.engine.statedir import StateDir, StateError
 from security.masking import redact_text
@@ -55,9 +55,9 @@ class Notifier(Protocol):
     """Hears of a run's start and end (`notifiers.courier.RunNotifier`); `close` waits, bounded,
     for the deliveries once the job's lock is released."""
 
-    def started(self, record: dict[str, Any]) -> None: ...
+    def started(self, record: RunRecord) -> None: ...
 
-    def ended(self, record: dict[str, Any]) -> None: ...
+    def ended(self, record: RunRecord) -> None: ...
 
     def close(self) -> None: ...
 
@@ -88,8 +88,8 @@ class Engine:
 
     def run(self, job_name: str, *, trigger: dict[str, Any] | None = None,
             params: Mapping[str, Any] | None = None, cancel: CancelFlag | None = None,
-            on_start: Callable[[dict[str, Any]], None] | None = None,
-            record_skipped: bool = True) -> dict[str, Any]:
+            on_start: Callable[[RunRecord], None] | None = None,
+            record_skipped: bool = True) -> RunRecord:
         """Run a job to its end and return its final record.
 
         When the job is already running: a `skipped` record, or `JobBusy` with
@@ -127,14 +127,14 @@ class Engine:
         return record
 
     def _new_record(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
-                    params: Mapping[str, Any] | None) -> dict[str, Any]:
+                    params: Mapping[str, Any] | None) -> RunRecord:
         return new_record(job=job.name, kind=job.kind, hostname=self.config.hostname,
                           repository=tool.repository, trigger=trigger, version=__version__,
                           dry_run=is_dry_run(job, params))
 
     def _busy(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
               lock: JobLock, params: Mapping[str, Any] | None,
-              record_skipped: bool) -> dict[str, Any] | None:
+              record_skipped: bool) -> RunRecord | None:
         """The lock was taken: by a running run (a `skipped` record, or `JobBusy`), or for an
         instant by a process checking for dead runs (None: we hold it now, the run goes on)."""
         history = self.history()
@@ -158,24 +158,21 @@ class Engine:
         """
         give_up = time.monotonic() + SKIP_WAIT
         while not lock.try_acquire():
-            holder = lock.read_holder() or {}
-            run_id = str(holder.get("run_id", ""))
-            current = history.get(run_id) if run_id else None
-            if current and current["status"] == "running" and process_exists(holder.get("pid")):
-                return run_id
+            holder = lock.holder()
+            current = history.get(holder.run_id) if holder else None
+            if holder and current and current["status"] == Status.RUNNING:
+                return holder.run_id
             if time.monotonic() >= give_up:
-                return run_id or "unknown"
+                return str((lock.read_holder() or {}).get("run_id") or "unknown")
             time.sleep(0.02)
         return None
 
     def _skipped(self, history: History, notifier: Notifier | None, job: JobConfig,
                  tool: ToolEnvironment, trigger: dict[str, Any], holder: str,
-                 params: Mapping[str, Any] | None) -> dict[str, Any]:
+                 params: Mapping[str, Any] | None) -> RunRecord:
         record = self._new_record(job, tool, trigger, params)
         message = f"skipped: previous run of {job.name} still active (run {holder})"
-        record.update(status="skipped", exit_code=0, finished_at=record["started_at"],
-                      duration_seconds=0.0, error=message, log_tail=message + "\n",
-                      running_run_id=holder)
+        skip(record, holder, message)
         with RunLog(history.log_path(job.name, record["run_id"])) as log:
             log.note(message)
         history.insert(record)
@@ -207,9 +204,9 @@ class _Run:
     """One run in progress: its record, its log, its steps. The record enters the history when
     the run's first process has started (`_begin`), while that process already runs."""
 
-    def __init__(self, engine: Engine, state: StateDir, job: JobConfig, record: dict[str, Any],
+    def __init__(self, engine: Engine, state: StateDir, job: JobConfig, record: RunRecord,
                  tool: ToolEnvironment, params: Mapping[str, Any], cancel: CancelFlag,
-                 lock: JobLock, on_start: Callable[[dict[str, Any]], None] | None) -> None:
+                 lock: JobLock, on_start: Callable[[RunRecord], None] | None) -> None:
         self.engine, self.job, self.record = engine, job, record
         self.tool, self.params, self.cancel = tool, params, cancel
         self.lock, self.on_start = lock, on_start
@@ -243,7 +240,7 @@ class _Run:
         except Exception as exc:  # a bug or an OS error: the run is marked, never left running
             r["error"] = redact_text(f"internal error: {type(exc).__name__}: {exc}")
             self.log.note(r["error"])
-            status, exit_code = "failed", 1
+            status, exit_code = Status.FAILED, 1
         finally:
             self._begin()  # no process started at all (a bug, or nothing to run): now
         if self.begin_error is not None:
@@ -264,10 +261,12 @@ class _Run:
             return
         import sqlite3  # here, not at the top: SQLite loads while the tool already runs
 
+        from runner.engine.recovery import mark_dead_runs_of
+
         try:
             history = self.engine.history()
             history.check_writable()
-            history.mark_dead_runs_of(self.job.name)
+            mark_dead_runs_of(history, self.job.name)
             history.insert(self.record)
         except StateError as exc:
             self.begin_error = exc
@@ -290,7 +289,7 @@ class _Run:
 
     # --- steps ---------------------------------------------------------------------------------
 
-    def _steps(self) -> tuple[str, int]:
+    def _steps(self) -> tuple[Status, int]:
         """Run the pre hook and the planned steps. A success needs every main step (one that
         decides the outcome) to have run to its end: a stop before or during one never is."""
         planned = plan(self.job, self.params)
@@ -303,13 +302,13 @@ class _Run:
                 if self.job.pre_hook_on_error == "fail":
                     self.record["error"] = f"pre_hook failed with exit code {hook.exit_code}"
                     self.log.note(f"{self.record['error']}; the run stops here")
-                    return "failed", hook.exit_code
+                    return Status.FAILED, hook.exit_code
                 self.log.note("pre_hook failed; continuing (pre_hook_on_error = \"continue\")")
-        status, exit_code = "succeeded", 0
+        status, exit_code = Status.SUCCEEDED, 0
         for spec in planned:
-            if status == "failed" and not spec.always:
+            if status == Status.FAILED and not spec.always:
                 continue
-            if spec.needs_success and status != "succeeded":
+            if spec.needs_success and status != Status.SUCCEEDED:
                 self.log.note(f"{spec.name} not run: the previous step did not succeed")
                 continue
             outcome, parser = self._tool_step(spec)
@@ -322,7 +321,7 @@ class _Run:
                 status, exit_code = _status_of(spec, outcome)
                 if outcome.not_started:
                     self.record["error"] = outcome.not_started
-                elif status != "succeeded":
+                elif status != Status.SUCCEEDED:
                     self.record["error"] = parser.error or _killed_message(spec, outcome)
             elif outcome.stopped:
                 return self._stopped_status(outcome, unfinished)
@@ -330,9 +329,9 @@ class _Run:
                     and _is_lock_failure(outcome.exit_code, parser.error):
                 self.log.note("repository is locked and auto_unlock is on: removing stale locks")
                 self._tool_step(unlock_step(self.job))
-        if status == "succeeded" and unfinished:  # no path leads here; the rule holds anyway
+        if status == Status.SUCCEEDED and unfinished:  # no path leads here; the rule holds anyway
             self.record["error"] = f"{', '.join(unfinished)} did not run to its end"
-            return "failed", 1
+            return Status.FAILED, 1
         return status, exit_code
 
     def _tool_step(self, spec: StepSpec) -> tuple[ProcessOutcome, OutputParser]:
@@ -398,27 +397,25 @@ class _Run:
                 pipe.close()
 
     def _stopped_status(self, outcome: ProcessOutcome,
-                        unfinished: list[str]) -> tuple[str, int]:
+                        unfinished: list[str]) -> tuple[Status, int]:
         """The status of a run stopped (timeout or cancel) while `outcome`'s process ran. It
         is a success only if that process still exited 0 and no main step is left unfinished
         (a pre hook that ignores the stop and exits 0 leaves the backup unfinished)."""
         if outcome.timed_out:
             self.record["error"] = f"timed out after {self.job.timeout:g}s"
-            return "timed_out", EXIT_TIMED_OUT
+            return Status.TIMED_OUT, EXIT_TIMED_OUT
         if outcome.exit_code == 0 and not unfinished:
-            return "succeeded", 0
+            return Status.SUCCEEDED, 0
         if unfinished:
             self.log.note(f"not run to its end: {', '.join(unfinished)}")
         self.record["error"] = f"cancelled ({self.cancel.reason})"
-        return "cancelled", EXIT_CANCELLED
+        return Status.CANCELLED, EXIT_CANCELLED
 
     # --- the end ---------------------------------------------------------------------------------
 
-    def _finish(self, status: str, exit_code: int) -> None:
+    def _finish(self, status: Status, exit_code: int) -> None:
         r = self.record
-        r["status"], r["exit_code"], r["progress"] = status, exit_code, None
-        r["finished_at"] = utc_now()
-        r["duration_seconds"] = seconds_between(r["started_at"], r["finished_at"])
+        finish(r, status, exit_code)
         self.log.note(f"finished: {status} (exit {exit_code}) in {r['duration_seconds']:.2f}s")
         if self.log.write_error is not None and not r.get("error"):
             r["error"] = (f"the run log {self.log.path} is incomplete: "
@@ -428,7 +425,7 @@ class _Run:
         if self.notifier:  # deliveries start now, while the post hook runs
             self.notifier.ended(r)
 
-    def _record_end(self, r: dict[str, Any]) -> None:
+    def _record_end(self, r: RunRecord) -> None:
         """Save the final record and last-<job>.json; a full or read-only state directory gets
         a few seconds to recover, then one clear error (the caller releases the job lock)."""
         assert self.history is not None
@@ -471,12 +468,12 @@ def _ran_to_its_end(outcome: ProcessOutcome) -> bool:
     return not outcome.stopped or outcome.exit_code == 0
 
 
-def _status_of(spec: StepSpec, outcome: ProcessOutcome) -> tuple[str, int]:
+def _status_of(spec: StepSpec, outcome: ProcessOutcome) -> tuple[Status, int]:
     if outcome.exit_code == 0:
-        return "succeeded", 0
+        return Status.SUCCEEDED, 0
     if outcome.exit_code in spec.warning_codes:
-        return "warning", outcome.exit_code
-    return "failed", outcome.exit_code
+        return Status.WARNING, outcome.exit_code
+    return Status.FAILED, outcome.exit_code
 
 
 def _is_lock_failure(exit_code: int, error: str | None) -> bool:

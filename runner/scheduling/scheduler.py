@@ -82,8 +82,9 @@ class Scheduler:
         self.lock.write_holder("scheduler")
         return True
 
-    def holder_pid(self) -> object:
-        return (self.lock.read_holder() or {}).get("pid")
+    def holder_pid(self) -> int | None:
+        holder = self.lock.holder()
+        return holder.pid if holder else None
 
     def run(self) -> None:
         """Tick until SIGTERM/SIGINT; the lock must be held."""
@@ -150,7 +151,7 @@ class Scheduler:
 def run_scheduled(config: Config, name: str, *, in_service: bool, cancel: CancelFlag) -> None:
     """One scheduled run, in its own process (what `run` does, with trigger `schedule`)."""
     from notifiers.courier import run_notifier
-    from runner.engine.history import open_history
+    from runner.engine.recovery import open_history
     from runner.engine.runs import Engine
 
     engine = Engine(config, lambda: open_history(config.state_dir, config.history),

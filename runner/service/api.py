@@ -15,7 +15,8 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from runner import __version__
 from runner.configuration.config import Config
 from runner.engine.history import History
-from runner.engine.record import ENDED
+from runner.engine.record import ENDED, RunRecord, Status
+from runner.engine.recovery import mark_interrupted
 from runner.service.params import parse_trigger_body
 from runner.service.problems import Problem
 from runner.service.refusals import ORDINARY_ANSWER, REFUSAL_KIND
@@ -49,7 +50,7 @@ def _client() -> Client:
     return g.client
 
 
-def _visible(record: dict[str, Any]) -> bool:
+def _visible(record: RunRecord) -> bool:
     return _client().may_run(record["job"])
 
 
@@ -58,7 +59,7 @@ def _run_or_404(run_id: str) -> dict[str, Any]:
     if record is None or not _visible(record):
         raise Problem(404, "Not found", "no such run")
     # running, unless its supervisor died: only its own job's lock tells
-    if record["status"] == "running" and state().history().mark_interrupted(record["job"]):
+    if record["status"] == Status.RUNNING and mark_interrupted(state().history(), record["job"]):
         record = state().history().get(run_id) or record
     return record
 
@@ -123,15 +124,12 @@ def _live_run(job: str) -> str | None:
     running: answered 409 here, without asking the launcher (a burst of triggers for a running
     job would otherwise cost a supervisor each). Anything less certain goes to the launcher,
     whose supervisor takes the lock: the authoritative check."""
-    from runner.engine.locks import JobLock, process_exists
+    from runner.engine.locks import JobLock
 
     history = state().history()
-    holder = JobLock(history.lock_dir, job).read_holder() or {}
-    run_id = holder.get("run_id")
-    if not isinstance(run_id, str) or not process_exists(holder.get("pid")):
-        return None
-    record = history.get(run_id)
-    return run_id if record is not None and record["status"] == "running" else None
+    holder = JobLock(history.lock_dir, job).holder()
+    record = history.get(holder.run_id) if holder else None
+    return record["run_id"] if record is not None and record["status"] == Status.RUNNING else None
 
 
 def _wait_seconds() -> float:
@@ -157,14 +155,14 @@ def _accepted(run_id: str, wait: float) -> Response:
     if wait and record and record["status"] in ENDED:
         return jsonify(record)  # only a caller who asked to wait gets the final record
     body = {"run_id": run_id, "job": record["job"] if record else None,
-            "status": record["status"] if record else "running", "links": _links(run_id)}
+            "status": record["status"] if record else Status.RUNNING, "links": _links(run_id)}
     response = jsonify(body)
     response.status_code = 202
     response.headers["Location"] = f"/runs/{run_id}"
     return response
 
 
-def _wait_for_end(history: History, run_id: str, record: dict[str, Any],
+def _wait_for_end(history: History, run_id: str, record: RunRecord,
                   wait: float) -> dict[str, Any]:
     deadline = time.monotonic() + wait
     while record["status"] not in ENDED and time.monotonic() < deadline:
@@ -353,7 +351,7 @@ def create_app(config: Config) -> Flask:
     # is seen to be too long (werkzeug stops reading at the limit without an error)
     app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes + 1
     auth_db = config.state_dir / "auth.db"
-    History(config.state_dir).mark_interrupted()
+    mark_interrupted(History(config.state_dir))
     app.extensions["restic_runner"] = ApiState(
         config=config, clients=load_clients(config), seen=SeenIds(auth_db),
         limiter=FailureLimiter(auth_db), local=threading.local(),

@@ -394,7 +394,8 @@ def claim_state_dir(config: Config) -> JobLock:
 
     lock = JobLock(private_dir(config.state_dir), "serve")
     if not lock.try_acquire():
-        pid = (lock.read_holder() or {}).get("pid", "unknown")
+        holder = lock.holder()
+        pid = holder.pid if holder else "unknown"
         raise UserError(f"another restic-runner serve (pid {pid}) uses state_dir "
                         f"{config.state_dir}: one service per state directory")
     lock.write_holder("serve")

@@ -11,9 +11,10 @@ import pytest
 from notifiers.base import Event, Outcome
 from notifiers.outbox import Outbox, new_event
 from runner.configuration.notify import RetryPolicy
-from runner.engine.history import LATE_END, History, finish_interrupted
+from runner.engine.history import History
 from runner.engine.locks import JobLock
-from runner.engine.record import new_record
+from runner.engine.record import interrupt, new_record
+from runner.engine.recovery import mark_interrupted
 
 
 class OneTarget:
@@ -64,7 +65,7 @@ def test_a_start_leased_by_a_process_that_died_does_not_hold_the_interrupted_end
     assert start.event.type == "run.started"
     assert outbox.claim() == []  # leased: nobody else takes it
 
-    finish_interrupted(record)
+    interrupt(record)
     history.save(record)
     assert outbox.enqueue_unreported([target], since=0.0) == 1
 
@@ -97,8 +98,9 @@ def test_a_run_whose_end_was_recorded_late_is_reported_once(store: Store) -> Non
     lock.write_end({**record, "status": "failed", "exit_code": 1,
                     "error": "restic exited 1"}, "no space left on device")
     lock.release()  # its supervisor exits
-    [late] = history.mark_interrupted()
+    [late] = mark_interrupted(history)
     assert late["status"] == "failed" and "recorded late" in late["error"]
+    assert late["end_recorded_late"] is True  # the outbox finds it by this field
 
     assert outbox.enqueue_unreported([target], since=0.0) == 1
     [end] = outbox.claim()
@@ -111,11 +113,11 @@ def test_runs_that_wrote_their_own_end_or_ended_long_ago_are_not_reported_again(
     history, outbox, target = store
     ended = _started_run(history, outbox, target)
     ended.update(status="failed", exit_code=1, finished_at=ended["started_at"],
-                 error=f"{LATE_END}: no space left on device")
+                 end_recorded_late=True, error="its end was recorded late: no space left on device")
     history.save(ended)
     outbox.enqueue(new_event("run.failed", ended), [target])
     old = _started_run(history, outbox, target)
-    finish_interrupted(old)
+    interrupt(old)
     history.save(old)
     assert outbox.enqueue_unreported([target], since=time.time() + 60) == 0
     assert outbox.enqueue_unreported([target], since=0.0) == 1  # only the interrupted one
