@@ -23,4 +23,4 @@ def start_deliveries_worker(config: Config) -> int | None:
         signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # leases expire; nothing lost
         Courier(config).serve_forever()
 
-    return fork_companion(config, main)
+    return fork_companion(config, main, "notifications: the deliveries worker")

@@ -138,6 +138,12 @@ def skip(record: RunRecord, holder: str, message: str) -> None:
                   running_run_id=holder)
 
 
+def not_started(record: RunRecord, reason: str, exit_code: int) -> None:
+    """A run that failed before its first process started (a secret file that cannot be used)."""
+    record.update(status=Status.FAILED, exit_code=exit_code, finished_at=record["started_at"],
+                  duration_seconds=0.0, error=reason, log_tail=reason + "\n")
+
+
 def interrupt(record: RunRecord) -> None:
     """A run whose supervisor died before it ended."""
     record.update(status=Status.INTERRUPTED, progress=None, finished_at=utc_now())

@@ -20,9 +20,10 @@ from runner.engine.jobs import StepSpec, is_dry_run, plan, unlock_step
 from runner.engine.jobs.output import OutputParser
 from runner.engine.locks import JobLock
 from runner.engine.process import CancelFlag, ProcessOutcome, supervise
-from runner.engine.record import RunRecord, Status, finish, new_record, skip
+from runner.engine.record import RunRecord, Status, finish, new_record, not_started, skip
 from runner.engine.runlog import RunLog
 from runner.engine.statedir import StateDir, StateError
+from security.errors import UserError
 from security.masking import redact_text
 
 if TYPE_CHECKING:
@@ -96,10 +97,14 @@ class Engine:
         `record_skipped=False` (an API caller gets a 409 instead of a history entry).
         """
         job = self.config.job(job_name)
-        tool = resolve_environment(job)  # secret-file problems stop us before anything runs
-        if self.config.notify.any_target:
-            read_notify_secrets(self.config.notify, self.config.signing)
         trigger = trigger or cli_trigger()
+        try:  # secret-file problems stop the run before anything runs; it is recorded failed
+            tool = resolve_environment(job)
+            if self.config.notify.any_target:
+                read_notify_secrets(self.config.notify, self.config.signing)
+        except UserError as exc:
+            self._not_started(job, trigger, params, str(exc), exc.exit_code)
+            raise
         state = StateDir(self.config.state_dir)
         lock = JobLock(state.lock_dir, job.name)
         if not lock.try_acquire():
@@ -149,6 +154,34 @@ class Engine:
         if notifier:
             notifier.close()
         return record
+
+    def _not_started(self, job: JobConfig, trigger: dict[str, Any],
+                     params: Mapping[str, Any] | None, reason: str, exit_code: int) -> None:
+        """Record a run that could not start (a secret file missing or readable by everyone), so
+        that it shows in the history, `last-<job>.json`, the metrics and the notifications like
+        any failed run. A state directory that cannot take it leaves only the error."""
+        import sqlite3
+
+        record = new_record(job=job.name, kind=job.kind, hostname=self.config.hostname,
+                            repository=None, trigger=trigger, version=__version__,
+                            dry_run=is_dry_run(job, params))
+        not_started(record, redact_text(reason), exit_code)
+        try:
+            history = self.history()
+            with RunLog(history.log_path(job.name, record["run_id"])) as log:
+                log.note(record["error"] or reason)
+            history.insert(record)
+            history.write_last(record)
+        except (UserError, sqlite3.Error, OSError):
+            return
+        try:  # the notifiers, unless their own secret files are what is wrong
+            read_notify_secrets(self.config.notify, self.config.signing)
+        except UserError:
+            return
+        notifier = self.open_notifier()
+        if notifier:
+            notifier.ended(record)
+            notifier.close()
 
     def _holder(self, lock: JobLock, history: History) -> str | None:
         """None when we now hold the lock; else the run id of the run that holds it.

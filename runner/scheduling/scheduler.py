@@ -14,11 +14,9 @@ its repository lock), waits for them up to `[server] graceful_timeout`, then exi
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import sys
 import time
 from datetime import datetime
 
@@ -26,6 +24,7 @@ import schedule
 
 from runner.configuration.config import Config
 from runner.configuration.schedule import Schedule, parse_schedule, zone
+from runner.engine.children import ended, exit_after, stop_children
 from runner.engine.locks import JobLock
 from runner.engine.process import (
     CancelFlag,
@@ -112,39 +111,24 @@ class Scheduler:
             self.children[pid] = name
             log.info("scheduler: started %s (pid %d)", name, pid)
             return
-        code = 0
-        try:
+
+        def run() -> None:
             self.lock.drop_inherited()
             os.setsid()  # before the stop signals are let through: a Ctrl-C is the scheduler's
             cancel = cancel_on_stop_signals()
             background_priority(self.config.server.run_nice)
             run_scheduled(self.config, name, in_service=self.in_service, cancel=cancel)
-        except BaseException:
-            code = 1
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+
+        exit_after(run, f"scheduler: {name}")
 
     def _reap(self) -> None:
-        for pid in list(self.children):
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                done = pid
-            if done:
-                self.children.pop(pid, None)
+        for pid in ended(self.children):
+            self.children.pop(pid, None)
 
     def _shutdown(self) -> None:
         """Running jobs get SIGTERM (their supervisor passes SIGINT to restic, which removes
         its locks and exits); wait for them, bounded."""
-        for pid in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.config.server.graceful_timeout
-        while self.children and time.monotonic() < deadline:
-            self._reap()
-            time.sleep(0.05)
+        stop_children(self.children, self.config.server.graceful_timeout)
         self.lock.release()
 
 
@@ -194,4 +178,4 @@ def start_service_scheduler(config: Config) -> int | None:
             time.sleep(LOCK_RETRY)
         scheduler.run()
 
-    return fork_companion(config, main)
+    return fork_companion(config, main, "scheduler")

@@ -19,11 +19,10 @@ import json
 import os
 import signal
 import socket
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from runner.configuration.config import Config
 from runner.engine.process import (
@@ -90,13 +89,9 @@ def start_launcher(config: Config) -> int:
     if pid:
         listener.close()
         return pid
-    code = 0
-    try:
-        _launcher_loop(config, listener, parent)
-    except BaseException:
-        code = 1
-    finally:
-        os._exit(code)
+    from runner.engine.children import exit_after
+
+    exit_after(lambda: _launcher_loop(config, listener, parent), "launcher")
 
 
 def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None:
@@ -138,24 +133,10 @@ def _launcher_loop(config: Config, listener: socket.socket, parent: int) -> None
             spare = _Spare(config)
     with contextlib.suppress(ProcessLookupError):
         os.kill(spare.pid, signal.SIGKILL)  # waiting for a run that will not come
-    _stop_runs(running | {spare.pid}, config.server.graceful_timeout)
+    from runner.engine.children import stop_children
 
-
-def _stop_runs(pids: set[int], timeout: float) -> None:
-    """The service is stopping: each run's supervisor gets SIGTERM (it passes SIGINT to restic,
-    which removes its repository lock, and records the run `cancelled`); wait, bounded."""
-    import time
-
-    from runner.engine.locks import process_exists
-
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while pids and time.monotonic() < deadline:
-        pids -= _reap()
-        pids = {pid for pid in pids if process_exists(pid)}
-        time.sleep(0.05)
+    # each run's supervisor passes SIGINT to restic and records the run `cancelled`
+    stop_children(running | {spare.pid}, config.server.graceful_timeout)
 
 
 class _Spare:
@@ -167,29 +148,30 @@ class _Spare:
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.pid = fork_run_process()
         if self.pid == 0:
-            code = 0
-            try:
-                self.sock.close()
-                os.setsid()  # before the stop signals are let through: serve's Ctrl-C is not ours
-                cancel = cancel_on_stop_signals()
-                background_priority(config.server.run_nice)
-                _detach_fds(child.fileno())
-                from runner.engine.history import History
+            from runner.engine.children import exit_after
 
-                try:
-                    history: History | None = History(config.state_dir, config.history)
-                except UserError:  # unusable now: _supervise opens it again, and reports
-                    history = None
-                message, fds, _, _ = socket.recv_fds(child, 1 << 16, 1)
-                if message and fds:
-                    request = json.loads(message)
-                    _supervise(config, request["job"], request["trigger"], request["params"],
-                               fds[0], cancel, history=history)
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
+            exit_after(lambda: self._wait_for_its_run(config, child), "launcher: a spare")
         child.close()
+
+    def _wait_for_its_run(self, config: Config, child: socket.socket) -> None:
+        """In the spare: get ready, wait for the request, supervise its run (never returns once
+        a request came)."""
+        self.sock.close()
+        os.setsid()  # before the stop signals are let through: serve's Ctrl-C is not ours
+        cancel = cancel_on_stop_signals()
+        background_priority(config.server.run_nice)
+        _detach_fds(child.fileno())
+        from runner.engine.history import History
+
+        try:
+            history: History | None = History(config.state_dir, config.history)
+        except UserError:  # unusable now: _supervise opens it again, and reports
+            history = None
+        message, fds, _, _ = socket.recv_fds(child, 1 << 16, 1)
+        if message and fds:
+            request = json.loads(message)
+            _supervise(config, request["job"], request["trigger"], request["params"], fds[0],
+                       cancel, history=history)
 
     def hand_over(self, request_line: bytes, conn: socket.socket) -> bool:
         try:
@@ -253,10 +235,10 @@ def _still_writable(history: History) -> History | None:
 
 
 def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mapping[str, Any],
-               report_fd: int, cancel: CancelFlag, history: History | None = None) -> None:
+               report_fd: int, cancel: CancelFlag, history: History | None = None) -> NoReturn:
     """The supervisor process: never returns. A spare comes with its fds already detached and
     its history open."""
-    code, reported = 0, False
+    reported = False
 
     def report(**fields: Any) -> None:
         nonlocal reported
@@ -265,37 +247,44 @@ def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mappin
             os.write(report_fd, json.dumps(fields).encode() + b"\n")
             os.close(report_fd)
 
-    try:
-        if history is None:
-            _detach_fds(report_fd)
-        else:
-            history = _still_writable(history)
-        os.set_blocking(report_fd, True)
-        from runner.engine.history import History
-        from runner.engine.runs import Engine, JobBusy
-
-        for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
-                    signal.SIGWINCH, signal.SIGCHLD):
-            signal.signal(sig, signal.SIG_DFL)
-        from notifiers.courier import run_notifier
-
-        spare_history = history
-        # first attempts only: the service's deliveries worker retries the rest
-        engine = Engine(config,
-                        lambda: spare_history or History(config.state_dir, config.history),
-                        lambda: run_notifier(config, adopt=False, wait=0.0))
+    def supervise() -> None:
         try:
-            engine.run(
-                job, trigger=trigger, params=params, cancel=cancel, record_skipped=False,
-                on_start=lambda record: report(status="started", run_id=record["run_id"]))
-        except JobBusy as busy:
-            report(status="busy", run_id=busy.running_run_id)
-    except BaseException as exc:
-        from security.masking import redact_text
+            _run_reporting(config, job, trigger, params, report_fd, cancel, history, report)
+        except BaseException as exc:  # reported to the request; logged by exit_after
+            from security.masking import redact_text
 
-        text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-        report(status="error", message=redact_text(text))
-        code = 2 if isinstance(exc, UserError) else 1
-    finally:
-        sys.stdout.flush()
-        os._exit(code)
+            text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            report(status="error", message=redact_text(text))
+            raise
+
+    from runner.engine.children import exit_after
+
+    exit_after(supervise, f"run of {job}")
+
+
+def _run_reporting(config: Config, job: str, trigger: dict[str, Any],
+                   params: Mapping[str, Any], report_fd: int, cancel: CancelFlag,
+                   history: History | None, report: Callable[..., None]) -> None:
+    """The run, in the supervisor: its start (or that the job is busy) is reported at once."""
+    if history is None:
+        _detach_fds(report_fd)
+    else:
+        history = _still_writable(history)
+    os.set_blocking(report_fd, True)
+    from notifiers.courier import run_notifier
+    from runner.engine.history import History
+    from runner.engine.runs import Engine, JobBusy
+
+    for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                signal.SIGWINCH, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    spare_history = history
+    # first attempts only: the service's deliveries worker retries the rest
+    engine = Engine(config,
+                    lambda: spare_history or History(config.state_dir, config.history),
+                    lambda: run_notifier(config, adopt=False, wait=0.0))
+    try:
+        engine.run(job, trigger=trigger, params=params, cancel=cancel, record_skipped=False,
+                   on_start=lambda record: report(status="started", run_id=record["run_id"]))
+    except JobBusy as busy:
+        report(status="busy", run_id=busy.running_run_id)

@@ -406,7 +406,7 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
     import time
 
     from notifiers.worker import start_deliveries_worker
-    from runner.engine.children import signal_companions, wait_companions
+    from runner.engine.children import signal_children, wait_children
     from runner.scheduling.scheduler import start_service_scheduler
     from runner.service.launcher import start_launcher
 
@@ -421,13 +421,13 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
         locks) and are recorded `cancelled`, while gunicorn stops its workers."""
         if not stopping_since:
             stopping_since.append(time.monotonic())
-            signal_companions(companions)
+            signal_children(companions)
 
     def on_exit(_server: Any) -> None:
         """The workers are gone: wait for the companions, within what is left of the one
         graceful_timeout since the stop began (and a moment to record what they stopped)."""
         on_halt()
-        wait_companions(companions, stopping_since[0] + config.server.graceful_timeout + 3)
+        wait_children(companions, stopping_since[0] + config.server.graceful_timeout + 3)
         state_lock.release()
 
     def when_ready(server: Any) -> None:
