@@ -198,13 +198,7 @@ class Courier:
         return DeliveryContext(self.config, history, memory)
 
     def _longest_timeout(self) -> float:
-        n = self.config.notify
-        timeouts = [w.timeout for w in n.webhooks] + [h.timeout for h in n.healthchecks]
-        if n.pushgateway:
-            timeouts.append(n.pushgateway.timeout)
-        if n.mail:
-            timeouts.append(n.mail.timeout)
-        return max(timeouts, default=1.0) + 1.0
+        return max((t.timeout for t in self.config.notify.targets()), default=1.0) + 1.0
 
 
 def _log_warning(message: str, *args: object) -> None:

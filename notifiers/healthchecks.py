@@ -11,7 +11,7 @@ self-hosted `https://hc.example/ping/<uuid>`, or a slug URL `.../<ping-key>/<slu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from notifiers import httpclient
@@ -20,6 +20,9 @@ from notifiers.webhooks import read_url
 from runner.configuration.notify import HealthchecksSettings
 from runner.engine.record import RunRecord, Status
 from security.masking import mask_webhook_url, redact
+
+if TYPE_CHECKING:
+    from runner.configuration.config import Config
 
 DEFAULT_BODY_LIMIT = 100_000
 
@@ -43,9 +46,9 @@ def log_tail(ctx: DeliveryContext, record: RunRecord, limit: int) -> bytes:
 
 
 class HealthchecksTarget:
-    def __init__(self, settings: HealthchecksSettings) -> None:
+    def __init__(self, settings: HealthchecksSettings, config: Config | None = None) -> None:
         self.settings = settings
-        self.name = f"healthchecks:{settings.name}"
+        self.name = settings.target
 
     def fingerprint(self) -> str:
         return fingerprint_of(self.settings)

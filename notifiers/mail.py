@@ -13,7 +13,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notifiers.base import Check, DeliveryContext, Event, Outcome, event_class, fingerprint_of
 from notifiers.healthchecks import log_tail
@@ -22,6 +22,9 @@ from runner.configuration.units import human_bytes, human_duration
 from runner.engine.record import RunRecord, Status
 from security.masking import redact_text
 from security.secretfiles import read_secret_file
+
+if TYPE_CHECKING:
+    from runner.configuration.config import Config
 
 
 def subject(record: RunRecord, test: bool = False) -> str:
@@ -65,7 +68,7 @@ def mail_details(record: RunRecord) -> str:
 class MailTarget:
     name = "mail"
 
-    def __init__(self, settings: MailSettings) -> None:
+    def __init__(self, settings: MailSettings, config: Config | None = None) -> None:
         self.settings = settings
         _warm_up()
 

@@ -74,7 +74,7 @@ def prune_pushgateway(config: Config, *, dry_run: bool = False) -> list[dict[str
 
     if not config.notify.pushgateway:
         return []
-    target = PushgatewayTarget(config.notify.pushgateway)
+    target = PushgatewayTarget(config.notify.pushgateway, config)
     stale = [{"hostname": g["hostname"], "job_name": g["job_name"]} for g in target.groups()
              if g.get("hostname") == config.hostname and g.get("job_name")
              and g["job_name"] not in config.jobs]

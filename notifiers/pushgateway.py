@@ -11,7 +11,7 @@ The families are those of the service's `/metrics` (`notifiers.metrics`).
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, delete_from_gateway, push_to_gateway
 from prometheus_client import pushadd_to_gateway as post_to_gateway
@@ -32,6 +32,9 @@ from runner.configuration.notify import PushgatewaySettings
 from runner.engine.record import Status
 from security.masking import mask_webhook_url
 from security.secretfiles import read_secret_file
+
+if TYPE_CHECKING:
+    from runner.configuration.config import Config
 
 GROUP_JOB = "restic_runner"
 
@@ -56,7 +59,7 @@ class _Handler:
 class PushgatewayTarget:
     name = "pushgateway"
 
-    def __init__(self, settings: PushgatewaySettings) -> None:
+    def __init__(self, settings: PushgatewaySettings, config: Config | None = None) -> None:
         self.settings = settings
 
     def fingerprint(self) -> str:

@@ -1,37 +1,30 @@
-"""The configured targets. Adding a target kind is one module and one line here."""
+"""The configured targets. Adding a target kind is one settings type in
+runner/configuration/notify.py, one module here, and one line in `KINDS`."""
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from notifiers.base import Target
     from runner.configuration.config import Config
 
+# settings type (runner/configuration/notify.py) -> the class that delivers to such a target;
+# each is built as `cls(settings, config)`, its module imported only when one is configured
+KINDS = {
+    "PushgatewaySettings": "notifiers.pushgateway:PushgatewayTarget",
+    "TextfileSettings": "notifiers.textfile:TextfileTarget",
+    "WebhookSettings": "notifiers.webhooks:WebhookTarget",
+    "HealthchecksSettings": "notifiers.healthchecks:HealthchecksTarget",
+    "MailSettings": "notifiers.mail:MailTarget",
+}
+
 
 def build_targets(config: Config) -> list[Target]:
-    """Every target of `[notify]`, in a stable order (pushgateway, textfile, webhooks,
-    healthchecks, mail)."""
-    n = config.notify
-    targets: list[Target] = []
-    if n.pushgateway:
-        from notifiers.pushgateway import PushgatewayTarget
-
-        targets.append(PushgatewayTarget(n.pushgateway))
-    if n.metrics_dir:
-        from notifiers.textfile import TextfileTarget
-
-        targets.append(TextfileTarget(n.metrics_dir))
-    if n.webhooks:
-        from notifiers.webhooks import WebhookTarget
-
-        targets += [WebhookTarget(w, config.signing) for w in n.webhooks]
-    if n.healthchecks:
-        from notifiers.healthchecks import HealthchecksTarget
-
-        targets += [HealthchecksTarget(h) for h in n.healthchecks]
-    if n.mail:
-        from notifiers.mail import MailTarget
-
-        targets.append(MailTarget(n.mail))
+    """Every target of `[notify]`, in the order `NotifySettings.targets()` gives."""
+    targets = []
+    for settings in config.notify.targets():
+        module, name = KINDS[type(settings).__name__].split(":")
+        targets.append(getattr(importlib.import_module(module), name)(settings, config))
     return targets

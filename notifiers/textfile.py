@@ -7,20 +7,24 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import generate_latest
 
 from notifiers.base import TEST, Check, DeliveryContext, Event, Outcome, event_class
 from notifiers.metrics import registry_for
+from runner.configuration.notify import TextfileSettings
 from runner.fsutil import atomic_write
+
+if TYPE_CHECKING:
+    from runner.configuration.config import Config
 
 
 class TextfileTarget:
     name = "textfile"
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
+    def __init__(self, settings: TextfileSettings, config: Config | None = None) -> None:
+        self.directory = settings.directory
 
     def fingerprint(self) -> str:
         return hashlib.sha256(str(self.directory).encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ is retried by the outbox.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from notifiers import httpclient
 from notifiers.base import (
@@ -23,7 +23,7 @@ from notifiers.base import (
     event_class,
     fingerprint_of,
 )
-from runner.configuration.notify import SigningSettings, WebhookSettings
+from runner.configuration.notify import WebhookSettings
 from security.auth import parse_whsec
 from security.masking import (
     mask_webhook_url,
@@ -33,6 +33,9 @@ from security.masking import (
 )
 from security.secretfiles import read_secret_file
 from security.signing import signature_header
+
+if TYPE_CHECKING:
+    from runner.configuration.config import Config
 
 
 def read_url(url: str | None, url_file: Any, key: str) -> str:
@@ -61,9 +64,10 @@ def _path_secrets(url: str) -> list[str]:
 
 
 class WebhookTarget:
-    def __init__(self, settings: WebhookSettings, signing: SigningSettings) -> None:
+    def __init__(self, settings: WebhookSettings, config: Config) -> None:
+        signing = config.signing
         self.settings, self.signing = settings, signing
-        self.name = f"webhook:{settings.name}"
+        self.name = settings.target
         self._key = f"notify.webhooks.{settings.name}"
 
     def fingerprint(self) -> str:

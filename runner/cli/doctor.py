@@ -25,7 +25,7 @@ class Check:
     message: str
 
 
-def secret_files(config: Config) -> dict[Path, str]:
+def config_secret_files(config: Config) -> dict[Path, str]:
     """Every secret file the config names, with the key that names it."""
     found: dict[Path, str] = {}
     for job in config.jobs.values():
@@ -56,7 +56,7 @@ def secret_files(config: Config) -> dict[Path, str]:
 
 def _secret_file_checks(config: Config) -> list[Check]:
     checks = []
-    for path, key in secret_files(config).items():
+    for path, key in config_secret_files(config).items():
         access = file_access(path)
         if not access.exists or not access.readable:
             checks.append(Check("secrets", "fail", f"{key}: {path} is missing or not readable"))
@@ -253,13 +253,13 @@ def _inline_url_warnings(config: Config) -> list[Check]:
     from security.masking import url_password
 
     n = config.notify
-    urls = [(f"notify.webhooks.{w.name}.url", w.url) for w in n.webhooks]
+    urls = [(f"{w.key}.url", w.url) for w in n.webhooks]
     if n.pushgateway:
-        urls.append(("notify.pushgateway.url", n.pushgateway.url))
+        urls.append((f"{n.pushgateway.key}.url", n.pushgateway.url))
     checks = [Check("notify", "warn", f"{key}: the URL carries a password inline; prefer "
                                       "url_file (or password_file)")
               for key, url in urls if url and url_password(url)]
-    checks += [Check("notify", "warn", f"notify.healthchecks.{hc.name}: the ping URL is inline "
+    checks += [Check("notify", "warn", f"{hc.key}: the ping URL is inline "
                                        "in the config (it is the check's credential); prefer "
                                        "url_file") for hc in n.healthchecks if hc.url]
     return checks

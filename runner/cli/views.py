@@ -130,24 +130,8 @@ def config_summary(config: Config) -> dict[str, Any]:
 
 def notify_summary(config: Config) -> dict[str, Any]:
     """Each target with where it points (URLs as `scheme://host/...`) and what it hears."""
-    from runner.configuration.notify import target_names
-    from security.masking import mask_webhook_url
-
     n = config.notify
-    where: dict[str, str] = {}
-    if n.pushgateway:
-        where["pushgateway"] = mask_webhook_url(n.pushgateway.url)
-    if n.metrics_dir:
-        where["textfile"] = str(n.metrics_dir)
-    for w in n.webhooks:
-        where[f"webhook:{w.name}"] = (mask_webhook_url(w.url) if w.url
-                                      else f"(from {w.url_file})")
-    for h in n.healthchecks:
-        where[f"healthchecks:{h.name}"] = (mask_webhook_url(h.url) if h.url
-                                           else f"(from {h.url_file})")
-    if n.mail:
-        where["mail"] = f"smtp://{n.mail.host}:{n.mail.effective_port}"
-    return {"targets": {name: where[name] for name in target_names(n)},
+    return {"targets": {target.target: target.destination() for target in n.targets()},
             "signing": bool(config.signing.key_file),
             "retry": {"initial_seconds": n.retry.initial,
                       "max_interval_seconds": n.retry.max_interval,

@@ -41,12 +41,60 @@ class Filters(NamedTuple):
         return event_class in self.on and (not self.jobs or job in self.jobs)
 
 
+def _masked(url: str) -> str:
+    from security.masking import mask_webhook_url
+
+    return mask_webhook_url(url)
+
+
+# Every kind of target has a settings type here with the same members: `target` (its name in run
+# records and metrics), `key` (its place in the config), `timeout`, `secret_files()` and
+# `destination()` (where it points, masked);
+# `NotifySettings.targets()` lists the configured ones, and notifiers.registry maps each type to
+# the module that delivers it. Adding a kind: one settings type here, one module, one line there.
+
 class PushgatewaySettings(NamedTuple):
     url: str
     username: str | None = None
     password_file: Path | None = None
     timeout: float = DEFAULT_HTTP_TIMEOUT
     jobs: tuple[str, ...] = ()
+
+    @property
+    def target(self) -> str:
+        return "pushgateway"
+
+    @property
+    def key(self) -> str:
+        return "notify.pushgateway"
+
+    def secret_files(self) -> list[tuple[str, Path | None]]:
+        return [(f"{self.key}.password_file", self.password_file)]
+
+    def destination(self) -> str:
+        return _masked(self.url)
+
+
+class TextfileSettings(NamedTuple):
+    directory: Path  # node-exporter's textfile collector directory (`[notify] metrics_dir`)
+
+    @property
+    def target(self) -> str:
+        return "textfile"
+
+    @property
+    def key(self) -> str:
+        return "notify.metrics_dir"
+
+    @property
+    def timeout(self) -> float:
+        return 0.0  # a local file
+
+    def secret_files(self) -> list[tuple[str, Path | None]]:
+        return []
+
+    def destination(self) -> str:
+        return str(self.directory)
 
 
 class WebhookSettings(NamedTuple):
@@ -58,6 +106,22 @@ class WebhookSettings(NamedTuple):
     filters: Filters = Filters()
     timeout: float = DEFAULT_HTTP_TIMEOUT
 
+    @property
+    def target(self) -> str:
+        return f"webhook:{self.name}"
+
+    @property
+    def key(self) -> str:
+        return f"notify.webhooks.{self.name}"
+
+    def secret_files(self) -> list[tuple[str, Path | None]]:
+        return [(f"{self.key}.secret_file", self.secret_file),
+                (f"{self.key}.url_file", self.url_file),
+                (f"{self.key}.auth_header_file", self.auth_header_file)]
+
+    def destination(self) -> str:
+        return _masked(self.url) if self.url else f"(from {self.url_file})"
+
 
 class HealthchecksSettings(NamedTuple):
     name: str
@@ -66,6 +130,20 @@ class HealthchecksSettings(NamedTuple):
     create: bool = False  # ?create=1 on slug URLs
     jobs: tuple[str, ...] = ()
     timeout: float = DEFAULT_HTTP_TIMEOUT
+
+    @property
+    def target(self) -> str:
+        return f"healthchecks:{self.name}"
+
+    @property
+    def key(self) -> str:
+        return f"notify.healthchecks.{self.name}"
+
+    def secret_files(self) -> list[tuple[str, Path | None]]:
+        return [(f"{self.key}.url_file", self.url_file)]
+
+    def destination(self) -> str:
+        return _masked(self.url) if self.url else f"(from {self.url_file})"
 
 
 class MailSettings(NamedTuple):
@@ -86,6 +164,24 @@ class MailSettings(NamedTuple):
     def effective_port(self) -> int:
         return self.port or (465 if self.tls else 587 if self.starttls else 25)
 
+    @property
+    def target(self) -> str:
+        return "mail"
+
+    @property
+    def key(self) -> str:
+        return "notify.mail"
+
+    def secret_files(self) -> list[tuple[str, Path | None]]:
+        return [(f"{self.key}.password_file", self.password_file)]
+
+    def destination(self) -> str:
+        return f"smtp://{self.host}:{self.effective_port}"
+
+
+TargetSettings = (PushgatewaySettings | TextfileSettings | WebhookSettings | HealthchecksSettings
+                  | MailSettings)
+
 
 class NotifySettings(NamedTuple):
     pushgateway: PushgatewaySettings | None = None
@@ -96,10 +192,18 @@ class NotifySettings(NamedTuple):
     retry: RetryPolicy = RetryPolicy()
     cli_wait: float = 15.0  # how long `run` waits for deliveries before it exits
 
+    def targets(self) -> list[TargetSettings]:
+        """The configured targets, in a stable order: pushgateway, textfile, webhooks,
+        healthchecks, mail."""
+        found: list[TargetSettings] = [self.pushgateway] if self.pushgateway else []
+        if self.metrics_dir:
+            found.append(TextfileSettings(self.metrics_dir))
+        found += [*self.webhooks, *self.healthchecks]
+        return [*found, self.mail] if self.mail else found
+
     @property
     def any_target(self) -> bool:
-        return bool(self.pushgateway or self.webhooks or self.healthchecks or self.mail
-                    or self.metrics_dir)
+        return bool(self.targets())
 
 
 class SigningSettings(NamedTuple):
@@ -292,32 +396,13 @@ def read_signing(file: str, data: object, base: Path) -> SigningSettings:
 
 
 def target_names(settings: NotifySettings) -> list[str]:
-    names: list[str] = []
-    if settings.pushgateway:
-        names.append("pushgateway")
-    if settings.metrics_dir:
-        names.append("textfile")
-    names += [f"webhook:{w.name}" for w in settings.webhooks]
-    names += [f"healthchecks:{h.name}" for h in settings.healthchecks]
-    if settings.mail:
-        names.append("mail")
-    return names
-
+    return [target.target for target in settings.targets()]
 
 
 def secret_files(notify: NotifySettings, signing: SigningSettings) -> list[tuple[str, Path]]:
     """Every secret file `[notify.*]` and `[signing]` name, with the key that names it."""
-    named: list[tuple[str, Path | None]] = [("signing.key_file", signing.key_file)]
-    if notify.pushgateway:
-        named.append(("notify.pushgateway.password_file", notify.pushgateway.password_file))
-    if notify.mail:
-        named.append(("notify.mail.password_file", notify.mail.password_file))
-    for w in notify.webhooks:
-        key = f"notify.webhooks.{w.name}"
-        named += [(f"{key}.secret_file", w.secret_file), (f"{key}.url_file", w.url_file),
-                  (f"{key}.auth_header_file", w.auth_header_file)]
-    for h in notify.healthchecks:
-        named.append((f"notify.healthchecks.{h.name}.url_file", h.url_file))
+    named = [("signing.key_file", signing.key_file)]
+    named += [pair for target in notify.targets() for pair in target.secret_files()]
     return [(key, path) for key, path in named if path is not None]
 
 
