@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from runner.checks import Check
 from runner.engine.record import RunRecord, Status
 from security.masking import redact_text
 
@@ -96,13 +97,6 @@ class Outcome:
         return cls(False, detail, redact_text(error), retry=retry, retry_after=retry_after)
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
-    """A `doctor` line about one target."""
-
-    target: str
-    ok: bool
-    message: str
 
 
 @dataclass(slots=True)

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from notifiers import httpclient
-from notifiers.base import STARTED, TEST, Check, DeliveryContext, Event, Outcome, fingerprint_of
+from notifiers.base import STARTED, TEST, DeliveryContext, Event, Outcome, fingerprint_of
 from notifiers.webhooks import read_url
+from runner.checks import Check
 from runner.configuration.notify import HealthchecksSettings
 from runner.engine.record import RunRecord, Status
 from security.masking import mask_webhook_url, redact

@@ -16,10 +16,11 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from runner.checks import Check
 from security.masking import mask_webhook_url, redact_text
 
 if TYPE_CHECKING:
-    from notifiers.base import Check, Outcome
+    from notifiers.base import Outcome
 
 USER_AGENT = "restic-runner"
 MAX_ANSWER = 4096  # bytes of the answer body kept (for error messages)
@@ -136,9 +137,8 @@ def outcome_of(answer: Answer, url: str, *, permanent: frozenset[int] = frozense
 def reachable_check(name: str, url: str, timeout: float, note: str) -> Check:
     """A doctor line: the URL's host accepts a connection (nothing is sent); `note` says what
     could not be checked."""
-    from notifiers.base import Check
 
     problem = reachable(url, timeout=timeout)
     if problem:
-        return Check(name, False, problem)
-    return Check(name, True, f"{mask_webhook_url(url)} reachable ({note})")
+        return Check.of(name, False, problem)
+    return Check.of(name, True, f"{mask_webhook_url(url)} reachable ({note})")

@@ -15,8 +15,9 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import TYPE_CHECKING, Any
 
-from notifiers.base import Check, DeliveryContext, Event, Outcome, event_class, fingerprint_of
+from notifiers.base import DeliveryContext, Event, Outcome, event_class, fingerprint_of
 from notifiers.healthchecks import log_tail
+from runner.checks import Check
 from runner.configuration.notify import MailSettings
 from runner.configuration.units import human_bytes, human_duration
 from runner.engine.record import RunRecord, Status
@@ -154,11 +155,12 @@ class MailTarget:
         except smtplib.SMTPResponseException as exc:
             reply = exc.smtp_error.decode("utf-8", "replace") if isinstance(
                 exc.smtp_error, bytes) else str(exc.smtp_error)
-            return Check(self.name, False, redact_text(f"{self._where()}: {exc.smtp_code} {reply}"))
+            return Check.of(self.name, False,
+                            redact_text(f"{self._where()}: {exc.smtp_code} {reply}"))
         except (OSError, smtplib.SMTPException) as exc:
-            return Check(self.name, False, redact_text(f"{self._where()}: {exc}"))
+            return Check.of(self.name, False, redact_text(f"{self._where()}: {exc}"))
         login = "login accepted" if self.settings.username else "no login configured"
-        return Check(self.name, True, f"{self._where()} reachable, {login}")
+        return Check.of(self.name, True, f"{self._where()} reachable, {login}")
 
     def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:
         msg = self.message(event, ctx)

@@ -8,9 +8,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from notifiers.base import TEST, Check, DeliveryContext, Target
+from notifiers.base import TEST, DeliveryContext, Target
 from notifiers.outbox import new_event
 from notifiers.registry import build_targets
+from runner.checks import Check
 from runner.engine.record import Status, new_record, utc_now
 from security.masking import redact_text
 
@@ -61,7 +62,7 @@ def check_targets(config: Config, history: History) -> list[Check]:
         try:
             return target.check(DeliveryContext(config, history))
         except Exception as exc:
-            return Check(target.name, False, redact_text(f"{type(exc).__name__}: {exc}"))
+            return Check.of(target.name, False, redact_text(f"{type(exc).__name__}: {exc}"))
 
     targets = build_targets(config)
     with ThreadPoolExecutor(max(1, len(targets))) as pool:

@@ -20,7 +20,6 @@ from prometheus_client.core import GaugeMetricFamily
 from notifiers import httpclient
 from notifiers.base import (
     STARTED,
-    Check,
     DeliveryContext,
     Event,
     Outcome,
@@ -28,6 +27,7 @@ from notifiers.base import (
     fingerprint_of,
 )
 from notifiers.metrics import LABELS, kind_gauge, registry_for
+from runner.checks import Check
 from runner.configuration.notify import PushgatewaySettings
 from runner.engine.record import Status
 from security.masking import mask_webhook_url
@@ -157,11 +157,11 @@ class PushgatewayTarget:
                                   headers=_auth_headers(self.settings),
                                   timeout=self.settings.timeout)
         except httpclient.HttpError as exc:
-            return Check(self.name, False, str(exc))
+            return Check.of(self.name, False, str(exc))
         if not answer.ok:
-            return Check(self.name, False, httpclient.answer_error(answer, self.settings.url))
+            return Check.of(self.name, False, httpclient.answer_error(answer, self.settings.url))
         auth = "credentials accepted" if self.settings.username else "no credentials configured"
-        return Check(self.name, True, f"{mask_webhook_url(self.settings.url)} answers, {auth}")
+        return Check.of(self.name, True, f"{mask_webhook_url(self.settings.url)} answers, {auth}")
 
     def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:
         record = event.record

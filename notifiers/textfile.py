@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import generate_latest
 
-from notifiers.base import TEST, Check, DeliveryContext, Event, Outcome, event_class
+from notifiers.base import TEST, DeliveryContext, Event, Outcome, event_class
 from notifiers.metrics import registry_for
+from runner.checks import Check
 from runner.configuration.notify import TextfileSettings
 from runner.fsutil import atomic_write
 
@@ -63,12 +64,12 @@ class TextfileTarget:
 
     def check(self, ctx: DeliveryContext) -> Check:
         if self.directory.is_dir() and os.access(self.directory, os.W_OK | os.X_OK):
-            return Check(self.name, True, f"{self.directory} writable")
+            return Check.of(self.name, True, f"{self.directory} writable")
         existing = next((p for p in self.directory.parents if p.exists()), None)
         if (not self.directory.exists() and existing is not None and existing.is_dir()
                 and os.access(existing, os.W_OK | os.X_OK)):
-            return Check(self.name, True, f"{self.directory} will be created (in {existing})")
-        return Check(self.name, False, f"{self.directory} is not a writable directory")
+            return Check.of(self.name, True, f"{self.directory} will be created (in {existing})")
+        return Check.of(self.name, False, f"{self.directory} is not a writable directory")
 
     def preview(self, event: Event, ctx: DeliveryContext) -> dict[str, Any]:
         return {"target": self.name, "file": str(self.path(event.job))}

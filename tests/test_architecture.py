@@ -16,7 +16,7 @@ PACKAGES = ("runner", "notifiers", "security")
 # lowest first; a module may import from its own room and any room of a lower rank
 ROOMS: tuple[tuple[str, int], ...] = (
     ("security", 0),
-    ("runner.errors", 1), ("runner.fsutil", 1), ("runner.eventlog", 1),
+    ("runner.errors", 1), ("runner.fsutil", 1), ("runner.eventlog", 1), ("runner.checks", 1),
     ("runner.configuration", 2),
     ("runner.engine", 3),
     ("notifiers", 4),

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from runner.checks import FAIL, WARN, Check
 from runner.configuration.config import Config, JobConfig
 from runner.configuration.load import load_config
 from runner.engine.binaries import probe_repository, tool_info
@@ -16,13 +16,6 @@ from security.masking import redact_text
 from security.secretfiles import file_access
 
 SCHEMA = "restic-runner.doctor/1"
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    section: str
-    status: str  # ok | warn | fail | info
-    message: str
 
 
 def config_secret_files(config: Config) -> dict[Path, str]:
@@ -229,7 +222,7 @@ def _notify_checks(config: Config, state_ok: bool, send_test: bool) -> list[Chec
     from runner.engine.history import History
 
     history = History(config.state_dir)
-    checks = [Check("notify", "ok" if c.ok else "fail", f"{c.target}: {c.message}")
+    checks = [Check("notify", c.status, f"{c.name}: {c.message}")
               for c in check_targets(config, history)]
     if send_test:
         from notifiers.probe import notify_test
@@ -266,13 +259,14 @@ def _inline_url_warnings(config: Config) -> list[Check]:
 
 
 def _report(checks: list[Check], config: Config | None) -> dict[str, Any]:
-    failures = sum(c.status == "fail" for c in checks)
+    failures = sum(c.status == FAIL for c in checks)
     report: dict[str, Any] = {
         "schema": SCHEMA,
         "ok": failures == 0,
         "failures": failures,
-        "warnings": sum(c.status == "warn" for c in checks),
-        "checks": [asdict(c) for c in checks],
+        "warnings": sum(c.status == WARN for c in checks),
+        "checks": [{"section": c.name, "status": c.status, "message": c.message}
+                   for c in checks],
         "uid": os.getuid(),
     }
     if config is not None:
