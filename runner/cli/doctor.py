@@ -232,9 +232,9 @@ def _notify_checks(config: Config, state_ok: bool, send_test: bool) -> list[Chec
             checks.append(Check("notify", "ok" if r["result"] == "delivered" else "fail",
                                 f"{r['target']}: test event {r['result']} ({detail})"))
     checks += _inline_url_warnings(config)
-    from runner.cli.views import pending_deliveries
+    from notifiers.outbox import Outbox
 
-    pending = pending_deliveries(history)
+    pending = Outbox(history.db).pending_retries()
     if pending:
         checks.append(Check("notify", "warn", f"{pending} deliveries pending a retry "
                                               "(see `restic-runner status`)"))

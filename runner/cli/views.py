@@ -43,6 +43,7 @@ def _age(timestamp: str | None) -> float | None:
 
 
 def status_report(config: Config, history: History) -> dict[str, Any]:
+    from notifiers.outbox import Outbox
     from runner.scheduling.scheduler import next_runs
 
     upcoming = next_runs(config)
@@ -67,7 +68,7 @@ def status_report(config: Config, history: History) -> dict[str, Any]:
         })
     return {"schema": "restic-runner.status/1", "hostname": config.hostname,
             "state_dir": str(config.state_dir), "jobs": jobs,
-            "deliveries_pending": pending_deliveries(history)}
+            "deliveries_pending": Outbox(history.db).pending_retries()}
 
 
 def status_table(report: dict[str, Any]) -> str:
@@ -138,9 +139,3 @@ def notify_summary(config: Config) -> dict[str, Any]:
                       "give_up_after_seconds": n.retry.give_up_after},
             "cli_wait_seconds": n.cli_wait}
 
-
-def pending_deliveries(history: History) -> int:
-    """Deliveries waiting for a retry (tried at least once)."""
-    from notifiers.outbox import Outbox
-
-    return sum(pending for pending, _, _ in Outbox(history.db).job_counters().values())

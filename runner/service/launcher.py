@@ -59,10 +59,20 @@ def request_start(socket_path: Path, job: str, *, trigger: dict[str, Any],
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return StartResult("error", message=f"the launcher is not reachable ({reason})")
+    return _start_result(data)
+
+
+def _start_result(data: bytes) -> StartResult:
+    """The supervisor's report, checked: a line that is not one is no report."""
     try:
-        return StartResult(**json.loads(data))
-    except (ValueError, TypeError):
+        report = json.loads(data)
+    except ValueError:
+        report = None
+    if not isinstance(report, dict) or report.get("status") not in ("started", "busy", "error"):
         return StartResult("error", message="the run's supervisor did not report back")
+    run_id, message = report.get("run_id"), report.get("message")
+    return StartResult(report["status"], run_id if isinstance(run_id, str) else None,
+                       message if isinstance(message, str) else None)
 
 
 def launcher_socket_path(config: Config) -> Path:
