@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from security.database import Schema, connect
+
 Reason = Literal[
     "malformed", "no-credentials", "bad-signature", "bad-token", "expired", "future", "replay"
 ]
@@ -204,24 +206,21 @@ def _bearer(clients: Sequence[Client], value: str) -> Client:
     return match
 
 
-def _set_wal(db: sqlite3.Connection, timeout: float = 10) -> None:
-    """Switch to WAL, retrying: on a new file, processes opening it at once get SQLITE_BUSY
-    here without the busy handler being consulted."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            db.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+# auth.db: the replay store's message ids and the failure limiter's attempts (one schema)
+AUTH_SCHEMA = Schema(1, """
+    CREATE TABLE IF NOT EXISTS seen_message_ids (
+        client TEXT NOT NULL, msg_id TEXT NOT NULL, seen_at REAL NOT NULL,
+        seen_elapsed REAL NOT NULL, boot_id TEXT NOT NULL,
+        PRIMARY KEY (client, msg_id)
+    ) WITHOUT ROWID;
+    DROP TABLE IF EXISTS seen_ids;
+    CREATE TABLE IF NOT EXISTS auth_failures (key TEXT NOT NULL, at REAL NOT NULL);
+    CREATE INDEX IF NOT EXISTS auth_failures_key_at ON auth_failures (key, at);
+""")
 
 
 class _SqliteStore:
     """One SQLite connection per process (opened again after a fork), serialised by a lock."""
-
-    _SCHEMA = ""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -238,15 +237,7 @@ class _SqliteStore:
             # Inherited across fork: never use or close it here (closing may checkpoint or
             # unlink the parent's WAL); keep a reference so garbage collection does not either.
             self._inherited.append(self._db)
-        from security.privatefiles import prepare_db_file
-
-        prepare_db_file(self.path)  # 0600 (and so its -wal, -shm); never through a symlink
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None,
-                             check_same_thread=False)
-        db.execute("PRAGMA busy_timeout = 10000")
-        _set_wal(db)
-        db.execute("PRAGMA synchronous = NORMAL")
-        db.executescript(self._SCHEMA)
+        db = connect(self.path, AUTH_SCHEMA, timeout=10)
         self._db, self._pid = db, os.getpid()
         self._purged_at = float("-inf")
         return db
@@ -280,14 +271,6 @@ class SeenIds(_SqliteStore):
     by the wall clock.
     """
 
-    _SCHEMA = """
-        CREATE TABLE IF NOT EXISTS seen_message_ids (
-            client TEXT NOT NULL, msg_id TEXT NOT NULL, seen_at REAL NOT NULL,
-            seen_elapsed REAL NOT NULL, boot_id TEXT NOT NULL,
-            PRIMARY KEY (client, msg_id)
-        ) WITHOUT ROWID;
-        DROP TABLE IF EXISTS seen_ids;
-    """
 
     def __init__(self, path: Path | str, *, elapsed: Callable[[], float] = _elapsed,
                  boot_id: str | None = None) -> None:
@@ -337,10 +320,6 @@ class FailureLimiter(_SqliteStore):
     driven by anyone holding a captured request; key by source address too.
     """
 
-    _SCHEMA = """
-        CREATE TABLE IF NOT EXISTS auth_failures (key TEXT NOT NULL, at REAL NOT NULL);
-        CREATE INDEX IF NOT EXISTS auth_failures_key_at ON auth_failures (key, at);
-    """
 
     def __init__(self, path: Path | str, max_failures: int = 10, window: float = 60) -> None:
         super().__init__(path)

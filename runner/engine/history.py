@@ -18,12 +18,12 @@ from runner.fsutil import (
     NotRegularFile,
     atomic_write,
 )
-from security.privatefiles import prepare_db_file
+from security.database import Schema, connect
 
 if TYPE_CHECKING:
     from runner.configuration.config import HistorySettings
 
-SCHEMA_VERSION = 4  # 3: the status indexes; 4: deliveries.lease_holder
+SCHEMA_VERSION = 5  # 3: the status indexes; 4: deliveries.lease_holder; 5: idempotency
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
@@ -87,34 +87,15 @@ CREATE TABLE IF NOT EXISTS delivery_counters (
     failures    INTEGER NOT NULL DEFAULT 0,
     given_up    INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS idempotency (
+    client      TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    run_id      TEXT,
+    created     REAL NOT NULL,
+    PRIMARY KEY (client, key)
+);
 """
-
-
-def connect_db(path: Path, attempts: int = 40) -> sqlite3.Connection:
-    """Open the database in WAL mode. Many processes opening it at the same instant (50
-    triggers at once) can see SQLITE_BUSY or SQLITE_PROTOCOL while one switches the journal
-    mode; those are transient, so retry briefly."""
-    prepare_db_file(path)  # 0600 (its -wal and -shm get its mode); no symlink
-    for attempt in range(attempts):
-        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        try:
-            if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            if db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                # one transaction: nobody sees a half-made schema (a `runs` without `deliveries`)
-                db.executescript(f"BEGIN IMMEDIATE; {_migrations(db)} {_SCHEMA}; "
-                                 f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
-            return db
-        except sqlite3.OperationalError as exc:
-            db.close()
-            # "duplicate column": another process migrated first; the next try sees version 4
-            transient = any(sign in str(exc) for sign in
-                            ("locked", "locking protocol", "duplicate column"))
-            if not transient or attempt == attempts - 1:
-                raise
-            time.sleep(0.005 * (attempt + 1))
-    raise AssertionError("unreachable")
 
 
 def _migrations(db: sqlite3.Connection) -> str:
@@ -123,6 +104,14 @@ def _migrations(db: sqlite3.Connection) -> str:
     if columns and "lease_holder" not in columns:  # before schema 4
         return "ALTER TABLE deliveries ADD COLUMN lease_holder TEXT;"
     return ""
+
+
+SCHEMA = Schema(SCHEMA_VERSION, _SCHEMA, _migrations)
+
+
+def connect_db(path: Path) -> sqlite3.Connection:
+    """`history.db`, with its schema."""
+    return connect(path, SCHEMA)
 
 
 PRUNE_BATCH = 500  # runs (and orphan events) pruned at most per run end

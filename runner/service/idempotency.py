@@ -24,11 +24,7 @@ class IdempotencyStore:
     def __init__(self, path: Path) -> None:
         from runner.engine.history import connect_db
 
-        self.db = connect_db(path)
-        self.db.execute(
-            "CREATE TABLE IF NOT EXISTS idempotency (client TEXT NOT NULL, key TEXT NOT NULL, "
-            "body_sha256 TEXT NOT NULL, run_id TEXT, created REAL NOT NULL, "
-            "PRIMARY KEY (client, key))")
+        self.db = connect_db(path)  # its table is part of history.db's schema
 
     def claim(self, client: str, key: str, body: bytes) -> Claim:
         digest = hashlib.sha256(body).hexdigest()
