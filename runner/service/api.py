@@ -116,7 +116,10 @@ def trigger(job: str) -> Response:
         request.environ[ORDINARY_ANSWER] = True
         raise Problem(409, "Job already running", "the job is running (see run_id)",
                       headers={"Retry-After": RETRY_AFTER_BUSY}, run_id=result.run_id)
-    raise Problem(503, "Cannot start the run", result.message or "unknown error")
+    reason = result.message or "unknown error"
+    # the supervisor's own output goes nowhere (it outlives the service): its reason is logged here
+    current_app.logger.warning("run of %s could not start: %s", job, reason)
+    raise Problem(503, "Cannot start the run", reason)
 
 
 def _live_run(job: str) -> str | None:
