@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.test_alert_rules import ROOT, contract_violations, run_promtool
+from tests.support.metrics_contract import contract_violations, run_promtool
+from tests.support.paths import ROOT
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "restic-runner.dashboard.json"
 DS_VARIABLE = "${datasource}"

@@ -18,7 +18,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from tests.conftest import ROOT
+from tests.support.paths import ROOT
 
 HADOLINT = Path(sys.executable).parent / "hadolint"
 FETCH = ROOT / "docker" / "fetch-verified.sh"
@@ -101,7 +101,7 @@ class _Files(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+def web_dir(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """A directory served over loopback HTTP."""
     root = tmp_path / "www"
     root.mkdir()
@@ -123,8 +123,8 @@ def _fetch(url: str, digest: str, dest: Path) -> subprocess.CompletedProcess[str
 
 
 def test_fetch_installs_only_what_matches_the_pinned_sha256(
-        served: tuple[Path, str], tmp_path: Path) -> None:
-    www, base = served
+        web_dir: tuple[Path, str], tmp_path: Path) -> None:
+    www, base = web_dir
     (www / "faketool").write_text(FAKE_TOOL)
     good = hashlib.sha256(FAKE_TOOL.encode()).hexdigest()
     dest = tmp_path / "bin" / "faketool"
@@ -143,8 +143,8 @@ def test_fetch_installs_only_what_matches_the_pinned_sha256(
 
 
 def test_fetch_takes_the_binary_out_of_a_debian_package(
-        served: tuple[Path, str], tmp_path: Path) -> None:
-    www, base = served
+        web_dir: tuple[Path, str], tmp_path: Path) -> None:
+    www, base = web_dir
     package = tmp_path / "pkg"
     (package / "DEBIAN").mkdir(parents=True)
     (package / "DEBIAN" / "control").write_text(

@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.conftest import RUNNER, wait_until
-from tests.e2e.conftest import Server, problem
+from tests.support.paths import RUNNER
+from tests.support.processes import free_port, wait_until
+from tests.support.service import Server, problem
 
 
 def _runs(server: Server) -> list[dict]:
@@ -271,7 +272,6 @@ def test_ended_supervisors_are_reaped_by_the_launcher(server: Server) -> None:
 
 def test_a_second_serve_on_the_same_state_dir_is_refused(server: Server) -> None:
     """It would take over the first one's launcher socket."""
-    from tests.e2e.conftest import free_port
 
     second = subprocess.run([RUNNER, "serve", "--bind", f"127.0.0.1:{free_port()}"],
                             env=server.ws.env(), capture_output=True, text=True, timeout=60,

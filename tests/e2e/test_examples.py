@@ -12,8 +12,8 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import ROOT, RUNNER
-from tests.e2e.conftest import Server
+from tests.support.paths import ROOT, RUNNER
+from tests.support.service import Server
 
 
 def _dag_module():

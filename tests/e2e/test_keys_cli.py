@@ -10,8 +10,9 @@ from runner.configuration.load import load_config
 from runner.service.api import create_app
 from security.auth import parse_whsec
 from security.keys import parse_whpk, parse_whsk
-from tests.conftest import RUNNER, Workspace
-from tests.e2e.conftest import token_client
+from tests.support.paths import RUNNER
+from tests.support.service import token_client
+from tests.support.workspace import Workspace
 
 
 def _generate(*args: str) -> subprocess.CompletedProcess[str]:
@@ -44,11 +45,11 @@ def test_keys_generate_writes_private_files(tmp_path: Path) -> None:
     assert whsec.read_text() != before and _mode(whsec) == 0o600
 
 
-def test_keys_endpoint_serves_the_signing_public_key(ws: Workspace) -> None:
-    key = ws.root / "runner.whsk"
+def test_keys_endpoint_serves_the_signing_public_key(ws18: Workspace) -> None:
+    key = ws18.root / "runner.whsk"
     assert _generate("ed25519", "--out", str(key)).returncode == 0
-    ws.write_config('[jobs.check]\nkind = "check"\n' + token_client(ws)
+    ws18.write_config('[jobs.check]\nkind = "check"\n' + token_client(ws18)
                     + f'[signing]\nkey_file = "{key}"\n')
-    app = create_app(load_config(str(ws.config_path)))
+    app = create_app(load_config(str(ws18.config_path)))
     keys = app.test_client().get("/keys").get_json()
     assert keys == {"keys": [Path(f"{key}.pub").read_text().strip()]}

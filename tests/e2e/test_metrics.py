@@ -8,7 +8,7 @@ import subprocess
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import Server
+from tests.support.service import Server
 
 
 def _samples(text: str) -> dict[tuple[str, str], float]:

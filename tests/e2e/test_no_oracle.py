@@ -18,32 +18,33 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import CANARY, Workspace, free_port, start_serve, stop_process
-from tests.e2e.conftest import api_clients, secret_file
+from tests.support.paths import ONE_RESTIC, RESTIC_BINARIES
+from tests.support.processes import free_port, stop_process
+from tests.support.secrets import CANARY, secret_file
+from tests.support.service import api_clients, start_serve
+from tests.support.workspace import make_workspace
 
 TOKEN = "rrt_oracle-token-0123456789abcdef"  # the client's own credential (reaches the routes)
 
 
 @dataclass
-class Service:
+class OracleService:
     port: int
     secrets: dict[str, str]  # name -> a value the service masks
     job_run_id: str  # an existing run, for the routes under /runs/<id>
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    from tests.conftest import RESTIC_BINARIES, init_template, make_workspace
-
+def oracle_service(tmp_path_factory: pytest.TempPathFactory, repo_template18: Path
+                   ) -> Iterator[OracleService]:
     root = tmp_path_factory.mktemp("oracle")
-    binary = RESTIC_BINARIES["0.18"]
-    template = init_template(binary, tmp_path_factory.mktemp("oracle-template"))
-    ws: Workspace = make_workspace(root / "ws", binary, "0.18", template)
+    ws = make_workspace(root / "ws", RESTIC_BINARIES[ONE_RESTIC], ONE_RESTIC, repo_template18)
     repo_password = ws.password_file.read_text().strip()
     hook_header = "Bearer hook-pa/ss@w:rd%20-x9"
     smtp_password = "smtp-" + CANARY
@@ -89,7 +90,7 @@ to = ["ops@example.org"]
 
         run = requests.post(f"http://127.0.0.1:{port}/trigger/check?wait=20", data=b"{}",
                             headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60).json()
-        yield Service(port, {"repository password": repo_password,
+        yield OracleService(port, {"repository password": repo_password,
                              "webhook auth header": hook_header,
                              "smtp password": smtp_password,
                              "client token": clients.token}, run["run_id"])
@@ -237,7 +238,7 @@ def _source(rng: random.Random) -> str:
     return f"127.{rng.randrange(1, 255)}.{rng.randrange(1, 255)}.{rng.randrange(2, 255)}"
 
 
-def _pair(service: Service, template: str, secret: str, rng: random.Random
+def _pair(service: OracleService, template: str, secret: str, rng: random.Random
           ) -> tuple[bytes, bytes]:
     source = _source(rng)
     twin = _twin(secret, rng)
@@ -246,7 +247,7 @@ def _pair(service: Service, template: str, secret: str, rng: random.Random
     return with_secret, with_twin
 
 
-def _check(service: Service, place: str, name: str, seed: int) -> str:
+def _check(service: OracleService, place: str, name: str, seed: int) -> str:
     rng = random.Random(seed)
     secret = service.secrets[name]
     with_secret, with_twin = _pair(service, TEMPLATES[place], secret, rng)
@@ -258,12 +259,12 @@ def _check(service: Service, place: str, name: str, seed: int) -> str:
     return with_secret.split(b"\r\n", 1)[0].decode()
 
 
-def test_no_answer_depends_on_a_secret_in_the_request(service: Service) -> None:
+def test_no_answer_depends_on_a_secret_in_the_request(oracle_service: OracleService) -> None:
     """Every place × every configured secret, each pair from its own address."""
-    jobs = [(place, name) for place in TEMPLATES for name in service.secrets
+    jobs = [(place, name) for place in TEMPLATES for name in oracle_service.secrets
             if (place, name) not in VALID_CREDENTIAL]
     with ThreadPoolExecutor(8) as pool:  # the 408 cases wait out read_timeout (1 s)
-        statuses = list(pool.map(lambda job: (job[0], _check(service, *job, seed=hash(job))),
+        statuses = list(pool.map(lambda job: (job[0], _check(oracle_service, *job, seed=hash(job))),
                                  jobs))
     seen = {status.split(" ")[1] for _, status in statuses}
     assert not [(place, status) for place, status in statuses if status.split(" ")[1] == "500"]
@@ -274,10 +275,10 @@ def test_no_answer_depends_on_a_secret_in_the_request(service: Service) -> None:
 @settings(max_examples=120, deadline=None, derandomize=False,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(place=st.sampled_from(sorted(TEMPLATES)), data=st.data())
-def test_secret_inside_random_text_changes_no_answer(service: Service, place: str,
+def test_secret_inside_random_text_changes_no_answer(oracle_service: OracleService, place: str,
                                                      data: st.DataObject) -> None:
     """The secret inside random text around it (a guess with a prefix and suffix)."""
-    name = data.draw(st.sampled_from(sorted(service.secrets)), label="secret")
+    name = data.draw(st.sampled_from(sorted(oracle_service.secrets)), label="secret")
     if (place, name) in VALID_CREDENTIAL:
         name = "smtp password"
     alphabet = st.characters(codec="utf-8", exclude_characters="\r\n\0")
@@ -285,11 +286,11 @@ def test_secret_inside_random_text_changes_no_answer(service: Service, place: st
     suffix = data.draw(st.text(alphabet, max_size=6), label="suffix")
     seed = data.draw(st.integers(0, 2**32), label="seed")
     rng = random.Random(seed)
-    secret = service.secrets[name]
+    secret = oracle_service.secrets[name]
     template = TEMPLATES[place].replace("{S}", prefix + "{S}" + suffix).replace(
         "{JS}", json.dumps(prefix, ensure_ascii=False)[1:-1] + "{JS}"
         + json.dumps(suffix, ensure_ascii=False)[1:-1])
-    with_secret, with_twin = _pair(service, template, secret, rng)
+    with_secret, with_twin = _pair(oracle_service, template, secret, rng)
     assert _normalised(with_secret) == _normalised(with_twin), (
         f"{place} / {name}:\n{with_secret[:600]!r}\n---\n{with_twin[:600]!r}")
     assert b"***" not in with_secret

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema_rs
 import requests
 
-from tests.e2e.conftest import Server
+from tests.support.service import Server
 
 
 def _validator(doc: dict, status: str, path: str, method: str):

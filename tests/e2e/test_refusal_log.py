@@ -14,8 +14,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 
-from tests.conftest import wait_until
-from tests.e2e.conftest import Server
+from tests.support.processes import wait_until
+from tests.support.service import Server
 
 FLOOD = [
     b"Summer2024,guess / HTTP/1.1\r\nHost: x\r\n\r\n",  # 400, invalid method

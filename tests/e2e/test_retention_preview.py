@@ -7,18 +7,19 @@ import json
 import urllib.error
 import urllib.request
 
-from tests.conftest import Workspace
-from tests.e2e.conftest import free_port, secret_file
-from tests.notifiers.conftest import start_service
+from tests.support.processes import free_port
+from tests.support.secrets import secret_file
+from tests.support.service import start_service
+from tests.support.workspace import Workspace
 
 
-def test_forget_dry_run_previews_retention(ws: Workspace) -> None:
+def test_forget_dry_run_previews_retention(ws18: Workspace) -> None:
     port = free_port()
-    token = secret_file(ws.root / "t.token", "rrt_preview-token")
-    ws.write_config(f"""
+    token = secret_file(ws18.root / "t.token", "rrt_preview-token")
+    ws18.write_config(f"""
 [jobs.nightly]
 kind = "backup"
-paths = ["{ws.data}"]
+paths = ["{ws18.data}"]
 
 [jobs.retention]
 kind = "forget"
@@ -31,9 +32,9 @@ token_file = "{token}"
 jobs = ["*"]
 """, top=f'[server]\nbind = "127.0.0.1:{port}"\nmax_wait = "60s"\n')
     for i in range(3):
-        (ws.data / f"extra-{i}.txt").write_text(str(i))
-        assert ws.run_json("nightly")[0] == 0
-    service = start_service(ws, port)
+        (ws18.data / f"extra-{i}.txt").write_text(str(i))
+        assert ws18.run_json("nightly")[0] == 0
+    service = start_service(ws18, port)
     try:
         request = urllib.request.Request(
             f"{service.url}/trigger/retention?wait=60", method="POST",
@@ -48,17 +49,17 @@ jobs = ["*"]
     assert record["params"] == {"dry_run": True}
     assert record["stats"]["snapshots_kept"] == 1
     assert record["stats"]["snapshots_removed"] == 2  # what a real forget would remove
-    assert len(ws.snapshots()) == 3  # and nothing was removed
+    assert len(ws18.snapshots()) == 3  # and nothing was removed
 
 
-def test_a_pinned_preview_triggered_with_an_empty_body_removes_nothing(ws: Workspace) -> None:
+def test_a_pinned_preview_triggered_with_an_empty_body_removes_nothing(ws18: Workspace) -> None:
     """The issue-13 case: `{}` to a preview job ran a real forget (7 snapshots became 4). A job
     that pins `dry_run = true` runs dry whatever the trigger says, and refuses to be turned off."""
     import subprocess
 
     port = free_port()
-    token = secret_file(ws.root / "t.token", "rrt_preview-token")
-    ws.write_config(f"""
+    token = secret_file(ws18.root / "t.token", "rrt_preview-token")
+    ws18.write_config(f"""
 [jobs.preview]
 kind = "forget"
 args = ["--keep-last", "3"]
@@ -71,10 +72,10 @@ token_file = "{token}"
 jobs = ["*"]
 """, top=f'[server]\nbind = "127.0.0.1:{port}"\nmax_wait = "60s"\n')
     for i in range(7):
-        (ws.data / f"extra-{i}.txt").write_text(str(i))
-        subprocess.run([ws.restic, "backup", "--quiet", str(ws.data)], env=ws.restic_env(),
+        (ws18.data / f"extra-{i}.txt").write_text(str(i))
+        subprocess.run([ws18.restic, "backup", "--quiet", str(ws18.data)], env=ws18.restic_env(),
                        check=True, capture_output=True)
-    service = start_service(ws, port)
+    service = start_service(ws18, port)
 
     def trigger(body: bytes) -> tuple[int, dict]:
         request = urllib.request.Request(
@@ -95,5 +96,5 @@ jobs = ["*"]
     assert status == 200 and record["status"] == "succeeded", record
     assert record["dry_run"] is True
     assert record["stats"]["snapshots_removed"] == 4  # what a real forget would remove
-    assert len(ws.snapshots()) == 7
+    assert len(ws18.snapshots()) == 7
     assert refused_status == 400 and "params.dry_run" in problem["detail"]

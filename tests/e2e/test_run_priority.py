@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Workspace, wait_until
-from tests.e2e.conftest import free_port, token_client
-from tests.notifiers.conftest import start_service
+from tests.support.processes import free_port, wait_until
+from tests.support.service import start_service, token_client
+from tests.support.workspace import Workspace
 
 AUTOGROUP = Path("/proc/self/autogroup")
 BASE = os.getpriority(os.PRIO_PROCESS, 0)  # what this test process (and a CLI run) has
@@ -69,19 +69,19 @@ def _trigger(url: str) -> None:
     assert response.json()["status"] == "succeeded"
 
 
-def test_a_cli_run_keeps_its_callers_niceness(ws: Workspace) -> None:
-    out = _configure(ws)
-    assert ws.run_json("nightly")[0] == 0
+def test_a_cli_run_keeps_its_callers_niceness(ws18: Workspace) -> None:
+    out = _configure(ws18)
+    assert ws18.run_json("nightly")[0] == 0
     assert _reported(out) == [(BASE, BASE_GROUP)]
 
 
 @pytest.mark.parametrize(("server", "added"), [("", 10), ("run_nice = 3\n", 3),
                                                 ("run_nice = 0\n", 0)])
-def test_runs_the_api_starts_are_nicer_by_run_nice(ws: Workspace, server: str,
+def test_runs_the_api_starts_are_nicer_by_run_nice(ws18: Workspace, server: str,
                                                    added: int) -> None:
     port = free_port()
-    out = _configure(ws, port=port, server=server)
-    service = start_service(ws, port)
+    out = _configure(ws18, port=port, server=server)
+    service = start_service(ws18, port)
     try:
         _trigger(service.url)
         _trigger(service.url)  # the second from a supervisor forked after the first
@@ -95,9 +95,9 @@ def test_runs_the_api_starts_are_nicer_by_run_nice(ws: Workspace, server: str,
         service.stop()
 
 
-def test_scheduled_runs_are_nicer_by_run_nice(ws: Workspace) -> None:
-    out = _configure(ws, schedule='schedule = "every 1s"')
-    proc = ws.popen("schedule")
+def test_scheduled_runs_are_nicer_by_run_nice(ws18: Workspace) -> None:
+    out = _configure(ws18, schedule='schedule = "every 1s"')
+    proc = ws18.popen("schedule")
     try:
         assert _reported(out)[0] == (BASE + 10, _group(10))
     finally:
@@ -106,8 +106,8 @@ def test_scheduled_runs_are_nicer_by_run_nice(ws: Workspace) -> None:
 
 
 @pytest.mark.parametrize("value", ["-1", "20", "true", '"10"'])
-def test_run_nice_outside_0_to_19_names_the_key(ws: Workspace, value: str) -> None:
-    _configure(ws, server=f"run_nice = {value}\n")
-    done = ws.cli("config", "check")
+def test_run_nice_outside_0_to_19_names_the_key(ws18: Workspace, value: str) -> None:
+    _configure(ws18, server=f"run_nice = {value}\n")
+    done = ws18.cli("config", "check")
     assert done.returncode == 2
     assert "server.run_nice: expected an integer from 0 to 19" in done.stderr, done.stderr

@@ -16,9 +16,10 @@ import pytest
 
 from runner.configuration.schedule import parse_schedule
 from runner.errors import ConfigError
-from tests.conftest import Workspace, wait_until
-from tests.e2e.conftest import free_port
-from tests.runner.configuration.test_config import _error
+from tests.support.config import config_error
+from tests.support.processes import free_port, wait_until
+from tests.support.service import start_service
+from tests.support.workspace import Workspace
 
 
 @pytest.mark.parametrize(("text", "after", "expected"), [
@@ -56,7 +57,7 @@ def test_intervals(monkeypatch: pytest.MonkeyPatch) -> None:
     ("every 0.5s", "at least 1s"),
 ])
 def test_bad_schedules_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
-    error = _error(tmp_path, {"jobs": {"nightly": {"kind": "check", "schedule": text}}})
+    error = config_error(tmp_path, {"jobs": {"nightly": {"kind": "check", "schedule": text}}})
     assert isinstance(error, ConfigError)
     assert error.key == "jobs.nightly.schedule"
     assert expected in str(error)
@@ -79,33 +80,33 @@ def _stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float
     return proc.wait(timeout)
 
 
-def test_schedule_runs_jobs_through_the_engine(ws: Workspace) -> None:
-    ws.write_config(f"""
+def test_schedule_runs_jobs_through_the_engine(ws18: Workspace) -> None:
+    ws18.write_config(f"""
 [jobs.nightly]
 kind = "backup"
-paths = ["{ws.data}"]
+paths = ["{ws18.data}"]
 schedule = "every 2s"
 
 [jobs.manual]
 kind = "check"
 """)
-    proc = ws.popen("schedule")
+    proc = ws18.popen("schedule")
     try:
-        wait_until(lambda: len([r for r in _runs(ws, "nightly") if r["status"] != "running"])
+        wait_until(lambda: len([r for r in _runs(ws18, "nightly") if r["status"] != "running"])
                    >= 2, timeout=30)
         # exactly one scheduler per state directory
-        second = ws.cli("schedule", timeout=30)
+        second = ws18.cli("schedule", timeout=30)
         assert second.returncode == 2
         assert "another scheduler is running" in second.stderr
     finally:
         assert _stop(proc) == 0
-    runs = _runs(ws, "nightly")
+    runs = _runs(ws18, "nightly")
     assert all(r["trigger"]["source"] == "schedule" for r in runs)
     # a tick that finds the last run still going (a loaded machine, a niced run) skips
     statuses = {r["status"] for r in runs}
     assert "succeeded" in statuses and statuses <= {"succeeded", "cancelled", "skipped"}
-    assert _runs(ws, "manual") == []
-    status = json.loads(ws.cli("status", "--json").stdout)
+    assert _runs(ws18, "manual") == []
+    status = json.loads(ws18.cli("status", "--json").stdout)
     by_job = {j["job"]: j for j in status["jobs"]}
     assert by_job["nightly"]["next_run"] is not None
     assert by_job["manual"]["next_run"] is None
@@ -124,45 +125,45 @@ pre_hook = ["{slow}"]
 """)
 
 
-def test_a_tick_that_finds_its_job_running_records_skipped(ws: Workspace) -> None:
-    _verify_every_second_with_a_pre_hook_of(ws, seconds=3)
-    proc = ws.popen("schedule")
+def test_a_tick_that_finds_its_job_running_records_skipped(ws18: Workspace) -> None:
+    _verify_every_second_with_a_pre_hook_of(ws18, seconds=3)
+    proc = ws18.popen("schedule")
     try:
-        wait_until(lambda: any(r["status"] == "skipped" for r in _runs(ws, "verify")),
+        wait_until(lambda: any(r["status"] == "skipped" for r in _runs(ws18, "verify")),
                    timeout=30)
     finally:
         _stop(proc)
-    skipped = [r for r in _runs(ws, "verify") if r["status"] == "skipped"]
+    skipped = [r for r in _runs(ws18, "verify") if r["status"] == "skipped"]
     assert skipped[0]["trigger"]["source"] == "schedule"
     assert "still active" in skipped[0]["error"]
 
 
 def test_sigterm_cancels_a_running_scheduled_job_and_leaves_no_restic_lock(
-        ws: Workspace) -> None:
-    big = ws.root / "big"
+        ws18: Workspace) -> None:
+    big = ws18.root / "big"
     big.mkdir()
     (big / "random.bin").write_bytes(__import__("os").urandom(1 << 20))
     # restic finishes the pack it is uploading before it heeds SIGINT: at 100 KiB/s that is up
     # to ~10 s, so the scheduler is given time to wait for it (30 s by default is tight under
     # load, and the scheduler then exits with the run still ending)
-    ws.write_config(f"""
+    ws18.write_config(f"""
 [jobs.slow]
 kind = "backup"
 paths = ["{big}"]
 args = ["--limit-upload", "100"]
 schedule = "every 1s"
 """, top='[server]\ngraceful_timeout = "90s"\n')
-    proc = ws.popen("schedule")
+    proc = ws18.popen("schedule")
     try:
-        wait_until(lambda: any(r["status"] == "running" for r in _runs(ws, "slow")),
+        wait_until(lambda: any(r["status"] == "running" for r in _runs(ws18, "slow")),
                    timeout=30)
         time.sleep(1.5)  # restic is uploading, its lock in the repository
     finally:
         assert _stop(proc, timeout=120) == 0
-    runs = _runs(ws, "slow")
+    runs = _runs(ws18, "slow")
     assert runs[0]["status"] == "cancelled" and runs[0]["exit_code"] == 130
     assert not any(r["status"] == "running" for r in runs)
-    locks = subprocess.run([ws.restic, "list", "locks"], env=ws.restic_env(),
+    locks = subprocess.run([ws18.restic, "list", "locks"], env=ws18.restic_env(),
                            capture_output=True, text=True, check=True)
     assert locks.stdout.strip() == ""
 
@@ -201,43 +202,42 @@ sys.exit(main(["schedule"]))
 """
 
 
-def test_a_stop_sent_while_a_run_is_being_forked_cancels_that_run(ws: Workspace) -> None:
-    _verify_every_second_with_a_pre_hook_of(ws, seconds=2)
+def test_a_stop_sent_while_a_run_is_being_forked_cancels_that_run(ws18: Workspace) -> None:
+    _verify_every_second_with_a_pre_hook_of(ws18, seconds=2)
 
     def scheduled_run_with(fork: str) -> dict:
         done = subprocess.run([sys.executable, "-c", FORK_WINDOW_DRIVER.format(fork=fork)],
-                              env=ws.env(), cwd=ws.root, capture_output=True, text=True,
+                              env=ws18.env(), cwd=ws18.root, capture_output=True, text=True,
                               timeout=120)
         assert done.returncode == 0, done.stderr
-        return _runs(ws, "verify")[-1]
+        return _runs(ws18, "verify")[-1]
 
     run = scheduled_run_with("runner.scheduling.scheduler.fork_run_process")
     assert run["status"] == "cancelled" and run["error"] == "cancelled (SIGTERM)"
     assert [step["name"] for step in run["steps"]] == ["pre_hook"]
     # a plain fork: the stop reaches the scheduler's handler, inherited, and is lost
     assert scheduled_run_with("os.fork")["status"] == "succeeded"
-    assert len(_runs(ws, "verify")) == 2
+    assert len(_runs(ws18, "verify")) == 2
 
 
-def test_serve_runs_exactly_one_scheduler(ws: Workspace) -> None:
-    from tests.notifiers.conftest import start_service
+def test_serve_runs_exactly_one_scheduler(ws18: Workspace) -> None:
 
     port = free_port()
-    ws.write_config("""
+    ws18.write_config("""
 [jobs.verify]
 kind = "check"
 schedule = "every 2s"
 """, top=f'[server]\nbind = "127.0.0.1:{port}"\nworkers = 3\n')
-    service = start_service(ws, port)
+    service = start_service(ws18, port)
     try:
-        wait_until(lambda: len(_runs(ws, "verify")) >= 3, timeout=30)
+        wait_until(lambda: len(_runs(ws18, "verify")) >= 3, timeout=30)
         # `schedule` next to the service: refused, the service's scheduler holds the lock
-        other = ws.cli("schedule", timeout=30)
+        other = ws18.cli("schedule", timeout=30)
         assert other.returncode == 2 and "another scheduler" in other.stderr
     finally:
         service.stop()
     starts = [datetime.fromisoformat(r["started_at"].replace("Z", "+00:00"))
-              for r in _runs(ws, "verify")]
+              for r in _runs(ws18, "verify")]
     gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(starts)]
     # one tick every 2 s; two schedulers would make it one a second on average. The mean, not
     # each gap: under load a run that starts late (its record is written after the fork) makes

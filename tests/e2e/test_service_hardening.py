@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import Workspace, free_port, start_serve, stop_process, wait_until
-from tests.e2e.conftest import Server, api_clients, problem
+from tests.support.processes import free_port, stop_process, wait_until
+from tests.support.service import Server, api_clients, problem, start_serve
+from tests.support.workspace import Workspace
 
 IGNORES_SIGNALS = "#!/bin/sh\ntrap '' INT TERM\nsleep {seconds}\n"
 
@@ -51,18 +52,18 @@ def _hooked_jobs(ws: Workspace, hook: Path, *names: str) -> str:
 
 
 @pytest.fixture
-def hooked(ws: Workspace) -> Iterator[Server]:
+def hooked(ws18: Workspace) -> Iterator[Server]:
     """A job whose pre_hook sleeps 60 s ignoring SIGINT/SIGTERM, also scheduled every 2 s."""
-    hook = _hook(ws.root, "stubborn.sh", IGNORES_SIGNALS.format(seconds=60))
-    jobs = _hooked_jobs(ws, hook, "stubborn") + f"""
+    hook = _hook(ws18.root, "stubborn.sh", IGNORES_SIGNALS.format(seconds=60))
+    jobs = _hooked_jobs(ws18, hook, "stubborn") + f"""
 [jobs.nightly]
 kind = "backup"
-paths = ["{ws.data}"]
+paths = ["{ws18.data}"]
 """
-    server = _serve(ws, jobs, 'graceful_timeout = "6s"\nthreads = 4\nmax_wait = "25s"\n')
+    server = _serve(ws18, jobs, 'graceful_timeout = "6s"\nthreads = 4\nmax_wait = "25s"\n')
     yield server
     stop_process(server.proc, timeout=60)
-    os.system(f"pkill -KILL -f {ws.root / 'stubborn.sh'}")  # the hooks outlive their runs
+    os.system(f"pkill -KILL -f {ws18.root / 'stubborn.sh'}")  # the hooks outlive their runs
 
 
 def test_serve_stops_within_one_graceful_timeout(hooked: Server) -> None:
@@ -96,20 +97,20 @@ def _quiet_post(server: Server, path: str) -> None:
         server.post(path, b"{}", server.bearer())
 
 
-def test_waits_are_capped_per_client_and_health_stays_answered(ws: Workspace) -> None:
+def test_waits_are_capped_per_client_and_health_stays_answered(ws18: Workspace) -> None:
     """One client floods `?wait=25` on a slow run with one Idempotency-Key: the waits over its
     cap are answered 202 at once, and `/healthz` and other clients are answered within 1 s."""
-    hook = _hook(ws.root, "slow.sh", "#!/bin/sh\nsleep 40\n")
+    hook = _hook(ws18.root, "slow.sh", "#!/bin/sh\nsleep 40\n")
     jobs = f"""
 [jobs.slow]
 kind = "backup"
-paths = ["{ws.data}"]
+paths = ["{ws18.data}"]
 pre_hook = ["{hook}"]
 
 [jobs.check]
 kind = "check"
 """
-    server = _serve(ws, jobs, 'threads = 8\nmax_wait = "25s"\n')
+    server = _serve(ws18, jobs, 'threads = 8\nmax_wait = "25s"\n')
     try:
         headers = server.bearer() | {"Idempotency-Key": "flood-1"}
         first = server.post("/trigger/slow", b"{}", headers)
@@ -242,12 +243,13 @@ def _records(state: Path) -> list[dict]:
         db.close()
 
 
-def test_runs_stopped_in_a_stubborn_pre_hook_are_never_succeeded(ws: Workspace) -> None:
+def test_runs_stopped_in_a_stubborn_pre_hook_are_never_succeeded(ws18: Workspace) -> None:
     """The soak's finding, end to end: a pre_hook that ignores SIGINT/SIGTERM and then exits 0.
     An API run cancelled with POST /runs/<id>/cancel, and an API run and a scheduled run
     stopped by serve's shutdown, all end without restic having run: none is `succeeded`."""
-    hook = _hook(ws.root, "stubborn4.sh", IGNORES_SIGNALS.format(seconds=4))
-    server = _serve(ws, _hooked_jobs(ws, hook, "stubborn", "other"), 'graceful_timeout = "2s"\n')
+    hook = _hook(ws18.root, "stubborn4.sh", IGNORES_SIGNALS.format(seconds=4))
+    server = _serve(ws18, _hooked_jobs(ws18, hook, "stubborn", "other"),
+                    'graceful_timeout = "2s"\n')
     try:
         cancelled = server.post("/trigger/stubborn").json()["run_id"]
         time.sleep(0.5)
@@ -259,11 +261,11 @@ def test_runs_stopped_in_a_stubborn_pre_hook_are_never_succeeded(ws: Workspace) 
     finally:
         stop_process(server.proc, timeout=60)
     wait_until(lambda: not _pids(str(hook)), timeout=30)  # the hooks ran to their end
-    wait_until(lambda: all(r["status"] != "running" for r in _records(ws.state)), timeout=30)
-    records = _records(ws.state)
+    wait_until(lambda: all(r["status"] != "running" for r in _records(ws18.state)), timeout=30)
+    records = _records(ws18.state)
     assert {r["job"] for r in records} >= {"stubborn", "other", "scheduled"}
     assert not [r for r in records if r["status"] == "succeeded"], records
-    assert not list(ws.snapshots())  # restic never ran
+    assert not list(ws18.snapshots())  # restic never ran
 
 
 def _probe_health(url: str, rounds: int = 5) -> float:

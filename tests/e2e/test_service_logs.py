@@ -9,14 +9,16 @@ import time
 
 import requests
 
-from tests.conftest import RUNNER, Workspace, wait_until
-from tests.e2e.conftest import free_port, secret_file
+from tests.support.paths import RUNNER
+from tests.support.processes import free_port, wait_until
+from tests.support.secrets import secret_file
+from tests.support.workspace import Workspace
 
 
-def test_json_lines_on_stdout(ws: Workspace) -> None:
+def test_json_lines_on_stdout(ws18: Workspace) -> None:
     port = free_port()
-    token = secret_file(ws.root / "t.token", "rrt_service-log-token")
-    ws.write_config(f"""
+    token = secret_file(ws18.root / "t.token", "rrt_service-log-token")
+    ws18.write_config(f"""
 [jobs.nightly]
 kind = "check"
 schedule = "every 1h"
@@ -26,10 +28,10 @@ name = "c"
 token_file = "{token}"
 jobs = ["*"]
 """, top=f'[server]\nbind = "127.0.0.1:{port}"\nlog_format = "json"\n')
-    out, err = ws.root / "stdout.log", ws.root / "stderr.log"
+    out, err = ws18.root / "stdout.log", ws18.root / "stderr.log"
     with open(out, "wb") as o, open(err, "wb") as e:
-        proc = subprocess.Popen([RUNNER, "serve"], env=ws.env(), stdout=o, stderr=e,
-                                cwd=ws.root)
+        proc = subprocess.Popen([RUNNER, "serve"], env=ws18.env(), stdout=o, stderr=e,
+                                cwd=ws18.root)
     try:
         url = f"http://127.0.0.1:{port}"
 

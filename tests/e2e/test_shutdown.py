@@ -9,8 +9,8 @@ import sqlite3
 import subprocess
 import time
 
-from tests.conftest import wait_until
-from tests.e2e.conftest import Server
+from tests.support.processes import wait_until
+from tests.support.service import Server
 
 
 def _record(server: Server, run_id: str) -> dict:

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import RUNNER, free_port
-from tests.e2e.conftest import Server
+from tests.support.paths import RUNNER
+from tests.support.processes import free_port
+from tests.support.service import Server
 
 
 class DroppingProxy:

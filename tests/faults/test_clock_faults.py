@@ -30,16 +30,13 @@ import pytest
 import requests
 from standardwebhooks import Webhook
 
-from tests.conftest import Workspace, wait_until
-from tests.e2e.conftest import secret_file
-from tests.faults.conftest import (
+from tests.support.faults import (
     DUPLICATED,
     JOB_LOCK,
     LOST,
     MESSAGE,
     REPO_LOCK,
     FaultCheck,
-    Service,
     api,
     assert_clear_message,
     assert_equal,
@@ -47,11 +44,13 @@ from tests.faults.conftest import (
     assert_no_repo_lock,
     assert_no_run_lost,
     assert_not_duplicated,
-    free_port,
     server_top,
-    start_service,
     with_client,
 )
+from tests.support.processes import free_port, wait_until
+from tests.support.secrets import secret_file
+from tests.support.service import Service, start_service
+from tests.support.workspace import Workspace
 
 SHIFTED_CLOCK = """\
 # written by tests/faults/test_clock_faults.py: the service's wall clock, shifted by the offset
@@ -113,32 +112,32 @@ class SteppedService:
 
 
 @pytest.fixture
-def stepped(ws: Workspace) -> Iterator[SteppedService]:
+def stepped(ws18: Workspace) -> Iterator[SteppedService]:
     port = free_port()
-    whsec = secret_file(ws.root / "airflow.whsec", WHSEC)
-    ws.write_config(f"""
+    whsec = secret_file(ws18.root / "airflow.whsec", WHSEC)
+    ws18.write_config(f"""
 [jobs.nightly]
 kind = "backup"
-paths = ["{ws.data}"]
+paths = ["{ws18.data}"]
 
 [[clients]]
 name = "airflow"
 secret_file = "{whsec}"
 jobs = ["*"]
 """, top=server_top(port))
-    with_client(ws)
-    offset_file = ws.root / "clock-offset"
+    with_client(ws18)
+    offset_file = ws18.root / "clock-offset"
     offset_file.write_text("+0\n")
-    shim = ws.root / "clock-shim"
+    shim = ws18.root / "clock-shim"
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(SHIFTED_CLOCK)
-    ws.extra_env.update(PYTHONPATH=str(shim), RESTIC_RUNNER_TEST_CLOCK_OFFSET=str(offset_file))
+    ws18.extra_env.update(PYTHONPATH=str(shim), RESTIC_RUNNER_TEST_CLOCK_OFFSET=str(offset_file))
     try:
-        service = start_service(ws, port)
+        service = start_service(ws18, port)
     finally:
-        ws.extra_env.clear()  # the test's own commands run on the real clock
+        ws18.extra_env.clear()  # the test's own commands run on the real clock
     assert "clock-shim" in (Path(f"/proc/{service.process.pid}/environ").read_text())
-    stepped = SteppedService(ws, service, offset_file)
+    stepped = SteppedService(ws18, service, offset_file)
     yield stepped
     stepped.step(0)  # gunicorn's graceful stop measures with the wall clock
     service.stop()

@@ -18,16 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from runner.engine.history import History
-from tests.conftest import Workspace, wait_until
-from tests.faults.conftest import (
+from tests.support.faults import (
     DUPLICATED,
     JOB_LOCK,
     LOST,
     MESSAGE,
     REPO_LOCK,
     FaultCheck,
-    Receiver,
-    ScriptedSmtp,
     assert_clear_message,
     assert_equal,
     assert_job_lock_free,
@@ -35,11 +32,13 @@ from tests.faults.conftest import (
     assert_no_run_lost,
     assert_not_duplicated,
     attempts_of,
-    free_port,
     read_deliveries,
-    start_pushgateway_on,
-    stop,
 )
+from tests.support.processes import free_port, kill, wait_until
+from tests.support.pushgateway import start_pushgateway_on
+from tests.support.receivers import Receiver
+from tests.support.smtp import ScriptedSmtp
+from tests.support.workspace import Workspace
 
 JOB = """
 [jobs.nightly]
@@ -75,14 +74,14 @@ def attempt_errors(delivery: dict[str, Any]) -> str:
     return "\n".join(a.get("error") or a["response"] for a in delivery.get("attempt_log", []))
 
 
-def test_pushgateway_down_then_up(ws: Workspace, tmp_path: Path) -> None:
+def test_pushgateway_down_then_up(ws18: Workspace, tmp_path: Path) -> None:
     port = free_port()
-    configure(ws, f'[notify.pushgateway]\nurl = "http://127.0.0.1:{port}"\ntimeout = "2s"\n')
-    run = ws.popen("run", "nightly", "--json")
+    configure(ws18, f'[notify.pushgateway]\nurl = "http://127.0.0.1:{port}"\ntimeout = "2s"\n')
+    run = ws18.popen("run", "nightly", "--json")
     gateway = None
     try:
         # the end push was refused at least once (nothing listens on the port)
-        wait_until(lambda: attempts_of(ws, "pushgateway", "run.succeeded") >= 1, timeout=30)
+        wait_until(lambda: attempts_of(ws18, "pushgateway", "run.succeeded") >= 1, timeout=30)
         gateway = start_pushgateway_on(tmp_path, port)
         code, record, err = finish(run)
         assert code == 0 and record["status"] == "succeeded"  # delivery never changes these
@@ -90,23 +89,23 @@ def test_pushgateway_down_then_up(ws: Workspace, tmp_path: Path) -> None:
         labels = {"hostname": "test-host", "job_name": "nightly"}
         end = note(record, "pushgateway", "run.succeeded")
         with FaultCheck("pushgateway down, then up") as check:
-            check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"},
+            check(LOST, assert_no_run_lost, ws18, {run_id: "succeeded"},
                   delivered={run_id: [("pushgateway", "run.succeeded")]})
             pushed = (gateway.value("restic_backup_last_success", **labels),
                       gateway.value("restic_backup_running", **labels))
             check(LOST, assert_equal, pushed, (1.0, 0.0))
-            check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1)
+            check(DUPLICATED, assert_not_duplicated, ws18, runs=1, snapshots=1)
             groups = [g for g in gateway.groups() if g["labels"].get("job_name") == "nightly"]
             check(DUPLICATED, assert_equal, len(groups), 1)
-            check(REPO_LOCK, assert_no_repo_lock, ws)
+            check(REPO_LOCK, assert_no_repo_lock, ws18)
             check(MESSAGE, assert_clear_message, attempt_errors(end) + err,
                   r"127\.0\.0\.1:\d+.*refused", where="the push's attempt log")
-            new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+            new = check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
             if new:
                 check(LOST, lambda: assert_equal(
                     note(new, "pushgateway", "run.succeeded")["status"], "delivered"))
     finally:
-        stop(run)
+        kill(run)
         if gateway:
             gateway.process.terminate()
             gateway.process.wait(10)
@@ -129,78 +128,78 @@ def hits_of(hook: Receiver, event: str) -> int:
     return sum(1 for h in hook.requests if h.json()["type"] == event)
 
 
-def test_webhook_answering_500_until_it_recovers(ws: Workspace, hook: Receiver) -> None:
+def test_webhook_answering_500_until_it_recovers(ws18: Workspace, hook: Receiver) -> None:
     hook.default = (500, {})
     hook.start()
-    configure(ws, webhook(hook))
-    run = ws.popen("run", "nightly", "--json")
+    configure(ws18, webhook(hook))
+    run = ws18.popen("run", "nightly", "--json")
     try:
         wait_until(lambda: hits_of(hook, "run.succeeded") >= 2, timeout=30)
         hook.default = (200, {})
         code, record, err = finish(run)
     finally:
-        stop(run)
+        kill(run)
     assert code == 0 and record["status"] == "succeeded"
     run_id = record["run_id"]
     end = note(record, "webhook:ops", "run.succeeded")
     with FaultCheck("webhook 500, then 200") as check:
-        check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"},
+        check(LOST, assert_no_run_lost, ws18, {run_id: "succeeded"},
               delivered={run_id: [("webhook:ops", "run.succeeded")]})
         # the start event failed too and was still waiting when the run ended: dropped on
         # purpose (`superseded`), so that it never arrives after the end
         check(LOST, lambda: assert_equal(
             note(record, "webhook:ops", "run.started")["status"] in ("delivered", "superseded"),
             True))
-        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1, hooks=hook.requests,
+        check(DUPLICATED, assert_not_duplicated, ws18, runs=1, snapshots=1, hooks=hook.requests,
               events={(run_id, "run.started"), (run_id, "run.succeeded")})
         # every attempt arrived, each once
         check(DUPLICATED, assert_equal, hits_of(hook, "run.succeeded"), end["attempts"])
-        check(REPO_LOCK, assert_no_repo_lock, ws)
+        check(REPO_LOCK, assert_no_repo_lock, ws18)
         check(MESSAGE, assert_clear_message, attempt_errors(end) + err,
               r"answered HTTP 500", where="the webhook's attempt log")
-        new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        new = check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
         if new:
-            check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.requests,
+            check(DUPLICATED, assert_not_duplicated, ws18, runs=2, snapshots=2, hooks=hook.requests,
                   events={(run_id, "run.started"), (run_id, "run.succeeded"),
                           (new["run_id"], "run.started"), (new["run_id"], "run.succeeded")})
 
 
-def test_webhook_answering_too_late(ws: Workspace, hook: Receiver) -> None:
+def test_webhook_answering_too_late(ws18: Workspace, hook: Receiver) -> None:
     """The receiver takes 1.5 s to answer the first two attempts; the client gives up after
     0.5 s. The receiver did get those requests: the third attempt brings the same event again,
     under the same webhook-id, so a receiver that de-duplicates acts on it once."""
     hook.script = [(200, {}, 1.5), (200, {}, 1.5)]
     hook.start()
-    configure(ws, webhook(hook, on='"success", "failure"', timeout="0.5s"))
-    code, record = ws.run_json("nightly")
+    configure(ws18, webhook(hook, on='"success", "failure"', timeout="0.5s"))
+    code, record = ws18.run_json("nightly")
     assert code == 0 and record["status"] == "succeeded"
     run_id = record["run_id"]
     end = note(record, "webhook:ops", "run.succeeded")
     with FaultCheck("webhook timeout") as check:
-        check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"},
+        check(LOST, assert_no_run_lost, ws18, {run_id: "succeeded"},
               delivered={run_id: [("webhook:ops", "run.succeeded")]})
-        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1, hooks=hook.requests,
+        check(DUPLICATED, assert_not_duplicated, ws18, runs=1, snapshots=1, hooks=hook.requests,
               events={(run_id, "run.succeeded")})
         check(DUPLICATED, assert_equal, (len(hook.requests), end["attempts"]), (3, 3))
-        check(REPO_LOCK, assert_no_repo_lock, ws)
+        check(REPO_LOCK, assert_no_repo_lock, ws18)
         check(MESSAGE, assert_clear_message, attempt_errors(end), r"timed out",
               where="the webhook's attempt log")
-        new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        new = check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
         if new:
             check(LOST, lambda: assert_equal(
                 note(new, "webhook:ops", "run.succeeded")["attempts"], 1))
 
 
 def test_a_run_killed_while_its_webhook_waits_is_delivered_by_the_next_run_at_once(
-        ws: Workspace, hook: Receiver) -> None:
+        ws18: Workspace, hook: Receiver) -> None:
     """The run's process is SIGKILLed while the receiver holds its end event unanswered, so the
     delivery stays leased (120 s) to a dead process. The next `run` sees that the lease's holder
     is gone (its flock under state_dir/leases/ was freed by the kernel) and delivers the event
     within its own wait; the receiver gets it twice under one webhook-id (at least once)."""
     hook.script = [(200, {}, 60.0)]  # the first request is never answered in time
     hook.start()
-    configure(ws, webhook(hook, on='"success", "failure"', timeout="60s"), wait="20s")
-    first = ws.popen("run", "nightly", "--json")
+    configure(ws18, webhook(hook, on='"success", "failure"', timeout="60s"), wait="20s")
+    first = ws18.popen("run", "nightly", "--json")
     try:
         wait_until(lambda: len(hook.requests) == 1, timeout=60)
     finally:
@@ -208,21 +207,21 @@ def test_a_run_killed_while_its_webhook_waits_is_delivered_by_the_next_run_at_on
         first.communicate(timeout=10)
     killed_at = time.time()
     first_id = hook.requests[0].json()["data"]["run_id"]
-    code, record = ws.run_json("nightly")
+    code, record = ws18.run_json("nightly")
     assert code == 0 and record["status"] == "succeeded"
     second_id = record["run_id"]
     again = [h for h in hook.requests[1:] if h.json()["data"]["run_id"] == first_id]
     with FaultCheck("a run killed mid-delivery") as check:
-        check(LOST, assert_no_run_lost, ws, {first_id: "succeeded", second_id: "succeeded"},
+        check(LOST, assert_no_run_lost, ws18, {first_id: "succeeded", second_id: "succeeded"},
               delivered={first_id: [("webhook:ops", "run.succeeded")],
                          second_id: [("webhook:ops", "run.succeeded")]})
         check(LOST, assert_equal, len(again), 1)
         # within the next run's wait, not when the dead process's lease runs out
         check(LOST, assert_equal, bool(again) and again[0].at - killed_at < 60, True)
-        check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.requests,
+        check(DUPLICATED, assert_not_duplicated, ws18, runs=2, snapshots=2, hooks=hook.requests,
               events={(first_id, "run.succeeded"), (second_id, "run.succeeded")})
-        check(REPO_LOCK, assert_no_repo_lock, ws)
-        history = History(ws.state)
+        check(REPO_LOCK, assert_no_repo_lock, ws18)
+        history = History(ws18.state)
         try:
             delivered = history.notifications(first_id)
         finally:
@@ -230,41 +229,41 @@ def test_a_run_killed_while_its_webhook_waits_is_delivered_by_the_next_run_at_on
         check(MESSAGE, assert_clear_message, json.dumps(delivered),
               r'"status": "delivered"', r'"response": "HTTP 200"',
               where="the killed run's notifications")
-        check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
 
 
 def test_webhook_410_gone_disables_the_target_until_its_config_changes(
-        ws: Workspace, hook: Receiver) -> None:
+        ws18: Workspace, hook: Receiver) -> None:
     hook.script = [(410, {}, 0.0)]
     hook.start()
-    configure(ws, webhook(hook, on='"success", "failure"'))
-    code_a, first = ws.run_json("nightly")
-    code_b, second = ws.run_json("nightly")  # the target is disabled: nothing is sent
+    configure(ws18, webhook(hook, on='"success", "failure"'))
+    code_a, first = ws18.run_json("nightly")
+    code_b, second = ws18.run_json("nightly")  # the target is disabled: nothing is sent
     assert (code_a, code_b) == (0, 0)
     gone = note(first, "webhook:ops", "run.succeeded")
     skipped = note(second, "webhook:ops", "run.succeeded")
     with FaultCheck("webhook 410 Gone") as check:
-        check(LOST, assert_no_run_lost, ws,
+        check(LOST, assert_no_run_lost, ws18,
               {first["run_id"]: "succeeded", second["run_id"]: "succeeded"})
         # by design (docs/notifications.md): events of a disabled target are recorded
         # `disabled`, never sent later, even after the target is enabled again
-        check(LOST, assert_equal, [(d.state, d.attempts) for d in read_deliveries(ws)],
+        check(LOST, assert_equal, [(d.state, d.attempts) for d in read_deliveries(ws18)],
               [("disabled", 1), ("disabled", 0)])
-        check(DUPLICATED, assert_not_duplicated, ws, runs=2, snapshots=2, hooks=hook.requests,
+        check(DUPLICATED, assert_not_duplicated, ws18, runs=2, snapshots=2, hooks=hook.requests,
               events={(first["run_id"], "run.succeeded")})
-        check(REPO_LOCK, assert_no_repo_lock, ws)
+        check(REPO_LOCK, assert_no_repo_lock, ws18)
         check(MESSAGE, assert_clear_message, attempt_errors(gone), r"answered HTTP 410",
               where="the webhook's attempt log")
         check(MESSAGE, assert_clear_message, skipped.get("error"),
               r"target disabled.*HTTP 410.*change its configuration",
               where="the disabled delivery's error")
         # the fault clears: the operator changes the target's table
-        configure(ws, webhook(hook, on='"success", "failure"', timeout="3s"))
-        new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        configure(ws18, webhook(hook, on='"success", "failure"', timeout="3s"))
+        new = check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
         if new:
             check(LOST, lambda: assert_equal(
                 note(new, "webhook:ops", "run.succeeded")["status"], "delivered"))
-            check(DUPLICATED, assert_not_duplicated, ws, runs=3, snapshots=3, hooks=hook.requests,
+            check(DUPLICATED, assert_not_duplicated, ws18, runs=3, snapshots=3, hooks=hook.requests,
                   events={(first["run_id"], "run.succeeded"),
                           (new["run_id"], "run.succeeded")})
 
@@ -283,51 +282,51 @@ def mails_of(smtp: ScriptedSmtp, run_id: str) -> int:
     return sum(1 for m in smtp.messages if m["X-Restic-Runner-Run-Id"] == run_id)
 
 
-def test_smtp_down_then_deferring_then_accepting(ws: Workspace, smtp: ScriptedSmtp) -> None:
+def test_smtp_down_then_deferring_then_accepting(ws18: Workspace, smtp: ScriptedSmtp) -> None:
     smtp.replies = ["451 4.3.0 mailbox busy, try again later"]
-    configure(ws, MAIL.format(port=smtp.port))
-    run = ws.popen("run", "nightly", "--json")
+    configure(ws18, MAIL.format(port=smtp.port))
+    run = ws18.popen("run", "nightly", "--json")
     try:
         # refused at least once: nothing listens on the port yet
-        wait_until(lambda: attempts_of(ws, "mail", "run.succeeded") >= 1, timeout=30)
+        wait_until(lambda: attempts_of(ws18, "mail", "run.succeeded") >= 1, timeout=30)
         smtp.start()
         code, record, err = finish(run)
     finally:
-        stop(run)
+        kill(run)
     assert code == 0 and record["status"] == "succeeded"
     run_id = record["run_id"]
     mail = note(record, "mail", "run.succeeded")
     with FaultCheck("SMTP down, then 451, then accepting") as check:
-        check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"},
+        check(LOST, assert_no_run_lost, ws18, {run_id: "succeeded"},
               delivered={run_id: [("mail", "run.succeeded")]})
-        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1)
+        check(DUPLICATED, assert_not_duplicated, ws18, runs=1, snapshots=1)
         check(DUPLICATED, assert_equal, (mails_of(smtp, run_id), len(smtp.refused)), (1, 1))
-        check(REPO_LOCK, assert_no_repo_lock, ws)
+        check(REPO_LOCK, assert_no_repo_lock, ws18)
         check(MESSAGE, assert_clear_message, attempt_errors(mail) + err,
               r"refused", r"451 4\.3\.0 mailbox busy", where="the mail's attempt log")
-        new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        new = check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
         if new:
             check(LOST, assert_equal, mails_of(smtp, new["run_id"]), 1)
 
 
 def test_smtp_5xx_refusal_is_final_and_the_next_run_mails_again(
-        ws: Workspace, smtp: ScriptedSmtp) -> None:
+        ws18: Workspace, smtp: ScriptedSmtp) -> None:
     smtp.replies = ["550 5.7.1 relaying denied"]
     smtp.start()
-    configure(ws, MAIL.format(port=smtp.port))
-    code, record = ws.run_json("nightly")
+    configure(ws18, MAIL.format(port=smtp.port))
+    code, record = ws18.run_json("nightly")
     assert code == 0 and record["status"] == "succeeded"
     run_id = record["run_id"]
     mail = note(record, "mail", "run.succeeded")
     with FaultCheck("SMTP 550") as check:
         # by design: a 5xx reply is not retried (the server would say the same tomorrow)
-        check(LOST, assert_no_run_lost, ws, {run_id: "succeeded"})
+        check(LOST, assert_no_run_lost, ws18, {run_id: "succeeded"})
         check(LOST, assert_equal, (mail["status"], mail["attempts"]), ("failed", 1))
-        check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=1)
+        check(DUPLICATED, assert_not_duplicated, ws18, runs=1, snapshots=1)
         check(DUPLICATED, assert_equal, (len(smtp.refused), len(smtp.messages)), (1, 0))
-        check(REPO_LOCK, assert_no_repo_lock, ws)
+        check(REPO_LOCK, assert_no_repo_lock, ws18)
         check(MESSAGE, assert_clear_message, attempt_errors(mail),
               r"550 5\.7\.1 relaying denied", where="the mail's attempt log")
-        new = check(JOB_LOCK, assert_job_lock_free, ws, "nightly")
+        new = check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
         if new:
             check(LOST, assert_equal, mails_of(smtp, new["run_id"]), 1)

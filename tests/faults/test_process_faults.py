@@ -12,12 +12,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
-import pytest
-
-from tests.conftest import Workspace, make_workspace, wait_until
-from tests.faults.conftest import (
+from tests.support.faults import (
     DUPLICATED,
     JOB_LOCK,
     LOST,
@@ -25,7 +21,6 @@ from tests.faults.conftest import (
     REPO_LOCK,
     SLOW_JOB,
     FaultCheck,
-    Receiver,
     assert_clear_message,
     assert_equal,
     assert_job_lock_free,
@@ -36,9 +31,11 @@ from tests.faults.conftest import (
     repo_locks,
     restic_pids,
     shrink,
-    stop,
     wait_uploading,
 )
+from tests.support.processes import kill, wait_until
+from tests.support.receivers import Receiver
+from tests.support.workspace import Workspace
 
 SLOW = SLOW_JOB + """
 [jobs.unlock]
@@ -46,25 +43,16 @@ kind = "unlock"
 """
 
 
-@pytest.fixture
-def ws_both(tmp_path: Path, restic_bin: Path, restic_version: str,
-            repo_template: Path) -> Workspace:
-    """A workspace for each restic version (the directory's `ws` is restic 0.18 only): what is
-    left in the repository after a kill is restic's business, and differs between versions."""
-    return make_workspace(tmp_path, restic_bin, restic_version, repo_template)
-
-
 def configure(ws: Workspace, notify: str = "") -> None:
     ws.write_config(SLOW.format(big=ws.root / "big") + notify)
 
 
-def test_restic_killed_with_sigkill_mid_backup(ws_both: Workspace) -> None:
+def test_restic_killed_with_sigkill_mid_backup(ws: Workspace) -> None:
     """restic cannot remove its repository lock when SIGKILLed. Expected: the run is `failed`
     with exit 137 and an error that names the kill; the lock stays (`auto_unlock` is off by
     default, and a failed *backup* is no lock failure anyway); the next backup still works
     (restic's backup lock is shared); the `unlock` job removes the stale lock (its process is
     gone on this host), as docs/troubleshooting.md says."""
-    ws = ws_both
     big_data(ws)
     configure(ws)
     run = ws.popen("run", "slow", "--json")
@@ -74,7 +62,7 @@ def test_restic_killed_with_sigkill_mid_backup(ws_both: Workspace) -> None:
         os.kill(pid, signal.SIGKILL)
         out, err = run.communicate(timeout=60)
     finally:
-        stop(run)
+        kill(run)
     record = json.loads(out)
     assert (run.returncode, record["status"], record["exit_code"]) == (137, "failed", 137)
     assert record["run_id"] == running["run_id"]
@@ -98,12 +86,11 @@ def test_restic_killed_with_sigkill_mid_backup(ws_both: Workspace) -> None:
             check(DUPLICATED, assert_not_duplicated, ws, runs=3, snapshots=1)
 
 
-def test_supervisor_killed_with_sigkill_mid_backup(ws_both: Workspace,
+def test_supervisor_killed_with_sigkill_mid_backup(ws: Workspace,
                                                    hook: Receiver) -> None:
     """The `run` process dies; the kernel frees its job lock and sends restic SIGINT
     (PR_SET_PDEATHSIG), so restic removes its repository lock. The next command marks the run
     `interrupted`; the next `run` sends its `run.interrupted` event."""
-    ws = ws_both
     hook.start()
     big_data(ws)
     notify = f"""
@@ -123,7 +110,7 @@ timeout = "2s"
         run.kill()
         run.wait(10)
     finally:
-        stop(run)
+        kill(run)
     wait_until(lambda: not restic_pids(ws), timeout=30)  # restic got SIGINT and is gone
     run_id = running["run_id"]
     shrink(ws)

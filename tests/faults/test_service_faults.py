@@ -15,8 +15,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Workspace, wait_until
-from tests.faults.conftest import (
+from tests.support.faults import (
     DUPLICATED,
     JOB_LOCK,
     LOST,
@@ -24,7 +23,6 @@ from tests.faults.conftest import (
     REPO_LOCK,
     SLOW_JOB,
     FaultCheck,
-    Receiver,
     api,
     assert_clear_message,
     assert_equal,
@@ -33,16 +31,18 @@ from tests.faults.conftest import (
     assert_no_run_lost,
     assert_not_duplicated,
     big_data,
-    free_port,
     read_deliveries,
     read_runs,
     restic_pids,
     server_top,
     shrink,
-    start_service,
     wait_uploading,
     with_client,
 )
+from tests.support.processes import free_port, wait_until
+from tests.support.receivers import Receiver
+from tests.support.service import start_service
+from tests.support.workspace import Workspace
 
 SLOW = SLOW_JOB
 
@@ -59,13 +59,13 @@ def trigger(url: str, job: str) -> str:
     return str(response.json()["run_id"])
 
 
-def test_gunicorn_master_sigterm_mid_run(ws: Workspace, hook: Receiver) -> None:
+def test_gunicorn_master_sigterm_mid_run(ws18: Workspace, hook: Receiver) -> None:
     """SIGTERM to `serve`: the run's supervisor passes SIGINT to restic, which removes its
     repository lock; the run ends `cancelled` and its events go out (the supervisor's own
     attempt, or the deliveries worker after the restart)."""
     hook.start()
     port = free_port()
-    configure(ws, port, notify=f"""
+    configure(ws18, port, notify=f"""
 [notify]
 retry_initial = "0.3s"
 retry_max_interval = "0.6s"
@@ -75,35 +75,35 @@ url = "{hook.url}"
 on = ["start", "success", "failure"]
 timeout = "2s"
 """)
-    service = start_service(ws, port)
+    service = start_service(ws18, port)
     try:
         run_id = trigger(service.url, "slow")
-        wait_uploading(ws)
+        wait_uploading(ws18)
         service.process.send_signal(signal.SIGTERM)
         exit_code = service.process.wait(60)
     finally:
         service.stop()
     assert exit_code == 0
-    assert restic_pids(ws) == []
+    assert restic_pids(ws18) == []
     log = service.log.read_text()
-    shrink(ws)
-    service = start_service(ws, port)  # the fault clears: the service is back
+    shrink(ws18)
+    service = start_service(ws18, port)  # the fault clears: the service is back
     try:
-        wait_until(lambda: all(d.state != "pending" for d in read_deliveries(ws, run_id)),
+        wait_until(lambda: all(d.state != "pending" for d in read_deliveries(ws18, run_id)),
                    timeout=30)
         with FaultCheck("gunicorn master SIGTERM mid-run") as check:
-            runs = check(LOST, assert_no_run_lost, ws, {run_id: "cancelled"},
+            runs = check(LOST, assert_no_run_lost, ws18, {run_id: "cancelled"},
                          delivered={run_id: [("webhook:ops", "run.started"),
                                              ("webhook:ops", "run.cancelled")]})
-            check(DUPLICATED, assert_not_duplicated, ws, runs=1, snapshots=0, hooks=hook.requests,
+            check(DUPLICATED, assert_not_duplicated, ws18, runs=1, snapshots=0, hooks=hook.requests,
                   events={(run_id, "run.started"), (run_id, "run.cancelled")})
-            check(REPO_LOCK, assert_no_repo_lock, ws)
+            check(REPO_LOCK, assert_no_repo_lock, ws18)
             if runs:
                 check(MESSAGE, assert_clear_message, runs[run_id]["error"],
                       r"cancelled \(SIGTERM\)", where="the run's error")
             check(MESSAGE, assert_clear_message, log, r"Handling signal: term",
                   where="the service log")
-            check(JOB_LOCK, assert_job_lock_free_api, ws, service.url, "slow")
+            check(JOB_LOCK, assert_job_lock_free_api, ws18, service.url, "slow")
     finally:
         service.stop()
 
@@ -120,22 +120,22 @@ def _kill_the_supervisor_of_a_slow_run(ws: Workspace, url: str) -> str:
     return run_id
 
 
-def test_run_supervisor_killed_under_serve(ws: Workspace) -> None:
+def test_run_supervisor_killed_under_serve(ws18: Workspace) -> None:
     """SIGKILL to the supervisor of an API-started run. Its job lock dies with it; restic gets
     SIGINT from the kernel and removes its lock. The next trigger of the job must start a run
     (not 409), and the dead run must not stay `running` next to it: an API read marks it
     `interrupted` (docs/troubleshooting.md), and so should the start of the next run."""
     port = free_port()
-    configure(ws, port)
-    service = start_service(ws, port)
+    configure(ws18, port)
+    service = start_service(ws18, port)
     try:
-        run_id = _kill_the_supervisor_of_a_slow_run(ws, service.url)
-        wait_until(lambda: not restic_pids(ws), timeout=30)
-        shrink(ws)
+        run_id = _kill_the_supervisor_of_a_slow_run(ws18, service.url)
+        wait_until(lambda: not restic_pids(ws18), timeout=30)
+        shrink(ws18)
         with FaultCheck("supervisor SIGKILL under serve") as check:
-            new = check(JOB_LOCK, assert_job_lock_free_api, ws, service.url, "slow")
+            new = check(JOB_LOCK, assert_job_lock_free_api, ws18, service.url, "slow")
             # the store as it is now, not as an API read of the dead run would leave it
-            check(LOST, assert_equal, read_runs(ws)[run_id]["status"], "interrupted")
+            check(LOST, assert_equal, read_runs(ws18)[run_id]["status"], "interrupted")
             jobs = api(service.url, "GET", "/jobs").json()["jobs"]
             check(LOST, assert_equal, jobs[0]["running_run_id"], None)
             response = api(service.url, "GET", f"/runs/{run_id}")
@@ -145,10 +145,10 @@ def test_run_supervisor_killed_under_serve(ws: Workspace) -> None:
             expected = {run_id: "interrupted"}
             if new:
                 expected[new["run_id"]] = "succeeded"
-            check(LOST, assert_no_run_lost, ws, expected)
-            check(DUPLICATED, assert_not_duplicated, ws, runs=2 if new else 1,
+            check(LOST, assert_no_run_lost, ws18, expected)
+            check(DUPLICATED, assert_not_duplicated, ws18, runs=2 if new else 1,
                   snapshots=1 if new else 0)
-            check(REPO_LOCK, assert_no_repo_lock, ws)
+            check(REPO_LOCK, assert_no_repo_lock, ws18)
             check(MESSAGE, assert_clear_message, record.get("error"),
                   r"supervising process died", where="the run's error")
             log = api(service.url, "GET", f"/runs/{run_id}/log").text
@@ -160,20 +160,20 @@ def test_run_supervisor_killed_under_serve(ws: Workspace) -> None:
         service.stop()
 
 
-def test_an_api_read_finds_a_run_whose_supervisor_died(ws: Workspace) -> None:
+def test_an_api_read_finds_a_run_whose_supervisor_died(ws18: Workspace) -> None:
     """With no new trigger: `GET /runs/<id>` of a run whose supervisor was killed answers
     `interrupted` (its job's lock is free), and `/jobs` no longer shows it running."""
     port = free_port()
-    configure(ws, port)
-    service = start_service(ws, port)
+    configure(ws18, port)
+    service = start_service(ws18, port)
     try:
-        run_id = _kill_the_supervisor_of_a_slow_run(ws, service.url)
+        run_id = _kill_the_supervisor_of_a_slow_run(ws18, service.url)
         record = api(service.url, "GET", f"/runs/{run_id}").json()
         assert (record["status"], record["finished_at"] is not None) == ("interrupted", True)
-        assert read_runs(ws)[run_id]["status"] == "interrupted"  # recorded, not only shown
+        assert read_runs(ws18)[run_id]["status"] == "interrupted"  # recorded, not only shown
         jobs = api(service.url, "GET", "/jobs").json()["jobs"]
         assert [j["running_run_id"] for j in jobs if j["job"] == "slow"] == [None]
-        wait_until(lambda: not restic_pids(ws), timeout=30)
-        assert_no_repo_lock(ws)
+        wait_until(lambda: not restic_pids(ws18), timeout=30)
+        assert_no_repo_lock(ws18)
     finally:
         service.stop()

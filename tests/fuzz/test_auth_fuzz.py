@@ -34,7 +34,7 @@ from security.auth import (
     parse_signature_header,
     parse_whsec,
 )
-from tests.fuzz.conftest import fuzz, hard_deadline
+from tests.support.fuzzing import fuzz, hard_deadline
 
 NOW = 1_700_000_000.0
 KEY, ROTATED_KEY = os.urandom(32), os.urandom(64)  # nobody but the verifier knows them
@@ -48,7 +48,7 @@ _ids = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def seen(tmp_path_factory: pytest.TempPathFactory) -> SeenIds:
+def fuzz_seen(tmp_path_factory: pytest.TempPathFactory) -> SeenIds:
     return SeenIds(Path(tmp_path_factory.mktemp("auth-fuzz")) / "auth.db")
 
 
@@ -145,9 +145,9 @@ MSG_IDS = st.text(alphabet=[chr(c) for c in range(0x21, 0x7F) if c != 0x2E], min
 @given(pairs=st.lists(st.tuples(CREDENTIAL_NAMES | OTHER_NAMES, VALUES), max_size=8),
        body=st.binary(max_size=300))
 def test_arbitrary_headers_are_refused_by_the_verifier_itself(
-        seen: SeenIds, pairs: list[tuple[str, str]], body: bytes) -> None:
+        fuzz_seen: SeenIds, pairs: list[tuple[str, str]], body: bytes) -> None:
     for headers in (Pairs(pairs), wsgi_headers(pairs)):
-        outcome = verify(headers, body, seen)
+        outcome = verify(headers, body, fuzz_seen)
         assert refused(outcome), f"accepted as {outcome} without its key: {pairs!r}"
 
 
@@ -155,14 +155,14 @@ def test_arbitrary_headers_are_refused_by_the_verifier_itself(
 @given(which=st.sampled_from(WEBHOOK_HEADERS), value=VALUES, body=st.binary(max_size=200),
        skew=st.integers(min_value=-300, max_value=300))
 def test_one_webhook_header_replaced_by_anything_is_refused(
-        seen: SeenIds, which: str, value: str, body: bytes, skew: int) -> None:
+        fuzz_seen: SeenIds, which: str, value: str, body: bytes, skew: int) -> None:
     msg_id, stamp = unique_id(), int(NOW) + skew
     digest = mac(KEY, msg_id, stamp, body)
     headers = {"webhook-id": msg_id, "webhook-timestamp": str(stamp),
                "webhook-signature": signature(digest)}
     assume(value != headers[which])
     headers[which] = value
-    outcome = verify(headers, body, seen)
+    outcome = verify(headers, body, fuzz_seen)
     # The only replacements that may pass are those that say the same thing: the same number
     # written with leading zeros, or a signature list that still holds the right signature.
     same = (which == "webhook-timestamp" and re.fullmatch("[0-9]{1,12}", value) is not None
@@ -177,7 +177,7 @@ def test_one_webhook_header_replaced_by_anything_is_refused(
        part=st.sampled_from(["id", "timestamp", "body", "signature", "signature-text"]),
        position=st.integers(min_value=0, max_value=10**6))
 def test_one_flipped_bit_is_refused_and_the_original_accepted(
-        seen: SeenIds, msg_id: str, body: bytes, skew: int, part: str, position: int) -> None:
+        fuzz_seen: SeenIds, msg_id: str, body: bytes, skew: int, part: str, position: int) -> None:
     msg_id, stamp = unique_id("_" + msg_id), int(NOW) + skew
     digest = mac(KEY, msg_id, stamp, body)
     valid = {"webhook-id": msg_id, "webhook-timestamp": str(stamp),
@@ -198,16 +198,16 @@ def test_one_flipped_bit_is_refused_and_the_original_accepted(
         headers["webhook-signature"] = signature(flip(digest))
     else:
         headers["webhook-signature"] = flip(valid["webhook-signature"].encode()).decode("latin-1")
-    outcome = verify(headers, sent_body, seen)
+    outcome = verify(headers, sent_body, fuzz_seen)
     if part == "signature-text" and not refused(outcome):
         # base64 ignores the two unused low bits of the last character ('B' and 'C' decode
         # alike there): the same MAC, so the same message, not a forgery; its id is now used
         assert digest in parse_signature_header(headers["webhook-signature"])
-        control = verify(valid, body, seen)
+        control = verify(valid, body, fuzz_seen)
         assert isinstance(control, AuthFailure) and control.reason == "replay"
         return
     assert refused(outcome), f"accepted with a flipped bit in the {part}: {headers!r}"
-    assert verify(valid, body, seen) is SIGNER  # the control: unchanged, it passes
+    assert verify(valid, body, fuzz_seen) is SIGNER  # the control: unchanged, it passes
 
 
 @fuzz(300)
@@ -219,8 +219,8 @@ def test_one_flipped_bit_is_refused_and_the_original_accepted(
                      "x" + TOKEN, TOKEN[1:], TOKEN.replace("_", "-"), ""]) | st.text(max_size=60),
     st.sampled_from(["", " ", "\t", "\x1c", "\xa0"])))
 def test_authorization_values_other_than_bearer_and_the_token_are_refused(
-        seen: SeenIds, value: str) -> None:
-    outcome = verify({"Authorization": value}, b"", seen)
+        fuzz_seen: SeenIds, value: str) -> None:
+    outcome = verify({"Authorization": value}, b"", fuzz_seen)
     if not refused(outcome):
         words = value.split()
         assert outcome is BEARER and len(words) == 2 and words[0].lower() == "bearer" \
@@ -231,12 +231,12 @@ def test_authorization_values_other_than_bearer_and_the_token_are_refused(
 @given(scheme=st.sampled_from(["Bearer", "bearer", "BEARER", "bEaReR"]),
        before=st.sampled_from(["", " ", "\t"]), between=st.sampled_from([" ", "   ", " \t"]),
        after=st.sampled_from(["", " ", "\t", "\r"]))
-def test_the_token_is_accepted_however_it_is_spaced(seen: SeenIds, scheme: str, before: str,
+def test_the_token_is_accepted_however_it_is_spaced(fuzz_seen: SeenIds, scheme: str, before: str,
                                                     between: str, after: str) -> None:
     value = f"{before}{scheme}{between}{TOKEN}{after}"
-    assert verify({"authorization": value}, b"", seen) is BEARER
+    assert verify({"authorization": value}, b"", fuzz_seen) is BEARER
     for pairs in ([("Authorization", value)], [("Authorization", value), ("X-Other", "1")]):
-        assert verify(wsgi_headers(pairs), os.urandom(16), seen) is BEARER
+        assert verify(wsgi_headers(pairs), os.urandom(16), fuzz_seen) is BEARER
 
 
 def _repeats(kind: str, names: list[str]) -> st.SearchStrategy[tuple[str, list[tuple[str, str]]]]:
@@ -251,7 +251,7 @@ def _repeats(kind: str, names: list[str]) -> st.SearchStrategy[tuple[str, list[t
 @given(repeat=_repeats("signature", ["webhook-id", "webhook-timestamp", "webhook-signature"])
        | _repeats("bearer", ["Authorization"]))
 def test_a_repeated_credential_header_is_refused(
-        seen: SeenIds, repeat: tuple[str, list[tuple[str, str]]]) -> None:
+        fuzz_seen: SeenIds, repeat: tuple[str, list[tuple[str, str]]]) -> None:
     """A valid request plus a second copy of one of its credential headers (a proxy adding
     one, a client sending two): refused, whether the copies arrive apart or joined by ','.
     (Each example draws copies of its own kind's headers: drawing any and filtering out the
@@ -262,7 +262,7 @@ def test_a_repeated_credential_header_is_refused(
             ("webhook-signature", signature(mac(KEY, msg_id, stamp, body)))] \
         if kind == "signature" else [("Authorization", f"Bearer {TOKEN}")]
     for headers in (Pairs(base + extra), wsgi_headers(base + extra)):
-        outcome = verify(headers, body, seen)
+        outcome = verify(headers, body, fuzz_seen)
         assert refused(outcome), f"accepted with a repeated header: {base + extra!r}"
 
 

@@ -28,8 +28,8 @@ from runner.configuration.config import Config
 from runner.configuration.environment import load_from_environment
 from runner.configuration.load import load_config
 from runner.errors import ConfigError
-from tests.conftest import CANARY
-from tests.fuzz.conftest import fuzz, hard_deadline
+from tests.support.fuzzing import fuzz, hard_deadline
+from tests.support.secrets import CANARY
 
 PASSWORD = "pw-" + CANARY
 URL_PASSWORD = "url-" + CANARY

@@ -26,8 +26,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.e2e.conftest import Server
-from tests.fuzz.conftest import (
+from tests.support.fuzzing import (
     HOST,
     MAX_BODY,
     READ_TIMEOUT,
@@ -37,6 +36,7 @@ from tests.fuzz.conftest import (
     port_of,
     raw_exchange,
 )
+from tests.support.service import Server
 
 TIMEOUT = 10.0
 
@@ -228,26 +228,26 @@ CASES: dict[str, tuple[Build, set[int]]] = {
 
 
 @pytest.fixture(scope="module")
-def answers(service: Server) -> Iterator[dict[str, Answer]]:
+def answers(fuzz_service: Server) -> Iterator[dict[str, Answer]]:
     """Every case sent once, each on its own connection with a socket timeout, with what the
     service logged as broken meanwhile."""
     out = {}
     for name, (build, _) in CASES.items():
-        mark = log_mark(service)
-        answer = parse(raw_exchange(service, build(service), timeout=TIMEOUT))
+        mark = log_mark(fuzz_service)
+        answer = parse(raw_exchange(fuzz_service, build(fuzz_service), timeout=TIMEOUT))
         time.sleep(0.05)  # the access log line follows the answer
         out[name] = Answer(answer.status, answer.headers, answer.body,
-                           tuple(broken_lines(service, mark)))
+                           tuple(broken_lines(fuzz_service, mark)))
     yield out
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_hostile_request_gets_a_4xx(service: Server, answers: dict[str, Answer],
+def test_hostile_request_gets_a_4xx(fuzz_service: Server, answers: dict[str, Answer],
                                     name: str) -> None:
     answer, expected = answers[name], CASES[name][1]
     assert answer.status in expected, (answer.status, answer.headers, answer.body[:500])
     assert not answer.broken, answer.broken
-    assert requests.get(service.url + "/healthz", timeout=TIMEOUT).status_code == 200
+    assert requests.get(fuzz_service.url + "/healthz", timeout=TIMEOUT).status_code == 200
 
 
 def test_every_refusal_is_problem_json(answers: dict[str, Answer]) -> None:
@@ -266,33 +266,34 @@ def test_405_answers_say_which_methods_are_allowed(answers: dict[str, Answer]) -
         assert "allow" in answers[name].headers, (name, answers[name].headers)
 
 
-def test_hostile_requests_start_no_run_and_leave_no_file(service: Server) -> None:
+def test_hostile_requests_start_no_run_and_leave_no_file(fuzz_service: Server) -> None:
     """Requests aimed at paths outside the state directory found nothing to read or create."""
-    mark = log_mark(service)
-    before = sorted(p.name for p in service.ws.state.rglob("*"))
+    mark = log_mark(fuzz_service)
+    before = sorted(p.name for p in fuzz_service.ws.state.rglob("*"))
     for name in ("job-dotdot-slashes", "job-dotdot-encoded", "run-dotdot-log", "run-nul-log",
                  "run-cancel-dotdot", "tag-injection", "json-nul-and-escapes"):
-        raw_exchange(service, CASES[name][0](service), timeout=TIMEOUT)
-    after = sorted(p.name for p in service.ws.state.rglob("*"))
+        raw_exchange(fuzz_service, CASES[name][0](fuzz_service), timeout=TIMEOUT)
+    after = sorted(p.name for p in fuzz_service.ws.state.rglob("*"))
     assert [n for n in after if n not in before and not n.endswith(("-wal", "-shm"))] == []
-    assert_healthy(service, mark)
+    assert_healthy(fuzz_service, mark)
 
 
-def test_an_oversized_body_is_not_read_as_a_second_request(service: Server) -> None:
+def test_an_oversized_body_is_not_read_as_a_second_request(fuzz_service: Server) -> None:
     """A body over the limit is refused with 413; a request hidden inside it (request
     smuggling) is not executed: no run starts."""
-    mark = log_mark(service)
-    runs_before = len(service.get("/runs?limit=200").json()["runs"])
+    mark = log_mark(fuzz_service)
+    runs_before = len(fuzz_service.get("/runs?limit=200").json()["runs"])
     hidden = (b"POST /trigger/tiny HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
-              + service.token.encode() + b"\r\nContent-Length: 0\r\n\r\n")
+              + fuzz_service.token.encode() + b"\r\nContent-Length: 0\r\n\r\n")
     body = hidden * (MAX_BODY // len(hidden) + 2)
     raw = request("POST", "/trigger/trim", {"Connection": "keep-alive"}, body)
-    answers = raw_exchange(service, raw.replace(b"Connection: close\r\n", b""), timeout=TIMEOUT)
+    answers = raw_exchange(fuzz_service, raw.replace(b"Connection: close\r\n", b""),
+                           timeout=TIMEOUT)
     assert parse(answers).status == 413
     assert answers.count(b"HTTP/1.1 ") == 1, answers[:2000]
     time.sleep(0.5)
-    assert len(service.get("/runs?limit=200").json()["runs"]) == runs_before
-    assert_healthy(service, mark)
+    assert len(fuzz_service.get("/runs?limit=200").json()["runs"]) == runs_before
+    assert_healthy(fuzz_service, mark)
 
 
 # --------------------------------------------------------------------------- slow clients
@@ -404,58 +405,58 @@ def _cut_off(answer: Answer) -> bool:
             and "read_timeout" in answer.problem["detail"])
 
 
-def test_a_slow_client_does_not_block_others(service: Server) -> None:
-    mark = log_mark(service)
-    slow = Trickle(service, clients=2)
+def test_a_slow_client_does_not_block_others(fuzz_service: Server) -> None:
+    mark = log_mark(fuzz_service)
+    slow = Trickle(fuzz_service, clients=2)
     try:
         time.sleep(0.6)  # both have sent part of their header
-        assert _others_answered(service) == []
+        assert _others_answered(fuzz_service) == []
         assert slow.finish() == [200, 200]  # done within read_timeout: they are served
     finally:
         slow.close()
-    assert_healthy(service, mark)
+    assert_healthy(fuzz_service, mark)
 
 
-def test_as_many_slow_clients_as_threads_do_not_lock_others_out(service: Server) -> None:
+def test_as_many_slow_clients_as_threads_do_not_lock_others_out(fuzz_service: Server) -> None:
     """gunicorn's gthread worker reads a request's head with no overall deadline once it has
     begun: as many slow clients as the service has threads (workers x threads: 2 x 4 here;
     twice that, as SO_REUSEPORT spreads connections unevenly) held every thread, /healthz
     included, for as long as they trickled. `[server] read_timeout` cuts each off with a 408,
     so another client waits at most that long."""
-    mark = log_mark(service)
-    slow = Trickle(service, clients=2 * 2 * 4)
+    mark = log_mark(fuzz_service)
+    slow = Trickle(fuzz_service, clients=2 * 2 * 4)
     try:
         time.sleep(1.0)
         started = time.monotonic()
-        assert _others_answered(service, times=3, timeout=READ_TIMEOUT + 4) == []
+        assert _others_answered(fuzz_service, times=3, timeout=READ_TIMEOUT + 4) == []
         assert time.monotonic() - started < READ_TIMEOUT + 4
         answers = slow.answers()
         assert all(_cut_off(a) for a in answers), [(a.status, a.body[:80]) for a in answers]
     finally:
         slow.close()
-    assert_healthy(service, mark)
+    assert_healthy(fuzz_service, mark)
 
 
-def test_a_trickled_body_is_cut_off_and_nothing_runs(service: Server) -> None:
+def test_a_trickled_body_is_cut_off_and_nothing_runs(fuzz_service: Server) -> None:
     """The deadline covers the body too (slow POST): the request is answered 408 and not
     acted on."""
-    runs_before = len(service.get("/runs?limit=200").json()["runs"])
+    runs_before = len(fuzz_service.get("/runs?limit=200").json()["runs"])
     head = (f"POST /trigger/tiny HTTP/1.1\r\nHost: {HOST}\r\nAuthorization: Bearer "
-            f"{service.token}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n"
+            f"{fuzz_service.token}\r\nContent-Type: application/json\r\nContent-Length: 200\r\n"
             f"\r\n").encode()
-    slow = TrickleBody(service, clients=2, head=head)
+    slow = TrickleBody(fuzz_service, clients=2, head=head)
     try:
         time.sleep(READ_TIMEOUT + 1)
         answers = slow.answers()
         assert all(_cut_off(a) for a in answers), [(a.status, a.body[:80]) for a in answers]
     finally:
         slow.close()
-    assert len(service.get("/runs?limit=200").json()["runs"]) == runs_before
+    assert len(fuzz_service.get("/runs?limit=200").json()["runs"]) == runs_before
 
 
-def test_a_kept_alive_connection_gets_a_new_deadline_per_request(service: Server) -> None:
+def test_a_kept_alive_connection_gets_a_new_deadline_per_request(fuzz_service: Server) -> None:
     """A first request sent at once, then a second one trickled on the same connection."""
-    with socket.create_connection((HOST, port_of(service)), timeout=TIMEOUT) as sock:
+    with socket.create_connection((HOST, port_of(fuzz_service)), timeout=TIMEOUT) as sock:
         sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
         assert _read_one(sock).startswith(b"HTTP/1.1 200 ")
         sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {HOST}\r\n".encode())
@@ -471,14 +472,14 @@ def test_a_kept_alive_connection_gets_a_new_deadline_per_request(service: Server
     assert READ_TIMEOUT - 0.5 < time.monotonic() - started < READ_TIMEOUT + 3
 
 
-def test_gunicorn_refusals_never_quote_the_request(service: Server) -> None:
+def test_gunicorn_refusals_never_quote_the_request(fuzz_service: Server) -> None:
     """gunicorn's own 400 quotes what it could not parse (here the HTTP version); masked, that
     quote was an oracle (`***` where the guess was a secret). It is fixed words instead."""
-    answer = raw_exchange(service, f"GET /runs {service.token}\r\n\r\n".encode())
+    answer = raw_exchange(fuzz_service, f"GET /runs {fuzz_service.token}\r\n\r\n".encode())
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")
     assert b"application/problem+json" in head
     detail = json.loads(body)["detail"]
     assert detail == "the request line has an invalid HTTP version"
     assert b"***" not in answer
-    assert service.token.encode() not in answer
+    assert fuzz_service.token.encode() not in answer

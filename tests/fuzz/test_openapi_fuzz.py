@@ -46,15 +46,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.e2e.conftest import Server
-from tests.fuzz.conftest import (
-    SEED,
-    assert_healthy,
-    fuzz,
-    log_mark,
-    start_service,
-    stop_process,
-)
+from tests.support.fuzzing import SEED, assert_healthy, fuzz, log_mark, start_fuzz_service
+from tests.support.processes import stop_process
+from tests.support.service import Server
 
 CLI = Path(sys.executable).parent / "schemathesis"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
@@ -155,15 +149,15 @@ def run_count(server: Server) -> int:
     return len(response.json()["runs"])
 
 
-def test_bearer_client_coverage_and_fuzzing(service: Server, tmp_path: Path) -> None:
-    mark = log_mark(service)
-    doc = only_security(with_links(served_document(service)), "bearer")
-    exchanges = run_cli(doc, service, tmp_path, "--max-examples", "15",
-                        "-H", f"Authorization: Bearer {service.token}")
+def test_bearer_client_coverage_and_fuzzing(fuzz_service: Server, tmp_path: Path) -> None:
+    mark = log_mark(fuzz_service)
+    doc = only_security(with_links(served_document(fuzz_service)), "bearer")
+    exchanges = run_cli(doc, fuzz_service, tmp_path, "--max-examples", "15",
+                        "-H", f"Authorization: Bearer {fuzz_service.token}")
     answered: dict[str, collections.Counter[int]] = collections.defaultdict(collections.Counter)
     for exchange in exchanges:
         request, status = exchange["request"], int(exchange["response"]["status"]["code"])
-        if request["headers"].get("Authorization") == [f"Bearer {service.token}"]:
+        if request["headers"].get("Authorization") == [f"Bearer {fuzz_service.token}"]:
             # coverage also sends requests without it, or with a mangled one: those are not
             # this client's; with the right token the service must have looked further
             assert status not in (401, 429), (request, exchange["response"])
@@ -172,15 +166,16 @@ def test_bearer_client_coverage_and_fuzzing(service: Server, tmp_path: Path) -> 
     assert answered["POST /trigger/{job}"].keys() & {200, 202, 409}, answered
     for operation in ("GET /jobs", "GET /runs", "GET /runs/{run_id}"):
         assert answered[operation][200] + answered[operation][404] > 0, (operation, answered)
-    assert_healthy(service, mark)
+    assert_healthy(fuzz_service, mark)
 
 
 def test_without_credentials_everything_but_the_open_endpoints_is_refused(
-        service: Server, tmp_path: Path) -> None:
-    mark = log_mark(service)
-    before = run_count(service)
+        fuzz_service: Server, tmp_path: Path) -> None:
+    mark = log_mark(fuzz_service)
+    before = run_count(fuzz_service)
     # the served document, both schemes: schemathesis makes up tokens and signatures
-    exchanges = run_cli(served_document(service), service, tmp_path, "--max-examples", "10")
+    exchanges = run_cli(served_document(fuzz_service), fuzz_service, tmp_path,
+                        "--max-examples", "10")
     refusals = 0
     for exchange in exchanges:
         request, response = exchange["request"], exchange["response"]
@@ -195,8 +190,8 @@ def test_without_credentials_everything_but_the_open_endpoints_is_refused(
             refusals += 1
             assert response["headers"]["www-authenticate"] == ['Bearer realm="restic-runner"']
     assert refusals > 0
-    assert run_count(service) == before  # nothing was started
-    assert_healthy(service, mark)
+    assert run_count(fuzz_service) == before  # nothing was started
+    assert_healthy(fuzz_service, mark)
 
 
 # --------------------------------------------------------------------------- the Python API
@@ -219,13 +214,14 @@ class StandardWebhooksAuth(requests.auth.AuthBase):
         return request
 
 
-def test_signed_client_fuzzing(service: Server) -> None:
+def test_signed_client_fuzzing(fuzz_service: Server) -> None:
     """Every operation with positive data, and the trigger with negative data too, signed: never
     401 or 429 (a fresh id and a current timestamp each time), never 5xx, always as documented."""
-    mark = log_mark(service)
-    schema = load_schema(only_security(served_document(service), "standardWebhooks"), service)
+    mark = log_mark(fuzz_service)
+    schema = load_schema(only_security(served_document(fuzz_service), "standardWebhooks"),
+                         fuzz_service)
     session = requests.Session()
-    session.auth = StandardWebhooksAuth(service.key)
+    session.auth = StandardWebhooksAuth(fuzz_service.key)
     statuses: collections.Counter[tuple[str, int]] = collections.Counter()
 
     def call(case: Case) -> None:
@@ -247,19 +243,19 @@ def test_signed_client_fuzzing(service: Server) -> None:
 
             example()
     assert statuses.keys() & {("POST /trigger/{job}", s) for s in (200, 202, 409)}, statuses
-    assert_healthy(service, mark)
+    assert_healthy(fuzz_service, mark)
 
 
-def test_stateful_trigger_then_follow_the_run(service: Server) -> None:
+def test_stateful_trigger_then_follow_the_run(fuzz_service: Server) -> None:
     """POST /trigger/{job}, then GET /runs/{run_id} (/result, /log, /cancel) with the run_id the
     answer carried, through the links of `with_links`, in random sequences."""
-    mark = log_mark(service)
-    schema = load_schema(only_security(with_links(served_document(service)), "bearer"),
-                         service)
+    mark = log_mark(fuzz_service)
+    schema = load_schema(only_security(with_links(served_document(fuzz_service)), "bearer"),
+                         fuzz_service)
     schema.config.generation.update(modes=[GenerationMode.POSITIVE])
     steps: collections.Counter[tuple[str, str, int]] = collections.Counter()
     session = requests.Session()
-    token = service.token
+    token = fuzz_service.token
 
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Case) -> dict[str, Any]:
@@ -305,7 +301,7 @@ def test_stateful_trigger_then_follow_the_run(service: Server) -> None:
     assert failures == [], "\n".join(failures)
     assert any(key[1] == "GET /runs/{run_id}" and key[2] == 200 for key in followed), \
         (steps, f"{cut_short} sequence runs cut short by hypothesis's FlakyStrategyDefinition")
-    assert_healthy(service, mark)
+    assert_healthy(fuzz_service, mark)
 
 
 # --------------------------------------------------------------------------- every job kind
@@ -318,8 +314,8 @@ min_files = 1
 
 
 @pytest.fixture
-def rehearsal_service(tmp_path: Path, fuzz_repo_template: Path) -> Any:
-    srv = start_service(tmp_path, fuzz_repo_template, extra_jobs=REHEARSAL)
+def rehearsal_service(tmp_path: Path, repo_template18: Path) -> Any:
+    srv = start_fuzz_service(tmp_path, repo_template18, extra_jobs=REHEARSAL)
     try:
         yield srv
     finally:

@@ -37,8 +37,9 @@ from runner.engine.jobs.output import (
     RestoreTestOutput,
 )
 from runner.engine.runlog import RunLog
-from tests.conftest import RCLONE_BINARIES, RESTIC_BINARIES, init_template
-from tests.fuzz.conftest import fuzz, hard_deadline
+from tests.support.fuzzing import fuzz, hard_deadline
+from tests.support.paths import RCLONE_BINARIES, RESTIC_BINARIES
+from tests.support.workspace import init_template
 
 PARSERS: tuple[type[OutputParser], ...] = (OutputParser, ResticOutput, BackupOutput, CheckOutput,
                                            ForgetOutput, RcloneOutput, RestoreTestOutput)

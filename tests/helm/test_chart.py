@@ -24,12 +24,11 @@ import pytest
 import yaml
 
 from security.auth import parse_whsec
-from tests.helm.conftest import (
+from tests.support.helm import (
     CHART,
     EXISTING_SECRET,
     FULLNAME,
     NAMESPACE,
-    ROOT,
     VALUES_FULL,
     VARIANTS,
     Rendered,
@@ -39,6 +38,7 @@ from tests.helm.conftest import (
     render,
     rendered_variant,
 )
+from tests.support.paths import ROOT
 
 VENV_BIN = Path(sys.executable).parent
 KUBERNETES_VERSION = "1.30.0"
@@ -851,7 +851,7 @@ def test_notes(full: Rendered) -> None:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[Rendered, int, Path]]:
+def chart_service(tmp_path: Path) -> Iterator[tuple[Rendered, int, Path]]:
     """`restic-runner serve` started with the Deployment's args, the rendered ConfigMap and the
     rendered Secret's files (mount paths mapped into tmp_path, bind on loopback)."""
     r = make_rendered("default", {
@@ -881,11 +881,11 @@ def served(tmp_path: Path) -> Iterator[tuple[Rendered, int, Path]]:
         log.close()
 
 
-def test_chart_against_the_real_service(served: tuple[Rendered, int, Path]) -> None:
+def test_chart_against_the_real_service(chart_service: tuple[Rendered, int, Path]) -> None:
     """The default config and generated secret start the real service; the test hook sees it
     ready; a CronJob's exact args (Kubernetes' $(VAR) expansion done by hand) authenticate, and a
     retry with the same Job name follows the same run."""
-    r, port, secrets = served
+    r, port, secrets = chart_service
     local = f"http://127.0.0.1:{port}"
     script = _container(_hook(r)["spec"])["command"][2]
     ready = subprocess.run([sys.executable, "-c", script, f"{local}/readyz", "20"],

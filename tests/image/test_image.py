@@ -21,8 +21,8 @@ import requests
 import yaml
 
 from runner.cli.client import ApiClient
-from tests.conftest import ROOT, RUNNER, wait_until
-from tests.e2e.conftest import free_port
+from tests.support.paths import ROOT, RUNNER
+from tests.support.processes import free_port, wait_until
 
 IMAGE = os.environ.get("RESTIC_RUNNER_IMAGE", "")
 PODMAN = shlex.split(os.environ.get("RESTIC_RUNNER_PODMAN", "podman"))

@@ -4,7 +4,7 @@ and header values are ASCII, so those keep `/ @ : %` and carry the rest percent-
 base64), driven through every path; no canary may appear anywhere it does not belong, in any
 encoding.
 
-The deployment (tests/leaks/conftest.py): a real REST repository (`rclone serve restic` with
+The deployment (tests/support/leak_scenario.py): a real REST repository (`rclone serve restic` with
 basic auth, the password in the URL of `repository_file`), `password_file`, an `env_files` value,
 `[[clients]]` with a `whsec_` secret and with a bearer token, a webhook target with `secret_file`
 and `auth_header_file`, a healthchecks target (`url_file`), mail through aiosmtpd (STARTTLS +
@@ -64,8 +64,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 from standardwebhooks import Webhook
 
-from tests.conftest import CANARY
-from tests.leaks.conftest import (
+from tests.support.leaks import (
     AUTH_CREDENTIAL,
     AUTH_HEADER,
     CLIENT_KEY,
@@ -85,6 +84,7 @@ from tests.leaks.conftest import (
     encoded_forms,
     leaks_in,
 )
+from tests.support.secrets import CANARY
 
 SURFACES = ("api", "service-log", "state-files", "history-db", "cli-output", "webhook",
             "healthchecks", "mail", "pushgateway", "textfile", "proc-cmdline", "proc-environ")

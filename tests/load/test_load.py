@@ -15,9 +15,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.conftest import Workspace, wait_until
-from tests.e2e.conftest import free_port, secret_file
-from tests.notifiers.conftest import Service, start_service
+from tests.support.processes import free_port, wait_until
+from tests.support.secrets import secret_file
+from tests.support.service import Service, start_service
+from tests.support.workspace import Workspace
 
 TOKEN = "rrt_load-test-token-0123456789abcdef"
 
@@ -35,7 +36,7 @@ jobs = ["*"]
 
 
 @pytest.fixture
-def service_factory(ws: Workspace) -> Iterator[list[Service]]:
+def service_factory(ws18: Workspace) -> Iterator[list[Service]]:
     started: list[Service] = []
     yield started
     for service in started:
@@ -78,11 +79,11 @@ def _trigger_all_at_once(port: int, job: str, count: int) -> Counter[int | str]:
 
 
 def test_a_thousand_simultaneous_triggers_start_exactly_one_run(
-        ws: Workspace, service_factory: list[Service]) -> None:
-    slow = ws.root / "slow"
+        ws18: Workspace, service_factory: list[Service]) -> None:
+    slow = ws18.root / "slow"
     slow.mkdir()
     (slow / "blob.bin").write_bytes(os.urandom(8 * 1024 * 1024))
-    service = _serve(ws, f"""
+    service = _serve(ws18, f"""
 [jobs.nightly]
 kind = "backup"
 paths = ["{slow}"]
@@ -107,13 +108,13 @@ args = ["--limit-upload=1024"]  # KiB/s: the run outlasts the burst
 
 
 def test_twenty_jobs_on_twenty_repositories_lose_no_log_line(
-        ws: Workspace, service_factory: list[Service]) -> None:
+        ws18: Workspace, service_factory: list[Service]) -> None:
     files_per_job = 150
     jobs = []
     for n in range(20):
-        repo = ws.root / f"repo{n:02d}"
-        shutil.copytree(ws.repo, repo)
-        data = ws.root / f"data{n:02d}"
+        repo = ws18.root / f"repo{n:02d}"
+        shutil.copytree(ws18.repo, repo)
+        data = ws18.root / f"data{n:02d}"
         data.mkdir()
         for i in range(files_per_job):
             (data / f"job{n:02d}-file{i:03d}.txt").write_text(f"{n} {i}\n" * 50)
@@ -124,7 +125,7 @@ repository = "{repo}"
 paths = ["{data}"]
 args = ["--verbose=2"]
 """)
-    service = _serve(ws, "".join(jobs))
+    service = _serve(ws18, "".join(jobs))
     service_factory.append(service)
 
     run_ids = {}
@@ -146,7 +147,7 @@ args = ["--verbose=2"]
         log = _get(f"{service.url}/runs/{run_id}/log").text
         items = Counter(json.loads(line)["item"] for line in log.splitlines()
                         if line.startswith('{"message_type":"verbose_status"'))
-        mine = {f"{ws.root}/data{n:02d}/job{n:02d}-file{i:03d}.txt"
+        mine = {f"{ws18.root}/data{n:02d}/job{n:02d}-file{i:03d}.txt"
                 for i in range(files_per_job)}
         file_items = {item for item in items if item.endswith(".txt")}
         assert file_items == mine, f"job {n}: lost {len(mine - file_items)}, " \

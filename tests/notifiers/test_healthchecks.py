@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from tests.conftest import Workspace
-from tests.e2e.conftest import secret_file
-from tests.notifiers.conftest import Receiver
+from tests.support.receivers import Receiver
+from tests.support.secrets import secret_file
+from tests.support.workspace import Workspace
 
 CHECK = str(uuid.uuid4())
 
@@ -41,9 +41,9 @@ jobs = ["nightly", "broken"]
 """)
 
 
-def test_start_and_exit_code_with_the_same_rid(ws: Workspace, hc_receiver: Receiver) -> None:
-    configure(ws, hc_receiver, url=f"{hc_receiver.url}/{CHECK}")
-    code, record = ws.run_json("nightly")
+def test_start_and_exit_code_with_the_same_rid(ws18: Workspace, hc_receiver: Receiver) -> None:
+    configure(ws18, hc_receiver, url=f"{hc_receiver.url}/{CHECK}")
+    code, record = ws18.run_json("nightly")
     assert code == 0
     start, end = hc_receiver.wait_for(2)
     rid = record["run_id"]
@@ -58,19 +58,19 @@ def test_start_and_exit_code_with_the_same_rid(ws: Workspace, hc_receiver: Recei
     assert notes == [("run.started", "delivered"), ("run.succeeded", "delivered")]
 
 
-def test_a_failed_run_pings_its_exit_code(ws: Workspace, hc_receiver: Receiver) -> None:
-    configure(ws, hc_receiver, url=f"{hc_receiver.url}/ping/{CHECK}")  # self-hosted form
-    code, record = ws.run_json("broken")
+def test_a_failed_run_pings_its_exit_code(ws18: Workspace, hc_receiver: Receiver) -> None:
+    configure(ws18, hc_receiver, url=f"{hc_receiver.url}/ping/{CHECK}")  # self-hosted form
+    code, record = ws18.run_json("broken")
     assert code != 0
     start, end = hc_receiver.wait_for(2)
     assert start.path == f"/ping/{CHECK}/start?rid={record['run_id']}"
     assert end.path == f"/ping/{CHECK}/{code}?rid={record['run_id']}"
 
 
-def test_slug_urls_with_create(ws: Workspace, hc_receiver: Receiver) -> None:
-    configure(ws, hc_receiver, url=f"{hc_receiver.url}/pingkey-Ab12/nightly-backup",
+def test_slug_urls_with_create(ws18: Workspace, hc_receiver: Receiver) -> None:
+    configure(ws18, hc_receiver, url=f"{hc_receiver.url}/pingkey-Ab12/nightly-backup",
               extra="create = true")
-    code, record = ws.run_json("nightly")
+    code, record = ws18.run_json("nightly")
     assert code == 0
     start, end = hc_receiver.wait_for(2)
     assert start.path == f"/pingkey-Ab12/nightly-backup/start?rid={record['run_id']}&create=1"
@@ -78,39 +78,39 @@ def test_slug_urls_with_create(ws: Workspace, hc_receiver: Receiver) -> None:
 
 
 def test_without_an_advertised_limit_the_body_is_cut_at_100000_bytes(
-        ws: Workspace, receiver: Receiver) -> None:
-    configure(ws, receiver, url=f"{receiver.url}/{CHECK}",
+        ws18: Workspace, receiver: Receiver) -> None:
+    configure(ws18, receiver, url=f"{receiver.url}/{CHECK}",
               hook='args = ["--verbose"]')
-    code, _ = ws.run_json("nightly")
+    code, _ = ws18.run_json("nightly")
     assert code == 0
     _, end = receiver.wait_for(2)
-    log_size = sum(p.stat().st_size for p in (ws.state / "logs" / "nightly").glob("*.log"))
+    log_size = sum(p.stat().st_size for p in (ws18.state / "logs" / "nightly").glob("*.log"))
     assert len(end.body) == min(log_size, 100_000)
 
 
-def test_a_skipped_run_sends_log(ws: Workspace, hc_receiver: Receiver) -> None:
-    configure(ws, hc_receiver, url=f"{hc_receiver.url}/{CHECK}")
-    (ws.root / "hold").touch()
-    first = ws.popen("run", "nightly")
+def test_a_skipped_run_sends_log(ws18: Workspace, hc_receiver: Receiver) -> None:
+    configure(ws18, hc_receiver, url=f"{hc_receiver.url}/{CHECK}")
+    (ws18.root / "hold").touch()
+    first = ws18.popen("run", "nightly")
     try:
         hc_receiver.wait_for(1)  # the first run has started; its hook holds it
-        code, skipped = ws.run_json("nightly")
+        code, skipped = ws18.run_json("nightly")
         assert code == 0 and skipped["status"] == "skipped"
     finally:
-        (ws.root / "release").touch()
+        (ws18.root / "release").touch()
         assert first.wait(60) == 0
     paths = [r.path for r in hc_receiver.wait_for(3)]
     assert f"/{CHECK}/log?rid={skipped['run_id']}" in paths
     assert not any(p.startswith(f"/{CHECK}/start?rid={skipped['run_id']}") for p in paths)
 
 
-def test_the_url_file_is_masked_in_errors(ws: Workspace) -> None:
+def test_the_url_file_is_masked_in_errors(ws18: Workspace) -> None:
     down = Receiver(9)  # discard port: nothing listens
-    configure(ws, down, url=f"http://127.0.0.1:9/{CHECK}", extra="")
-    ws.config_path.write_text(ws.config_path.read_text() + "\n[notify]\ncli_wait = 0\n")
-    done = ws.cli("run", "nightly", "--json")
+    configure(ws18, down, url=f"http://127.0.0.1:9/{CHECK}", extra="")
+    ws18.config_path.write_text(ws18.config_path.read_text() + "\n[notify]\ncli_wait = 0\n")
+    done = ws18.cli("run", "nightly", "--json")
     assert done.returncode == 0
     assert CHECK not in done.stdout + done.stderr
-    for log in (ws.state / "logs").rglob("*.log"):
+    for log in (ws18.state / "logs").rglob("*.log"):
         assert CHECK not in log.read_text()
-    assert CHECK not in (ws.state / "last-nightly.json").read_text()
+    assert CHECK not in (ws18.state / "last-nightly.json").read_text()

@@ -11,15 +11,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from tests.conftest import CANARY, RESTIC_BINARIES, Workspace
-from tests.e2e.conftest import secret_file
-from tests.notifiers.conftest import (
-    PG_USER,
-    Receiver,
-    SmtpServer,
-    start_pushgateway,
-)
-from tests.runner.engine.test_leaks import encoded_forms
+from tests.support.paths import RESTIC_BINARIES
+from tests.support.pushgateway import PG_USER, start_pushgateway
+from tests.support.receivers import Receiver
+from tests.support.secrets import CANARY, encodings, secret_file
+from tests.support.smtp import SmtpServer
+from tests.support.workspace import Workspace
 
 REPO_PASSWORD = "repo-" + CANARY
 WHSEC = "whsec_" + base64.b64encode(("hmac-" + CANARY).encode()).decode()
@@ -31,7 +28,7 @@ HC_UUID = str(uuid.uuid4())
 
 
 def forms(secret: str) -> set[bytes]:
-    return encoded_forms(secret) | {quopri.encodestring(secret.encode()).strip()}
+    return encodings(secret) | {quopri.encodestring(secret.encode()).strip()}
 
 
 def assert_clean(data: bytes, where: str, *, allow: tuple[str, ...] = ()) -> None:
@@ -42,7 +39,7 @@ def assert_clean(data: bytes, where: str, *, allow: tuple[str, ...] = ()) -> Non
             assert form not in data, f"{secret!r} leaked into {where} as {form!r}"
 
 
-def test_no_secret_reaches_any_target(ws: Workspace, tmp_path: Path, receiver: Receiver,
+def test_no_secret_reaches_any_target(ws18: Workspace, tmp_path: Path, receiver: Receiver,
                                       hc_receiver: Receiver, smtp_server: SmtpServer) -> None:
     # a repository whose password is a canary
     repo, password = tmp_path / "canary-repo", secret_file(tmp_path / "repo.pw", REPO_PASSWORD)
@@ -62,10 +59,10 @@ def test_no_secret_reaches_any_target(ws: Workspace, tmp_path: Path, receiver: R
         f"echo \"{name}: $(cat {path})\"\n" for name, path in files.items()))
     leaky.chmod(0o755)
     try:
-        ws.write_config(f"""
+        ws18.write_config(f"""
 [jobs.nightly]
 kind = "backup"
-paths = ["{ws.data}"]
+paths = ["{ws18.data}"]
 repository = "{repo}"
 password_file = "{password}"
 pre_hook = ["{leaky}"]
@@ -95,14 +92,14 @@ password_file = "{files['smtp.pw']}"
 from = "backup@example.org"
 to = ["ops@example.org"]
 """)
-        done = ws.cli("run", "nightly", "--json")
+        done = ws18.cli("run", "nightly", "--json")
         assert done.returncode == 0, done.stderr
-        assert "password: ***" in (ws.state / "logs" / "nightly").glob("*.log").__next__() \
+        assert "password: ***" in (ws18.state / "logs" / "nightly").glob("*.log").__next__() \
             .read_text()
         assert_clean(done.stdout.encode() + done.stderr.encode(), "the CLI's output")
-        for log in (ws.state / "logs").rglob("*.log"):
+        for log in (ws18.state / "logs").rglob("*.log"):
             assert_clean(log.read_bytes(), str(log))
-        assert_clean((ws.state / "last-nightly.json").read_bytes(), "last-nightly.json")
+        assert_clean((ws18.state / "last-nightly.json").read_bytes(), "last-nightly.json")
         hooks = receiver.wait_for(2)
         for r in hooks:
             headers = "\n".join(f"{k}: {v}" for k, v in r.headers.items()
@@ -116,9 +113,9 @@ to = ["ops@example.org"]
         assert_clean(mail.as_bytes(), "the mail")
         assert_clean(str(mail["Subject"]).encode() + mail.get_content().encode(), "the mail")
         assert_clean(gateway.exposition().encode(), "the Pushgateway's metrics")
-        status = ws.cli("status", "--json")
+        status = ws18.cli("status", "--json")
         assert_clean(status.stdout.encode() + status.stderr.encode(), "status")
-        doctor = ws.cli("doctor", "--json")
+        doctor = ws18.cli("doctor", "--json")
         assert_clean(doctor.stdout.encode() + doctor.stderr.encode(), "doctor")
     finally:
         gateway.process.terminate()

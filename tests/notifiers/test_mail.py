@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-from tests.conftest import Workspace
-from tests.e2e.conftest import secret_file
-from tests.notifiers.conftest import SMTP_PASSWORD, SMTP_USER, SmtpServer
+from tests.support.processes import free_port
+from tests.support.secrets import secret_file
+from tests.support.smtp import SMTP_PASSWORD, SMTP_USER, SmtpServer, self_signed
+from tests.support.workspace import Workspace
 
 
 def configure(ws: Workspace, smtp: SmtpServer, *, extra: str = "") -> None:
@@ -33,10 +34,10 @@ to = ["ops@example.org", "oncall@example.org"]
 """)
 
 
-def test_success_mail_has_the_helper_subject_and_the_log(ws: Workspace,
+def test_success_mail_has_the_helper_subject_and_the_log(ws18: Workspace,
                                                          smtp_server: SmtpServer) -> None:
-    configure(ws, smtp_server)
-    code, record = ws.run_json("nightly")
+    configure(ws18, smtp_server)
+    code, record = ws18.run_json("nightly")
     assert code == 0
     [msg] = smtp_server.wait_for(1)
     subject = msg["Subject"]
@@ -57,65 +58,63 @@ def test_success_mail_has_the_helper_subject_and_the_log(ws: Workspace,
         assert SMTP_PASSWORD not in value, name
 
 
-def test_failure_only_with_on_failure(ws: Workspace, smtp_server: SmtpServer) -> None:
-    configure(ws, smtp_server, extra='on = ["failure"]')
-    assert ws.run_json("nightly")[0] == 0
-    code, record = ws.run_json("broken")
+def test_failure_only_with_on_failure(ws18: Workspace, smtp_server: SmtpServer) -> None:
+    configure(ws18, smtp_server, extra='on = ["failure"]')
+    assert ws18.run_json("nightly")[0] == 0
+    code, record = ws18.run_json("broken")
     assert code != 0
     [msg] = smtp_server.wait_for(1)
     assert msg["Subject"].startswith(f"[FAIL {code}] broken test-host · ")
     assert record["repository"] in msg["Subject"]  # the (masked) repository as details
 
 
-def test_a_long_log_is_cut_and_says_so(ws: Workspace, smtp_server: SmtpServer) -> None:
-    configure(ws, smtp_server, extra="body_limit = 600")
-    assert ws.run_json("nightly")[0] == 0
+def test_a_long_log_is_cut_and_says_so(ws18: Workspace, smtp_server: SmtpServer) -> None:
+    configure(ws18, smtp_server, extra="body_limit = 600")
+    assert ws18.run_json("nightly")[0] == 0
     [msg] = smtp_server.wait_for(1)
     body = msg.get_payload(decode=True).decode()
     assert body.startswith("[the log is longer than 600 bytes: only its end is shown")
-    [log] = (ws.state / "logs" / "nightly").glob("*.log")
+    [log] = (ws18.state / "logs" / "nightly").glob("*.log")
     assert body.rstrip().endswith(log.read_text().rstrip().splitlines()[-1])  # the end, kept
     assert "finished: succeeded" in body
     assert len(body.encode()) < 600 + 200
 
 
-def test_a_wrong_password_fails_the_delivery_only(ws: Workspace,
+def test_a_wrong_password_fails_the_delivery_only(ws18: Workspace,
                                                   smtp_server: SmtpServer) -> None:
-    configure(ws, smtp_server)
-    secret_file(ws.root / "smtp.password", "not-the-password")
-    code, record = ws.run_json("nightly")
+    configure(ws18, smtp_server)
+    secret_file(ws18.root / "smtp.password", "not-the-password")
+    code, record = ws18.run_json("nightly")
     assert code == 0 and record["status"] == "succeeded"
     [note] = record["notifications"]
     assert note["status"] == "failed" and note["response"] == "SMTP 535"  # 5xx: not retried
     assert smtp_server.messages == []
 
 
-def test_doctor_checks_the_login_without_sending(ws: Workspace,
+def test_doctor_checks_the_login_without_sending(ws18: Workspace,
                                                  smtp_server: SmtpServer) -> None:
     import json
 
-    configure(ws, smtp_server)
-    done = ws.cli("doctor", "--json")
+    configure(ws18, smtp_server)
+    done = ws18.cli("doctor", "--json")
     report = json.loads(done.stdout)
     [mail] = [c for c in report["checks"] if c["message"].startswith("mail:")]
     assert mail["status"] == "ok" and "login accepted" in mail["message"]
     assert smtp_server.logins == [(SMTP_USER, SMTP_PASSWORD)]
     assert smtp_server.messages == []
-    secret_file(ws.root / "smtp.password", "not-the-password")
-    report = json.loads(ws.cli("doctor", "--json").stdout)
+    secret_file(ws18.root / "smtp.password", "not-the-password")
+    report = json.loads(ws18.cli("doctor", "--json").stdout)
     [mail] = [c for c in report["checks"] if c["message"].startswith("mail:")]
     assert mail["status"] == "fail" and "535" in mail["message"]
     assert "not-the-password" not in json.dumps(report)
 
 
-def test_implicit_tls(ws: Workspace, tmp_path) -> None:
+def test_implicit_tls(ws18: Workspace, tmp_path) -> None:
     import ssl
 
     from aiosmtpd.controller import Controller
 
-    from tests.notifiers.conftest import _self_signed, free_port
-
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     received = []
 
     class Handler:
@@ -129,7 +128,7 @@ def test_implicit_tls(ws: Workspace, tmp_path) -> None:
     controller = Controller(Handler(), hostname="127.0.0.1", port=port, ssl_context=context)
     controller.start()
     try:
-        ws.write_config(f"""
+        ws18.write_config(f"""
 [jobs.nightly]
 kind = "check"
 
@@ -141,7 +140,7 @@ cafile = "{cert}"
 from = "backup@example.org"
 to = ["ops@example.org"]
 """)
-        code, record = ws.run_json("nightly")
+        code, record = ws18.run_json("nightly")
         assert code == 0
         assert record["notifications"][0]["status"] == "delivered", record["notifications"]
         assert len(received) == 1

@@ -11,10 +11,12 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Workspace
-from tests.deploy.test_alert_rules import CONTRACT_METRICS
-from tests.e2e.conftest import secret_file, token_client
-from tests.notifiers.conftest import PG_PASSWORD, PG_USER, Pushgateway, free_port, start_service
+from tests.support.metrics_contract import CONTRACT_METRICS
+from tests.support.processes import free_port
+from tests.support.pushgateway import PG_PASSWORD, PG_USER, Pushgateway
+from tests.support.secrets import secret_file
+from tests.support.service import start_service, token_client
+from tests.support.workspace import Workspace
 
 
 def families(text: str, job_name: str) -> dict[str, float]:
@@ -26,15 +28,15 @@ def families(text: str, job_name: str) -> dict[str, float]:
     return out
 
 
-def test_metrics_pushgateway_and_textfile_agree(ws: Workspace, pushgateway: Pushgateway,
+def test_metrics_pushgateway_and_textfile_agree(ws18: Workspace, pushgateway: Pushgateway,
                                                 tmp_path: Path) -> None:
     port = free_port()
-    password = secret_file(ws.root / "pg.password", PG_PASSWORD)
+    password = secret_file(ws18.root / "pg.password", PG_PASSWORD)
     metrics_dir = tmp_path / "textfile"
-    ws.write_config(f"""
+    ws18.write_config(f"""
 [jobs.nightly]
 kind = "backup"
-paths = ["{ws.data}"]
+paths = ["{ws18.data}"]
 forget_args = ["--keep-last", "3"]
 
 [jobs.verify]
@@ -48,10 +50,10 @@ metrics_dir = "{metrics_dir}"
 url = "{pushgateway.url}"
 username = "{PG_USER}"
 password_file = "{password}"
-""" + token_client(ws), top=f'[server]\nbind = "127.0.0.1:{port}"\n')
-    assert ws.run_json("nightly")[0] == 0
-    assert ws.run_json("verify")[0] == 0
-    service = start_service(ws, port)
+""" + token_client(ws18), top=f'[server]\nbind = "127.0.0.1:{port}"\n')
+    assert ws18.run_json("nightly")[0] == 0
+    assert ws18.run_json("verify")[0] == 0
+    service = start_service(ws18, port)
     try:
         with urllib.request.urlopen(service.url + "/metrics", timeout=5) as response:
             served = response.read().decode()
@@ -79,5 +81,5 @@ password_file = "{password}"
     done = subprocess.run(["promtool", "check", "metrics"], input=textfile, text=True,
                           capture_output=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    record = json.loads((ws.state / "last-verify.json").read_text())
+    record = json.loads((ws18.state / "last-verify.json").read_text())
     assert {n["target"] for n in record["notifications"]} == {"pushgateway", "textfile"}

@@ -6,9 +6,10 @@ import json
 import subprocess
 from pathlib import Path
 
-from tests.conftest import Workspace
-from tests.e2e.conftest import secret_file
-from tests.notifiers.conftest import PG_PASSWORD, PG_USER, Pushgateway, start_pushgateway
+from tests.support.processes import wait_until
+from tests.support.pushgateway import PG_PASSWORD, PG_USER, Pushgateway, start_pushgateway
+from tests.support.secrets import secret_file
+from tests.support.workspace import Workspace
 
 JOBS = """
 [jobs.nightly]
@@ -37,9 +38,9 @@ password_file = "{password}"
     ws.config_path.write_text(text)
 
 
-def test_backup_metrics_reach_the_gateway(ws: Workspace, pushgateway: Pushgateway) -> None:
-    configure(ws, pushgateway)
-    code, record = ws.run_json("nightly")
+def test_backup_metrics_reach_the_gateway(ws18: Workspace, pushgateway: Pushgateway) -> None:
+    configure(ws18, pushgateway)
+    code, record = ws18.run_json("nightly")
     assert code == 0, record
     labels = {"job": "restic_runner", "hostname": "test-host", "job_name": "nightly"}
     assert pushgateway.value("restic_backup_last_success", **labels) == 1.0
@@ -53,10 +54,10 @@ def test_backup_metrics_reach_the_gateway(ws: Workspace, pushgateway: Pushgatewa
     assert notes["pushgateway"]["status"] == "delivered"
 
 
-def test_exposition_is_promtool_clean(ws: Workspace, pushgateway: Pushgateway) -> None:
-    configure(ws, pushgateway)
-    assert ws.run_json("nightly")[0] == 0
-    assert ws.run_json("verify")[0] == 0
+def test_exposition_is_promtool_clean(ws18: Workspace, pushgateway: Pushgateway) -> None:
+    configure(ws18, pushgateway)
+    assert ws18.run_json("nightly")[0] == 0
+    assert ws18.run_json("verify")[0] == 0
     text = pushgateway.exposition()
     ours = "\n".join(line for line in text.splitlines()
                      if line.removeprefix("# HELP ").removeprefix("# TYPE ").startswith("restic_"))
@@ -68,32 +69,32 @@ def test_exposition_is_promtool_clean(ws: Workspace, pushgateway: Pushgateway) -
            'job_name="verify"} 1' in text
 
 
-def test_failure_keeps_the_last_success_timestamp(ws: Workspace,
+def test_failure_keeps_the_last_success_timestamp(ws18: Workspace,
                                                   pushgateway: Pushgateway) -> None:
-    configure(ws, pushgateway)
-    code, _ = ws.run_json("nightly")
+    configure(ws18, pushgateway)
+    code, _ = ws18.run_json("nightly")
     assert code == 0
     labels = {"hostname": "test-host", "job_name": "nightly"}
     success_at = pushgateway.value("restic_backup_last_success_timestamp", **labels)
     # the same job now fails: its paths vanish
-    (ws.data).rename(ws.root / "moved-away")
-    code, failed = ws.run_json("nightly")
+    (ws18.data).rename(ws18.root / "moved-away")
+    code, failed = ws18.run_json("nightly")
     assert code != 0 and failed["status"] == "failed"
     assert pushgateway.value("restic_backup_last_success", **labels) == 0.0
     assert pushgateway.value("restic_backup_last_exit_code", **labels) == float(code)
     assert pushgateway.value("restic_backup_last_success_timestamp", **labels) == success_at
 
 
-def test_jobs_and_hosts_never_overwrite_each_other(ws: Workspace, tmp_path: Path,
+def test_jobs_and_hosts_never_overwrite_each_other(ws18: Workspace, tmp_path: Path,
                                                    pushgateway: Pushgateway) -> None:
-    configure(ws, pushgateway, hostname="host-a")
-    assert ws.run_json("nightly")[0] == 0
-    assert ws.run_json("verify")[0] == 0
-    configure(ws, pushgateway, hostname="host-b")
-    ws.config_path.write_text(ws.config_path.read_text().replace(
-        f'state_dir = "{ws.state}"', f'state_dir = "{tmp_path / "state-b"}"'))
-    (ws.data).rename(ws.root / "gone")  # host-b's backup fails
-    assert ws.run_json("nightly")[0] != 0
+    configure(ws18, pushgateway, hostname="host-a")
+    assert ws18.run_json("nightly")[0] == 0
+    assert ws18.run_json("verify")[0] == 0
+    configure(ws18, pushgateway, hostname="host-b")
+    ws18.config_path.write_text(ws18.config_path.read_text().replace(
+        f'state_dir = "{ws18.state}"', f'state_dir = "{tmp_path / "state-b"}"'))
+    (ws18.data).rename(ws18.root / "gone")  # host-b's backup fails
+    assert ws18.run_json("nightly")[0] != 0
     groups = {(g["labels"]["hostname"], g["labels"]["job_name"]) for g in pushgateway.groups()}
     assert groups == {("host-a", "nightly"), ("host-a", "verify"), ("host-b", "nightly")}
     assert pushgateway.value("restic_backup_last_success", hostname="host-a",
@@ -104,15 +105,15 @@ def test_jobs_and_hosts_never_overwrite_each_other(ws: Workspace, tmp_path: Path
                              job_name="verify") == 1.0
 
 
-def test_metrics_prune_deletes_groups_of_unconfigured_jobs(ws: Workspace,
+def test_metrics_prune_deletes_groups_of_unconfigured_jobs(ws18: Workspace,
                                                            pushgateway: Pushgateway) -> None:
-    configure(ws, pushgateway)
-    assert ws.run_json("nightly")[0] == 0
-    assert ws.run_json("verify")[0] == 0
+    configure(ws18, pushgateway)
+    assert ws18.run_json("nightly")[0] == 0
+    assert ws18.run_json("verify")[0] == 0
     # `verify` leaves the configuration
-    ws.config_path.write_text(ws.config_path.read_text().replace(
+    ws18.config_path.write_text(ws18.config_path.read_text().replace(
         '[jobs.verify]\nkind = "check"\n', ""))
-    done = ws.cli("metrics", "prune", "--json")
+    done = ws18.cli("metrics", "prune", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["deleted"] == [{"hostname": "test-host", "job_name": "verify"}]
     groups = {g["labels"]["job_name"] for g in pushgateway.groups()}
@@ -120,12 +121,12 @@ def test_metrics_prune_deletes_groups_of_unconfigured_jobs(ws: Workspace,
 
 
 def test_wrong_password_is_a_failed_delivery_not_a_failed_run(
-        ws: Workspace, tmp_path: Path) -> None:
+        ws18: Workspace, tmp_path: Path) -> None:
     (tmp_path / "pg2").mkdir()
     gateway = start_pushgateway(tmp_path / "pg2", password="the-right-one")
     try:
-        configure(ws, gateway, extra="[notify]\ncli_wait = 0\n")
-        code, record = ws.run_json("verify")
+        configure(ws18, gateway, extra="[notify]\ncli_wait = 0\n")
+        code, record = ws18.run_json("verify")
         assert code == 0 and record["status"] == "succeeded"
         note = next(n for n in record["notifications"]
                     if n["target"] == "pushgateway" and n["event"] == "run.succeeded")
@@ -138,18 +139,18 @@ def test_wrong_password_is_a_failed_delivery_not_a_failed_run(
         gateway.process.wait(10)
 
 
-def test_start_push_sets_running(ws: Workspace, pushgateway: Pushgateway) -> None:
-    slow = ws.root / "slow-hook.sh"
+def test_start_push_sets_running(ws18: Workspace, pushgateway: Pushgateway) -> None:
+    slow = ws18.root / "slow-hook.sh"
     slow.write_text("#!/bin/sh\nsleep 2\n")
     slow.chmod(0o755)
-    configure(ws, pushgateway)
-    ws.config_path.write_text(ws.config_path.read_text().replace(
+    configure(ws18, pushgateway)
+    ws18.config_path.write_text(ws18.config_path.read_text().replace(
         '[jobs.verify]\nkind = "check"\n',
         f'[jobs.verify]\nkind = "check"\npre_hook = ["{slow}"]\n'))
-    proc = ws.popen("run", "verify")
-    from tests.notifiers.conftest import wait_until
+    proc = ws18.popen("run", "verify")
 
-    wait_until(lambda: pushgateway.value("restic_check_running", job_name="verify") == 1.0)
+    wait_until(lambda: pushgateway.value("restic_check_running", job_name="verify") == 1.0,
+               15, 0.02)
     since = pushgateway.value("restic_check_running_since_timestamp", job_name="verify")
     assert since is not None
     assert proc.wait(60) == 0

@@ -12,9 +12,13 @@ from pathlib import Path
 
 from standardwebhooks import Webhook
 
-from tests.conftest import Workspace
-from tests.e2e.conftest import secret_file, token_client
-from tests.notifiers.conftest import Receiver, free_port, start_service, wait_until
+from tests.support.openapi import nullable
+from tests.support.paths import RUNNER
+from tests.support.processes import free_port, wait_until
+from tests.support.receivers import Receiver
+from tests.support.secrets import secret_file
+from tests.support.service import start_service, token_client
+from tests.support.workspace import Workspace
 
 JOBS = """
 [jobs.nightly]
@@ -45,9 +49,9 @@ auth_header_file = "{auth}"
 """, top=top)
 
 
-def test_v1_signature_verifies_with_standardwebhooks(ws: Workspace, receiver: Receiver) -> None:
-    configure(ws, receiver)
-    code, record = ws.run_json("nightly")
+def test_v1_signature_verifies_with_standardwebhooks(ws18: Workspace, receiver: Receiver) -> None:
+    configure(ws18, receiver)
+    code, record = ws18.run_json("nightly")
     assert code == 0
     [request] = receiver.wait_for(1)
     assert request.path == "/hooks/backup"
@@ -65,13 +69,13 @@ def test_v1_signature_verifies_with_standardwebhooks(ws: Workspace, receiver: Re
     assert note == {"target": "webhook:ops", "event": "run.succeeded", "status": "delivered",
                     "attempts": 1, "last_attempt_at": attempt["at"], "response": "HTTP 200",
                     "attempt_log": [attempt]}
-    last = json.loads((ws.state / "last-nightly.json").read_text())
+    last = json.loads((ws18.state / "last-nightly.json").read_text())
     assert last["notifications"] == record["notifications"]
 
 
-def test_a_tampered_body_does_not_verify(ws: Workspace, receiver: Receiver) -> None:
-    configure(ws, receiver)
-    ws.run_json("nightly")
+def test_a_tampered_body_does_not_verify(ws18: Workspace, receiver: Receiver) -> None:
+    configure(ws18, receiver)
+    ws18.run_json("nightly")
     [request] = receiver.wait_for(1)
     import pytest
     from standardwebhooks.webhooks import WebhookVerificationError
@@ -80,11 +84,11 @@ def test_a_tampered_body_does_not_verify(ws: Workspace, receiver: Receiver) -> N
         Webhook(WHSEC).verify(request.body.replace(b"succeeded", b"failed"), request.headers)
 
 
-def test_500_500_200_is_delivered_on_the_third_attempt(ws: Workspace,
+def test_500_500_200_is_delivered_on_the_third_attempt(ws18: Workspace,
                                                       receiver: Receiver) -> None:
     receiver.script = [(500, {}), (500, {})]
-    configure(ws, receiver)
-    code, record = ws.run_json("nightly")
+    configure(ws18, receiver)
+    code, record = ws18.run_json("nightly")
     assert code == 0
     requests = receiver.wait_for(3)
     time.sleep(1.0)
@@ -98,41 +102,41 @@ def test_500_500_200_is_delivered_on_the_third_attempt(ws: Workspace,
     assert gaps[1] > gaps[0] * 1.2  # backoff grows (0.2 s, 0.4 s, ±20 % jitter)
 
 
-def test_retry_after_is_honoured(ws: Workspace, receiver: Receiver) -> None:
+def test_retry_after_is_honoured(ws18: Workspace, receiver: Receiver) -> None:
     receiver.script = [(503, {"Retry-After": "2"})]
-    configure(ws, receiver)
-    assert ws.run_json("nightly")[0] == 0
+    configure(ws18, receiver)
+    assert ws18.run_json("nightly")[0] == 0
     first, second = receiver.wait_for(2)
     assert second.at - first.at >= 1.9
 
 
-def test_410_gone_disables_the_target_until_its_config_changes(ws: Workspace,
+def test_410_gone_disables_the_target_until_its_config_changes(ws18: Workspace,
                                                              receiver: Receiver) -> None:
     receiver.script = [(410, {})]
-    configure(ws, receiver)
-    code, record = ws.run_json("nightly")
+    configure(ws18, receiver)
+    code, record = ws18.run_json("nightly")
     assert code == 0
     [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
     assert note["status"] == "disabled" and note["response"] == "HTTP 410"
-    code, record = ws.run_json("nightly")
+    code, record = ws18.run_json("nightly")
     assert code == 0
     [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
     assert note["status"] == "disabled" and note["attempts"] == 0
     assert "410" in note["error"]
     assert len(receiver.requests) == 1
-    configure(ws, receiver, webhook='timeout = "5s"')  # the operator fixed the target
-    code, record = ws.run_json("nightly")
+    configure(ws18, receiver, webhook='timeout = "5s"')  # the operator fixed the target
+    code, record = ws18.run_json("nightly")
     [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
     assert note["status"] == "delivered"
     assert len(receiver.requests) == 2
 
 
-def test_redirects_are_not_followed(ws: Workspace, receiver: Receiver) -> None:
+def test_redirects_are_not_followed(ws18: Workspace, receiver: Receiver) -> None:
     elsewhere = Receiver(free_port()).start()
     try:
         receiver.default = (302, {"Location": f"{elsewhere.url}/stolen"})
-        configure(ws, receiver, notify="cli_wait = 0")
-        code, record = ws.run_json("nightly")
+        configure(ws18, receiver, notify="cli_wait = 0")
+        code, record = ws18.run_json("nightly")
         assert code == 0
         [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
         assert note["status"] == "pending" and note["response"] == "HTTP 302"
@@ -142,10 +146,10 @@ def test_redirects_are_not_followed(ws: Workspace, receiver: Receiver) -> None:
         elsewhere.stop()
 
 
-def test_on_and_jobs_filters(ws: Workspace, receiver: Receiver) -> None:
-    configure(ws, receiver, webhook='on = ["start", "failure"]\njobs = ["broken"]')
-    assert ws.run_json("nightly")[0] == 0  # not this job
-    code, _ = ws.run_json("broken")
+def test_on_and_jobs_filters(ws18: Workspace, receiver: Receiver) -> None:
+    configure(ws18, receiver, webhook='on = ["start", "failure"]\njobs = ["broken"]')
+    assert ws18.run_json("nightly")[0] == 0  # not this job
+    code, _ = ws18.run_json("broken")
     assert code != 0
     requests = receiver.wait_for(2)
     types = [r.json()["type"] for r in requests]
@@ -154,30 +158,30 @@ def test_on_and_jobs_filters(ws: Workspace, receiver: Receiver) -> None:
     assert requests[1].json()["data"]["exit_code"] == code
 
 
-def test_a_failed_delivery_changes_no_status_or_exit_code(ws: Workspace) -> None:
+def test_a_failed_delivery_changes_no_status_or_exit_code(ws18: Workspace) -> None:
     down = Receiver(free_port())  # never started: connection refused
-    configure(ws, down, notify="cli_wait = 0")
-    code, record = ws.run_json("nightly")
+    configure(ws18, down, notify="cli_wait = 0")
+    code, record = ws18.run_json("nightly")
     assert code == 0 and record["status"] == "succeeded"
     [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
     assert note["status"] == "pending" and "refused" in note["error"].lower()
     assert note["error"].startswith("http://127.0.0.1:")  # scheme://host/..., nothing more
     assert "/hooks/backup" not in note["error"]
-    code, record = ws.run_json("broken")
+    code, record = ws18.run_json("broken")
     assert record["status"] == "failed" and code == record["exit_code"] != 0
 
 
 def test_a_receiver_down_during_the_run_gets_the_event_after_a_restart(
-        ws: Workspace) -> None:
+        ws18: Workspace) -> None:
     hook_port, api_port = free_port(), free_port()
     receiver = Receiver(hook_port)  # down while the run happens
     # retries at most 1 s apart: doubling from 0.2 s, a first service that lived ~15 s (a
     # loaded machine) would schedule the next attempt later than this test waits
-    configure(ws, receiver, top=f'[server]\nbind = "127.0.0.1:{api_port}"\n',
+    configure(ws18, receiver, top=f'[server]\nbind = "127.0.0.1:{api_port}"\n',
               notify='retry_max_interval = "1s"')
-    with open(ws.config_path, "a") as f:
-        f.write(token_client(ws))
-    service = start_service(ws, api_port)
+    with open(ws18.config_path, "a") as f:
+        f.write(token_client(ws18))
+    service = start_service(ws18, api_port)
     try:
         request = urllib.request.Request(f"{service.url}/trigger/nightly?wait=20", data=b"",
                                          method="POST",
@@ -192,7 +196,7 @@ def test_a_receiver_down_during_the_run_gets_the_event_after_a_restart(
     try:
         time.sleep(0.5)
         assert receiver.requests == []
-        service = start_service(ws, api_port)
+        service = start_service(ws18, api_port)
         try:
             [request] = receiver.wait_for(1, timeout=20)
             payload = Webhook(WHSEC).verify(request.body, request.headers)
@@ -207,34 +211,33 @@ def test_a_receiver_down_during_the_run_gets_the_event_after_a_restart(
                     notes = json.loads(response.read())["notifications"]
                 return any(n["status"] == "delivered" and n["attempts"] >= 2 for n in notes)
 
-            wait_until(delivered)
+            wait_until(delivered, 15, 0.02)
         finally:
             service.stop()
     finally:
         receiver.stop()
 
 
-def test_v1a_signature_verifies_against_keys(ws: Workspace, receiver: Receiver,
+def test_v1a_signature_verifies_against_keys(ws18: Workspace, receiver: Receiver,
                                             tmp_path: Path) -> None:
     import subprocess
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    from tests.conftest import RUNNER
 
     key = tmp_path / "runner.whsk"
     subprocess.run([RUNNER, "keys", "generate", "ed25519", "--out", str(key)], check=True,
                    capture_output=True)
     api_port = free_port()
-    configure(ws, receiver, top=f'[server]\nbind = "127.0.0.1:{api_port}"\n'
+    configure(ws18, receiver, top=f'[server]\nbind = "127.0.0.1:{api_port}"\n'
                                 f'[signing]\nkey_file = "{key}"\n')
-    service = start_service(ws, api_port)
+    service = start_service(ws18, api_port)
     try:
         with urllib.request.urlopen(service.url + "/keys", timeout=5) as response:
             [public] = json.loads(response.read())["keys"]
     finally:
         service.stop()
-    code, _ = ws.run_json("nightly")
+    code, _ = ws18.run_json("nightly")
     assert code == 0
     [request] = receiver.wait_for(1)
     signatures = dict(s.split(",", 1) for s in request.headers["webhook-signature"].split())
@@ -246,23 +249,23 @@ def test_v1a_signature_verifies_against_keys(ws: Workspace, receiver: Receiver,
     Webhook(WHSEC).verify(request.body, request.headers)  # and v1 still verifies
 
 
-def test_a_non_ascii_auth_header_is_a_config_error(ws: Workspace, receiver: Receiver) -> None:
+def test_a_non_ascii_auth_header_is_a_config_error(ws18: Workspace, receiver: Receiver) -> None:
     """Refused when the config is loaded (it could never be sent), not found by the first
     delivery after the run (tests/security/test_secret_validation.py has the other commands)."""
-    configure(ws, receiver)
-    secret_file(ws.root / "ops.auth", "Bearer tøken-🔑")
-    done = ws.cli("run", "nightly")
+    configure(ws18, receiver)
+    secret_file(ws18.root / "ops.auth", "Bearer tøken-🔑")
+    done = ws18.cli("run", "nightly")
     assert done.returncode == 2
     assert ("notify.webhooks.ops.auth_header_file: secret file" in done.stderr
             and "must be one line of printable ASCII" in done.stderr)
     assert "tøken" not in done.stdout + done.stderr
-    assert receiver.requests == [] and ws.snapshots() == []
+    assert receiver.requests == [] and ws18.snapshots() == []
 
 
-def test_the_retry_budget_is_bounded(ws: Workspace, receiver: Receiver) -> None:
+def test_the_retry_budget_is_bounded(ws18: Workspace, receiver: Receiver) -> None:
     receiver.default = (500, {})
-    configure(ws, receiver, notify='retry_give_up_after = "1s"')
-    code, record = ws.run_json("nightly")
+    configure(ws18, receiver, notify='retry_give_up_after = "1s"')
+    code, record = ws18.run_json("nightly")
     assert code == 0
     [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"]
     assert note["status"] == "failed"  # given up: the next wait would end past the budget
@@ -270,26 +273,26 @@ def test_the_retry_budget_is_bounded(ws: Workspace, receiver: Receiver) -> None:
     assert len(receiver.requests) == note["attempts"]
 
 
-def test_the_next_command_delivers_what_a_run_left_behind(ws: Workspace) -> None:
+def test_the_next_command_delivers_what_a_run_left_behind(ws18: Workspace) -> None:
     receiver = Receiver(free_port())  # down during the first run
-    configure(ws, receiver, notify="cli_wait = 0")
-    code, first = ws.run_json("nightly")
+    configure(ws18, receiver, notify="cli_wait = 0")
+    code, first = ws18.run_json("nightly")
     assert code == 0
     assert [n["status"] for n in first["notifications"]] == ["pending"]
     receiver.start()
     try:
-        configure(ws, receiver)  # cli_wait back to its default
-        code, second = ws.run_json("nightly")
+        configure(ws18, receiver)  # cli_wait back to its default
+        code, second = ws18.run_json("nightly")
         assert code == 0
         delivered = {r.json()["data"]["run_id"] for r in receiver.wait_for(2)}
         assert delivered == {first["run_id"], second["run_id"]}
-        last = json.loads(ws.cli("status", "--json").stdout)
+        last = json.loads(ws18.cli("status", "--json").stdout)
         assert last["deliveries_pending"] == 0
     finally:
         receiver.stop()
 
 
-def test_a_slow_receiver_never_holds_the_job_lock(ws: Workspace) -> None:
+def test_a_slow_receiver_never_holds_the_job_lock(ws18: Workspace) -> None:
     import http.server
     import threading
 
@@ -311,10 +314,10 @@ def test_a_slow_receiver_never_holds_the_job_lock(ws: Workspace) -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Slow)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        configure(ws, Receiver(port))
-        first = ws.popen("run", "nightly", "--json")
+        configure(ws18, Receiver(port))
+        first = ws18.popen("run", "nightly", "--json")
         assert arrived.wait(60)  # the first run ended and is delivering its event
-        code, second = ws.run_json("nightly")
+        code, second = ws18.run_json("nightly")
         assert second["status"] == "succeeded" and code == 0  # not "skipped": the lock is free
         assert first.wait(60) == 0
     finally:
@@ -322,17 +325,16 @@ def test_a_slow_receiver_never_holds_the_job_lock(ws: Workspace) -> None:
         server.server_close()
 
 
-def test_records_with_notifications_match_the_openapi_schema(ws: Workspace,
+def test_records_with_notifications_match_the_openapi_schema(ws18: Workspace,
                                                              receiver: Receiver) -> None:
     import jsonschema_rs
 
     from runner.service.openapi import RUN_RECORD
-    from tests.e2e.test_openapi import _nullable
 
     receiver.script = [(500, {})]
-    configure(ws, receiver, webhook='on = ["start", "success"]')
-    code, record = ws.run_json("nightly")
+    configure(ws18, receiver, webhook='on = ["start", "success"]')
+    code, record = ws18.run_json("nightly")
     assert code == 0
     assert {n["status"] for n in record["notifications"]} == {"delivered"}
     assert any(len(n["attempt_log"]) == 2 for n in record["notifications"])
-    jsonschema_rs.validator_for(_nullable(RUN_RECORD)).validate(record)
+    jsonschema_rs.validator_for(nullable(RUN_RECORD)).validate(record)

@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 
-from tests.conftest import ROOT, Workspace, processes_with_cmdline
+from tests.support.paths import ROOT
+from tests.support.processes import processes_with_cmdline
+from tests.support.workspace import Workspace
 
 BACKUP = """
 [jobs.nightly]

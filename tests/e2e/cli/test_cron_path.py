@@ -11,7 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 # none of these may be loaded before the tool starts: they load while it runs, or never
 NOT_BEFORE_THE_TOOL = ("click", "flask", "werkzeug", "gunicorn", "sqlite3", "prometheus_client",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 def _hook(ws: Workspace, name: str, body: str) -> Path:

@@ -8,27 +8,20 @@ repository URL carries a password as production ones do.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote, quote_plus
 
 import pytest
 
-from tests.conftest import (
-    CANARY,
-    RCLONE_BINARIES,
-    RUNNER,
-    Workspace,
-    free_port,
-    processes_with_cmdline,
-)
+from tests.support.paths import RUNNER
+from tests.support.processes import processes_with_cmdline
+from tests.support.rest_server import start_rest_server
+from tests.support.secrets import CANARY, encodings, secret_file
+from tests.support.workspace import Workspace
 
 URL_CANARY = "url-" + CANARY
 PASSWORD_CANARY = "pw-" + CANARY
@@ -37,52 +30,26 @@ WRONG_CANARY = "wrong-" + CANARY
 CANARIES = (URL_CANARY, PASSWORD_CANARY, ENV_CANARY, WRONG_CANARY)
 
 
-def encoded_forms(secret: str) -> set[bytes]:
-    raw = secret.encode()
-    return {raw, quote(secret, safe="").encode(), quote(secret, safe="/").encode(),
-            quote_plus(secret).encode(), base64.b64encode(raw), base64.urlsafe_b64encode(raw),
-            json.dumps(secret).encode()[1:-1],
-            json.dumps(secret, ensure_ascii=False).encode()[1:-1]}
-
-
 def assert_no_canary(data: bytes, where: str) -> None:
     for canary in CANARIES:
-        for form in encoded_forms(canary):
+        for form in encodings(canary):
             assert form not in data, f"{canary!r} leaked into {where} as {form!r}"
 
 
 @pytest.fixture
-def rest_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    root = tmp_path / "rest-root"
-    root.mkdir()
-    proc = subprocess.Popen(
-        [RCLONE_BINARIES["1.60"], "serve", "restic", "--addr", f"127.0.0.1:{port}",
-         "--user", "backup", "--pass", URL_CANARY, str(root)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
-    yield f"rest:http://backup:{quote(URL_CANARY, safe='')}@127.0.0.1:{port}/"
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=10)
+def canary_repository_url(tmp_path: Path) -> Iterator[str]:
+    """A repository URL on a REST server whose basic-auth password is the URL canary."""
+    server = start_rest_server(tmp_path / "rest-root", user="backup", password=URL_CANARY)
+    yield server.url
+    server.stop()
 
 
-def _secret_file(path: Path, value: str) -> Path:
-    path.write_text(value + "\n", encoding="utf-8")
-    path.chmod(0o600)
-    return path
-
-
-def test_canaries_never_leak(ws: Workspace, rest_server: str, wait_for) -> None:
-    repo_file = _secret_file(ws.root / "repo-url", rest_server)
-    password = _secret_file(ws.root / "canary-password", PASSWORD_CANARY)
-    env_secret = _secret_file(ws.root / "aws-secret", ENV_CANARY)
-    wrong = _secret_file(ws.root / "wrong-password", WRONG_CANARY)
-    env = ws.restic_env() | {"RESTIC_REPOSITORY": rest_server,
+def test_canaries_never_leak(ws: Workspace, canary_repository_url: str, wait_for) -> None:
+    repo_file = secret_file(ws.root / "repo-url", canary_repository_url)
+    password = secret_file(ws.root / "canary-password", PASSWORD_CANARY)
+    env_secret = secret_file(ws.root / "aws-secret", ENV_CANARY)
+    wrong = secret_file(ws.root / "wrong-password", WRONG_CANARY)
+    env = ws.restic_env() | {"RESTIC_REPOSITORY": canary_repository_url,
                              "RESTIC_PASSWORD_FILE": str(password)}
     subprocess.run([ws.restic, "init"], env=env, check=True, capture_output=True)
     hook = ws.root / "hook.sh"
@@ -131,7 +98,7 @@ timeout = "3s"
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)
     assert record["repository"] == "rest:http://backup:***@127.0.0.1:" + \
-        rest_server.rsplit(":", 1)[1]
+        canary_repository_url.rsplit(":", 1)[1]
     log = (ws.state / "logs" / "nightly" / f"{record['run_id']}.log").read_text()
     assert "hook sees ***" in log  # the hook got the secret, the log shows the mask
     cli("run", "nightly")

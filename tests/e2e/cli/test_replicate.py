@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RCLONE_BINARIES, Workspace, make_data
+from tests.support.paths import RCLONE_BINARIES
+from tests.support.workspace import Workspace, make_data
 
 
 @pytest.fixture(params=sorted(RCLONE_BINARIES))

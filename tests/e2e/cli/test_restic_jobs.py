@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import Workspace
+from tests.support.paths import RUNNER
+from tests.support.workspace import Workspace
 
 BACKUP = """
 [jobs.nightly]
@@ -179,7 +180,6 @@ def test_unreadable_file_is_a_warning(ws: Workspace) -> None:
     """
     import subprocess
 
-    from tests.conftest import RUNNER
 
     secret = ws.data / "dir1" / "unreadable.txt"
     secret.write_text("nobody may read this")

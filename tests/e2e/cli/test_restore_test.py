@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from tests.conftest import Workspace
+from tests.support.workspace import Workspace
 
 
 def _config(ws: Workspace, restore_test: str) -> None:

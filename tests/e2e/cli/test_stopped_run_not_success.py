@@ -11,7 +11,7 @@ import json
 import signal
 from pathlib import Path
 
-from tests.conftest import Workspace, job_metrics
+from tests.support.workspace import Workspace, job_metrics
 
 STUBBORN_HOOK = """#!/bin/sh
 trap '' INT TERM

@@ -1,16 +1,14 @@
-"""Configuration: every mistake is one line naming the file, the key and what was expected."""
+"""Configuration, parsed in-process: every mistake names the file, the key and what was expected
+(the CLI's one-line errors and exit 2: tests/e2e/cli/test_config.py)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from runner.configuration.config import parse_config
 from runner.configuration.units import parse_duration
-from runner.errors import ConfigError
-from tests.conftest import Workspace
+from tests.support.config import config_error, parse_minimal
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -27,23 +25,8 @@ def test_bad_durations(bad: object) -> None:
         parse_duration(bad)
 
 
-def _parse(tmp_path: Path, data: dict) -> object:
-    secret = tmp_path / "pw"
-    secret.write_text("x")
-    secret.chmod(0o600)
-    base = {"state_dir": "var", "restic": {"repository": "/r", "password_file": str(secret)}}
-    base.update(data)
-    return parse_config(base, tmp_path / "restic-runner.toml")
-
-
-def _error(tmp_path: Path, data: dict) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        _parse(tmp_path, data)
-    return info.value
-
-
 def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
-    config = _parse(tmp_path, {"jobs": {"n": {"kind": "backup", "paths": ["/data"]}}})
+    config = parse_minimal(tmp_path, {"jobs": {"n": {"kind": "backup", "paths": ["/data"]}}})
     assert config.state_dir == tmp_path / "var"
     assert config.jobs["n"].restic.repository == "/r"
     assert config.jobs["n"].restic.progress_fps == 2.0
@@ -52,7 +35,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
 def test_a_job_overrides_restic_keys(tmp_path: Path) -> None:
     other = tmp_path / "other-pw"
     other.write_text("y")
-    config = _parse(tmp_path, {"jobs": {"n": {
+    config = parse_minimal(tmp_path, {"jobs": {"n": {
         "kind": "check", "repository": "/elsewhere", "password_file": str(other),
         "auto_unlock": True}}})
     job = config.jobs["n"]
@@ -104,64 +87,9 @@ def test_a_job_overrides_restic_keys(tmp_path: Path) -> None:
      "jobs.n.env_files.AWS", "does not exist"),
 ])
 def test_config_errors_name_the_key(tmp_path: Path, data: dict, key: str, expected: str) -> None:
-    err = _error(tmp_path, data)
+    err = config_error(tmp_path, data)
     assert err.key == key
     assert expected in err.problem
     assert str(err).startswith(f"{tmp_path / 'restic-runner.toml'}: {key}: ")
 
 
-def test_cli_reports_config_errors_in_one_line_with_exit_2(ws: Workspace) -> None:
-    ws.write_config('[jobs.n]\nkind = "backup"\npaths = ["/d"]\ntimeout = "soon"\n')
-    for args in (("config", "check"), ("run", "n"), ("status",)):
-        done = ws.cli(*args)
-        assert done.returncode == 2, args
-        assert "Traceback" not in done.stderr
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1
-        assert lines[0].startswith(f"restic-runner: error: {ws.config_path}: jobs.n.timeout: "
-                                   "expected a duration")
-
-
-def test_cli_config_errors_invalid_toml_and_missing_file(ws: Workspace) -> None:
-    ws.config_path.write_text("state_dir = \n")
-    done = ws.cli("config", "check")
-    assert done.returncode == 2 and "not valid TOML" in done.stderr
-    done = ws.cli("--config", str(ws.root / "nope.toml"), "config", "check")
-    assert done.returncode == 2 and "nope.toml: file does not exist" in done.stderr
-    done = ws.cli("run", "x", "--config", str(ws.root / "nope.toml"))
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-
-
-def test_config_check_json(ws: Workspace) -> None:
-    ws.write_config(f'[jobs.n]\nkind = "backup"\npaths = ["{ws.data}"]\ntags = ["a"]\n')
-    done = ws.cli("config", "check", "--json", check=True)
-    report = json.loads(done.stdout)
-    assert report["ok"] is True
-    assert report["jobs"]["n"]["steps"][0][:5] == [str(ws.restic), "backup", "--json",
-                                                   "--host=test-host", "--tag=a"]
-    # a --host of the job's own wins over the config's hostname
-    ws.write_config(f'[jobs.n]\nkind = "backup"\npaths = ["{ws.data}"]\nargs = ["--host", "x"]\n')
-    report = json.loads(ws.cli("config", "check", "--json", check=True).stdout)
-    assert report["jobs"]["n"]["steps"][0][2:6] == ["--json", "--host", "x", "--"]
-    ws.write_config('[jobs.n]\nkind = "bogus"\n')
-    done = ws.cli("config", "check", "--json")
-    assert done.returncode == 2
-    report = json.loads(done.stdout)
-    assert report["ok"] is False and report["error"]["key"] == "jobs.n.kind"
-
-
-def test_unknown_job_is_a_usage_error(ws: Workspace) -> None:
-    ws.write_config(f'[jobs.n]\nkind = "backup"\npaths = ["{ws.data}"]\n')
-    done = ws.cli("run", "other")
-    assert done.returncode == 2 and "jobs.other: no such job (configured: n)" in done.stderr
-
-
-def test_world_readable_secret_file_stops_run(ws: Workspace) -> None:
-    ws.password_file.chmod(0o644)
-    ws.write_config(f'[jobs.n]\nkind = "backup"\npaths = ["{ws.data}"]\n')
-    done = ws.cli("run", "n")
-    assert done.returncode == 2
-    assert "readable by every local user" in done.stderr
-    assert not (ws.state / "last-n.json").exists()  # nothing ran
-    ws.password_file.chmod(0o640)  # group-readable is allowed (Kubernetes fsGroup)
-    assert ws.cli("run", "n").returncode == 0

@@ -1,17 +1,10 @@
-"""Dry runs (issue 13, items 4 and 5), with real restic repositories.
-
-A job may pin `dry_run = true`: every run of it passes --dry-run and no trigger turns that off
-(a retention preview never removes a snapshot). A dry run is recorded and reported as one
-(`dry_run: true` in the record and the webhook payload, `/log` pings to healthchecks, a
-`[DRY RUN …]` mail subject, `restic_<kind>_last_dry_run_*` metrics), and never counts as the
-job's last run or last success: metrics, healthchecks and `last-<job>.json`'s `last_success`
-stay where the last real run left them.
-"""
+"""Dry runs (issue 13, item 4), in-process: a job that pins `dry_run = true` cannot be turned
+off by a trigger's params, neither by the API's parser nor were they to reach the engine; bad
+dry-run settings name their key. Real restic repositories (how dry runs are recorded and
+reported, through the real CLI: tests/e2e/cli/test_dry_run.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +12,11 @@ import pytest
 
 from runner.configuration.config import parse_config
 from runner.configuration.load import load_config
-from runner.engine.history import History
-from runner.engine.runs import Engine
 from runner.errors import ConfigError
 from runner.service.params import parse_trigger_body
 from runner.service.problems import Problem
-from tests.conftest import Workspace, job_metrics
-from tests.e2e.conftest import secret_file
-from tests.notifiers.conftest import Receiver, hc_receiver, receiver  # noqa: F401 - fixtures
+from tests.support.secrets import secret_file
+from tests.support.workspace import Workspace
 
 PREVIEW = """
 [jobs.preview]
@@ -36,49 +26,11 @@ dry_run = true
 """
 
 
-def _snapshots_by_restic(ws: Workspace, count: int) -> None:
-    for i in range(count):
-        (ws.data / f"extra-{i}.txt").write_text(str(i))
-        subprocess.run([ws.restic, "backup", "--quiet", "--host=test-host", str(ws.data)],
-                       env=ws.restic_env(), check=True, capture_output=True)
-
-
-def _metrics(ws: Workspace, job: str) -> dict[str, float]:
-    return job_metrics(ws, job)
-
-
-def _engine_run(ws: Workspace, job: str, params: dict[str, Any] | None = None
-                ) -> dict[str, Any]:
-    """One run through the engine every caller uses (what the API hands its params to)."""
-    config = load_config(str(ws.config_path))
-    engine = Engine(config, lambda: History(config.state_dir))
-    try:
-        return engine.run(job, params=params)
-    finally:
-        engine.close()
-
-
-def _last_file(ws: Workspace, job: str) -> dict[str, Any]:
-    return json.loads((ws.state / f"last-{job}.json").read_text())
-
-
 # --- item 4: a pinned dry run ---------------------------------------------------------------------
 
-def test_a_pinned_preview_keeps_all_seven_snapshots(ws: Workspace) -> None:
-    _snapshots_by_restic(ws, 7)
-    ws.write_config(PREVIEW)
-    code, record = ws.run_json("preview")
-    assert code == 0 and record["status"] == "succeeded", record
-    assert record["dry_run"] is True
-    assert record["stats"]["snapshots_kept"] == 3
-    assert record["stats"]["snapshots_removed"] == 4  # what a real forget would remove
-    assert len(ws.snapshots()) == 7  # and nothing was removed
-    log = (ws.state / "logs" / "preview" / f"{record['run_id']}.log").read_text()
-    assert "forget --json --dry-run --keep-last 3" in log
-
-
+@pytest.mark.slow  # seven snapshots by restic, then a forget: ~6 s per version
 def test_a_trigger_param_cannot_turn_a_pinned_dry_run_off(ws: Workspace) -> None:
-    _snapshots_by_restic(ws, 7)
+    ws.snapshots_by_restic(7)
     ws.write_config(PREVIEW.replace("dry_run = true", 'dry_run = true\nparams = ["dry_run"]'))
     job = load_config(str(ws.config_path)).job("preview")
     with pytest.raises(Problem) as refused:
@@ -87,22 +39,9 @@ def test_a_trigger_param_cannot_turn_a_pinned_dry_run_off(ws: Workspace) -> None
     assert "params.dry_run" in refused.value.detail
     assert parse_trigger_body(b"{}", job) == {}
     # and were such a param to reach the engine, the job's own setting still wins
-    record = _engine_run(ws, "preview", {"dry_run": False})
+    record = ws.run_in_process("preview", {"dry_run": False})
     assert record["status"] == "succeeded" and record["dry_run"] is True
     assert len(ws.snapshots()) == 7
-
-
-def test_a_pinned_backup_writes_no_snapshot(ws: Workspace) -> None:
-    ws.write_config(f"""
-[jobs.nightly]
-kind = "backup"
-paths = ["{ws.data}"]
-forget_args = ["--keep-last", "1"]
-dry_run = true
-""")
-    code, record = ws.run_json("nightly")
-    assert code == 0 and record["dry_run"] is True
-    assert ws.snapshots() == []
 
 
 @pytest.mark.parametrize(("job", "key"), [
@@ -122,119 +61,5 @@ def test_bad_dry_run_settings_name_the_key(tmp_path: Path, job: dict[str, Any],
     assert key in str(error.value)
 
 
-def test_config_check_refuses_a_dry_run_check_job_with_exit_2(ws: Workspace) -> None:
-    ws.write_config('[jobs.verify]\nkind = "check"\ndry_run = true\n')
-    done = ws.cli("config", "check")
-    assert done.returncode == 2
-    assert "jobs.verify.dry_run" in done.stderr + done.stdout
-
-
 # --- item 5: a dry run is never the last success -----------------------------------------------
 
-BACKUP = """
-[jobs.nightly]
-kind = "backup"
-paths = ["{data}"]
-params = ["dry_run"]
-"""
-
-
-def test_a_dry_run_after_a_success_moves_no_success_field(ws: Workspace) -> None:
-    ws.write_config(BACKUP.format(data=ws.data))
-    code, real = ws.run_json("nightly")
-    assert code == 0 and real["dry_run"] is False
-    before = _metrics(ws, "nightly")
-    (ws.data / "new-file.txt").write_text("only a dry run sees me")
-    dry = _engine_run(ws, "nightly", {"dry_run": True})
-    assert dry["status"] == "succeeded" and dry["dry_run"] is True
-    assert len(ws.snapshots()) == 1
-    after = _metrics(ws, "nightly")
-    for name in ("restic_backup_last_success_timestamp", "restic_backup_last_success",
-                 "restic_backup_last_finished_timestamp", "restic_backup_last_exit_code",
-                 "restic_backup_last_files_new"):
-        assert after[name] == before[name], name
-    assert after["restic_backup_last_dry_run_exit_code"] == 0
-    assert after["restic_backup_last_dry_run_timestamp"] > before[
-        "restic_backup_last_finished_timestamp"]
-    last = _last_file(ws, "nightly")
-    assert last["run_id"] == dry["run_id"] and last["dry_run"] is True
-    assert last["last_success"] == {"run_id": real["run_id"],
-                                    "finished_at": real["finished_at"]}
-
-
-def test_a_failed_real_run_stays_the_last_run_after_a_dry_run(ws: Workspace) -> None:
-    """A client allowed dry_run cannot clear `ResticRunnerLastRunFailed` with a dry run."""
-    ws.write_config(BACKUP.format(data=ws.root / "missing"))
-    code, failed = ws.run_json("nightly")
-    assert code != 0 and failed["status"] == "failed"
-    ws.write_config(BACKUP.format(data=ws.data))
-    assert _engine_run(ws, "nightly", {"dry_run": True})["status"] == "succeeded"
-    values = _metrics(ws, "nightly")
-    assert values["restic_backup_last_success"] == 0
-    assert values["restic_backup_last_exit_code"] == failed["exit_code"]
-
-
-def test_a_dry_run_as_the_first_run_leaves_no_last_success(ws: Workspace) -> None:
-    ws.write_config(BACKUP.format(data=ws.data))
-    dry = _engine_run(ws, "nightly", {"dry_run": True})
-    assert dry["status"] == "succeeded" and dry["dry_run"] is True
-    assert ws.snapshots() == []
-    values = _metrics(ws, "nightly")
-    for name in ("restic_backup_last_success_timestamp", "restic_backup_last_success",
-                 "restic_backup_last_exit_code"):
-        assert name not in values, name
-    assert values["restic_backup_last_dry_run_exit_code"] == 0
-    assert values["restic_runner_job_max_age_seconds"] == 26 * 3600  # the alert still waits
-    assert _last_file(ws, "nightly")["last_success"] is None
-    status = json.loads(ws.cli("status", "--json", check=True).stdout)["jobs"][0]
-    assert status["last"]["dry_run"] is True and status["last_success_at"] is None
-
-
-def test_a_pinned_preview_exports_no_max_age(ws: Workspace) -> None:
-    """It never succeeds for real: no `ResticRunnerNeverSucceeded` for a preview job."""
-    ws.write_config(PREVIEW)
-    assert ws.run_json("preview")[0] == 0
-    values = _metrics(ws, "preview")
-    assert "restic_runner_job_max_age_seconds" not in values
-    assert "restic_forget_last_success_timestamp" not in values
-    assert values["restic_forget_last_dry_run_exit_code"] == 0
-
-
-def test_a_dry_run_is_reported_as_one_to_every_target(ws: Workspace,
-                                                      request: pytest.FixtureRequest) -> None:
-    hooks: Receiver = request.getfixturevalue("receiver")  # the fixtures imported above
-    pings: Receiver = request.getfixturevalue("hc_receiver")
-    hc_url = secret_file(ws.root / "hc.url", f"{pings.url}/check-uuid")
-    ws.write_config(f"""
-[jobs.nightly]
-kind = "backup"
-paths = ["{ws.data}"]
-dry_run = true
-
-[notify.webhooks.ops]
-url = "{hooks.url}/hooks"
-on = ["start", "success", "warning", "failure"]
-
-[notify.healthchecks.nightly]
-url_file = "{hc_url}"
-""")
-    code, record = ws.run_json("nightly")
-    assert code == 0 and record["dry_run"] is True
-    rid = record["run_id"]
-    start, end = pings.wait_for(2)
-    # never /start (a started check that never completes goes down) nor /0 (a success)
-    assert [start.path, end.path] == [f"/check-uuid/log?rid={rid}"] * 2
-    assert b"dry run" in end.body
-    payloads = [r.json() for r in hooks.wait_for(2)]
-    assert [p["type"] for p in payloads] == ["run.started", "run.succeeded"]
-    assert all(p["data"]["dry_run"] is True for p in payloads)
-
-
-def test_a_dry_run_mail_subject_says_so(ws: Workspace) -> None:
-    from notifiers.mail import subject
-
-    ws.write_config(PREVIEW)
-    _, record = ws.run_json("preview")
-    assert subject(record).startswith("[DRY RUN OK] preview test-host · ")
-    assert subject(dict(record, status="failed", exit_code=1)).startswith("[DRY RUN FAIL 1] ")
-    assert subject(dict(record, dry_run=False)).startswith("[OK] preview ")

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,10 @@ import pytest
 from runner.configuration.load import load_config
 from runner.engine.binaries import probe_repository
 from runner.engine.repoinit import prepare_repositories
-from tests.conftest import RCLONE_BINARIES, RESTIC_BINARIES, init_template
-from tests.e2e.conftest import free_port
+from tests.support.paths import RESTIC_BINARIES
+from tests.support.processes import free_port
+from tests.support.rest_server import start_rest_server
+from tests.support.workspace import init_template
 
 
 def _env(tmp_path: Path, repository: str, password: str = "template-password-0") -> dict:
@@ -28,30 +29,17 @@ def _env(tmp_path: Path, repository: str, password: str = "template-password-0")
 
 
 @pytest.fixture(scope="module")
-def rest_server(tmp_path_factory: pytest.TempPathFactory):
+def empty_rest_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """rclone's restic REST server on an empty directory: repositories there do not exist."""
-    root = tmp_path_factory.mktemp("rest")
-    port = free_port()
-    proc = subprocess.Popen([str(RCLONE_BINARIES["1.60"]), "serve", "restic", str(root),
-                             "--addr", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    import socket
-
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield f"rest:http://127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(10)
+    server = start_rest_server(tmp_path_factory.mktemp("rest"))
+    yield server.url.rstrip("/")
+    server.stop()
 
 
+@pytest.mark.slow  # ~20 s on restic 0.18
 @pytest.mark.parametrize("version", sorted(RESTIC_BINARIES))
 def test_missing_is_told_apart_from_other_failures(version: str, tmp_path: Path,
-                                                   rest_server: str) -> None:
+                                                   empty_rest_server: str) -> None:
     restic = str(RESTIC_BINARIES[version])
     (tmp_path / "t").mkdir()
     existing = init_template(Path(restic), tmp_path / "t") / "repo"
@@ -62,9 +50,9 @@ def test_missing_is_told_apart_from_other_failures(version: str, tmp_path: Path,
         "missing local, a path of network words": (
             str(tmp_path / "pytest-403" / "timeout-EOF-500-TLS"), "template-password-0",
             "missing"),
-        "missing on a REST server": (f"{rest_server}/nope", "template-password-0", "missing"),
+        "missing on a REST server": (f"{empty_rest_server}/nope", "template-password-0", "missing"),
         "missing on a REST server, a path of network words": (
-            f"{rest_server}/pytest-403/timeout-EOF-500", "template-password-0", "missing"),
+            f"{empty_rest_server}/pytest-403/timeout-EOF-500", "template-password-0", "missing"),
         "connection refused": (f"rest:http://127.0.0.1:{closed}/repo", "template-password-0",
                                "error"),
         "wrong password": (str(existing), "not-the-password", "wrong-password"),
@@ -76,6 +64,7 @@ def test_missing_is_told_apart_from_other_failures(version: str, tmp_path: Path,
         assert probe.status == expected, (name, probe)
 
 
+@pytest.mark.slow  # three repository probes and an init: ~8 s
 def test_startup_inits_only_a_missing_repository(tmp_path: Path) -> None:
     restic = RESTIC_BINARIES["0.14"]  # the version whose exit codes cannot tell
     (tmp_path / "t").mkdir()

@@ -7,7 +7,7 @@ import pytest
 from gunicorn.http import errors
 
 from runner.service.refusals import PARSE_REFUSALS, RefusalLog, address_group, parse_refusal
-from tests.conftest import wait_until
+from tests.support.processes import wait_until
 
 SECRET = "pä/ss@w:rd%20-guess"
 

@@ -8,29 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from notifiers.base import Event, Outcome
+from notifiers.base import Outcome
 from notifiers.outbox import Outbox, new_event
 from runner.configuration.notify import RetryPolicy
 from runner.engine.history import History
 from runner.engine.locks import JobLock
 from runner.engine.record import interrupt, new_record
 from runner.engine.recovery import mark_interrupted
-
-
-class OneTarget:
-    """A target that wants every event; the outbox only asks for its name and fingerprint."""
-
-    name = "healthchecks:nightly"
-
-    def wants(self, event: str, job: str) -> bool:
-        return True
-
-    def fingerprint(self) -> str:
-        return "fixed"
-
-    def deliver(self, event: Event, ctx: object) -> None:  # never called here
-        raise AssertionError("the outbox does not deliver")
-
+from tests.support.runs import OneTarget
 
 Store = tuple[History, Outbox, OneTarget]
 

@@ -1,7 +1,8 @@
 """Secret files whose content can never work are config errors at load time, naming the key and
 never the value: a `whsec_` secret that is not base64, an empty secret file, an `Authorization`
 value that is not printable ASCII (and a bearer token or signing key that cannot be used).
-`config check`, `doctor`, `run` and `serve` all refuse them before anything runs."""
+`config check`, `doctor`, `run` and `serve` all refuse them before anything runs. On restic
+0.18 only (`ws18`): what is checked here happens before restic is ever started."""
 
 from __future__ import annotations
 
@@ -11,22 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.errors import UserError
-from security.secretfiles import read_secret_file
-from tests.conftest import RESTIC_BINARIES, Workspace, init_template, make_workspace
-from tests.e2e.conftest import secret_file
-
-RESTIC = "0.18"  # what is checked here happens before restic is ever started
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return init_template(RESTIC_BINARIES[RESTIC], tmp_path_factory.mktemp("secret-template"))
-
-
-@pytest.fixture
-def ws(tmp_path: Path, template: Path) -> Workspace:
-    return make_workspace(tmp_path, RESTIC_BINARIES[RESTIC], RESTIC, template)
+from tests.support.paths import RUNNER
+from tests.support.secrets import secret_file
+from tests.support.workspace import Workspace
 
 GOOD_WHSEC = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"  # 24 bytes
 BACKUP = """
@@ -140,13 +128,13 @@ def _assert_hidden(values: list[str], *outputs: str) -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_config_check_refuses_naming_the_key(ws: Workspace, name: str) -> None:
-    key, values = _configure(ws, name)
-    done = ws.cli("config", "check")
+def test_config_check_refuses_naming_the_key(ws18: Workspace, name: str) -> None:
+    key, values = _configure(ws18, name)
+    done = ws18.cli("config", "check")
     assert done.returncode == 2, done.stdout + done.stderr
     assert f": {key}: " in done.stderr and "Traceback" not in done.stderr
     assert "OK" not in done.stdout
-    as_json = ws.cli("config", "check", "--json")
+    as_json = ws18.cli("config", "check", "--json")
     assert as_json.returncode == 2
     error = json.loads(as_json.stdout)["error"]
     assert error["key"] == key
@@ -154,13 +142,13 @@ def test_config_check_refuses_naming_the_key(ws: Workspace, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_doctor_fails_on_the_config_naming_the_key(ws: Workspace, name: str) -> None:
-    key, values = _configure(ws, name)
-    done = ws.cli("doctor")
+def test_doctor_fails_on_the_config_naming_the_key(ws18: Workspace, name: str) -> None:
+    key, values = _configure(ws18, name)
+    done = ws18.cli("doctor")
     # doctor's documented exit status for any failure, a broken config included, is 1
     assert done.returncode == 1, done.stdout + done.stderr
     assert "[FAIL] config:" in done.stdout and f": {key}: " in done.stdout
-    report = ws.cli("doctor", "--json")
+    report = ws18.cli("doctor", "--json")
     assert report.returncode == 1
     [check] = [c for c in json.loads(report.stdout)["checks"] if c["section"] == "config"]
     assert check["status"] == "fail" and f": {key}: " in check["message"]
@@ -170,50 +158,42 @@ def test_doctor_fails_on_the_config_naming_the_key(ws: Workspace, name: str) -> 
 @pytest.mark.parametrize("name", ["client-whsec-not-base64", "client-token-empty",
                                   "webhook-auth-header-non-ascii"])
 @pytest.mark.parametrize("command", [("run", "nightly"), ("serve", "--bind", "127.0.0.1:9")])
-def test_run_and_serve_refuse_before_anything_runs(ws: Workspace, name: str,
+def test_run_and_serve_refuse_before_anything_runs(ws18: Workspace, name: str,
                                                    command: tuple[str, ...]) -> None:
-    key, values = _configure(ws, name)
-    done = ws.cli(*command, timeout=60)
+    key, values = _configure(ws18, name)
+    done = ws18.cli(*command, timeout=60)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f": {key}: " in done.stderr
-    assert ws.snapshots() == []  # nothing ran
+    assert ws18.snapshots() == []  # nothing ran
     _assert_hidden(values, done.stdout, done.stderr)
 
 
-def test_the_environment_mode_names_the_variable(ws: Workspace) -> None:
+def test_the_environment_mode_names_the_variable(ws18: Workspace) -> None:
     credential = _random("tøken-")
-    env = {k: v for k, v in ws.env().items() if k != "RESTIC_RUNNER_CONFIG"}
-    ws.extra_env = {}
+    env = {k: v for k, v in ws18.env().items() if k != "RESTIC_RUNNER_CONFIG"}
+    ws18.extra_env = {}
     import subprocess
 
-    from tests.conftest import RUNNER
 
-    env.update(RESTIC_REPOSITORY=str(ws.repo), RESTIC_PASSWORD_FILE=str(ws.password_file),
-               RESTIC_RUNNER_STATE_DIR=str(ws.state), BACKUP_ROOT_DIR=str(ws.data),
+    env.update(RESTIC_REPOSITORY=str(ws18.repo), RESTIC_PASSWORD_FILE=str(ws18.password_file),
+               RESTIC_RUNNER_STATE_DIR=str(ws18.state), BACKUP_ROOT_DIR=str(ws18.data),
                WEBHOOK_URL="http://127.0.0.1:9/hook", WEBHOOK_HEADER_AUTH="Bearer " + credential)
     done = subprocess.run([RUNNER, "config", "check"], env=env, capture_output=True, text=True,
-                          cwd=ws.root / "data", timeout=60)
+                          cwd=ws18.root / "data", timeout=60)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "<environment>: WEBHOOK_HEADER_AUTH: " in done.stderr
     _assert_hidden([credential, credential[len("tøken-"):]], done.stdout, done.stderr)
 
 
-def test_a_valid_setup_still_passes(ws: Workspace) -> None:
+def test_a_valid_setup_still_passes(ws18: Workspace) -> None:
     """The checks accept what works: several whsec_ lines, a token, a printable header."""
-    good = secret_file(ws.root / "good.whsec", f"{GOOD_WHSEC}\n\n{GOOD_WHSEC}")
-    token = secret_file(ws.root / "cron.token", "rrt_tok-pa/ss@w:rd%20")
-    auth = secret_file(ws.root / "ops.auth", "Bearer abc.DEF-123_~+/=")
-    ws.write_config(BACKUP.format(data=ws.data) + _clients(good, "token_file", token)
+    good = secret_file(ws18.root / "good.whsec", f"{GOOD_WHSEC}\n\n{GOOD_WHSEC}")
+    token = secret_file(ws18.root / "cron.token", "rrt_tok-pa/ss@w:rd%20")
+    auth = secret_file(ws18.root / "ops.auth", "Bearer abc.DEF-123_~+/=")
+    ws18.write_config(BACKUP.format(data=ws18.data) + _clients(good, "token_file", token)
                     + _webhook("auth_header_file", auth))
-    done = ws.cli("config", "check")
+    done = ws18.cli("config", "check")
     assert done.returncode == 0, done.stderr
     assert ": OK" in done.stdout
 
 
-@pytest.mark.parametrize("content", ["", "\n", "  \t \n\n"])
-def test_read_secret_file_refuses_an_empty_file(tmp_path: Path, content: str) -> None:
-    path = tmp_path / "secret"
-    path.write_text(content)
-    path.chmod(0o600)
-    with pytest.raises(UserError, match=r"^--token-file: secret file .* is empty"):
-        read_secret_file(path, "--token-file")

@@ -8,7 +8,7 @@ import pytest
 
 from runner.configuration.config import Config
 from runner.configuration.notify import target_names
-from tests.runner.configuration.test_config import _error, _parse
+from tests.support.config import config_error, parse_minimal
 
 JOB = {"jobs": {"nightly": {"kind": "check"}}}
 
@@ -43,26 +43,26 @@ JOB = {"jobs": {"nightly": {"kind": "check"}}}
 ])
 def test_notify_errors_name_the_key(tmp_path: Path, notify: dict, key: str,
                                     expected: str) -> None:
-    error = _error(tmp_path, {**JOB, "notify": notify})
+    error = config_error(tmp_path, {**JOB, "notify": notify})
     assert error.key == key, error
     assert expected in str(error)
 
 
 def test_a_url_with_a_password_is_not_repeated_in_errors(tmp_path: Path) -> None:
-    error = _error(tmp_path, {**JOB, "notify": {"webhooks": {"ops": {
+    error = config_error(tmp_path, {**JOB, "notify": {"webhooks": {"ops": {
         "url": "ftp://user:s3cr3t-pw@host/x"}}}})
     assert "s3cr3t-pw" not in str(error)
 
 
 def test_signing_key_file_must_exist(tmp_path: Path) -> None:
-    error = _error(tmp_path, {**JOB, "signing": {"key_file": "missing.whsk"}})
+    error = config_error(tmp_path, {**JOB, "signing": {"key_file": "missing.whsk"}})
     assert error.key == "signing.key_file"
 
 
 def test_a_full_notify_section(tmp_path: Path) -> None:
     secret = tmp_path / "s"
     secret.write_text("x")
-    config = _parse(tmp_path, {**JOB, "notify": {
+    config = parse_minimal(tmp_path, {**JOB, "notify": {
         "metrics_dir": "metrics", "retry_give_up_after": "2h", "cli_wait": 0,
         "pushgateway": {"url": "http://127.0.0.1:9091"},
         "webhooks": {"a": {"url": "https://a.example/x", "on": ["failure"]},

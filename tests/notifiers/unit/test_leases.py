@@ -17,10 +17,9 @@ from notifiers.leases import LeaseHolder
 from notifiers.outbox import Outbox, new_event
 from runner.engine.history import _SCHEMA, SCHEMA_VERSION, History
 from runner.engine.record import new_record
-from tests.conftest import wait_until
-from tests.notifiers.test_outbox import OneTarget
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+from tests.support.processes import wait_until
+from tests.support.runs import OneTarget
 
 # A process that claims every due delivery, says how many, then lives on. With a child pid file,
 # it first forks a child that lives on after it (the child must not keep its parent's leases
@@ -150,7 +149,7 @@ def test_a_store_from_before_lease_holders_gains_the_column(tmp_path: Path) -> N
     history = History(tmp_path)
     try:
         db = history.db
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
         assert "lease_holder" in columns
         assert db.execute("SELECT run_id, state, lease_holder FROM deliveries").fetchall() \

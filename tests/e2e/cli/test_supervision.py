@@ -1,4 +1,5 @@
-"""Locks, timeouts, cancellation and a dying supervisor, with real restic doing slow backups.
+"""Timeouts, cancellation and a dying supervisor, with the real CLI and real restic doing slow
+backups.
 
 A backup is made slow on purpose with restic's own `--limit-upload` (KiB/s) on a few MB of
 random data. Only the "ignores SIGINT and SIGTERM" case needs a stub: no real restic does that.
@@ -13,7 +14,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from tests.conftest import Workspace, pids_of_group_members, processes_with_cmdline
+from tests.support.processes import pids_of_group_members, processes_with_cmdline
+from tests.support.workspace import Workspace
 
 SLOW = """
 [jobs.slow]
@@ -193,37 +195,3 @@ def test_restic_runs_in_its_own_process_group_with_a_minimal_env(ws: Workspace, 
         proc.communicate(timeout=60)
 
 
-HELD_STOP_DRIVER = """
-import os, signal
-from runner.engine.process import cancel_on_stop_signals, fork_run_process
-
-parents_handler_ran = []
-signal.signal(signal.SIGTERM, lambda *_: parents_handler_ran.append(os.getpid()))
-read_end, write_end = os.pipe()
-pid = fork_run_process()
-if pid == 0:
-    os.kill(os.getpid(), signal.SIGTERM)  # before the run's own handlers
-    cancel = cancel_on_stop_signals()
-    blocked = sorted(signal.pthread_sigmask(signal.SIG_BLOCK, []))
-    os.write(write_end, f"{cancel.reason} {blocked} {parents_handler_ran}".encode())
-    os._exit(0)
-os.close(write_end)
-print(os.read(read_end, 1000).decode(), sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))
-os.waitpid(pid, 0)
-"""
-
-
-def test_a_stop_sent_between_fork_and_the_runs_handlers_reaches_the_run() -> None:
-    """fork_run_process holds SIGINT/SIGTERM until the child's cancel_on_stop_signals: the stop
-    sets the run's flag instead of running the parent's handler (inherited by a plain fork).
-    Afterwards no signal is blocked, in the child (its tools inherit its mask) or the parent."""
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-c", HELD_STOP_DRIVER], capture_output=True,
-                          text=True, timeout=60, check=True)
-    assert done.stdout.split() == ["SIGTERM", "[]", "[]", "[]"]
-    plain = subprocess.run([sys.executable, "-c", HELD_STOP_DRIVER.replace(
-        "pid = fork_run_process()", "pid = os.fork()")], capture_output=True, text=True,
-        timeout=60, check=True)
-    assert plain.stdout.split()[0] == "None"  # the stop went to the parent's handler
