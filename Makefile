@@ -1,6 +1,7 @@
 # restic-runner — developer entry points. The README's two commands:
 #   make demo   set up, then run the main job on an embedded default config (./demo/)
 #   make test   set up, then lint and run the test suite
+# `make test-fast` runs the in-process tests only (tests/README.md: the layout), in under a minute.
 # Set-up (apt packages, .venv, restic 0.14 and 0.18 under .tools/) is scripts/bootstrap.sh:
 # idempotent, and silent and fast once done.
 
@@ -8,14 +9,18 @@ SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 PYTEST_ARGS ?= -n 4 -q  # 4 workers on 2 cores: the suite mostly waits on real servers and restic (6.9 -> 4.2 min)
+# The in-process directories (no `restic-runner` process, no server; real restic runs), minus
+# the tests marked slow (pyproject.toml's `slow` marker).
+FAST_TESTS  := tests/runner tests/security tests/notifiers/unit tests/test_architecture.py tests/test_layout.py
 BENCH_ARGS  ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv bootstrap test lint demo bench image image-test lock clean distclean
+.PHONY: help venv bootstrap test test-fast lint demo bench image image-test lock clean distclean
 
 help:
 	@echo "make demo       set up and run the demo backup job (./demo/)"
 	@echo "make test       set up, ruff check, pytest $(PYTEST_ARGS)"
+	@echo "make test-fast  set up, ruff check, the in-process tests only (under a minute)"
 	@echo "make lint       ruff check (+ shellcheck of scripts/ when installed)"
 	@echo "make bench      set up and run every bench/ script (BENCH_ARGS=... for bench_overhead)"
 	@echo "make image      build the container image with podman (localhost/restic-runner:test)"
@@ -35,6 +40,10 @@ bootstrap:
 test: bootstrap
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test-fast: bootstrap
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest $(PYTEST_ARGS) -m "not slow" $(FAST_TESTS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,5 @@
-"""doctor, status, auto_unlock, log pruning, a missing binary, a damaged history."""
+"""doctor, status, auto_unlock and retry_lock, a missing binary, a damaged history, through the
+real CLI (a job's old run logs pruned to `keep_logs`: tests/runner/engine/test_engine.py)."""
 
 from __future__ import annotations
 
@@ -144,13 +145,6 @@ def test_retry_lock_waits_where_restic_supports_it(ws: Workspace) -> None:
         assert command.endswith("restic prune --json --retry-lock=2s")
         assert record["steps"][0]["duration_seconds"] >= 2.0  # it waited for the lock
         assert code == 11
-
-
-def test_old_logs_are_pruned_per_job(ws: Workspace) -> None:
-    ws.write_config('[jobs.unlock]\nkind = "unlock"\nkeep_logs = 2\n')
-    ids = [ws.run_json("unlock")[1]["run_id"] for _ in range(4)]
-    logs = sorted(p.stem for p in (ws.state / "logs" / "unlock").glob("*.log"))
-    assert logs == sorted(ids[-2:])
 
 
 def test_missing_restic_binary_fails_with_127(ws: Workspace) -> None:

@@ -3,6 +3,8 @@ backups.
 
 A backup is made slow on purpose with restic's own `--limit-upload` (KiB/s) on a few MB of
 random data. Only the "ignores SIGINT and SIGTERM" case needs a stub: no real restic does that.
+(A job's lock held by a live process, and cancelling through the cancel flag, in-process:
+tests/runner/engine/test_engine.py.)
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
@@ -54,26 +55,6 @@ def _wait_until_restic_is_uploading(ws: Workspace, wait_for) -> None:
     wait_for(lambda: processes_with_cmdline(str(ws.root / "big")))
     wait_for(lambda: _restic_locks(ws))
     wait_for(lambda: (_running_record(ws, wait_for).get("progress") or {}).get("bytes_done"))
-
-
-def test_concurrent_runs_give_one_snapshot_and_one_skip(ws: Workspace, wait_for) -> None:
-    _slow_config(ws, size_mb=1)
-    first = ws.popen("run", "slow", "--json")
-    running = _running_record(ws, wait_for)
-    second = ws.cli("run", "slow")
-    assert second.returncode == 0
-    assert f"skipped: previous run of slow still active (run {running['run_id']})" in second.stdout
-    busy = ws.cli("run", "slow", "--fail-if-busy")
-    assert busy.returncode == 75
-    out, _ = first.communicate(timeout=120)
-    assert first.returncode == 0, out
-    assert len(ws.snapshots()) == 1
-    db = sqlite3.connect(ws.state / "history.db")
-    statuses = sorted(row[0] for row in db.execute("SELECT status FROM runs"))
-    assert statuses == ["skipped", "skipped", "succeeded"]
-    row = db.execute("SELECT record FROM runs WHERE status = 'skipped'").fetchone()
-    skipped = json.loads(row[0])
-    assert skipped["running_run_id"] == running["run_id"] and skipped["exit_code"] == 0
 
 
 def test_progress_is_live_while_running(ws: Workspace, wait_for) -> None:
