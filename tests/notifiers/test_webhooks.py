@@ -224,7 +224,6 @@ def test_v1a_signature_verifies_against_keys(ws18: Workspace, receiver: Receiver
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-
     key = tmp_path / "runner.whsk"
     subprocess.run([RUNNER, "keys", "generate", "ed25519", "--out", str(key)], check=True,
                    capture_output=True)

@@ -180,7 +180,6 @@ def test_unreadable_file_is_a_warning(ws: Workspace) -> None:
     """
     import subprocess
 
-
     secret = ws.data / "dir1" / "unreadable.txt"
     secret.write_text("nobody may read this")
     secret.chmod(0o000)

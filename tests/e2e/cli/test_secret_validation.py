@@ -174,7 +174,6 @@ def test_the_environment_mode_names_the_variable(ws18: Workspace) -> None:
     ws18.extra_env = {}
     import subprocess
 
-
     env.update(RESTIC_REPOSITORY=str(ws18.repo), RESTIC_PASSWORD_FILE=str(ws18.password_file),
                RESTIC_RUNNER_STATE_DIR=str(ws18.state), BACKUP_ROOT_DIR=str(ws18.data),
                WEBHOOK_URL="http://127.0.0.1:9/hook", WEBHOOK_HEADER_AUTH="Bearer " + credential)
