@@ -1,8 +1,7 @@
-"""Per-job locks: one `fcntl.flock` per job under `state_dir/locks/`.
-
-The lock is held by the process that supervises the run, so the kernel frees it when that process
-dies, however it dies. Whether a run may start is decided by taking the lock, never by looking
-first.
+"""Named locks: one `fcntl.flock` on `<dir>/<name>.lock`. Each job has one under
+`state_dir/locks/`, held by the process that supervises its run, so the kernel frees it when that
+process dies, however it dies; `serve` and the scheduler have one each per state directory.
+Whether a run may start is decided by taking the lock, never by looking first.
 """
 
 from __future__ import annotations
@@ -24,12 +23,12 @@ class Holder(NamedTuple):
     pid: int
 
 
-class JobLock:
+class NamedLock:
     """`<lock_dir>/<name>.lock`: a job's lock (held by the process that supervises its run), or
     the one `serve` and the one scheduler per state directory."""
 
-    def __init__(self, lock_dir: Path, job: str) -> None:
-        self.path = lock_dir / f"{job}.lock"
+    def __init__(self, lock_dir: Path, name: str) -> None:
+        self.path = lock_dir / f"{name}.lock"
         self._fd: int | None = None
 
     def try_acquire(self) -> bool:
@@ -123,7 +122,7 @@ def signal_holder(lock_dir: Path, job: str, run_id: str) -> bool:
     """
     import signal
 
-    lock = JobLock(lock_dir, job)
+    lock = NamedLock(lock_dir, job)
     if lock.try_acquire():  # nobody holds it: the run has no live supervisor
         lock.release()
         return False

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.engine.history import History
-from runner.engine.locks import JobLock
+from runner.engine.locks import NamedLock
 from runner.engine.record import RunRecord, Status, end_late, interrupt
 from runner.fsutil import open_private_file
 
@@ -31,7 +31,7 @@ def mark_interrupted(history: History, job: str | None = None) -> list[RunRecord
     is dead)."""
     marked = []
     for record in history.running(job):
-        lock = JobLock(history.lock_dir, record["job"])
+        lock = NamedLock(history.lock_dir, record["job"])
         if not lock.try_acquire():
             continue  # a living supervisor holds it
         try:
@@ -51,7 +51,7 @@ def _mark_dead(history: History, run_id: str) -> list[RunRecord]:
     current = history.get(run_id)
     if current is None or current["status"] != Status.RUNNING:
         return []
-    note = JobLock(history.lock_dir, current["job"]).read_holder() or {}
+    note = NamedLock(history.lock_dir, current["job"]).read_holder() or {}
     ended = note.get("ended") if note.get("run_id") == run_id else None
     if isinstance(ended, dict):  # its supervisor saw the end but could not record it
         end_late(current, ended)

@@ -18,7 +18,7 @@ from runner.configuration.notify import read_notify_secrets
 from runner.engine.childenv import ToolEnvironment, base_environment, resolve_environment
 from runner.engine.jobs import StepSpec, is_dry_run, plan, unlock_step
 from runner.engine.jobs.output import OutputParser
-from runner.engine.locks import JobLock
+from runner.engine.locks import NamedLock
 from runner.engine.process import CancelFlag, ProcessOutcome, supervise
 from runner.engine.record import RunRecord, Status, finish, new_record, not_started, skip
 from runner.engine.runlog import RunLog
@@ -106,7 +106,7 @@ class Engine:
             self._not_started(job, trigger, params, str(exc), exc.exit_code)
             raise
         state = StateDir(self.config.state_dir)
-        lock = JobLock(state.lock_dir, job.name)
+        lock = NamedLock(state.lock_dir, job.name)
         if not lock.try_acquire():
             skipped = self._busy(job, tool, trigger, lock, params, record_skipped)
             if skipped is not None:
@@ -138,7 +138,7 @@ class Engine:
                           dry_run=is_dry_run(job, params))
 
     def _busy(self, job: JobConfig, tool: ToolEnvironment, trigger: dict[str, Any],
-              lock: JobLock, params: Mapping[str, Any] | None,
+              lock: NamedLock, params: Mapping[str, Any] | None,
               record_skipped: bool) -> RunRecord | None:
         """The lock was taken: by a running run (a `skipped` record, or `JobBusy`), or for an
         instant by a process checking for dead runs (None: we hold it now, the run goes on)."""
@@ -183,7 +183,7 @@ class Engine:
             notifier.ended(record)
             notifier.close()
 
-    def _holder(self, lock: JobLock, history: History) -> str | None:
+    def _holder(self, lock: NamedLock, history: History) -> str | None:
         """None when we now hold the lock; else the run id of the run that holds it.
 
         The lock may also be held for an instant by a process checking for dead runs; a
@@ -239,7 +239,7 @@ class _Run:
 
     def __init__(self, engine: Engine, state: StateDir, job: JobConfig, record: RunRecord,
                  tool: ToolEnvironment, params: Mapping[str, Any], cancel: CancelFlag,
-                 lock: JobLock, on_start: Callable[[RunRecord], None] | None) -> None:
+                 lock: NamedLock, on_start: Callable[[RunRecord], None] | None) -> None:
         self.engine, self.job, self.record = engine, job, record
         self.tool, self.params, self.cancel = tool, params, cancel
         self.lock, self.on_start = lock, on_start

@@ -25,7 +25,7 @@ import schedule
 from runner.configuration.config import Config
 from runner.configuration.schedule import Schedule, parse_schedule, zone
 from runner.engine.children import ended, exit_after, stop_children
-from runner.engine.locks import JobLock
+from runner.engine.locks import NamedLock
 from runner.engine.process import (
     CancelFlag,
     background_priority,
@@ -71,7 +71,7 @@ class Scheduler:
     def __init__(self, config: Config, *, in_service: bool) -> None:
         self.config = config
         self.in_service = in_service  # the service's deliveries worker retries notifications
-        self.lock = JobLock(config.state_dir, "scheduler")
+        self.lock = NamedLock(config.state_dir, "scheduler")
         self.children: dict[int, str] = {}
         self.stopping = False
 

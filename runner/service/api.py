@@ -127,10 +127,10 @@ def _live_run(job: str) -> str | None:
     running: answered 409 here, without asking the launcher (a burst of triggers for a running
     job would otherwise cost a supervisor each). Anything less certain goes to the launcher,
     whose supervisor takes the lock: the authoritative check."""
-    from runner.engine.locks import JobLock
+    from runner.engine.locks import NamedLock
 
     history = state().history()
-    holder = JobLock(history.lock_dir, job).holder()
+    holder = NamedLock(history.lock_dir, job).holder()
     record = history.get(holder.run_id) if holder else None
     return record["run_id"] if record is not None and record["status"] == Status.RUNNING else None
 

@@ -19,7 +19,7 @@ from gunicorn.glogging import Logger
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from runner.configuration.config import Config
-from runner.engine.locks import JobLock
+from runner.engine.locks import NamedLock
 from runner.service.readdeadline import ReadDeadlines, reading, request_timeout
 from runner.service.refusals import ORDINARY_ANSWER
 from runner.service.writedeadline import WriteDeadlines, WriteWatch
@@ -385,14 +385,14 @@ def gunicorn_options(config: Config, *, bind: str | None, workers: int | None) -
     }
 
 
-def claim_state_dir(config: Config) -> JobLock:
+def claim_state_dir(config: Config) -> NamedLock:
     """One `serve` per state directory (`state_dir/serve.lock`, as the scheduler's own lock): a
     second one would take over the first one's launcher socket. Held for the service's life
     by the master (and what it forks); keep the returned lock referenced."""
     from runner.errors import UserError
     from runner.fsutil import private_dir
 
-    lock = JobLock(private_dir(config.state_dir), "serve")
+    lock = NamedLock(private_dir(config.state_dir), "serve")
     if not lock.try_acquire():
         holder = lock.holder()
         pid = holder.pid if holder else "unknown"

@@ -65,8 +65,8 @@ def old_run(history: History, job: str, days: float, status: str, *,
 HOLDER = """
 import sys
 from pathlib import Path
-from runner.engine.locks import JobLock
-lock = JobLock(Path(sys.argv[1]), sys.argv[2])
+from runner.engine.locks import NamedLock
+lock = NamedLock(Path(sys.argv[1]), sys.argv[2])
 assert lock.try_acquire(), "the lock is taken already"
 lock.write_holder(sys.argv[3])
 print("held", flush=True)

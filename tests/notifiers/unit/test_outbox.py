@@ -12,7 +12,7 @@ from notifiers.base import Outcome
 from notifiers.outbox import Outbox, new_event
 from runner.configuration.notify import RetryPolicy
 from runner.engine.history import History
-from runner.engine.locks import JobLock
+from runner.engine.locks import NamedLock
 from runner.engine.record import interrupt, new_record
 from runner.engine.recovery import mark_interrupted
 from tests.support.runs import OneTarget
@@ -77,7 +77,7 @@ def test_a_run_whose_end_was_recorded_late_is_reported_once(store: Store) -> Non
     record = _started_run(history, outbox, target)
     [start] = outbox.claim()
     outbox.release(start)  # sent or not, it is pending when the run ends
-    lock = JobLock(history.lock_dir, "nightly")
+    lock = NamedLock(history.lock_dir, "nightly")
     assert lock.try_acquire()
     lock.write_holder(str(record["run_id"]))
     lock.write_end({**record, "status": "failed", "exit_code": 1,

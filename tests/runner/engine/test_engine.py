@@ -16,7 +16,7 @@ import pytest
 
 from runner.configuration.load import load_config
 from runner.engine.history import History
-from runner.engine.locks import JobLock
+from runner.engine.locks import NamedLock
 from runner.engine.process import CancelFlag
 from runner.engine.record import RunRecord
 from runner.engine.runs import EXIT_CANCELLED, Engine, JobBusy
@@ -78,7 +78,7 @@ def engine(ws: Workspace, listener: Listener) -> Iterator[Engine]:
 
 
 def lock_is_free(ws: Workspace, job: str) -> bool:
-    lock = JobLock(ws.state / "locks", job)
+    lock = NamedLock(ws.state / "locks", job)
     if lock.try_acquire():
         lock.release()
         return True
