@@ -249,10 +249,6 @@ class Outbox:
         """Deliveries waiting for a retry (tried at least once), of every job."""
         return sum(pending for pending, _, _ in self.job_counters().values())
 
-    def disabled(self, target: Target) -> str | None:
-        """Why the target is disabled, when it is (and its configuration has not changed)."""
-        return self._disabled(target)
-
     # --- internals -----------------------------------------------------------------------------
 
     def _disabled(self, target: Target) -> str | None:

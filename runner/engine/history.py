@@ -309,10 +309,6 @@ class History:
         """The record with `notifications` as the outbox knows them now."""
         return self._with_notifications([record])[0]
 
-    def notifications(self, run_id: str) -> list[dict[str, Any]]:
-        """Each delivery of the run's events: target, event, status, attempts, the last answer."""
-        return self._notifications_of([run_id]).get(run_id, [])
-
     def _with_notifications(self, records: list[RunRecord]) -> list[RunRecord]:
         found = self._notifications_of([r["run_id"] for r in records])
         for record in records:

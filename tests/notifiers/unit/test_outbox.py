@@ -119,7 +119,7 @@ def test_a_page_of_runs_carries_each_runs_own_deliveries(store: Store) -> None:
     outbox.settle(second, Outcome.failed("500", "server error"), 0.02, policy=policy,
                   target=None)
     page = {r["run_id"]: r["notifications"] for r in history.runs(limit=10)}
-    assert page == {r["run_id"]: history.notifications(r["run_id"]) for r in records}
+    assert page == {r["run_id"]: history.get(r["run_id"])["notifications"] for r in records}
     statuses = {run_id: [(n["status"], len(n.get("attempt_log", []))) for n in notes]
                 for run_id, notes in page.items()}
     assert statuses == {first.event.run_id: [("delivered", 1)],

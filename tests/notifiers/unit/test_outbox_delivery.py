@@ -141,11 +141,12 @@ def test_a_gone_target_is_disabled_until_its_configuration_changes(history: Hist
     delivery = claim_one(outbox)
     gone = Outcome(False, "HTTP 410", "gone", retry=False, gone=True)
     assert outbox.settle(delivery, gone, 0.05, policy=POLICY, target=target) == "disabled"
-    assert "gone" in (outbox.disabled(target) or "")
-    outbox.enqueue(new_event("run.succeeded", ended_run(history)), [target])
-    assert outbox.claim() == []  # born disabled
+    later = ended_run(history)
+    outbox.enqueue(new_event("run.succeeded", later), [target])
+    assert outbox.claim() == []  # born disabled, saying why
+    [note] = history.get(later["run_id"])["notifications"]
+    assert note["status"] == "disabled" and "gone" in note["error"]
     changed = OneTarget("webhook:ops")
     changed.fingerprint = lambda: "another configuration"  # type: ignore[method-assign]
-    assert outbox.disabled(changed) is None
     outbox.enqueue(new_event("run.succeeded", ended_run(history)), [changed])
     assert claim_one(outbox).target == "webhook:ops"
