@@ -226,9 +226,13 @@ def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
         selector.register(read_end, selectors.EVENT_READ, name)
     stop_stage, next_signal_at, exited_at = 0, 0.0, None
     escalation = (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
+    started_error: Exception | None = None
     try:
         if when_started is not None:
-            when_started()
+            try:
+                when_started()
+            except Exception as exc:  # stop the tool the graceful way, then raise it
+                started_error = exc
         while True:
             if selector.get_map():
                 for key, _ in selector.select(TICK):
@@ -249,7 +253,7 @@ def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
             ):
                 break  # done; or the tool is gone and something it started holds the pipes
             if stop_stage == 0:
-                if cancel is not None and cancel.is_set():
+                if started_error is not None or (cancel is not None and cancel.is_set()):
                     outcome.cancelled = True
                 elif deadline is not None and now >= deadline:
                     outcome.timed_out = True
@@ -269,5 +273,7 @@ def supervise(argv: tuple[str, ...], env: Mapping[str, str], sink: Sink, *,
         selector.close()
         _signal_group(pgid, signal.SIGKILL)  # nothing of this run outlives it
     outcome.duration = time.monotonic() - started
+    if started_error is not None:
+        raise started_error
     return outcome
 

@@ -168,11 +168,16 @@ class Engine:
         not_started(record, redact_text(reason), exit_code)
         try:
             history = self.history()
+            repeated = _same_failure(history.last_ended(job.name), record)
             with RunLog(history.log_path(job.name, record["run_id"])) as log:
                 log.note(record["error"] or reason)
             history.insert(record)
             history.write_last(record)
+            history.prune_logs(job.name, job.keep_logs)  # a trigger loop must not fill the disk
+            history.prune_retained(job.name)
         except (UserError, sqlite3.Error, OSError):
+            return
+        if repeated:  # the same failure as the job's last run: told once, not at every attempt
             return
         try:  # the notifiers, unless their own secret files are what is wrong
             read_notify_secrets(self.config.notify, self.config.signing)
@@ -288,8 +293,10 @@ class _Run:
 
     def _begin(self) -> None:
         """Once: open the history, mark the job's dead runs, record this run as running, tell
-        whoever waits for its start and the notifiers. A state directory that fails here stops
-        the process just started (restic removes its repository lock) and the run with it."""
+        whoever waits for its start and the notifiers. The tool already runs: a state directory
+        that fails here stops it with SIGINT (restic removes its repository lock) and the run
+        with it. Pruning never ends the run; anything else that fails here stops the tool the
+        same graceful way (runner.engine.process) and fails the run."""
         if self.history is not None or self.begin_error is not None:
             return
         import sqlite3  # here, not at the top: SQLite loads while the tool already runs
@@ -303,16 +310,16 @@ class _Run:
             history.insert(self.record)
         except StateError as exc:
             self.begin_error = exc
-            self.cancel.set("state_dir unusable")
-            return
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
             self.begin_error = StateError(f"state_dir {self.engine.config.state_dir}: cannot "
-                                          f"record run {self.record['run_id']}: {exc}")
+                                          f"record run {self.record['run_id']}: {reason}")
+        if self.begin_error is not None:
             self.cancel.set("state_dir unusable")
             return
         self.history = history
-        history.prune_logs(self.job.name, self.job.keep_logs)  # this run's log counts already
-        with contextlib.suppress(sqlite3.Error):  # pruning never fails a run
+        with contextlib.suppress(sqlite3.Error, OSError):  # pruning never fails a run
+            history.prune_logs(self.job.name, self.job.keep_logs)  # this run's log counts
             history.prune_orphan_events()
         if self.on_start:
             self.on_start(self.record)
@@ -492,6 +499,12 @@ class _Run:
         with contextlib.suppress(sqlite3.Error, OSError):  # the end itself is recorded already
             self.history.save(r)
             self.history.write_last(r)
+
+
+def _same_failure(last: RunRecord | None, record: RunRecord) -> bool:
+    """Whether the job's last run also failed before it started, for the same reason."""
+    return (last is not None and last["status"] == Status.FAILED and not last["steps"]
+            and last.get("error") == record["error"])
 
 
 def _ran_to_its_end(outcome: ProcessOutcome) -> bool:

@@ -251,10 +251,13 @@ def _supervise(config: Config, job: str, trigger: dict[str, Any], params: Mappin
     reported = False
 
     def report(**fields: Any) -> None:
+        """Tell the waiting worker; one that stopped listening (it timed out, it was recycled)
+        must not stop the run, which outlives it by design."""
         nonlocal reported
         if not reported:
             reported = True
-            os.write(report_fd, json.dumps(fields).encode() + b"\n")
+            with contextlib.suppress(OSError):
+                os.write(report_fd, json.dumps(fields).encode() + b"\n")
             os.close(report_fd)
 
     def supervise() -> None:

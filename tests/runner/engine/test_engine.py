@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from runner.engine.locks import NamedLock
 from runner.engine.process import CancelFlag
 from runner.engine.record import RunRecord
 from runner.engine.runs import EXIT_CANCELLED, Engine, JobBusy
+from runner.errors import UserError
 from tests.support.processes import processes_with_cmdline
 from tests.support.runs import running_elsewhere
 from tests.support.workspace import Workspace
@@ -169,3 +171,45 @@ def test_a_jobs_old_run_logs_are_pruned_to_keep_logs(ws: Workspace, engine: Engi
     logs = sorted(p.stem for p in Path(ws.state / "logs" / "unlock").glob("*.log"))
     assert logs == sorted(ids[-2:])
     assert len(list(engine.history().runs(job="unlock"))) == 4  # the runs themselves stay
+
+
+def test_a_failure_while_the_tool_starts_stops_it_gracefully(ws: Workspace,
+                                                             engine: Engine) -> None:
+    """The run is recorded once restic runs (runner.engine.runs `_begin`): a failure there
+    (here: whoever waits for the start raises) stops restic with SIGINT, so it removes its
+    repository lock, never with SIGKILL (found by the review of issue 14: a lock was left)."""
+    big = ws.root / "big"
+    big.mkdir()
+    (big / "random.bin").write_bytes(os.urandom(2 * 1024 * 1024))  # ~20 s at 100 KiB/s
+
+    def lost_caller(_: RunRecord) -> None:
+        raise RuntimeError("the caller went away")
+
+    record = engine.run("slow", on_start=lost_caller)
+    assert record["status"] == "failed"
+    assert "RuntimeError: the caller went away" in record["error"]
+    assert record["duration_seconds"] < 15
+    log = (ws.state / "logs" / "slow" / f"{record['run_id']}.log").read_text()
+    assert "signal interrupt received, cleaning up" in log  # restic: SIGINT, not SIGKILL
+    locks = subprocess.run([ws.restic, "list", "locks", "--no-lock"], env=ws.restic_env(),
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert locks == []
+    assert lock_is_free(ws, "slow")
+
+
+def test_runs_that_cannot_start_are_pruned_and_told_once(ws: Workspace, engine: Engine,
+                                                         listener: Listener) -> None:
+    """A broken secret file fails each attempt before anything runs: each is recorded, but
+    their logs are pruned like any run's and the notifiers hear the failure once, not at every
+    attempt of a trigger loop (found by the review of issue 14)."""
+    ws.password_file.chmod(0o644)
+    for _ in range(4):
+        with pytest.raises(UserError, match="readable by every local user"):
+            engine.run("unlock")  # keep_logs = 2
+    logs = list(Path(ws.state / "logs" / "unlock").glob("*.log"))
+    assert len(logs) == 2
+    records = list(engine.history().runs(job="unlock"))
+    assert [r["status"] for r in records] == ["failed"] * 4
+    assert [h[0] for h in listener.heard] == ["ended", "close"]
+    ws.password_file.chmod(0o600)
+    assert engine.run("unlock")["status"] == "succeeded"
