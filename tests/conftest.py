@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from runner.engine.history import History
-from tests.support.paths import ONE_RESTIC, RESTIC_BINARIES
+from tests.support.paths import ONE_RESTIC, PRECIOUS, RESTIC_BINARIES
 from tests.support.processes import free_port, wait_until
 from tests.support.receivers import Receiver
 from tests.support.workspace import Workspace, make_workspace, restic_binary, shared_template
@@ -84,3 +84,12 @@ def hc_receiver() -> Iterator[Receiver]:
     r = Receiver(free_port(), default=(200, {"Ping-Body-Limit": "1500"})).start()
     yield r
     r.stop()
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A file outside the state directory that a followed link would damage."""
+    path = tmp_path / "victim.txt"
+    path.write_bytes(PRECIOUS)
+    path.chmod(0o644)
+    return path

@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema_rs
 import requests
 
+from tests.support.openapi import nullable
 from tests.support.service import Server
 
 
@@ -19,21 +20,7 @@ def _validator(doc: dict, status: str, path: str, method: str):
     resolved = {**schema, "components": doc["components"]} if "$ref" not in schema else {
         "$ref": schema["$ref"], "components": doc["components"]}
     # OpenAPI 3.0 'nullable' -> JSON Schema: validate with the nullable keyword understood
-    return jsonschema_rs.validator_for(_nullable(resolved))
-
-
-def _nullable(node):
-    if isinstance(node, dict):
-        out = {k: _nullable(v) for k, v in node.items() if k != "nullable"}
-        if node.get("nullable") and "type" in out:
-            out["type"] = [out["type"], "null"]
-        if isinstance(out.get("$ref"), str):
-            out["$ref"] = out["$ref"].replace("#/components/schemas/",
-                                              "#/components/schemas/")
-        return out
-    if isinstance(node, list):
-        return [_nullable(v) for v in node]
-    return node
+    return jsonschema_rs.validator_for(nullable(resolved))
 
 
 def test_real_answers_match_the_document(server: Server) -> None:

@@ -30,3 +30,6 @@ def version_of(binary: Path) -> str:
     """`restic version` / `rclone version`'s number, without the `v`."""
     out = subprocess.run([binary, "version"], capture_output=True, text=True, check=True).stdout
     return out.split()[1].lstrip("v")
+
+# the content of a file outside the state directory that a followed symlink would damage
+PRECIOUS = b"root:x:0:0:precious, must survive\n"

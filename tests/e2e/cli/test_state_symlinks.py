@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
+from tests.support.paths import PRECIOUS
 from tests.support.workspace import Workspace
 
 JOBS = """
@@ -16,16 +15,6 @@ JOBS = """
 kind = "backup"
 paths = ["{data}"]
 """
-PRECIOUS = b"root:x:0:0:precious, must survive\n"
-
-
-@pytest.fixture
-def victim(tmp_path: Path) -> Path:
-    """A file outside the state directory that a followed link would damage."""
-    path = tmp_path / "victim.txt"
-    path.write_bytes(PRECIOUS)
-    path.chmod(0o644)
-    return path
 
 
 def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_untouched(

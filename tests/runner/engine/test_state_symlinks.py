@@ -8,21 +8,9 @@ import os
 import threading
 from pathlib import Path
 
-import pytest
-
 from runner.engine.runlog import RunLog
 from runner.fsutil import NotRegularFile, open_private_file, read_regular_file
-
-PRECIOUS = b"root:x:0:0:precious, must survive\n"
-
-
-@pytest.fixture
-def victim(tmp_path: Path) -> Path:
-    """A file outside the state directory that a followed link would damage."""
-    path = tmp_path / "victim.txt"
-    path.write_bytes(PRECIOUS)
-    path.chmod(0o644)
-    return path
+from tests.support.paths import PRECIOUS
 
 
 def test_a_run_log_that_is_a_symlink_is_not_written_through(victim: Path,
