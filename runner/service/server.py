@@ -208,6 +208,14 @@ class ProblemThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.poller.register(client_sock, selectors.EVENT_READ,
                              partial(self.on_pending_socket_readable, conn))
 
+    def _cap_keepalive(self, deadline: float) -> None:
+        """The worker is stopping (gunicorn caps its kept-alive connections here): a connection
+        that has sent nothing has no request to finish either, so it goes now, not after
+        `read_timeout` (serve's stop waited up to 10 s for silent connections)."""
+        super()._cap_keepalive(deadline)
+        while self.pending_conns:
+            self._drop_oldest_pending()
+
     def _drop_oldest_pending(self) -> None:
         old = self.pending_conns.popleft()
         with contextlib.suppress(OSError, KeyError, ValueError):

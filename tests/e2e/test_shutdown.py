@@ -42,3 +42,22 @@ def test_sigterm_cancels_running_jobs_and_releases_restic_locks(server: Server) 
     assert locks.stdout.strip() == ""
     out = subprocess.run(["pgrep", "-f", str(server.ws.root / "big")], capture_output=True)
     assert out.stdout == b""  # no restic left behind
+
+
+def test_a_silent_connection_does_not_hold_the_stop(server: Server) -> None:
+    """A connection that has sent nothing has no request to finish: serve stops at once, not
+    after `read_timeout` (10 s) — it held the stop of the suite's services now and then."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    silent = [socket.create_connection((url.hostname, url.port)) for _ in range(4)]
+    try:
+        time.sleep(0.3)  # accepted, and waiting on the workers' pollers
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(30)
+        assert time.monotonic() - started < 5
+    finally:
+        for sock in silent:
+            sock.close()
