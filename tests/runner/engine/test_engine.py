@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -183,6 +184,9 @@ def test_a_failure_while_the_tool_starts_stops_it_gracefully(ws: Workspace,
     (big / "random.bin").write_bytes(os.urandom(2 * 1024 * 1024))  # ~20 s at 100 KiB/s
 
     def lost_caller(_: RunRecord) -> None:
+        # once restic holds its repository lock: a SIGINT in its first instants can come
+        # before it has written the lock it then leaves (restic 0.14, seen in CI)
+        time.sleep(2)
         raise RuntimeError("the caller went away")
 
     record = engine.run("slow", on_start=lost_caller)
