@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from runner.checks import FAIL, WARN, Check
+from runner.checks import FAIL, INFO, OK, WARN, Check
 from runner.configuration.config import Config, JobConfig
 from runner.configuration.load import load_config
 from runner.engine.binaries import probe_repository, tool_info
@@ -52,18 +52,18 @@ def _secret_file_checks(config: Config) -> list[Check]:
     for path, key in config_secret_files(config).items():
         access = file_access(path)
         if not access.exists or not access.readable:
-            checks.append(Check("secrets", "fail", f"{key}: {path} is missing or not readable"))
+            checks.append(Check("secrets", FAIL, f"{key}: {path} is missing or not readable"))
         elif access.world_readable:
-            checks.append(Check("secrets", "fail", f"{key}: {access.describe()} is readable by "
+            checks.append(Check("secrets", FAIL, f"{key}: {access.describe()} is readable by "
                                 f"every local user; run and serve refuse it (chmod o-rwx)"))
         elif access.group_readable:
-            checks.append(Check("secrets", "warn", f"{key}: {access.describe()} is "
+            checks.append(Check("secrets", WARN, f"{key}: {access.describe()} is "
                                 "group-readable (fine for Kubernetes fsGroup mounts)"))
         else:
-            checks.append(Check("secrets", "ok", f"{key}: {access.describe()}"))
+            checks.append(Check("secrets", OK, f"{key}: {access.describe()}"))
     for job in config.jobs.values():
         if job.uses_restic and job.restic.password:
-            checks.append(Check("secrets", "warn", f"jobs.{job.name}: password is inline in "
+            checks.append(Check("secrets", WARN, f"jobs.{job.name}: password is inline in "
                                 "the config; prefer password_file"))
     return checks
 
@@ -75,9 +75,9 @@ def _tool_checks(config: Config) -> list[Check]:
     for binary in sorted(needed | {config.restic.binary, config.rclone.binary}):
         info = tool_info(binary)
         if info.error:
-            checks.append(Check("binaries", "fail" if binary in needed else "warn", info.error))
+            checks.append(Check("binaries", FAIL if binary in needed else WARN, info.error))
         else:
-            checks.append(Check("binaries", "ok", f"{binary}: {info.banner} ({info.path})"))
+            checks.append(Check("binaries", OK, f"{binary}: {info.banner} ({info.path})"))
     return checks
 
 
@@ -91,14 +91,14 @@ def _repository_checks(config: Config) -> list[Check]:
         try:
             tool = resolve_environment(job)
         except UserError as exc:
-            checks.append(Check("repository", "fail", redact_text(str(exc))))
+            checks.append(Check("repository", FAIL, redact_text(str(exc))))
             continue
         key = (job.restic.binary, tool.repository, tool.env.get("RESTIC_PASSWORD_FILE"))
         if key in seen:
             continue
         seen.add(key)
         probe = probe_repository(job.restic.binary, tool.env)
-        status = "ok" if probe.status == "ok" else "fail"
+        status = OK if probe.status == "ok" else FAIL
         checks.append(Check("repository", status,
                             f"{tool.repository} (job {job.name}): {probe.message}"))
     return checks
@@ -114,8 +114,8 @@ def _state_dir_check(config: Config) -> Check:
         with tempfile.NamedTemporaryFile(dir=state, prefix=".doctor-"):
             pass
     except OSError as exc:
-        return Check("state", "fail", f"state_dir {state} is not writable: {exc.strerror}")
-    return Check("state", "ok", f"state_dir {state} is writable")
+        return Check("state", FAIL, f"state_dir {state} is not writable: {exc.strerror}")
+    return Check("state", OK, f"state_dir {state} is writable")
 
 
 def _state_mode_checks(state: Path) -> list[Check]:
@@ -127,15 +127,15 @@ def _state_mode_checks(state: Path) -> list[Check]:
     checks = []
     if mode & stat.S_IWOTH:
         action = "run and serve tighten it to 0700" if ours else "run and serve refuse it"
-        checks.append(Check("state", "fail", f"state_dir {state} (mode {mode:04o}) is writable "
+        checks.append(Check("state", FAIL, f"state_dir {state} (mode {mode:04o}) is writable "
                                              f"by every local user; {action}"))
     elif mode & 0o077:
         action = ("run and serve tighten it to 0700" if ours else "not ours to tighten (a "
                   "volume shared with a group?); the files in it are 0600 all the same")
-        checks.append(Check("state", "warn", f"state_dir {state} (mode {mode:04o}) is open to "
+        checks.append(Check("state", WARN, f"state_dir {state} (mode {mode:04o}) is open to "
                                              f"group or others; {action}"))
     else:
-        checks.append(Check("state", "ok", f"state_dir {state} (mode {mode:04o}) is private"))
+        checks.append(Check("state", OK, f"state_dir {state} (mode {mode:04o}) is private"))
     open_files, links = [], []
     for path in _state_entries(state):
         entry = path.lstat()
@@ -144,11 +144,11 @@ def _state_mode_checks(state: Path) -> list[Check]:
         elif stat.S_IMODE(entry.st_mode) & 0o077 and not stat.S_ISSOCK(entry.st_mode):
             open_files.append(f"{path.relative_to(state)} ({stat.S_IMODE(entry.st_mode):04o})")
     if links:
-        checks.append(Check("state", "fail", f"symlinks in state_dir, refused by run and serve: "
+        checks.append(Check("state", FAIL, f"symlinks in state_dir, refused by run and serve: "
                                              f"{', '.join(map(str, links[:10]))}"))
     if open_files:
         more = f" and {len(open_files) - 10} more" if len(open_files) > 10 else ""
-        checks.append(Check("state", "warn", "open to group or others (tightened to 0600/0700 "
+        checks.append(Check("state", WARN, "open to group or others (tightened to 0600/0700 "
                                              f"when next opened): {', '.join(open_files[:10])}"
                                              f"{more}"))
     return checks
@@ -175,7 +175,7 @@ def _store_size_check(state: Path) -> Check:
     logs = 0
     if (state / "logs").is_dir():
         logs = sum(p.stat().st_size for p in (state / "logs").rglob("*.log") if p.is_file())
-    return Check("state", "info", f"history: database {_mib(database)}, run logs {_mib(logs)} "
+    return Check("state", INFO, f"history: database {_mib(database)}, run logs {_mib(logs)} "
                                   "(kept as [history] and keep_logs say)")
 
 
@@ -195,19 +195,19 @@ def run_doctor(config_file: str | None, *, send_test: bool = False) -> dict[str,
     try:
         config = load_config(config_file)
     except UserError as exc:
-        checks = [Check("config", "fail", str(exc))]
+        checks = [Check("config", FAIL, str(exc))]
         return _report(checks, None)
-    checks = [Check("config", "ok", f"{config.path}: {len(config.jobs)} job(s)")]
-    checks += [Check("config", "warn", warning) for warning in config.warnings]
+    checks = [Check("config", OK, f"{config.path}: {len(config.jobs)} job(s)")]
+    checks += [Check("config", WARN, warning) for warning in config.warnings]
     checks += _tool_checks(config)
     checks += _secret_file_checks(config)
     checks += _repository_checks(config)
     state = _state_dir_check(config)
     checks.append(state)
-    if state.status == "ok":
+    if state.status == OK:
         checks += _state_mode_checks(config.state_dir)
         checks.append(_store_size_check(config.state_dir))
-    checks += _notify_checks(config, state.status == "ok", send_test)
+    checks += _notify_checks(config, state.status == OK, send_test)
     return _report(checks, config)
 
 
@@ -215,9 +215,9 @@ def _notify_checks(config: Config, state_ok: bool, send_test: bool) -> list[Chec
     """Each target reachable and (where that can be seen without sending) its credentials
     accepted; no event is sent unless `send_test`."""
     if not config.notify.any_target:
-        return [Check("notify", "info", "no notification targets configured")]
+        return [Check("notify", INFO, "no notification targets configured")]
     if not state_ok:
-        return [Check("notify", "warn", "targets not checked: the state directory is unusable")]
+        return [Check("notify", WARN, "targets not checked: the state directory is unusable")]
     from notifiers.probe import check_targets
     from runner.engine.history import History
 
@@ -229,14 +229,14 @@ def _notify_checks(config: Config, state_ok: bool, send_test: bool) -> list[Chec
 
         for r in notify_test(config, history, dry_run=False):
             detail = r.get("error") or r.get("response") or ""
-            checks.append(Check("notify", "ok" if r["result"] == "delivered" else "fail",
+            checks.append(Check("notify", OK if r["result"] == "delivered" else FAIL,
                                 f"{r['target']}: test event {r['result']} ({detail})"))
     checks += _inline_url_warnings(config)
     from notifiers.outbox import Outbox
 
     pending = Outbox(history.db).pending_retries()
     if pending:
-        checks.append(Check("notify", "warn", f"{pending} deliveries pending a retry "
+        checks.append(Check("notify", WARN, f"{pending} deliveries pending a retry "
                                               "(see `restic-runner status`)"))
     return checks
 
@@ -249,10 +249,10 @@ def _inline_url_warnings(config: Config) -> list[Check]:
     urls = [(f"{w.key}.url", w.url) for w in n.webhooks]
     if n.pushgateway:
         urls.append((f"{n.pushgateway.key}.url", n.pushgateway.url))
-    checks = [Check("notify", "warn", f"{key}: the URL carries a password inline; prefer "
+    checks = [Check("notify", WARN, f"{key}: the URL carries a password inline; prefer "
                                       "url_file (or password_file)")
               for key, url in urls if url and url_password(url)]
-    checks += [Check("notify", "warn", f"{hc.key}: the ping URL is inline "
+    checks += [Check("notify", WARN, f"{hc.key}: the ping URL is inline "
                                        "in the config (it is the check's credential); prefer "
                                        "url_file") for hc in n.healthchecks if hc.url]
     return checks

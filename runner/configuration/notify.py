@@ -395,10 +395,6 @@ def read_signing(file: str, data: object, base: Path) -> SigningSettings:
     return settings
 
 
-def target_names(settings: NotifySettings) -> list[str]:
-    return [target.target for target in settings.targets()]
-
-
 def secret_files(notify: NotifySettings, signing: SigningSettings) -> list[tuple[str, Path]]:
     """Every secret file `[notify.*]` and `[signing]` name, with the key that names it."""
     named = [("signing.key_file", signing.key_file)]

@@ -5,7 +5,6 @@ a run opens SQLite only while its tool already runs (docs/architecture.md, the c
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -49,6 +48,3 @@ class StateDir:
 
     def last_path(self, job: str) -> Path:
         return self.path / f"last-{job}.json"
-
-    def writable(self) -> bool:
-        return os.access(self.path, os.W_OK)

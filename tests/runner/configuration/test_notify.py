@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from runner.configuration.config import Config
-from runner.configuration.notify import target_names
 from tests.support.config import config_error, parse_minimal
 
 JOB = {"jobs": {"nightly": {"kind": "check"}}}
@@ -72,7 +71,7 @@ def test_a_full_notify_section(tmp_path: Path) -> None:
     }})
     assert isinstance(config, Config)
     n = config.notify
-    assert target_names(n) == ["pushgateway", "textfile", "webhook:a", "webhook:b",
+    assert [t.target for t in n.targets()] == ["pushgateway", "textfile", "webhook:a", "webhook:b",
                                "healthchecks:n", "mail"]
     assert n.metrics_dir == tmp_path / "metrics"
     assert n.retry.give_up_after == 7200 and n.retry.initial == 5 and n.cli_wait == 0
