@@ -17,8 +17,8 @@ from runner.configuration.tables import (
     as_bool,
     as_count,
     as_duration,
-    as_env_names,
     as_hook,
+    as_hook_env,
     as_niceness,
     as_paths,
     as_positive_number,
@@ -77,6 +77,19 @@ class RcloneSettings(NamedTuple):
     env_files: Mapping[str, Path] = _EMPTY
 
 
+class ReplicateLine(NamedTuple):
+    """One line of a replicate job file (`SOURCE;DESTINATION;MODE;ARGS`), as restic-backup-helper's
+    /bin/replicate reads it: each line is one rclone call. A line with a `problem` is not run and
+    counts as a failed line (docs/migration.md)."""
+
+    number: int  # line number in the job file (1-based)
+    mode: str  # bisync, sync or copy
+    source: str
+    destination: str
+    args: tuple[str, ...] = ()  # the common REPLICATE_JOB_ARGS, then the line's own
+    problem: str = ""  # non-empty: the line is malformed
+
+
 class JobConfig(NamedTuple):
     name: str
     kind: str
@@ -113,6 +126,8 @@ class JobConfig(NamedTuple):
     min_files: int = 1
     canaries: Mapping[str, str] = _EMPTY  # original path -> sha256
     keep: bool = False
+    # replicate: the lines of a job file, one rclone call each (empty: one call with `args`)
+    replicate_lines: tuple[ReplicateLine, ...] = ()
 
     @property
     def uses_restic(self) -> bool:
@@ -179,6 +194,10 @@ class Config(NamedTuple):
     signing: SigningSettings = SigningSettings()
     history: HistorySettings = HistorySettings()
     warnings: tuple[str, ...] = ()  # e.g. restic-backup-helper variables that mean nothing here
+    # jobs that could not be built (environment mode): name -> one-line reason; not in `jobs`
+    disabled: Mapping[str, str] = _EMPTY
+    # where restic-backup-helper wrote its outputs (e.g. /var/log): the engine writes there too
+    compat_log_dir: Path | None = None
 
     def job(self, name: str) -> JobConfig:
         try:
@@ -319,7 +338,7 @@ def _read_job(file: str, name: str, data: object, base: Path, restic: ResticSett
         allowed_tags=t.get("allowed_tags", as_tags, ()),
         pre_hook=t.get("pre_hook", as_hook(base), ()),
         post_hook=t.get("post_hook", as_hook(base), ()),
-        hook_env=t.get("hook_env", as_env_names, ()),
+        hook_env=t.get("hook_env", as_hook_env, ()),
         hook_timeout=t.get("hook_timeout", as_duration, 300.0),
         pre_hook_on_error=t.get("pre_hook_on_error", choice("fail", "continue"), "fail"),
         keep_logs=t.get("keep_logs", as_count, 100),
@@ -390,6 +409,8 @@ def _check_job(t: Table, job: JobConfig) -> None:
             raise t.error("password_file", "no password: set password_file here or in [restic]")
     allowed_env = set(job.restic.env_files) | set(job.rclone.env_files) | {
         "RESTIC_REPOSITORY", "RESTIC_PASSWORD"}
+    if job.hook_env == ("*",):
+        return  # the whole environment (restic-backup-helper's hooks): docs/configuration.md
     for name in job.hook_env:
         if name not in allowed_env:
             raise t.error("hook_env", f"{name} is not a secret this job knows "
@@ -471,6 +492,7 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     base = path.parent.resolve()
     top = Table(file, "", dict(data), base)
     state_dir = top.path("state_dir") or default_state_dir()
+    compat_log_dir = top.path("compat_log_dir")
     hostname = top.get("hostname", as_string) or os.uname().nodename
     restic_table = Table(file, "restic", data.get("restic", {}), base)
     restic = _read_restic(restic_table, ResticSettings())
@@ -498,4 +520,5 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
         notify=notify,
         signing=signing,
         history=history,
+        compat_log_dir=compat_log_dir,
     )

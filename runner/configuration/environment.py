@@ -89,6 +89,9 @@ def build(environ: Mapping[str, str], state_dir: Path) -> tuple[dict[str, Any], 
     """The config document, the warnings, and which variable each key came from."""
     b = _Builder(environ, state_dir)
     data: dict[str, Any] = {"state_dir": str(state_dir)}
+    if b.get("RESTIC_RUNNER_COMPAT_LOG_DIR"):
+        data["compat_log_dir"] = b.get("RESTIC_RUNNER_COMPAT_LOG_DIR")
+        b.note("compat_log_dir", "RESTIC_RUNNER_COMPAT_LOG_DIR")
     if b.get("HOSTNAME"):
         data["hostname"] = b.get("HOSTNAME")
     restic: dict[str, Any] = {}

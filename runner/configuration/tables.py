@@ -100,6 +100,13 @@ def as_env_names(value: object) -> tuple[str, ...]:
     return names
 
 
+def as_hook_env(value: object) -> tuple[str, ...]:
+    """`hook_env`: names of secrets, or `["*"]` alone (the whole environment)."""
+    if value == ["*"]:
+        return ("*",)
+    return as_env_names(value)
+
+
 def as_str_map(value: object) -> Mapping[str, str]:
     if not isinstance(value, dict) or not all(
         ENV_NAME.fullmatch(k) and isinstance(v, str) for k, v in value.items()
