@@ -18,6 +18,7 @@ from runner.engine.jobs.output import (
     ResticOutput,
     RestoreTestOutput,
 )
+from runner.engine.jobs.restore import RestoreOutput, restore_args
 
 
 class StepSpec(NamedTuple):
@@ -140,6 +141,9 @@ BUILDERS: dict[str, Callable[[JobConfig, Mapping[str, Any]], list[StepSpec]]] = 
     "unlock": _unlock,
     "replicate": _replicate,
     "restore-test": _restore_test,
+    "restore": lambda job, params: [StepSpec(
+        "restore", _restic(job, "restore", *restore_args(job, is_dry_run(job, params))),
+        RestoreOutput)],
 }
 
 
