@@ -1,0 +1,232 @@
+"""The peer's three compose environments (restic-backup-helper 2.14.2:
+`ci/docker-compose.smoke.yml`, `examples/compose/cloud-reference.yml`,
+`examples/compose/multi-job.yml`), read at test time,
+their variables as written, run by restic-runner in environment mode through the CLI: the
+configuration shows the jobs, every job runs (`restic-runner run <job>` and
+`restic-runner compat <job>`), and the outputs appear where the peer wrote them.
+
+Adapted, because there is no container here (tests.support.compose's `adapt_paths`):
+- container paths (/data, /config, /var/log, /run/secrets, /tmp/cache_dir, /tmp/restic,
+  /.cache/restic, /hooks) are directories under the test's temporary directory; the image's
+  /var/log is `RESTIC_RUNNER_COMPAT_LOG_DIR` (the image sets it), /hooks `RESTIC_RUNNER_HOOKS_DIR`;
+- the container's hostname (compose `hostname:`, else `container_name`) is `HOSTNAME`;
+- cloud-reference: the repository stays `rclone:cloudremote:backups`, but `cloudremote` is an
+  rclone alias of a local directory (its rclone.conf is the test's); its include file lists the
+  test's data directory and its replicate job file one local copy job (the file's content is the
+  user's, not in the compose file);
+- multi-job: `${RESTIC_REPOSITORY:?...}` is given a local repository shared by the three
+  services (as the compose file's .env would); each service has its own state, logs and data;
+- the repository is initialised by the start-up `restic-runner schedule` does (what the image's
+  entrypoint starts), as the peer's entry.sh does at container start.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support.compose import (
+    COMPOSE_FILES,
+    Service,
+    adapt_paths,
+    adapt_text,
+    compose_file,
+    host_path,
+    load_services,
+)
+from tests.support.envmode import EnvRunner, explain, start_up
+from tests.support.paths import ONE_RESTIC
+from tests.support.workspace import restic_binary
+
+pytestmark = pytest.mark.slow
+
+NEVER = "0 0 31 2 *"  # the peer's "never from cron" idiom (its smoke test uses it)
+CRON_OF = {"backup": "BACKUP_CRON", "check": "CHECK_CRON", "forget": "FORGET_CRON",
+           "prune": "PRUNE_CRON", "replicate": "REPLICATE_CRON"}
+# The jobs the peer can run by hand in each environment (its /bin/<job>), schedule or not.
+EXPECTED_JOBS = {
+    "restic-smoke": ("backup", "check", "forget", "prune", "replicate"),
+    "restic-cloud": ("backup", "check", "forget", "prune", "replicate"),
+    "restic-documents": ("backup", "check", "forget", "prune"),
+    "restic-media": ("backup", "check", "forget", "prune"),
+    "restic-vmstore": ("backup", "check", "forget", "prune"),
+}
+RUN_ORDER = ("backup", "forget", "check", "prune", "replicate")
+
+
+@dataclass
+class Environment:
+    """One compose service made runnable here."""
+
+    service: Service
+    runner: EnvRunner
+    ready: Path  # the repository's `config` file once initialised
+    notes: list[str]
+
+    @property
+    def variables(self) -> dict[str, str]:
+        return self.runner.variables
+
+    def restic(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """restic itself on the service's repository (its variables, as its healthcheck does)."""
+        return subprocess.run([str(self.runner.restic), *args], env=self.runner.env(),
+                              capture_output=True, text=True, timeout=120, cwd=self.runner.root)
+
+
+def _secret(root: Path) -> None:
+    secret = host_path(root, "/run/secrets/restic_password")
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text("compose-environment-password\n")
+    secret.chmod(0o600)  # "chmod 600 on the host", as the compose files say
+
+
+def _data(directory: Path, name: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.txt").write_text(f"{name} data\n")
+    (directory / "skip.DS_Store").write_text("excluded\n")
+
+
+def _smoke(root: Path, restic: Path) -> Environment:
+    service = load_services("ci/docker-compose.smoke.yml")["restic-smoke"]
+    variables, notes = adapt_paths(service.environment, root)
+    # the smoke test's seeding step (scripts/ci-smoke-test.sh)
+    _data(host_path(root, "/data/backup_src"), "smoke")
+    host_path(root, "/data/sync_a").mkdir(parents=True)
+    (host_path(root, "/data/sync_a") / "a.txt").write_text("bisync-a\n")
+    host_path(root, "/data/sync_b").mkdir(parents=True)
+    # volumes: ./smoke-replicate_jobs.txt:/config/replicate_jobs.txt, ./smoke-hooks:/hooks
+    jobs_file = host_path(root, "/config/replicate_jobs.txt")
+    jobs_file.parent.mkdir(parents=True)
+    jobs_file.write_text(adapt_text(compose_file("ci/smoke-replicate_jobs.txt").read_text(), root))
+    hooks = host_path(root, "/hooks")
+    shutil.copytree(compose_file("ci/smoke-hooks"), hooks)
+    for hook in hooks.glob("*.sh"):
+        hook.chmod(0o755)  # the smoke test's `chmod +x ./ci/smoke-hooks/*.sh`
+    variables["HOSTNAME"] = service.hostname
+    runner = EnvRunner(root, restic, variables)
+    return Environment(service, runner, Path(variables["RESTIC_REPOSITORY"]) / "config", notes)
+
+
+def _cloud(root: Path, restic: Path) -> Environment:
+    service = load_services("examples/compose/cloud-reference.yml")["restic-cloud"]
+    variables, notes = adapt_paths(service.environment, root)
+    config = host_path(root, "/config")
+    config.mkdir(parents=True)
+    cloud = root / "cloud"
+    cloud.mkdir()
+    (config / "rclone.conf").write_text(f"[cloudremote]\ntype = alias\nremote = {cloud}\n")
+    notes.append(f"rclone remote cloudremote: an alias of {cloud} (was a cloud backend)")
+    data = host_path(root, "/data")
+    _data(data / "documents", "cloud")
+    (config / "include_files.txt").write_text(f"{data}\n")
+    shutil.copy(compose_file("config/exclude_files.txt"), config / "exclude_files.txt")
+    (data / "inbox").mkdir()
+    (data / "inbox" / "in.txt").write_text("inbox\n")
+    (config / "replicate_jobs.txt").write_text(f"{data}/inbox;{root / 'replica'};copy\n")
+    host_path(root, "/tmp/restic").mkdir(parents=True)
+    host_path(root, "/hooks").mkdir(parents=True)
+    _secret(root)
+    variables["HOSTNAME"] = service.hostname
+    runner = EnvRunner(root, restic, variables)
+    return Environment(service, runner, cloud / "backups" / "config", notes)
+
+
+def _multi(base: Path, restic: Path) -> list[Environment]:
+    repository = base / "shared-repo"
+    services = load_services("examples/compose/multi-job.yml",
+                             {"RESTIC_REPOSITORY": str(repository)})
+    environments = []
+    for name in COMPOSE_FILES["examples/compose/multi-job.yml"]:
+        service, root = services[name], base / name
+        variables, notes = adapt_paths(service.environment, root)
+        notes.append(f"RESTIC_REPOSITORY (from .env): {repository}")
+        config = host_path(root, "/config")
+        config.mkdir(parents=True)
+        tag = service.environment["RESTIC_TAG"]
+        (config / f"exclude_{tag}.txt").write_text("*.DS_Store\n")
+        _data(host_path(root, "/data"), tag)
+        host_path(root, "/hooks").mkdir(parents=True)
+        _secret(root)
+        variables["HOSTNAME"] = service.hostname
+        environments.append(Environment(service, EnvRunner(root, restic, variables),
+                                        repository / "config", notes))
+    return environments
+
+
+def environments(file: str, base: Path) -> list[Environment]:
+    restic = restic_binary(ONE_RESTIC)  # the peer's images ship restic 0.18
+    if file == "ci/docker-compose.smoke.yml":
+        return [_smoke(base, restic)]
+    if file == "examples/compose/cloud-reference.yml":
+        return [_cloud(base, restic)]
+    return _multi(base, restic)
+
+
+@pytest.mark.parametrize("file", sorted(COMPOSE_FILES))
+def test_config_check_shows_every_job(file: str, tmp_path: Path) -> None:
+    """`config check --json` in environment mode accepts the variables as written and shows
+    every job the peer can run, with the peer's schedules and the container's hostname."""
+    for env in environments(file, tmp_path):
+        done = env.runner.cli("config", "check", "--json")
+        assert done.returncode == 0, explain(done)
+        summary = json.loads(done.stdout)
+        assert summary["ok"] is True
+        assert summary["hostname"] == env.variables["HOSTNAME"]
+        jobs = summary["jobs"]
+        for job in EXPECTED_JOBS[env.service.name]:
+            assert job in jobs, (env.service.name, job, sorted(jobs), summary.get("disabled"))
+            assert jobs[job]["kind"] == job
+            cron = env.service.environment.get(CRON_OF[job], "")
+            if cron and cron != NEVER:
+                assert jobs[job]["schedule"] == cron, (job, jobs[job])
+            elif job != "backup":  # an empty *_CRON: manual runs only, as the peer
+                assert not jobs[job]["schedule"], (job, jobs[job])
+        repository = env.variables["RESTIC_REPOSITORY"]
+        assert jobs["backup"]["repository"] == repository
+
+
+def _assert_outputs(env: Environment, job: str) -> None:
+    """What the peer leaves in /var/log after /bin/<job>: last-<job>.json, <job>-last.log."""
+    log = env.runner.log
+    record = json.loads((log / f"last-{job}.json").read_text())
+    assert record["job"] == job and record["exit_code"] == 0, record
+    assert record["hostname"] == env.variables["HOSTNAME"], record
+    assert (log / f"{job}-last.log").read_text().strip(), f"{job}-last.log is empty"
+
+
+@pytest.mark.parametrize("file", sorted(COMPOSE_FILES))
+def test_every_job_runs_and_writes_its_outputs(file: str, tmp_path: Path) -> None:
+    """After the start-up initialised the repository, each job runs by `run <job>` and by
+    `compat <job>` (the image's /bin/<job>), exits 0 and writes the peer's outputs: the
+    snapshot has the container's hostname and RESTIC_TAG, last-<job>.json, <job>-last.log,
+    cron.log, and the METRICS_DIR textfile."""
+    envs = environments(file, tmp_path)
+    for env in envs:
+        start_up(env.runner, env.ready)
+        for job in [j for j in RUN_ORDER if j in EXPECTED_JOBS[env.service.name]]:
+            for command in (("run", job), ("compat", job)):
+                done = env.runner.cli(*command)
+                assert done.returncode == 0, f"{env.service.name}: {explain(done)}"
+                _assert_outputs(env, job)
+        cron_log = env.runner.log / "cron.log"
+        assert cron_log.exists() and cron_log.read_text().strip(), "cron.log has no run lines"
+        if env.variables.get("METRICS_DIR"):
+            prom = Path(env.variables["METRICS_DIR"]) / "restic_backup.prom"
+            host = env.variables["HOSTNAME"]
+            assert f'restic_backup_last_exit_code{{hostname="{host}"}} 0' in prom.read_text()
+    for env in envs:
+        listed = env.restic("snapshots", "--json")
+        assert listed.returncode == 0, explain(listed)
+        mine = [s for s in json.loads(listed.stdout)
+                if s["hostname"] == env.variables["HOSTNAME"]]
+        assert len(mine) >= 2, listed.stdout  # `run backup` and `compat backup`
+        assert all(s.get("tags") == [env.variables["RESTIC_TAG"]] for s in mine), mine
+    if file == "ci/docker-compose.smoke.yml":  # the smoke test's "replicate copied file"
+        assert (host_path(tmp_path, "/data/sync_b") / "a.txt").exists()
+    if file == "examples/compose/cloud-reference.yml":
+        assert (tmp_path / "replica" / "in.txt").exists()
