@@ -158,6 +158,74 @@ def snapshots(ctx: click.Context, job: str | None, config_file: str | None,
     echo(json.dumps(found, indent=2) if as_json else snapshots_table(found))
 
 
+@main.command()
+@click.argument("snapshot", required=False, default="latest")
+@_config_option
+@click.option("--target", metavar="DIR", help="Where to restore (made if missing; must be "
+              "empty unless --force).")
+@click.option("--include", "include", multiple=True, metavar="PATH",
+              help="Restore only this path of the snapshot (repeatable).")
+@click.option("--exclude", "exclude", multiple=True, metavar="PATH",
+              help="Skip this path (repeatable).")
+@click.option("--job", metavar="JOB", help="Whose repository (default: the first restic job's).")
+@click.option("--tag", default="", help="With `latest`, --since and --list: only this tag.")
+@click.option("--host", default="", help="With `latest`, --since and --list: only this host.")
+@click.option("--since", default="", metavar="DATE",
+              help="The oldest snapshot at or after DATE (YYYY-MM-DD[THH:MM:SS]).")
+@click.option("--dry-run", is_flag=True, help="restic restore --dry-run (restic 0.17+).")
+@click.option("--verify", is_flag=True, help="Verify the restored files' contents.")
+@click.option("--force", is_flag=True, help="Restore into a non-empty target, /, or a backup "
+              "source.")
+@click.option("--list", "list_only", is_flag=True, help="List the snapshots; restore nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run record (or the list) "
+              "as JSON.")
+@click.pass_context
+@guarded
+def restore(ctx: click.Context, snapshot: str, config_file: str | None, target: str | None,
+            include: tuple[str, ...], exclude: tuple[str, ...], job: str | None, tag: str,
+            host: str, since: str, dry_run: bool, verify: bool, force: bool, list_only: bool,
+            as_json: bool) -> None:
+    """Restore SNAPSHOT (an id, or `latest`) into --target, as the job `restore`: locked,
+    recorded, masked and notified like any run; exit with restic's exit code."""
+    from runner.cli.adhoc import exit_now
+    from runner.cli.compat_tools import list_snapshots, run_restore
+    from runner.cli.restore import RestoreRequest
+    from runner.configuration.load import load_config
+
+    config = load_config(_config_file(ctx, config_file))
+    request = RestoreRequest(snapshot=snapshot, target=target or "", include=include,
+                             exclude=exclude, tag=tag, host=host, since=since, dry_run=dry_run,
+                             verify=verify, force=force, job=job)
+    if list_only:
+        sys.exit(list_snapshots(config, request, limit=None, as_json=as_json))
+    if not target:
+        fail("--target is required (where to restore)")
+    exit_now(run_restore(config, request, as_json=as_json))
+
+
+@main.command(context_settings={"ignore_unknown_options": True,
+                                "allow_interspersed_args": False,
+                                "help_option_names": ["-h", "--help"]})
+@click.argument("command", required=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@_config_option
+@click.option("--list", "list_names", is_flag=True, help="Print the command names, one a line.")
+@click.pass_context
+@guarded
+def compat(ctx: click.Context, command: str | None, args: tuple[str, ...],
+           config_file: str | None, list_names: bool) -> None:
+    """Run COMMAND, one of restic-backup-helper's /bin commands, with its meaning and flags
+    (docs/compat-commands.md)."""
+    from runner.cli.compat import names, run_compat
+
+    if list_names:
+        echo("\n".join(names()))
+        return
+    if not command:
+        fail("give a command (restic-runner compat --list names them)")
+    sys.exit(run_compat(command, list(args), _config_file(ctx, config_file)))
+
+
 @main.command("notify-test")
 @_config_option
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; send nothing.")
