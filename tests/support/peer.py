@@ -157,3 +157,26 @@ def hook_call(dumps: Path, phase: str) -> tuple[list[str], dict[str, str]] | Non
 def copy_tree(source: Path, target: Path) -> Path:
     shutil.copytree(source, target)
     return target
+
+
+_SAMPLE = re.compile(r"^(?P<name>[A-Za-z_:][\w:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)")
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def textfile_samples(text: str) -> dict[str, tuple[dict[str, str], str]]:
+    """A Prometheus textfile's samples: metric name -> (labels, value) (one series a family, as
+    the peer writes them; the last one wins otherwise)."""
+    samples = {}
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match and not line.startswith("#"):
+            labels = dict(_LABEL.findall(match.group("labels") or ""))
+            samples[match.group("name")] = (labels, match.group("value"))
+    return samples
+
+
+def json_shape(document: dict[str, object]) -> dict[str, str]:
+    """A last-run JSON document's field names and JSON types."""
+    names = {bool: "boolean", int: "number", float: "number", str: "string", type(None): "null",
+             list: "array", dict: "object"}
+    return {key: names[type(value)] for key, value in document.items()}
