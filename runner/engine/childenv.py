@@ -1,7 +1,9 @@
 """The environment a tool process gets: a minimal base plus what the job's config names.
 
 Never the runner's own environment: a RESTIC_PASSWORD exported to the runner does not leak into
-restic, hooks or rclone unless the configuration says so. Secrets travel in the environment or in
+restic, hooks or rclone unless the configuration says so. The one exception is a job whose
+`hook_env` is `["*"]` (environment mode sets it): its hooks get the whole environment, as
+restic-backup-helper's hooks did (docs/runs.md#hooks). Secrets travel in the environment or in
 files, never in argv (`/proc/<pid>/cmdline` is readable by every local user).
 """
 
@@ -16,6 +18,7 @@ from security.secretfiles import read_repository_file, read_secret_file, registe
 
 BASE_VARS = ("PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL", "USER", "LOGNAME")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+ALL_VARIABLES = ("*",)  # `hook_env = ["*"]`: the whole environment
 
 
 class ToolEnvironment(NamedTuple):
@@ -33,6 +36,24 @@ def base_environment() -> dict[str, str]:
 def resolve_environment(job: JobConfig) -> ToolEnvironment:
     """Read the job's secrets (registering them for masking) and build the tool's env."""
     return _restic_environment(job) if job.uses_restic else _rclone_environment(job)
+
+
+def hook_environment(job: JobConfig, tool: ToolEnvironment,
+                     runner_vars: Mapping[str, str]) -> dict[str, str]:
+    """What a hook of `job` gets: the base environment and the secrets `hook_env` names, or with
+    `hook_env = ["*"]` the process's whole environment with the tool's on top (so
+    RESTIC_REPOSITORY is the resolved one, and RESTIC_REPOSITORY_FILE, which restic refuses next
+    to it, is left out); then our RESTIC_RUNNER_* variables."""
+    if job.hook_env == ALL_VARIABLES:
+        env = dict(os.environ)
+        env.update(tool.env)
+        if "RESTIC_REPOSITORY" in tool.env:
+            env.pop("RESTIC_REPOSITORY_FILE", None)
+    else:
+        env = base_environment()
+        env.update({k: tool.secrets[k] for k in job.hook_env if k in tool.secrets})
+    env.update(runner_vars)
+    return env
 
 
 def _with_job_variables(plain: Mapping[str, str], from_files: Mapping[str, Path],
@@ -70,6 +91,9 @@ def _restic_environment(job: JobConfig) -> ToolEnvironment:
 
 def _rclone_environment(job: JobConfig) -> ToolEnvironment:
     c = job.rclone
+    for line in job.replicate_lines:  # `https://user:pass@host/…` endpoints: masked everywhere
+        register_repository(line.source)
+        register_repository(line.destination)
     env, secrets = _with_job_variables(c.env, c.env_files, f"jobs.{job.name}")
     if c.config:
         env["RCLONE_CONFIG"] = str(c.config)

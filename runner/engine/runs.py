@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from runner import __version__
 from runner.configuration.config import Config, JobConfig
 from runner.configuration.notify import read_notify_secrets
-from runner.engine.childenv import ToolEnvironment, base_environment, resolve_environment
+from runner.engine.childenv import ToolEnvironment, hook_environment, resolve_environment
 from runner.engine.jobs import StepSpec, is_dry_run, plan, unlock_step
 from runner.engine.jobs.output import OutputParser
 from runner.engine.locks import NamedLock
@@ -34,6 +34,7 @@ PROGRESS_EVERY = 1.0  # seconds between progress updates in the store
 FINISH_ATTEMPTS = 3  # saving the final record, a second apart
 EXIT_TIMED_OUT = 124
 EXIT_CANCELLED = 130
+EXIT_NOT_EXECUTABLE = 126
 
 
 class JobBusy(Exception):
@@ -287,6 +288,7 @@ class _Run:
         self._finish(status, exit_code)
         if self.job.post_hook:
             self._post_hook()
+        self._compat_logs()
         self.log.close()
         assert self.history is not None
         self.history.prune_retained(self.job.name)  # after the end: it may be the newest success
@@ -343,7 +345,10 @@ class _Run:
                     self.record["error"] = f"pre_hook failed with exit code {hook.exit_code}"
                     self.log.note(f"{self.record['error']}; the run stops here")
                     return Status.FAILED, hook.exit_code
-                self.log.note("pre_hook failed; continuing (pre_hook_on_error = \"continue\")")
+                self.log.note(f"pre_hook failed (exit {hook.exit_code}); continuing "
+                              "(pre_hook_on_error = \"continue\")")
+        if self.job.replicate_lines:
+            return self._replicate_lines()
         status, exit_code = Status.SUCCEEDED, 0
         for spec in planned:
             if status == Status.FAILED and not spec.always:
@@ -379,29 +384,54 @@ class _Run:
         self.log.note("$ " + " ".join(spec.argv))
         outcome = self._supervise(spec.name, spec.argv, self.tool.env, parser, self.deadline)
         parser.finish(outcome.exit_code)
-        stats = parser.stats if not spec.decides_outcome and parser.stats else None
-        self._record_step(spec.name, outcome, stats)
+        # a follow-up step's stats, and each replicate line's, are kept in its step
+        keep_stats = not spec.decides_outcome or spec.line is not None
+        stats = parser.stats if keep_stats and parser.stats else None
+        self._record_step(spec.name, outcome, stats, line=spec.line)
         return outcome, parser
+
+    def _replicate_lines(self) -> tuple[Status, int]:
+        """A replicate job made of job-file lines: every line in turn, a failed one does not
+        stop the others (runner.engine.jobs.replicatelines)."""
+        from runner.engine.jobs.replicatelines import run_lines
+
+        result = run_lines(self.job, bool(self.record.get("dry_run")), self._tool_step,
+                           self.log.note, self.record["steps"].append)
+        self.record["stats"].update(result.stats)
+        if result.stopped is not None:
+            return self._stopped_status(result.stopped, list(result.unfinished))
+        if result.exit_code != 0:
+            self.record["error"] = result.error
+            return Status.FAILED, result.exit_code
+        return Status.SUCCEEDED, 0
 
     def _hook(self, name: str, argv: tuple[str, ...], extra: dict[str, str],
               cancel: CancelFlag | None = None) -> ProcessOutcome:
-        """Run a hook under the same supervision; a hook that times out exits 124."""
-        env = base_environment()
-        env.update({k: self.tool.secrets[k] for k in self.job.hook_env if k in self.tool.secrets})
-        env.update(RESTIC_RUNNER_JOB=self.job.name, RESTIC_RUNNER_RUN_ID=self.record["run_id"],
-                   **extra)
-        self.log.note(f"{name}: $ " + " ".join(argv))
-        deadline = time.monotonic() + self.job.hook_timeout
-        outcome = self._supervise(name, argv, env, OutputParser(), deadline, cancel)
+        """Run a hook under the same supervision; a hook that times out exits 124. A hook file
+        that is there but not executable is not run: reported, exit 126 (as a shell would)."""
+        env = hook_environment(self.job, self.tool, {
+            "RESTIC_RUNNER_JOB": self.job.name, "RESTIC_RUNNER_RUN_ID": self.record["run_id"],
+            **extra})
+        timeout = self.job.hook_timeout
+        self.log.note(f"{name}: $ " + " ".join(argv) + f" (hook_timeout {timeout:g}s)")
+        if _not_executable(argv[0]):
+            self.log.note(f"{name}: {argv[0]} is not executable (chmod +x it): not run")
+            outcome = ProcessOutcome(EXIT_NOT_EXECUTABLE, 0.0)
+        else:
+            outcome = self._supervise(name, argv, env, OutputParser(),
+                                      time.monotonic() + timeout, cancel)
         if outcome.timed_out:
             outcome.exit_code = EXIT_TIMED_OUT
+            self.log.note(f"{name} timed out after {timeout:g}s (exit {EXIT_TIMED_OUT})")
         self._record_step(name, outcome)
         return outcome
 
     def _record_step(self, name: str, outcome: ProcessOutcome,
-                     stats: dict[str, Any] | None = None) -> None:
+                     stats: dict[str, Any] | None = None, line: int | None = None) -> None:
         step: dict[str, Any] = {"name": name, "exit_code": outcome.exit_code,
                                 "duration_seconds": round(outcome.duration, 3)}
+        if line is not None:
+            step["line"] = line
         if stats:
             step["stats"] = stats
         self.record["steps"].append(step)
@@ -456,6 +486,9 @@ class _Run:
     def _finish(self, status: Status, exit_code: int) -> None:
         r = self.record
         finish(r, status, exit_code)
+        from runner.engine.peerfields import add_peer_fields
+
+        add_peer_fields(r, self.job)
         self.log.note(f"finished: {status} (exit {exit_code}) in {r['duration_seconds']:.2f}s")
         if self.log.write_error is not None and not r.get("error"):
             r["error"] = (f"the run log {self.log.path} is incomplete: "
@@ -485,16 +518,34 @@ class _Run:
                         f"{reason}") from None
                 time.sleep(1.0)
 
+    def _compat_logs(self) -> None:
+        """restic-backup-helper's outputs in `compat_log_dir` (runner.engine.compatlogs)."""
+        directory = self.engine.config.compat_log_dir
+        if directory is None:
+            return
+        from runner.engine.compatlogs import write_compat_logs
+
+        run_log = None if self.log.write_error else self.log.path
+        problem = write_compat_logs(directory, self.record, getattr(self, "result_file", None),
+                                    run_log, self.log.tail())
+        if problem:
+            self.log.note(f"compat_log_dir: not written: {problem}")
+
     def _post_hook(self) -> None:
         r = self.record
         assert self.history is not None
         import sqlite3
 
-        self._hook("post_hook", self.job.post_hook, {
+        # the run's exit code is its last argument, `$1` when it has none of its own (as
+        # restic-backup-helper's post hooks get it)
+        argv = (*self.job.post_hook, str(r["exit_code"]))
+        hook = self._hook("post_hook", argv, {
             "RESTIC_RUNNER_STATUS": r["status"],
             "RESTIC_RUNNER_EXIT_CODE": str(r["exit_code"]),
             "RESTIC_RUNNER_RESULT_FILE": str(self.result_file),
         }, cancel=CancelFlag())  # runs even after a cancel; hook_timeout bounds it
+        if hook.exit_code != 0:
+            self.log.note(f"post_hook failed (exit {hook.exit_code}); the run's outcome stands")
         r["log_tail"] = self.log.tail()
         with contextlib.suppress(sqlite3.Error, OSError):  # the end itself is recorded already
             self.history.save(r)
@@ -505,6 +556,12 @@ def _same_failure(last: RunRecord | None, record: RunRecord) -> bool:
     """Whether the job's last run also failed before it started, for the same reason."""
     return (last is not None and last["status"] == Status.FAILED and not last["steps"]
             and last.get("error") == record["error"])
+
+
+def _not_executable(program: str) -> bool:
+    """A hook path that names a file which cannot be executed (a bare name is looked up on
+    PATH when it runs; a missing file is the supervisor's "cannot start")."""
+    return "/" in program and os.path.isfile(program) and not os.access(program, os.X_OK)
 
 
 def _ran_to_its_end(outcome: ProcessOutcome) -> bool:

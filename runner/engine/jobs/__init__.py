@@ -6,7 +6,7 @@ params the job allows (`tags`, `dry_run`), already checked by the caller. A job'
 """
 
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from runner.configuration.config import DRY_RUN_KINDS, JobConfig
 from runner.engine.jobs.output import (
@@ -14,25 +14,14 @@ from runner.engine.jobs.output import (
     CheckOutput,
     ForgetOutput,
     OutputParser,
-    RcloneOutput,
     ResticOutput,
     RestoreTestOutput,
 )
+from runner.engine.jobs.rclonecalls import main_step, rclone_step
 from runner.engine.jobs.restore import RestoreOutput, restore_args
+from runner.engine.jobs.steps import StepSpec
 
-
-class StepSpec(NamedTuple):
-    name: str
-    argv: tuple[str, ...]
-    parser: Callable[[], OutputParser]
-    # Only run when every earlier step that decides the outcome succeeded (exit 0).
-    needs_success: bool = False
-    # False for follow-up steps (forget after backup) whose result is recorded but does not
-    # change the run's status or exit code.
-    decides_outcome: bool = True
-    warning_codes: frozenset[int] = frozenset()
-    # Runs even after a failed step (clean-up).
-    always: bool = False
+__all__ = ["BUILDERS", "StepSpec", "is_dry_run", "plan", "unlock_step"]
 
 
 def _restic(job: JobConfig, command: str, *args: str) -> tuple[str, ...]:
@@ -100,17 +89,14 @@ def _unlock(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
     return [StepSpec("unlock", _restic(job, "unlock", *job.args), ResticOutput)]
 
 
-# What makes rclone report its stats as JSON lines (a periodic one gives live progress); a flag
-# the job sets itself wins.
-RCLONE_STATS_FLAGS = {"--use-json-log": (), "--stats-log-level": ("NOTICE",), "--stats": ("5s",)}
-
-
 def _replicate(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
-    given = {a.split("=", 1)[0] for a in job.args if a.startswith("--")}
-    flags = [x for flag, value in RCLONE_STATS_FLAGS.items() if flag not in given
-             for x in (flag, *value)]
-    return [StepSpec("replicate", (job.rclone.binary, *job.args, *_dry_run(job, params), *flags),
-                     RcloneOutput)]
+    """One rclone call with the job's `args`; or, for a job made of job-file lines, each line's
+    own call (the engine runs those one by one, with bisync recovery:
+    runner.engine.jobs.replicatelines)."""
+    dry_run = is_dry_run(job, params)
+    if job.replicate_lines:
+        return [main_step(job, line, dry_run) for line in job.replicate_lines if not line.problem]
+    return [rclone_step(job, "replicate", job.args, dry_run)]
 
 
 def _restore_test(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
