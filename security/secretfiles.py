@@ -14,6 +14,20 @@ class SecretFileError(UserError):
     """A secret file that cannot be used: unreadable, or readable by every local user."""
 
 
+# Environment mode (restic-backup-helper's variables) accepts world-readable secret files, as
+# Docker (0444) and Kubernetes (0644) mount them; config-file mode does not (docs/security.md).
+_policy = {"world_readable": False}
+
+
+def accept_world_readable(accept: bool) -> None:
+    """Set by the configuration loader: True in environment mode, False for a config file."""
+    _policy["world_readable"] = accept
+
+
+def world_readable_accepted() -> bool:
+    return _policy["world_readable"]
+
+
 class FileAccess(NamedTuple):
     path: Path
     exists: bool
@@ -21,6 +35,13 @@ class FileAccess(NamedTuple):
     group_readable: bool
     world_readable: bool
     mode: int | None
+    world_writable: bool = False
+    owner: int | None = None  # uid
+
+    @property
+    def foreign_owner(self) -> bool:
+        """Owned by another user than root or us: that user could replace the secret."""
+        return self.owner is not None and self.owner not in (0, os.geteuid())
 
     def describe(self) -> str:
         mode = f"mode {self.mode:04o}" if self.mode is not None else "missing"
@@ -36,8 +57,18 @@ def file_access(path: Path) -> FileAccess:
     return FileAccess(
         path=path, exists=True, readable=os.access(path, os.R_OK),
         group_readable=bool(mode & stat.S_IRGRP), world_readable=bool(mode & stat.S_IROTH),
-        mode=mode,
+        mode=mode, world_writable=bool(mode & stat.S_IWOTH), owner=st.st_uid,
     )
+
+
+def lenient_problem(access: FileAccess) -> str:
+    """Why environment mode refuses a world-readable secret file ("" when it accepts it)."""
+    if access.world_writable:
+        return "is writable by every local user (anyone could replace the secret)"
+    if access.foreign_owner:
+        return (f"is owned by uid {access.owner}, neither root nor this user "
+                f"(uid {os.geteuid()}), who could replace the secret")
+    return ""
 
 
 def read_secret_file(path: Path, key: str) -> str:
@@ -68,11 +99,16 @@ def read_secret_file_raw(path: Path, key: str) -> str:
     """The content of a secret file, unregistered: the caller registers the secret part.
 
     Refuses files every local user can read (docs/security.md); group-readable is allowed.
+    Environment mode accepts a world-readable one that no one else can write or owns.
     """
     access = file_access(path)
     if not access.exists or not access.readable:
         raise SecretFileError(f"{key}: secret file {path} is missing or not readable")
-    if access.world_readable:
+    if access.world_readable and world_readable_accepted():
+        problem = lenient_problem(access)
+        if problem:
+            raise SecretFileError(f"{key}: secret file {access.describe()} {problem}")
+    elif access.world_readable:
         raise SecretFileError(
             f"{key}: secret file {access.describe()} is readable by every local user; "
             f"run: chmod o-rwx {path}"

@@ -12,6 +12,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from runner.configuration.notify import NotifySettings, SigningSettings, read_notify, read_signing
+from runner.configuration.replicatelines import ReplicateLine, parse_lines
 from runner.configuration.tables import (
     Table,
     as_bool,
@@ -19,6 +20,7 @@ from runner.configuration.tables import (
     as_duration,
     as_hook,
     as_hook_env,
+    as_job_tags,
     as_niceness,
     as_paths,
     as_positive_number,
@@ -77,19 +79,6 @@ class RcloneSettings(NamedTuple):
     config: Path | None = None
     env: Mapping[str, str] = _EMPTY
     env_files: Mapping[str, Path] = _EMPTY
-
-
-class ReplicateLine(NamedTuple):
-    """One line of a replicate job file (`SOURCE;DESTINATION;MODE;ARGS`), as restic-backup-helper's
-    /bin/replicate reads it: each line is one rclone call. A line with a `problem` is not run and
-    counts as a failed line (docs/migration.md)."""
-
-    number: int  # line number in the job file (1-based)
-    mode: str  # bisync, sync or copy
-    source: str
-    destination: str
-    args: tuple[str, ...] = ()  # the common REPLICATE_JOB_ARGS, then the line's own
-    problem: str = ""  # non-empty: the line is malformed
 
 
 class JobConfig(NamedTuple):
@@ -198,6 +187,11 @@ class Config(NamedTuple):
     warnings: tuple[str, ...] = ()  # e.g. restic-backup-helper variables that mean nothing here
     # jobs that could not be built (environment mode): name -> one-line reason; not in `jobs`
     disabled: Mapping[str, str] = _EMPTY
+    # those of `disabled` nobody scheduled or configured (e.g. forget without RESTIC_FORGET_ARGS
+    # or FORGET_CRON): no start-up warning, an informational doctor line
+    unrequested: frozenset[str] = frozenset()
+    # what environment mode could not apply (a notification target, a schedule): what -> why
+    problems: Mapping[str, str] = _EMPTY
     # where restic-backup-helper wrote its outputs (e.g. /var/log): the engine writes there too
     compat_log_dir: Path | None = None
 
@@ -205,6 +199,9 @@ class Config(NamedTuple):
         try:
             return self.jobs[name]
         except KeyError:
+            if name in self.disabled:
+                raise ConfigError(str(self.path), f"jobs.{name}",
+                                  f"job disabled: {self.disabled[name]}") from None
             known = ", ".join(sorted(self.jobs)) or "none"
             raise ConfigError(str(self.path), f"jobs.{name}",
                               f"no such job (configured: {known})") from None
@@ -278,6 +275,7 @@ _COMMON_JOB_KEYS = ("kind", "description", "args", "timeout", "stop_grace", "sch
                     "allowed_tags", "pre_hook", "post_hook", "hook_env", "hook_timeout",
                     "pre_hook_on_error", "keep_logs", "max_age", "dry_run")
 _KIND_KEYS = {"backup": ("paths", "tags", "forget_args"),
+              "replicate": ("lines",),
               "restore-test": ("snapshot", "include", "target_dir", "min_files", "canaries",
                                "keep")}
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
@@ -310,7 +308,8 @@ def _has_policy(args: tuple[str, ...]) -> bool:
 
 
 def _read_job(file: str, name: str, data: object, base: Path, restic: ResticSettings,
-              rclone: RcloneSettings, state_dir: Path, hostname: str) -> JobConfig:
+              rclone: RcloneSettings, state_dir: Path, hostname: str,
+              keep_bad_lines: bool = False) -> JobConfig:
     if not JOB_NAME.fullmatch(name):
         raise ConfigError(file, f"jobs.{name}",
                           "job names are 1-64 characters of [A-Za-z0-9._-], starting alphanumeric")
@@ -331,7 +330,7 @@ def _read_job(file: str, name: str, data: object, base: Path, restic: ResticSett
         args=t.get("args", as_restic_args(base) if kind in RESTIC_KINDS
                    else as_rclone_args(base), ()),
         paths=t.get("paths", as_paths(base), ()) if kind == "backup" else (),
-        tags=t.get("tags", as_tags, ()) if kind == "backup" else (),
+        tags=t.get("tags", as_job_tags, ()) if kind == "backup" else (),
         forget_args=t.get("forget_args", as_restic_args(base), ()) if kind == "backup" else (),
         timeout=t.get("timeout", as_duration),
         stop_grace=t.get("stop_grace", as_duration, 30.0),
@@ -347,6 +346,8 @@ def _read_job(file: str, name: str, data: object, base: Path, restic: ResticSett
         max_age=t.get("max_age", as_duration, DEFAULT_MAX_AGE.get(kind, 8 * 86400.0)),
         dry_run=t.get("dry_run", as_bool, False),
         host=hostname,
+        replicate_lines=(_replicate_lines(t, base, keep_bad_lines) if kind == "replicate"
+                         else ()),
         **(_restore_test_keys(t, name, state_dir) if kind == "restore-test" else {}),
     )
     tool_keys = _RESTIC_KEYS if kind in RESTIC_KINDS else _RCLONE_KEYS
@@ -354,6 +355,29 @@ def _read_job(file: str, name: str, data: object, base: Path, restic: ResticSett
     t.finish(", ".join(allowed))
     _check_job(t, job)
     return job
+
+
+def _replicate_lines(t: Table, base: Path, keep_bad: bool) -> tuple[ReplicateLine, ...]:
+    """`lines`: job-file lines `"SOURCE;DESTINATION;MODE;ARGS"`, each one rclone call with the
+    job's `args` before its own. A config file refuses a malformed line; environment mode
+    (`keep_bad`) keeps it, to be counted failed as restic-backup-helper counts it."""
+    raw = t.get("lines", as_strings, ())
+    if not raw:
+        return ()
+    common = t.get("args", as_rclone_args(base), ())
+    lines = parse_lines(raw, common)
+    for line in lines:
+        if line.problem and not keep_bad:
+            raise t.error("lines", line.problem)
+    if not lines:
+        raise t.error("lines", "no job lines (only blank lines and # comments)")
+    return tuple(line._replace(source=_rclone_operand(base, line.source),
+                               destination=_rclone_operand(base, line.destination))
+                 for line in lines)
+
+
+def _rclone_operand(base: Path, operand: str) -> str:
+    return as_rclone_args(base)(["copy", operand])[1] if operand else operand
 
 
 def _restore_test_keys(t: Table, name: str, state_dir: Path) -> dict[str, Any]:
@@ -392,15 +416,16 @@ def _check_job(t: Table, job: JobConfig) -> None:
     if job.dry_run:
         _check_pinned_dry_run(t, job)
     if job.kind == "backup" and not job.paths and not any(
-        a.startswith(("--files-from", "--stdin")) for a in job.args
+        a.startswith(("--files-from", "--stdin")) or not a.startswith("-") for a in job.args
     ):
-        raise t.error("paths", "a backup job needs paths (or --files-from / --stdin in args)")
+        raise t.error("paths", "a backup job needs paths (or --files-from / --stdin or paths "
+                               "in args)")
     if job.kind == "forget" and not _has_policy(job.args):
         raise t.error("args", "a forget job needs a retention policy (--keep-* options); "
                               "an empty policy is refused")
     if job.forget_args and not _has_policy(job.forget_args):
         raise t.error("forget_args", "expected a retention policy with --keep-* options")
-    if job.kind == "replicate" and not job.args:
+    if job.kind == "replicate" and not job.args and not job.replicate_lines:
         raise t.error("args", 'a replicate job needs rclone arguments, e.g. ["sync", "SRC", "DST"]')
     if job.uses_restic:
         r = job.restic
@@ -488,8 +513,9 @@ def default_state_dir() -> Path:
     return Path.home() / ".local" / "state" / "restic-runner"
 
 
-def parse_config(data: Mapping[str, Any], path: Path) -> Config:
-    """Validate an already-parsed TOML document; `path` locates errors and relative paths."""
+def parse_config(data: Mapping[str, Any], path: Path, *, environment: bool = False) -> Config:
+    """Validate an already-parsed TOML document; `path` locates errors and relative paths.
+    `environment`: the document environment mode built (malformed replicate lines are kept)."""
     file = str(path)
     base = path.parent.resolve()
     top = Table(file, "", dict(data), base)
@@ -505,7 +531,8 @@ def parse_config(data: Mapping[str, Any], path: Path) -> Config:
     top.seen.update(("restic", "rclone"))
     jobs_table = Table(file, "jobs", data.get("jobs", {}), base)
     top.seen.add("jobs")
-    jobs = {name: _read_job(file, name, body, base, restic, rclone, state_dir, hostname)
+    jobs = {name: _read_job(file, name, body, base, restic, rclone, state_dir, hostname,
+                            keep_bad_lines=environment)
             for name, body in jobs_table.data.items()}
     server = _read_server(Table(file, "server", data.get("server", {}), base))
     clients = _read_clients(file, data.get("clients", []), base, jobs)

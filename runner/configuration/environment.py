@@ -1,68 +1,108 @@
 """Configuration from restic-backup-helper's environment variables (docs/migration.md), for
-users who swap the image and keep their variables: used when no config file is given and
+users who swap the image and keep their variables: used when no config file is found and
 `RESTIC_REPOSITORY` or `RESTIC_REPOSITORY_FILE` is set.
 
-The variables become the same document a TOML file would give (then validated the same way);
-an error names the variable, not a TOML key. Secrets given inline (`RESTIC_PASSWORD`,
-`WEBHOOK_HEADER_AUTH`, `SMTP_PASSWORD`) work: they are written to mode-0600 files under
-`state_dir/env-secrets/` and registered for masking; `doctor` warns about them. Jobs are named
-`backup`, `check`, `forget`, `prune`, `replicate` (`replicate-2`, … for more job-file lines).
+The variables, with the helper's defaults for those left unset (`PEER_DEFAULTS`) and its
+deprecated `SYNC_*` names mapped (`LEGACY`), become the document a TOML file would give, then
+validated the same way; an error names the variable, not a TOML key. A value that makes one job
+impossible disables that job alone (`Config.disabled`, with the reason), one that spoils a
+notification target or a schedule leaves that out (`Config.problems`): the other jobs run, as
+they do in the helper. Secrets given inline (`RESTIC_PASSWORD`, `WEBHOOK_HEADER_AUTH`, …) are
+written to mode-0600 files under `state_dir/env-secrets/` and registered for masking.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import time
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from runner.configuration.config import Config, default_state_dir, parse_config
+from runner.configuration.envjobs import read_jobs
+from runner.configuration.envnotify import read_notify
+from runner.configuration.envpassthrough import tool_environment
 from runner.errors import ConfigError
 
 SOURCE = "<environment>"
-DEFAULT_BACKUP_CRON = "0 */6 * * *"
-HOOKS_DIR = "/hooks"
-UNBOUNDED_HOOK = "24h"  # what HOOK_TIMEOUT=0 ("no limit" in restic-backup-helper) becomes
-# Backend credentials and settings restic (and rclone) read from their environment: handed to
-# the tools as restic-backup-helper did (toolenv gives them nothing else). Values of names with
-# a secret-like word go through 0600 files (`env_files`), so they are registered and masked.
-BACKEND_PREFIXES = ("AWS_", "B2_", "AZURE_", "GOOGLE_", "OS_", "ST_", "RCLONE_")
-SECRET_WORDS = frozenset({"SECRET", "KEY", "TOKEN", "PASSWORD", "PASS", "SAS"})
-# variables of restic-backup-helper that mean nothing here, and why
+# restic-backup-helper 2.14's Dockerfile ENV defaults, applied to a variable that is not set at
+# all (set but empty keeps the helper's meaning of empty). Its empty defaults mean "unset" and
+# are left out. Not applied: RESTIC_REPOSITORY=/mnt/restic (the image sets it: it switches
+# environment mode on) and RESTIC_CACHE_DIR=/.cache/restic (restic's own default, under $HOME,
+# is writable by the unprivileged user restic-runner runs as).
+PEER_DEFAULTS = MappingProxyType({
+    "RESTIC_TAG": "automated",
+    "RESTIC_CHECK_REPOSITORY_STATUS": "ON",
+    "RESTIC_AUTO_UNLOCK": "OFF",
+    "BACKUP_CRON": "0 */6 * * *",
+    "RCLONE_CONFIG": "/config/rclone.conf",
+    "REPLICATE_JOB_FILE": "/config/replicate_jobs.txt",
+    "REPLICATE_VERBOSE": "ON",
+    "REPLICATE_BISYNC_CHECK_ACCESS": "OFF",
+    "ROTATE_LOG_CRON": "0 0 * * 6",
+    "CRON_LOG_MAX_SIZE": "1048576",
+    "MAX_CRON_LOG_ARCHIVES": "5",
+    "HOOK_TIMEOUT": "0",
+    "MAILX_ON_ERROR": "OFF",
+    "WEBHOOK_TIMEOUT": "10",
+    "WEBHOOK_ON_ERROR": "OFF",
+    "OS_USER_DOMAIN_NAME": "Default",
+    "OS_PROJECT_DOMAIN_ID": "Default",
+    "OS_IDENTITY_API_VERSION": "3",
+    "TZ": "Europe/Amsterdam",
+})
+# The deprecated SYNC_* names, mapped as the helper's entry.sh maps them: legacy -> (current,
+# the current value it overrides besides empty).
+LEGACY = MappingProxyType({
+    "SYNC_CRON": ("REPLICATE_CRON", ""),
+    "SYNC_JOB_FILE": ("REPLICATE_JOB_FILE", "/config/replicate_jobs.txt"),
+    "SYNC_JOB_ARGS": ("REPLICATE_JOB_ARGS", ""),
+    "SYNC_VERBOSE": ("REPLICATE_VERBOSE", "ON"),
+    "SYNC_BISYNC_CHECK_ACCESS": ("REPLICATE_BISYNC_CHECK_ACCESS", "OFF"),
+})
+# variables of restic-backup-helper that mean nothing here, and why (warned when set)
 OBSOLETE = {
     "ROTATE_LOG_CRON": "service logs go to stdout (the container runtime rotates them)",
     "CRON_LOG_MAX_SIZE": "service logs go to stdout (the container runtime rotates them)",
     "MAX_CRON_LOG_ARCHIVES": "service logs go to stdout (the container runtime rotates them)",
     "LOG_VERBOSE": "every run has its own masked log (GET /runs/<id>/log)",
     "REPLICATE_VERBOSE": "every run has its own masked log (GET /runs/<id>/log)",
-    "MAILX_ARGS": "mail is sent over SMTP: set SMTP_HOST, SMTP_PORT, SMTP_USER, …",
-    "REPLICATE_BISYNC_CHECK_ACCESS": "add --check-access to REPLICATE_JOB_ARGS",
-    "SYNC_CRON": "removed in restic-backup-helper 2.0: use REPLICATE_CRON",
-    "SYNC_JOB_FILE": "removed in restic-backup-helper 2.0: use REPLICATE_JOB_FILE",
-    "SYNC_JOB_ARGS": "removed in restic-backup-helper 2.0: use REPLICATE_JOB_ARGS",
-    "SYNC_VERBOSE": "removed in restic-backup-helper 2.0",
-    "SYNC_BISYNC_CHECK_ACCESS": "removed in restic-backup-helper 2.0",
+    "MAILX_ARGS": "mail is sent over SMTP (SMTP_* or /etc/msmtprc)",
     "NFS_TARGET": "mount the volume in the container or pod spec instead",
 }
+_JOB_KEY = re.compile(r"jobs\.([^.\[]+)")
+_TARGET_KEY = re.compile(r"notify\.(webhooks\.[^.]+|healthchecks\.[^.]+|[^.]+)")
+
 
 def wants_environment(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("RESTIC_REPOSITORY") or environ.get("RESTIC_REPOSITORY_FILE"))
 
 
-def _on(value: str | None) -> bool:
-    return (value or "").strip().upper() in ("ON", "TRUE", "YES", "1")
-
-
-def _split(value: str | None) -> list[str]:
-    """`*_ARGS` are split on whitespace, without quoting (as restic-backup-helper does)."""
-    return (value or "").split()
+def with_defaults(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The variables with the helper's defaults and its SYNC_* names applied, and the
+    deprecation warnings."""
+    env = {**PEER_DEFAULTS, **environ}
+    warnings = []
+    for legacy, (current, overridable) in LEGACY.items():
+        if env.get(legacy) and env.get(current, "") in ("", overridable):
+            env[current] = env[legacy]
+            warnings.append(f"{legacy} is deprecated; rename to {current} "
+                            "(restic-backup-helper removes it in 3.0.0)")
+    return env, warnings
 
 
 class _Builder:
     def __init__(self, environ: Mapping[str, str], state_dir: Path) -> None:
-        self.env, self.state_dir = environ, state_dir
-        self.warnings: list[str] = []
+        self.given = frozenset(name for name in environ if isinstance(name, str))
+        self.env, self.warnings = with_defaults(environ)
+        self.state_dir = state_dir
         self.keys: dict[str, str] = {}
+        self.problems: dict[str, str] = {}
+        self.disabled: dict[str, str] = {}
+        self.unrequested: set[str] = set()
 
     def get(self, name: str) -> str | None:
         value = self.env.get(name)
@@ -73,7 +113,8 @@ class _Builder:
         from runner.fsutil import atomic_write, private_dir
 
         directory = private_dir(self.state_dir / "env-secrets")
-        path = directory / name.lower()
+        # http_proxy and HTTP_PROXY are two variables
+        path = directory / (name.lower() if name.isupper() else f"{name}.lowercase")
         # surrogateescape: an environment value that is not UTF-8 is kept byte for byte
         atomic_write(path, value.encode("utf-8", "surrogateescape") + b"\n", mode=0o600)
         if warn:
@@ -83,17 +124,44 @@ class _Builder:
     def note(self, key: str, variable: str) -> None:
         self.keys[key] = variable
 
+    def disable(self, job: str, reason: str, *, requested: bool = True) -> None:
+        self.disabled[job] = reason
+        if not requested:
+            self.unrequested.add(job)
+
 
 def build(environ: Mapping[str, str], state_dir: Path) -> tuple[dict[str, Any], list[str],
                                                                dict[str, str]]:
     """The config document, the warnings, and which variable each key came from."""
+    data, b = _build(environ, state_dir)
+    return data, b.warnings, b.keys
+
+
+def _build(environ: Mapping[str, str], state_dir: Path) -> tuple[dict[str, Any], _Builder]:
     b = _Builder(environ, state_dir)
     data: dict[str, Any] = {"state_dir": str(state_dir)}
     if b.get("RESTIC_RUNNER_COMPAT_LOG_DIR"):
         data["compat_log_dir"] = b.get("RESTIC_RUNNER_COMPAT_LOG_DIR")
         b.note("compat_log_dir", "RESTIC_RUNNER_COMPAT_LOG_DIR")
-    if b.get("HOSTNAME"):
-        data["hostname"] = b.get("HOSTNAME")
+    host = b.get("RESTIC_HOST") or b.get("HOSTNAME")  # restic's --host default, then the OS's
+    if host:
+        data["hostname"] = host
+        b.note("hostname", "RESTIC_HOST" if b.get("RESTIC_HOST") else "HOSTNAME")
+    plain, from_files = tool_environment(b.env, lambda n, v: b.secret_file(n, v, warn=False))
+    data["restic"] = _restic(b, plain, from_files)
+    data["rclone"] = _rclone(b, plain, from_files)
+    data["jobs"] = read_jobs(b)
+    notify = read_notify(b)
+    if notify:
+        data["notify"] = notify
+    _service(b, data)
+    for name, why in OBSOLETE.items():
+        if name in b.given:
+            b.warnings.append(f"{name} is not used by restic-runner: {why}")
+    return data, b
+
+
+def _restic(b: _Builder, plain: dict[str, str], from_files: dict[str, str]) -> dict[str, Any]:
     restic: dict[str, Any] = {}
     if b.get("RESTIC_REPOSITORY_FILE"):
         restic["repository_file"] = b.get("RESTIC_REPOSITORY_FILE")
@@ -109,212 +177,37 @@ def build(environ: Mapping[str, str], state_dir: Path) -> tuple[dict[str, Any], 
     if cacert and os.access(cacert, os.R_OK):
         restic["cacert"] = cacert
     elif cacert:
-        b.warnings.append(f"RESTIC_CACERT: {cacert} is not readable; not used")
+        b.warnings.append(f"RESTIC_CACERT is set but file is not readable: {cacert}; "
+                          "--cacert not used")
     if b.get("RESTIC_CACHE_DIR"):
         restic["cache_dir"] = b.get("RESTIC_CACHE_DIR")
         b.note("restic.cache_dir", "RESTIC_CACHE_DIR")
-    plain, from_files = _backend_environment(b)
+    fps = b.get("RESTIC_PROGRESS_FPS")
+    if fps:
+        try:
+            restic["progress_fps"] = float(fps)
+            b.note("restic.progress_fps", "RESTIC_PROGRESS_FPS")
+        except ValueError:
+            b.warnings.append(f"RESTIC_PROGRESS_FPS={fps!r} is not a number; not used")
     if plain:
         restic["env"] = plain
     if from_files:
         restic["env_files"] = from_files
-    restic["auto_unlock"] = _on(b.get("RESTIC_AUTO_UNLOCK"))
-    restic["init_if_missing"] = _on(b.get("RESTIC_CHECK_REPOSITORY_STATUS"))
-    data["restic"] = restic
+    restic["auto_unlock"] = (b.get("RESTIC_AUTO_UNLOCK") or "").upper() == "ON"
+    # the helper probes (and initialises) only for exactly ON
+    restic["init_if_missing"] = b.get("RESTIC_CHECK_REPOSITORY_STATUS") == "ON"
+    return restic
+
+
+def _rclone(b: _Builder, plain: dict[str, str], from_files: dict[str, str]) -> dict[str, Any]:
+    """rclone gets the tool variables too (RCLONE_CONFIG among them: a missing file is rclone's
+    to report, as in the helper, where the default /config/rclone.conf often is missing)."""
     rclone: dict[str, Any] = {"env": plain, "env_files": from_files}
-    if b.get("RCLONE_CONFIG"):
-        rclone["config"] = b.get("RCLONE_CONFIG")
+    config = b.get("RCLONE_CONFIG")
+    if config and os.access(config, os.R_OK):
+        rclone["config"] = config
         b.note("rclone.config", "RCLONE_CONFIG")
-    data["rclone"] = {k: v for k, v in rclone.items() if v}
-    data["jobs"] = _jobs(b)
-    _hooks(b, data["jobs"])
-    notify = _notify(b)
-    if notify:
-        data["notify"] = notify
-    _service(b, data)
-    for name, why in OBSOLETE.items():
-        if name in environ:
-            b.warnings.append(f"{name} is not used by restic-runner: {why}")
-    return data, b.warnings, b.keys
-
-
-def _is_executable(path: Path) -> bool:
-    try:
-        return path.is_file() and os.access(path, os.X_OK)
-    except (OSError, ValueError):  # a directory name too long, or with a NUL in it
-        return False
-
-
-def _backend_environment(b: _Builder) -> tuple[dict[str, str], dict[str, str]]:
-    """The backend variables set: plain ones, and secret ones as name -> 0600 file."""
-    plain: dict[str, str] = {}
-    from_files: dict[str, str] = {}
-    for name in sorted(b.env):
-        value = b.get(name)
-        if not name.startswith(BACKEND_PREFIXES) or value is None:
-            continue
-        if SECRET_WORDS & set(name.split("_")):
-            from_files[name] = b.secret_file(name, value, warn=False)
-        else:
-            plain[name] = value
-    return plain, from_files
-
-
-def _jobs(b: _Builder) -> dict[str, Any]:
-    jobs: dict[str, Any] = {}
-    backup: dict[str, Any] = {"kind": "backup", "args": _split(b.get("RESTIC_JOB_ARGS"))}
-    if "RESTIC_TAG" in b.env:
-        if not b.env["RESTIC_TAG"].strip():
-            raise ConfigError(SOURCE, "RESTIC_TAG", "empty: set a tag or unset the variable")
-        backup["tags"] = [b.env["RESTIC_TAG"].strip()]
-        b.note("jobs.backup.tags", "RESTIC_TAG")
-    if b.get("BACKUP_ROOT_DIR"):
-        backup["paths"] = [b.get("BACKUP_ROOT_DIR")]
-    b.note("jobs.backup.paths", "BACKUP_ROOT_DIR")
-    b.note("jobs.backup.args", "RESTIC_JOB_ARGS")
-    cron = b.env.get("BACKUP_CRON", DEFAULT_BACKUP_CRON).strip()
-    if cron:
-        backup["schedule"] = cron
-        b.note("jobs.backup.schedule", "BACKUP_CRON")
-    forget_args = _split(b.get("RESTIC_FORGET_ARGS"))
-    if forget_args and not b.get("FORGET_CRON"):  # inline forget after a successful backup
-        backup["forget_args"] = forget_args
-        b.note("jobs.backup.forget_args", "RESTIC_FORGET_ARGS")
-    jobs["backup"] = backup
-    for name, cron_var, args_var in (("check", "CHECK_CRON", "RESTIC_CHECK_ARGS"),
-                                     ("forget", "FORGET_CRON", "RESTIC_FORGET_ARGS"),
-                                     ("prune", "PRUNE_CRON", "RESTIC_PRUNE_ARGS")):
-        if b.get(cron_var):
-            jobs[name] = {"kind": name, "schedule": b.get(cron_var),
-                          "args": _split(b.get(args_var))}
-            b.note(f"jobs.{name}.schedule", cron_var)
-            b.note(f"jobs.{name}.args", args_var)
-    if b.get("REPLICATE_CRON"):
-        jobs.update(_replicate_jobs(b))
-    return jobs
-
-
-def _replicate_jobs(b: _Builder) -> dict[str, Any]:
-    """`REPLICATE_JOB_FILE` lines `SRC;DST[;MODE[;ARGS]]` (mode bisync, sync or copy)."""
-    path = Path(b.get("REPLICATE_JOB_FILE") or "/config/replicate_jobs.txt")
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(SOURCE, "REPLICATE_JOB_FILE",
-                          f"cannot read {path}: {exc.strerror}") from None
-    jobs: dict[str, Any] = {}
-    common = [a for a in _split(b.get("REPLICATE_JOB_ARGS")) if a != "--resync"]
-    for number, raw in enumerate(lines, 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = [p.strip() for p in line.split(";", 3)]
-        mode = (parts[2].lower() if len(parts) > 2 and parts[2] else "bisync")
-        if len(parts) < 2 or not parts[0] or not parts[1] or mode not in ("bisync", "sync",
-                                                                            "copy"):
-            raise ConfigError(SOURCE, "REPLICATE_JOB_FILE",
-                              f"{path} line {number}: expected SRC;DST[;bisync|sync|copy[;ARGS]]")
-        extra = [a for a in _split(parts[3] if len(parts) > 3 else "") if a != "--resync"]
-        name = "replicate" if not jobs else f"replicate-{len(jobs) + 1}"
-        jobs[name] = {"kind": "replicate", "schedule": b.get("REPLICATE_CRON"),
-                      "args": [mode, parts[0], parts[1], *common, *extra]}
-        if mode == "bisync":
-            b.warnings.append(f"{path} line {number}: bisync runs as `rclone bisync`; "
-                              "restic-backup-helper's automatic --resync recovery is not done")
-    if not jobs:
-        raise ConfigError(SOURCE, "REPLICATE_JOB_FILE", f"{path} has no job lines")
-    return jobs
-
-
-def _hooks(b: _Builder, jobs: dict[str, Any]) -> None:
-    """`/hooks/pre-<job>.sh` and `/hooks/post-<job>.sh` when present; their failures do not
-    stop a job (restic-backup-helper ignored them); `HOOK_TIMEOUT` seconds each."""
-    directory = Path(b.get("RESTIC_RUNNER_HOOKS_DIR") or HOOKS_DIR)
-    timeout = b.get("HOOK_TIMEOUT")
-    for name, job in jobs.items():
-        base = name.split("-")[0]
-        for phase in ("pre", "post"):
-            hook = directory / f"{phase}-{base}.sh"
-            if _is_executable(hook):
-                job[f"{phase}_hook"] = [str(hook)]
-                job["pre_hook_on_error"] = "continue"
-        if timeout and timeout.strip() == "0":
-            job["hook_timeout"] = UNBOUNDED_HOOK
-        elif timeout:
-            job["hook_timeout"] = timeout
-            b.note(f"jobs.{name}.hook_timeout", "HOOK_TIMEOUT")
-    if timeout and timeout.strip() == "0":
-        b.warnings.append(f"HOOK_TIMEOUT=0 (no limit) becomes {UNBOUNDED_HOOK}: restic-runner "
-                          "bounds every hook")
-
-
-def _notify(b: _Builder) -> dict[str, Any]:
-    notify: dict[str, Any] = {}
-    if b.get("METRICS_DIR"):
-        notify["metrics_dir"] = b.get("METRICS_DIR")
-        b.note("notify.metrics_dir", "METRICS_DIR")
-    errors_only = ["warning", "failure"]
-    if b.get("WEBHOOK_URL"):
-        hook: dict[str, Any] = {"url": b.get("WEBHOOK_URL")}
-        b.note("notify.webhooks.default.url", "WEBHOOK_URL")
-        timeout = b.get("WEBHOOK_TIMEOUT")
-        if timeout and timeout.isascii() and timeout.isdecimal() and int(timeout) > 0:
-            hook["timeout"] = int(timeout)
-        elif timeout:
-            b.warnings.append(f"WEBHOOK_TIMEOUT: {timeout!r} is not a positive integer; "
-                              "using 10")
-        if b.get("WEBHOOK_HEADER_AUTH"):
-            hook["auth_header_file"] = b.secret_file("WEBHOOK_HEADER_AUTH",
-                                                     b.get("WEBHOOK_HEADER_AUTH") or "")
-            b.note("notify.webhooks.default.auth_header_file", "WEBHOOK_HEADER_AUTH")
-        if _on(b.get("WEBHOOK_ON_ERROR")):
-            hook["on"] = errors_only
-        notify["webhooks"] = {"default": hook}
-    if b.get("MAILX_RCPT"):
-        notify["mail"] = _mail(b, errors_only)
-    if b.get("RESTIC_RUNNER_PUSHGATEWAY_URL"):
-        gateway: dict[str, Any] = {"url": b.get("RESTIC_RUNNER_PUSHGATEWAY_URL")}
-        b.note("notify.pushgateway.url", "RESTIC_RUNNER_PUSHGATEWAY_URL")
-        if b.get("RESTIC_RUNNER_PUSHGATEWAY_USER"):
-            gateway["username"] = b.get("RESTIC_RUNNER_PUSHGATEWAY_USER")
-            gateway["password_file"] = b.get("RESTIC_RUNNER_PUSHGATEWAY_PASSWORD_FILE")
-            b.note("notify.pushgateway.password_file", "RESTIC_RUNNER_PUSHGATEWAY_PASSWORD_FILE")
-        notify["pushgateway"] = gateway
-    if b.get("RESTIC_RUNNER_HEALTHCHECKS_URL_FILE"):
-        notify["healthchecks"] = {"backup": {
-            "url_file": b.get("RESTIC_RUNNER_HEALTHCHECKS_URL_FILE"), "jobs": ["backup"]}}
-        b.note("notify.healthchecks.backup.url_file", "RESTIC_RUNNER_HEALTHCHECKS_URL_FILE")
-    return notify
-
-
-def _mail(b: _Builder, errors_only: list[str]) -> dict[str, Any]:
-    if not b.get("SMTP_HOST"):
-        raise ConfigError(SOURCE, "SMTP_HOST", "MAILX_RCPT is set: mail is sent over SMTP, "
-                                               "set SMTP_HOST (and SMTP_PORT, SMTP_USER, …)")
-    mail: dict[str, Any] = {
-        "host": b.get("SMTP_HOST"),
-        "to": [a for a in (b.get("MAILX_RCPT") or "").replace(",", " ").split() if a],
-        "from": b.get("SMTP_FROM") or f"restic-runner@{b.get('HOSTNAME') or 'localhost'}",
-        "starttls": _on(b.get("SMTP_STARTTLS")),
-        "tls": _on(b.get("SMTP_TLS")),
-    }
-    if b.get("SMTP_PORT"):
-        port = b.get("SMTP_PORT") or ""
-        if not (port.isascii() and port.isdecimal()):
-            raise ConfigError(SOURCE, "SMTP_PORT", f"expected a TCP port, got {port!r}")
-        mail["port"] = int(port)
-    if b.get("SMTP_USER"):
-        mail["username"] = b.get("SMTP_USER")
-        if b.get("SMTP_PASSWORD_FILE"):
-            mail["password_file"] = b.get("SMTP_PASSWORD_FILE")
-        elif b.get("SMTP_PASSWORD"):
-            mail["password_file"] = b.secret_file("SMTP_PASSWORD", b.get("SMTP_PASSWORD") or "")
-    if _on(b.get("MAILX_ON_ERROR")):
-        mail["on"] = errors_only
-    for key, var in (("host", "SMTP_HOST"), ("to", "MAILX_RCPT"), ("from", "SMTP_FROM"),
-                     ("password_file", "SMTP_PASSWORD_FILE"), ("username", "SMTP_USER")):
-        b.note(f"notify.mail.{key}", var)
-    return mail
+    return {k: v for k, v in rclone.items() if v}
 
 
 def _service(b: _Builder, data: dict[str, Any]) -> None:
@@ -346,12 +239,122 @@ def variable_for(key: str, keys: Mapping[str, str]) -> str:
 
 
 def load_from_environment(environ: Mapping[str, str]) -> Config:
-    """The validated `Config` from the variables; errors name the variable."""
+    """The validated `Config` from the variables; errors name the variable. Jobs and targets
+    that cannot be built are left out with their reason (`disabled`, `problems`)."""
+    from security.secretfiles import accept_world_readable
+
+    accept_world_readable(True)  # Docker and Kubernetes secret mounts (docs/security.md)
     state_dir = Path(environ["RESTIC_RUNNER_STATE_DIR"]) if environ.get(
         "RESTIC_RUNNER_STATE_DIR") else default_state_dir()
-    data, warnings, keys = build(environ, state_dir)
-    try:
-        config = parse_config(data, Path.cwd() / SOURCE)
-    except ConfigError as exc:
-        raise ConfigError(SOURCE, variable_for(exc.key, keys), exc.problem) from None
-    return config._replace(warnings=tuple(warnings))
+    data, b = _build(environ, state_dir)
+    if environ is os.environ and "TZ" not in environ:
+        os.environ["TZ"] = PEER_DEFAULTS["TZ"]  # the helper's cron ran in it; so do schedules
+        time.tzset()
+    config = _parse_leaving_out(data, b)
+    warnings = [*b.warnings,
+                *(f"job {name} is disabled: {why}" for name, why in b.disabled.items()
+                  if name not in b.unrequested),
+                *(f"{what}: {why}" for what, why in b.problems.items())]
+    config = config._replace(
+        warnings=tuple(warnings), disabled=MappingProxyType(dict(b.disabled)),
+        unrequested=frozenset(b.unrequested), problems=MappingProxyType(dict(b.problems)))
+    return config._replace(warnings=(*config.warnings, *secret_file_warnings(config)))
+
+
+def secret_files(config: Config) -> dict[Path, str]:
+    """The secret files environment mode hands to restic, rclone and the notifiers, with the
+    setting that names them."""
+    from runner.configuration.notify import secret_files as notify_secret_files
+
+    found: dict[Path, str] = {}
+    r = config.restic
+    for key, path in (("restic.password_file", r.password_file),
+                      ("restic.repository_file", r.repository_file)):
+        if path:
+            found[path] = key
+    for settings, table in ((r, "restic"), (config.rclone, "rclone")):
+        for name, path in settings.env_files.items():
+            found.setdefault(path, f"{table}.env_files.{name}")
+    for index, client in enumerate(config.clients):
+        for key, path in (("secret_file", client.secret_file), ("token_file", client.token_file)):
+            if path:
+                found.setdefault(path, f"clients[{index}].{key}")
+    for key, path in notify_secret_files(config.notify, config.signing):
+        found.setdefault(path, key)
+    return found
+
+
+def secret_file_warnings(config: Config) -> list[str]:
+    """A world-readable secret file is accepted in environment mode (Docker mounts secrets
+    0444, Kubernetes 0644), with a warning; one others can write or own is refused when read."""
+    from security.secretfiles import file_access, lenient_problem
+
+    warnings = []
+    for path, key in secret_files(config).items():
+        access = file_access(path)
+        if access.exists and access.world_readable and not lenient_problem(access):
+            warnings.append(f"{key}: secret file {access.describe()} is readable by every "
+                            "local user; accepted in environment mode (a Docker or Kubernetes "
+                            "secret mount), better mounted 0400 or 0440")
+    return warnings
+
+
+def _parse_leaving_out(data: dict[str, Any], b: _Builder) -> Config:
+    """Validate; a job (or notification target) the validation refuses is left out with the
+    reason, and the rest validated again."""
+    path = Path.cwd() / SOURCE
+    while True:
+        try:
+            return parse_config(data, path, environment=True)
+        except ConfigError as exc:
+            variable = variable_for(exc.key, b.keys)
+            reason = f"{variable}: {exc.problem}"
+            job = _JOB_KEY.match(exc.key)
+            target = _TARGET_KEY.match(exc.key)
+            tool = exc.key.partition(".")[0]
+            if tool in ("restic", "rclone") and exc.key in _tool_keys(data, tool):
+                _disable_tool_jobs(data, b, tool, exc.key.partition(".")[2], reason)
+            elif job and job.group(1) in data.get("jobs", {}):
+                del data["jobs"][job.group(1)]
+                b.disable(job.group(1), reason)
+            elif target and _drop_target(data.get("notify", {}), target.group(1)):
+                b.problems[f"notify.{target.group(1)}"] = reason + "; left out, the jobs run"
+            else:
+                raise ConfigError(SOURCE, variable, exc.problem) from None
+
+
+def _tool_keys(data: dict[str, Any], tool: str) -> set[str]:
+    """The dotted keys of `[restic]` or `[rclone]` (env_files' entries included)."""
+    table = data.get(tool, {})
+    keys = {f"{tool}.{key}" for key in table}
+    keys |= {f"{tool}.env_files.{name}" for name in table.get("env_files", {})}
+    return keys
+
+
+def _disable_tool_jobs(data: dict[str, Any], b: _Builder, tool: str, key: str,
+                       reason: str) -> None:
+    """A restic (rclone) setting no job can use: every job of that tool is disabled with the
+    reason; the jobs of the other tool run."""
+    table = data[tool]
+    head, _, name = key.partition(".")
+    if name:
+        del table[head][name]
+    else:
+        del table[head]
+    for job, body in list(data.get("jobs", {}).items()):
+        if (body.get("kind") == "replicate") == (tool == "rclone"):
+            del data["jobs"][job]
+            b.disable(job, reason)
+
+
+def _drop_target(notify: dict[str, Any], key: str) -> bool:
+    table, _, name = key.partition(".")
+    if name and name in notify.get(table, {}):
+        del notify[table][name]
+        if not notify[table]:
+            del notify[table]
+        return True
+    if not name and table in notify:
+        del notify[table]
+        return True
+    return False

@@ -68,6 +68,28 @@ def parse_schedule(text: str) -> Schedule:
     return Schedule(text, cron=value)
 
 
+def never_fires(text: str) -> bool:
+    """A 5-field cron expression whose fields are each valid but whose date never comes, such as
+    `0 0 31 2 *` (31 February): restic-backup-helper's "never from cron" idiom, which its cron
+    accepts and never fires (cronsim refuses it)."""
+    from cronsim import CronSim, CronSimError
+
+    fields = text.split()
+    if len(fields) != 5:
+        return False
+    try:
+        CronSim(text, datetime.now(zone()))
+        return False  # it fires
+    except CronSimError:
+        pass
+    try:
+        CronSim(" ".join([*fields[:2], "1", *fields[3:]]), datetime.now(zone()))
+        CronSim(" ".join([*fields[:3], "*", fields[4]]), datetime.now(zone()))
+    except CronSimError:
+        return False  # another field is wrong
+    return True
+
+
 def zone() -> tzinfo:
     """`$TZ` as a zone (daylight saving time included), else the system's local zone."""
     name = os.environ.get("TZ", "").lstrip(":")

@@ -92,6 +92,16 @@ def as_tags(value: object) -> tuple[str, ...]:
     return tags
 
 
+def as_job_tags(value: object) -> tuple[str, ...]:
+    """A job's own tags: restic's meaning (a comma separates tags, so none holds one); unlike a
+    trigger's tags (`as_tags`) any other printable text, spaces included."""
+    tags = as_strings(value)
+    for tag in tags:
+        if "," in tag or tag != tag.strip() or not tag.isprintable() or len(tag) > 255:
+            raise expect("tags without commas, control characters or surrounding spaces", tag)
+    return tags
+
+
 def as_env_names(value: object) -> tuple[str, ...]:
     names = as_strings(value)
     for name in names:
