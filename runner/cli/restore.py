@@ -97,9 +97,24 @@ def resolve_snapshot(base: JobConfig, request: RestoreRequest) -> str:
     return str(found[-1]["id"])
 
 
+DRY_RUN_SINCE = (0, 17, 0)  # restic restore --dry-run
+
+
+def check_dry_run(base: JobConfig) -> None:
+    """A dry run needs restic 0.17: an older one is told before anything runs."""
+    from runner.engine.binaries import tool_info
+
+    version = tool_info(base.restic.binary).version
+    if version and tuple(int(x) for x in version.split(".")) < DRY_RUN_SINCE:
+        raise UserError(f"--dry-run: restic {version} has no `restore --dry-run` (restic 0.17 "
+                        "and later)")
+
+
 def restore_job(config: Config, request: RestoreRequest) -> tuple[Config, JobConfig]:
     """The config with the one-off `restore` job this request runs."""
     base = repository_job(config, request.job)
+    if request.dry_run:
+        check_dry_run(base)
     target = check_target(config, base, request)
     snapshot = resolve_snapshot(base, request)
     args: list[str] = []

@@ -1,0 +1,166 @@
+"""`restic-runner restore` and `restic-runner compat restore`: a real restore through the engine
+(locked, recorded, masked, `last-restore.json`), its refusals, and no secret in any output."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.paths import RUNNER
+from tests.support.rest_server import start_rest_server
+from tests.support.secrets import CANARY, encodings, secret_file
+from tests.support.workspace import Workspace
+
+URL_CANARY = "url-" + CANARY
+PASSWORD_CANARY = "pw-" + CANARY
+
+
+def _backup_config(ws: Workspace) -> None:
+    ws.write_config(f"""
+[jobs.nightly]
+kind = "backup"
+paths = ["{ws.data}"]
+tags = ["docs"]
+""")
+    done = ws.cli("run", "nightly")
+    assert done.returncode == 0, done.stderr
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_restore_latest_into_a_new_target_is_a_recorded_run(ws: Workspace) -> None:
+    _backup_config(ws)
+    target = ws.root / "restored"
+    done = ws.cli("restore", "latest", "--target", str(target), "--json")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["job"] == "restore" and record["kind"] == "restore"
+    assert record["status"] == "succeeded" and record["exit_code"] == 0
+    restored = target / str(ws.data).lstrip("/")
+    assert _files(restored) == _files(ws.data)
+    last = json.loads((ws.state / "last-restore.json").read_text())
+    assert last["run_id"] == record["run_id"]
+    argv = " ".join(step["name"] for step in record["steps"])
+    assert argv == "restore"
+    if ws.restic_version == "0.18":  # 0.14 prints no summary of a restore
+        assert record["stats"]["bytes_restored"] == sum(len(b) for b in _files(ws.data).values())
+
+
+def test_include_restores_only_that_path_and_the_compat_flags_work(ws: Workspace) -> None:
+    _backup_config(ws)
+    snapshot = ws.snapshots()[0]["short_id"]
+    target = ws.root / "only-dir1"
+    done = ws.cli("compat", "restore", "--id", snapshot, "--target", str(target),
+                  "--include", str(ws.data / "dir1"), "--tag", "docs")
+    assert done.returncode == 0, done.stdout + done.stderr
+    restored = _files(target / str(ws.data).lstrip("/"))
+    assert restored and all(name.startswith("dir1/") for name in restored)
+    listing = ws.cli("compat", "restore", "--list")
+    assert listing.returncode == 0 and snapshot in listing.stdout
+
+
+@pytest.mark.parametrize("where", ["non-empty", "source", "root"])
+def test_targets_that_would_overwrite_are_refused(ws: Workspace, where: str) -> None:
+    _backup_config(ws)
+    target = {"non-empty": ws.root / "full", "source": ws.data, "root": Path("/")}[where]
+    if where == "non-empty":
+        target.mkdir()
+        (target / "keep.txt").write_text("mine")
+    before = _files(ws.data)
+    done = ws.cli("restore", "latest", "--target", str(target))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "pass --force" in done.stderr or "--force" in done.stderr
+    assert _files(ws.data) == before
+    assert not (ws.state / "last-restore.json").exists()  # nothing ran
+    if where == "non-empty":
+        assert _files(target) == {"keep.txt": b"mine"}
+        forced = ws.cli("restore", "latest", "--target", str(target), "--force")
+        assert forced.returncode == 0, forced.stderr
+        assert (target / str(ws.data).lstrip("/") / "dir0" / "file000.txt").is_file()
+
+
+def test_a_restore_while_another_runs_is_skipped_not_reported_as_done(ws: Workspace) -> None:
+    _backup_config(ws)
+    lock_dir = ws.state / "locks"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "restore.lock", "a") as held:  # another restore holds the job's lock
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = ws.cli("restore", "latest", "--target", str(ws.root / "t"))
+    assert done.returncode == 75, done.stdout + done.stderr
+    assert "skipped" in done.stdout + done.stderr
+    assert not any((ws.root / "t").rglob("*.txt"))
+
+
+def test_dry_run_writes_nothing(ws: Workspace) -> None:
+    _backup_config(ws)
+    target = ws.root / "preview"
+    done = ws.cli("restore", "latest", "--target", str(target), "--dry-run", "--json")
+    if ws.restic_version == "0.18":
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["dry_run"] is True
+    else:  # restic 0.14's restore has no --dry-run: said before anything runs
+        assert done.returncode == 2
+        assert "restic 0.14.0 has no `restore --dry-run`" in done.stderr
+    assert not any(target.rglob("*.txt"))
+
+
+@pytest.fixture
+def canary_repository_url(tmp_path: Path) -> Iterator[str]:
+    server = start_rest_server(tmp_path / "rest-root", user="backup", password=URL_CANARY)
+    yield server.url
+    server.stop()
+
+
+def test_no_secret_in_any_output(ws: Workspace, canary_repository_url: str) -> None:
+    repo_file = secret_file(ws.root / "repo-url", canary_repository_url)
+    password = secret_file(ws.root / "canary-password", PASSWORD_CANARY)
+    env = ws.restic_env() | {"RESTIC_REPOSITORY": canary_repository_url,
+                             "RESTIC_PASSWORD_FILE": str(password)}
+    subprocess.run([ws.restic, "init"], env=env, check=True, capture_output=True)
+    ws.config_path.write_text(f"""
+state_dir = "{ws.state}"
+hostname = "test-host"
+[restic]
+binary = "{ws.restic}"
+repository_file = "{repo_file}"
+password_file = "{password}"
+cache_dir = "{ws.root / 'cache'}"
+
+[jobs.nightly]
+kind = "backup"
+paths = ["{ws.data}"]
+""")
+    outputs = [ws.cli("run", "nightly")]
+    outputs.append(ws.cli("restore", "latest", "--target", str(ws.root / "r1"), "--json"))
+    outputs.append(ws.cli("restore", "--list"))
+    outputs.append(ws.cli("compat", "restore", "--target", str(ws.root / "r2"), "--verbose"))
+    outputs.append(ws.cli("compat", "restore", "--list"))
+    outputs.append(ws.cli("compat", "restore", "--id", "nope", "--target", str(ws.root / "r3")))
+    assert [d.returncode for d in outputs[:5]] == [0] * 5, [d.stderr for d in outputs]
+    assert outputs[5].returncode != 0
+    assert "rest:http://backup:***@127.0.0.1" in outputs[4].stdout
+    texts = [d.stdout.encode() + d.stderr.encode() for d in outputs]
+    texts += [p.read_bytes() for p in ws.state.rglob("*") if p.is_file() and "env-secrets"
+              not in p.parts]
+    for data in texts:
+        for canary in (URL_CANARY, PASSWORD_CANARY):
+            for form in encodings(canary):
+                assert form not in data
+    assert _files(ws.root / "r1" / str(ws.data).lstrip("/")) == _files(ws.data)
+
+
+def test_compat_restore_runs_from_the_shim_path(ws18: Workspace) -> None:
+    """The entrypoint passes `/bin/restore` as it is given."""
+    _backup_config(ws18)
+    done = subprocess.run([RUNNER, "compat", "/bin/restore", "--target",
+                           str(ws18.root / "shim"), "--yes"], env=ws18.env(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (ws18.root / "shim" / str(ws18.data).lstrip("/") / "dir3").is_dir()
