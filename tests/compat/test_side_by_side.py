@@ -13,7 +13,6 @@ tests.support.peer says why), ours to an SMTP server on a loopback port."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
@@ -44,13 +43,6 @@ EXPECTED_DIFFERENCES = {
 # metric families whose values follow the fields above
 VOLATILE_METRICS = re.compile(r"_(duration_seconds|timestamp|files_\w+)$")
 SIZE = re.compile(r"^\d+(\.\d+)? (B|KiB|MiB|GiB|TiB)$")
-
-
-@pytest.fixture
-def smtp() -> Iterator[ScriptedSmtp]:
-    server = ScriptedSmtp()
-    yield server
-    server.stop()
 
 
 def normalised_subject(subject: str) -> str:

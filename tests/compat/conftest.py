@@ -1,0 +1,29 @@
+"""Fixtures of the compatibility proof: `smoke`, the peer's CI smoke environment started once
+per module (its repository initialised by the start-up, its data seeded, as the peer's
+scripts/ci-smoke-test.sh does); `smtp`, a plain SMTP server on a loopback port (not started)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.composeenv import Environment, smoke_environment
+from tests.support.envmode import start_up
+from tests.support.paths import ONE_RESTIC
+from tests.support.smtp import ScriptedSmtp
+from tests.support.workspace import restic_binary
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Environment:
+    env = smoke_environment(tmp_path_factory.mktemp("smoke"), restic_binary(ONE_RESTIC))
+    start_up(env.runner, env.ready)
+    return env
+
+
+@pytest.fixture
+def smtp() -> Iterator[ScriptedSmtp]:
+    server = ScriptedSmtp()
+    yield server
+    server.stop()
