@@ -2,7 +2,8 @@
 # Set up everything `make test` / `make demo` need, on Debian 12 or 13, idempotently:
 #   1. system packages (apt, only when a binary is missing): restic, rclone,
 #      prometheus-pushgateway, prometheus (for promtool), webhook and wrk (for
-#      bench/bench_api.py); python3-venv if needed
+#      bench/bench_api.py); bash, jq, flock, curl, timeout, script (restic-backup-helper's
+#      scripts, run side by side in tests/compat); python3-venv if needed
 #   2. .venv with `pip install -e '.[test]'` (again whenever pyproject.toml changes)
 #   3. restic 0.14 and 0.18 at .tools/restic-{0.14,0.18}/restic (scripts/fetch-restic.sh):
 #      a link to the system restic when it is that version, else Debian bookworm's /
@@ -74,7 +75,8 @@ if [ "$venv_only" = 0 ]; then
   missing=()
   # binary:package
   for pair in restic:restic rclone:rclone prometheus-pushgateway:prometheus-pushgateway \
-    promtool:prometheus webhook:webhook wrk:wrk; do
+    promtool:prometheus webhook:webhook wrk:wrk \
+    bash:bash jq:jq flock:util-linux curl:curl timeout:coreutils script:bsdutils; do
     command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
   done
   if [ ${#missing[@]} -gt 0 ]; then

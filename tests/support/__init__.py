@@ -15,6 +15,10 @@ here: no test module or conftest is imported by another file. One job per module
 - `faults`, `filesystems`: the fault matrix's five properties and its faults.
 - `leaks`, `leak_scenario`: the leak suite's canaries and scanners, and its deployment.
 - `fuzzing`: hypothesis settings, hang deadlines, the fuzzers' service.
+- `peer`: restic-backup-helper 2.14.2's scripts installed with their paths rewritten, run for
+  real; `compose`: its compose files read and interpolated; `composeenv`: its three compose
+  environments made runnable here; `envmode`: `restic-runner` in environment mode;
+  `sidebyside`: the peer and restic-runner on one repository (tests/compat/).
 - `helm`: the chart rendered by Helm's engine; `metrics_contract`: metric names, promtool;
   `openapi`: the OpenAPI document's schemas as JSON Schema.
 
