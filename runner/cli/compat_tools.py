@@ -283,6 +283,8 @@ def _forget_groups(config: Config, record: dict[str, Any]) -> str:
     if any(k in stats for k in keys):
         return "would keep {} and remove {} snapshot(s)".format(
             stats.get("snapshots_kept", "?"), stats.get("snapshots_removed", "?"))
+    if record["status"] == "succeeded":
+        return "no snapshot matches the filters: nothing to keep or remove"
     return run_log(config, record).rstrip()
 
 

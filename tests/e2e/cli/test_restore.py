@@ -6,7 +6,6 @@ from __future__ import annotations
 import fcntl
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -111,14 +110,16 @@ def test_dry_run_writes_nothing(ws: Workspace) -> None:
     assert not any(target.rglob("*.txt"))
 
 
-@pytest.fixture
-def canary_repository_url(tmp_path: Path) -> Iterator[str]:
-    server = start_rest_server(tmp_path / "rest-root", user="backup", password=URL_CANARY)
-    yield server.url
-    server.stop()
+def test_no_secret_in_any_output(ws: Workspace) -> None:
+    """A REST repository whose URL carries the canary password, and a canary password file."""
+    server = start_rest_server(ws.root / "rest-root", user="backup", password=URL_CANARY)
+    try:
+        _no_secret_in_any_output(ws, server.url)
+    finally:
+        server.stop()
 
 
-def test_no_secret_in_any_output(ws: Workspace, canary_repository_url: str) -> None:
+def _no_secret_in_any_output(ws: Workspace, canary_repository_url: str) -> None:
     repo_file = secret_file(ws.root / "repo-url", canary_repository_url)
     password = secret_file(ws.root / "canary-password", PASSWORD_CANARY)
     env = ws.restic_env() | {"RESTIC_REPOSITORY": canary_repository_url,

@@ -1,0 +1,272 @@
+"""`restic-runner compat NAME`: each of restic-backup-helper's /bin commands as a process against
+real repositories (docs/compat-commands.md). Restore has its own module (test_restore.py)."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.envmode import EnvRunner, explain
+from tests.support.paths import RUNNER
+from tests.support.workspace import Workspace
+
+NAMES = ["backup", "check", "forget", "prune", "replicate", "bisync", "unlock", "status",
+         "health-summary", "doctor", "cron-list", "notify-test", "config-check",
+         "forget-preview", "restore-test", "init-repo", "restore", "rotate_log",
+         "snapshot-export", "mount-snapshot", "sources-report", "locked_run"]
+
+
+def _config(ws: Workspace, extra: str = "") -> None:
+    ws.write_config(f"""
+[jobs.backup]
+kind = "backup"
+paths = ["{ws.data}"]
+tags = ["docs"]
+schedule = "0 3 * * *"
+
+[jobs.check]
+kind = "check"
+
+[jobs.forget]
+kind = "forget"
+args = ["--keep-last", "1"]
+
+[jobs.prune]
+kind = "prune"
+
+[jobs.replicate]
+kind = "replicate"
+args = ["copy", "{ws.data}", "{ws.root / 'replica'}"]
+{extra}
+""")
+
+
+def _ok(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def test_list_names_every_command_once() -> None:
+    done = subprocess.run([RUNNER, "compat", "--list"], capture_output=True, text=True,
+                          check=True)
+    assert sorted(done.stdout.split()) == sorted(NAMES)
+
+
+def test_an_unknown_name_exits_2() -> None:
+    done = subprocess.run([RUNNER, "compat", "frobnicate"], capture_output=True, text=True)
+    assert done.returncode == 2 and "compat --list" in done.stderr
+
+
+def test_the_job_workers_run_the_configured_jobs(ws: Workspace) -> None:
+    _config(ws)
+    _ok(ws.cli("compat", "backup"))
+    _ok(ws.cli("compat", "/bin/backup"))  # as the entrypoint passes it
+    assert len(ws.snapshots()) == 2
+    _ok(ws.cli("compat", "forget"))
+    assert len(ws.snapshots()) == 1
+    for name in ("check", "prune", "unlock"):
+        _ok(ws.cli("compat", name))
+    _ok(ws.cli("compat", "replicate"))
+    assert (ws.root / "replica" / "dir2" / "file002.txt").is_file()
+    bisync = _ok(ws.cli("compat", "bisync"))
+    assert "deprecated alias of replicate" in bisync.stderr
+    for job in ("backup", "forget", "check", "prune", "replicate", "unlock"):
+        assert (ws.state / f"last-{job}.json").is_file(), job
+
+
+def test_a_worker_whose_job_runs_is_skipped_with_exit_0(ws18: Workspace) -> None:
+    _config(ws18)
+    (ws18.state / "locks").mkdir(parents=True)
+    with open(ws18.state / "locks" / "backup.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        done = ws18.cli("compat", "backup")
+    assert done.returncode == 0 and "skipped" in done.stdout + done.stderr
+    assert ws18.snapshots() == []
+
+
+def test_a_worker_without_its_job_says_so(ws18: Workspace) -> None:
+    ws18.write_config(f'[jobs.nightly]\nkind = "backup"\npaths = ["{ws18.data}"]\n')
+    _ok(ws18.cli("compat", "backup"))  # the one backup job, whatever its name
+    done = ws18.cli("compat", "prune")
+    assert done.returncode == 1 and "no prune job is configured" in done.stderr
+
+
+def test_status_health_summary_and_verdicts(ws18: Workspace) -> None:
+    _config(ws18, '\n[jobs.broken]\nkind = "check"\nschedule = "0 4 * * *"\n'
+                  f'password_file = "{ws18.root / "wrong-pw"}"\n')
+    (ws18.root / "wrong-pw").write_text("wrong\n")
+    (ws18.root / "wrong-pw").chmod(0o600)
+    _ok(ws18.cli("compat", "backup"))
+    done = ws18.cli("compat", "status")
+    assert done.returncode == 0 and "verdict: WARN" in done.stdout  # broken never ran
+    assert ws18.cli("run", "broken").returncode != 0
+    failed = ws18.cli("compat", "health-summary", "--json")
+    report = json.loads(failed.stdout)
+    assert failed.returncode == 1 and report["verdict"] == "FAIL"
+    assert any("broken" in f["message"] for f in report["findings"])
+    assert ws18.cli("compat", "status", "--bogus").returncode == 2
+
+
+def test_doctor_config_check_and_cron_list(ws18: Workspace) -> None:
+    _config(ws18)
+    doctor = _ok(ws18.cli("compat", "doctor"))
+    assert "repository" in doctor.stdout
+    assert json.loads(_ok(ws18.cli("compat", "doctor", "--json")).stdout)["ok"] is True
+    check = _ok(ws18.cli("compat", "config-check"))
+    assert "[config-check] OK." in check.stdout
+    document = json.loads(_ok(ws18.cli("compat", "config-check", "--json")).stdout)
+    assert document["schema"] == "restic-backup-helper.config-check/1"
+    assert document["errors"] == 0 and {c["key"] for c in document["checks"]} >= {"jobs.backup"}
+    cron = _ok(ws18.cli("compat", "cron-list"))
+    assert "0 3 * * *" in cron.stdout and "manual only (restic-runner run check)" in cron.stdout
+    ws18.config_path.write_text(ws18.config_path.read_text() + "\n[jobs.bad]\nkind = 'nope'\n")
+    bad = ws18.cli("compat", "config-check")
+    assert bad.returncode == 1 and "[config-check] ERROR:" in bad.stderr
+
+
+def test_forget_preview_removes_nothing(ws18: Workspace) -> None:
+    _config(ws18)
+    ws18.snapshots_by_restic(3)
+    done = _ok(ws18.cli("compat", "forget-preview", "--policy", "--keep-last 1",
+                        "--repo-wide"))
+    assert "would keep 1 and remove 2" in done.stdout
+    assert len(ws18.snapshots()) == 3
+    record = json.loads((ws18.state / "last-forget-preview.json").read_text())
+    assert record["dry_run"] is True
+    scoped = _ok(ws18.cli("compat", "forget-preview", "--policy", "--keep-last 1", "--tag",
+                          "other"))
+    assert "no snapshot matches the filters" in scoped.stdout
+    ws18.write_config(f'[jobs.backup]\nkind = "backup"\npaths = ["{ws18.data}"]\n')
+    assert ws18.cli("compat", "forget-preview").returncode == 2  # no policy anywhere
+
+
+def test_unlock_dry_run_lists_and_unlock_removes_stale_locks(ws18: Workspace) -> None:
+    _config(ws18)
+    lock_id = _stale_lock(ws18)
+    dry = _ok(ws18.cli("compat", "unlock", "--dry-run"))
+    assert lock_id in dry.stdout and "1 lock(s)" in dry.stdout
+    assert len(list((ws18.repo / "locks").iterdir())) == 1
+    _ok(ws18.cli("compat", "unlock"))
+    assert list((ws18.repo / "locks").iterdir()) == []
+
+
+def _stale_lock(ws: Workspace) -> str:
+    """A lock left by a restic that died holding it: `backup --stdin` waits on its input with
+    the lock taken; SIGKILL leaves the lock file behind (its process is gone: stale)."""
+    proc = subprocess.Popen([ws.restic, "backup", "--stdin"], env=ws.restic_env(),
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    locks = ws.repo / "locks"
+    deadline = time.monotonic() + 30
+    while not any(locks.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    found = list(locks.iterdir())
+    assert len(found) == 1, "restic took no lock"
+    return found[0].name[:8]
+
+
+def test_init_repo_probes_confirms_and_refuses_an_existing_one(ws18: Workspace,
+                                                              tmp_path: Path) -> None:
+    _config(ws18)
+    fresh = tmp_path / "fresh-repo"
+    ws18.config_path.write_text(ws18.config_path.read_text().replace(
+        f'repository = "{ws18.repo}"', f'repository = "{fresh}"'))
+    dry = _ok(ws18.cli("compat", "init-repo", "--dry-run"))
+    assert "missing" in dry.stdout and "planned: restic init" in dry.stdout
+    assert not fresh.exists()
+    unconfirmed = ws18.cli("compat", "init-repo")
+    assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
+    assert not fresh.exists()
+    _ok(ws18.cli("compat", "init-repo", "--yes"))
+    assert (fresh / "config").is_file()
+    again = ws18.cli("compat", "init-repo", "--yes")
+    assert again.returncode == 3 and "exists" in again.stdout
+
+
+def test_restore_test_passes_and_fails_on_a_wrong_canary(ws: Workspace) -> None:
+    _config(ws)
+    _ok(ws.cli("compat", "backup"))
+    canary = ws.data / "dir0" / "file000.txt"
+    digest = hashlib.sha256(canary.read_bytes()).hexdigest()
+    _ok(ws.cli("compat", "restore-test", "--canary", f"{canary}={digest}", "--min-files",
+               "20", "--tag", "docs"))
+    record = json.loads((ws.state / "last-restore-test.json").read_text())
+    assert record["stats"]["canaries_passed"] == 1
+    wrong = ws.cli("compat", "restore-test", "--canary", f"{canary}={'0' * 64}")
+    assert wrong.returncode == 1 and "mismatch" in wrong.stdout + wrong.stderr
+
+
+def test_notify_test_dry_run_and_missing_targets(ws18: Workspace) -> None:
+    _config(ws18, '\n[notify.webhooks.ops]\nurl = "http://127.0.0.1:9/hook"\n')
+    dry = _ok(ws18.cli("compat", "notify-test", "--dry-run", "--webhook"))
+    assert "webhook:ops: dry-run" in dry.stdout
+    mail = ws18.cli("compat", "notify-test", "--mail")
+    assert mail.returncode == 2 and "no mail" in mail.stderr
+    failed = ws18.cli("compat", "notify-test")  # nothing listens on port 9
+    assert failed.returncode == 1 and "webhook:ops: failed" in failed.stdout
+
+
+def test_sources_report_counts_the_backup_paths(ws18: Workspace) -> None:
+    _config(ws18)
+    done = _ok(ws18.cli("compat", "sources-report"))
+    assert f"source {ws18.data}: directory, readable, 20 file(s), 40000 bytes" in done.stdout
+    quick = _ok(ws18.cli("compat", "sources-report", "--no-size", "--source",
+                         str(ws18.root / "absent")))
+    assert "absent: missing, NOT readable" in quick.stdout and "1 error(s)" in quick.stdout
+
+
+def test_locked_run_runs_the_command_or_skips_with_exit_0(tmp_path: Path) -> None:
+    lock = tmp_path / "run" / "job.lock"
+    marker = tmp_path / "ran"
+    done = subprocess.run([RUNNER, "compat", "locked_run", "job", str(lock), "touch",
+                           str(marker)], capture_output=True, text=True)
+    assert done.returncode == 0 and marker.exists()
+    with open(lock, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        skipped = subprocess.run([RUNNER, "compat", "locked_run", "job", str(lock), "false"],
+                                 capture_output=True, text=True)
+    assert skipped.returncode == 0
+    assert f"job skipped: previous run still active (lock {lock})" in skipped.stdout
+    failing = subprocess.run([RUNNER, "compat", "locked_run", "job", str(lock), "false"],
+                             capture_output=True, text=True)
+    assert failing.returncode == 1  # the command's own exit code
+
+
+@pytest.mark.parametrize("name, instead", [
+    ("rotate_log", "logrotate"),
+    ("mount-snapshot", "restic-runner restore --include"),
+    ("snapshot-export", "restic-runner restore SNAPSHOT --target DIR"),
+])
+def test_no_equivalent_says_so_in_one_line(name: str, instead: str) -> None:
+    done = subprocess.run([RUNNER, "compat", name, "--any", "flag"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{name}: no equivalent in restic-runner")
+    assert instead in lines[0]
+
+
+def test_environment_mode_runs_jobs_that_have_no_schedule(ws18: Workspace) -> None:
+    """restic-backup-helper's variables with FORGET_CRON, PRUNE_CRON and CHECK_CRON empty: its
+    /bin/forget, /bin/prune and /bin/check still run by hand."""
+    runner = EnvRunner(ws18.root / "env", ws18.restic, {
+        "RESTIC_REPOSITORY": str(ws18.repo), "RESTIC_PASSWORD_FILE": str(ws18.password_file),
+        "BACKUP_ROOT_DIR": str(ws18.data), "RESTIC_TAG": "helper", "HOSTNAME": "helper-host",
+        "RESTIC_FORGET_ARGS": "--keep-last 1", "FORGET_CRON": "", "PRUNE_CRON": "",
+        "CHECK_CRON": "", "RESTIC_CACHE_DIR": str(ws18.root / "cache")})
+    runner.root.mkdir()
+    for _ in range(2):
+        done = runner.cli("compat", "backup")
+        assert done.returncode == 0, explain(done)
+    for name in ("check", "forget", "prune"):
+        done = runner.cli("compat", name)
+        assert done.returncode == 0, explain(done)
+    assert len(ws18.snapshots()) == 1
