@@ -224,3 +224,16 @@ args = ["version"]
 def test_which_arguments_each_call_gets(args: tuple[str, ...], command: str,
                                         kept: tuple[str, ...]) -> None:
     assert line_args(ReplicateLine(1, "bisync", "/a", "/b", args=args), command) == kept
+
+
+def test_a_timeout_during_a_line_stops_the_run_there(
+        ws18: Workspace, replicate: Callable[..., dict[str, Any]]) -> None:
+    big = tree(ws18.root / "big")
+    (big / "blob").write_bytes(b"\0" * 2_000_000)
+    lines = (ReplicateLine(1, "copy", str(big), str(ws18.root / "slow"), args=("--bwlimit", "50k")),
+             ReplicateLine(2, "copy", str(tree(ws18.root / "a", x="1")), str(ws18.root / "b")))
+    record = replicate(lines, timeout=2.0, stop_grace=1.0)
+    assert record["status"] == "timed_out" and record["exit_code"] == 124
+    assert [s["name"] for s in record["steps"]] == ["line 1 copy"]  # line 2 never started
+    assert record["stats"]["replicate_jobs_processed"] == 1
+    assert not (ws18.root / "b").exists()
