@@ -27,9 +27,29 @@ def repository_job(config: Config, name: str | None = None) -> JobConfig:
 
 
 def one_off(config: Config, base: JobConfig, name: str, kind: str, **fields: Any) -> JobConfig:
-    """A job named `name` of `kind` on `base`'s repository; no schedule, hooks or params."""
+    """A job named `name` of `kind` on `base`'s repository; no schedule or params. Its hooks:
+    in environment mode (whose jobs give hooks the whole environment), restic-backup-helper's
+    `/hooks/pre-<name>.sh` and `post-<name>.sh`, as its /bin/restore, /bin/unlock … ran them."""
+    hooks: dict[str, Any] = {}
+    if base.hook_env == ("*",):
+        hooks = {"hook_env": ("*",), "pre_hook_on_error": "continue",
+                 "hook_timeout": base.hook_timeout, **environment_hooks(name)}
     return JobConfig(name=name, kind=kind, restic=base.restic, rclone=base.rclone,
-                     host=base.host, timeout=None, keep_logs=base.keep_logs, **fields)
+                     host=base.host, timeout=None, keep_logs=base.keep_logs,
+                     **hooks, **fields)
+
+
+def environment_hooks(name: str) -> dict[str, tuple[str, ...]]:
+    """`pre_hook` and `post_hook` from the hooks directory, where executable."""
+    from runner.configuration.envjobs import HOOKS_DIR
+
+    directory = os.environ.get("RESTIC_RUNNER_HOOKS_DIR") or HOOKS_DIR
+    found = {}
+    for phase in ("pre", "post"):
+        path = os.path.join(directory, f"{phase}-{name}.sh")
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            found[f"{phase}_hook"] = (path,)
+    return found
 
 
 def with_job(config: Config, job: JobConfig) -> Config:

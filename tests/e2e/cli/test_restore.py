@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.envmode import EnvRunner, explain
 from tests.support.paths import RUNNER
 from tests.support.rest_server import start_rest_server
 from tests.support.secrets import CANARY, encodings, secret_file
@@ -165,3 +166,27 @@ def test_compat_restore_runs_from_the_shim_path(ws18: Workspace) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert (ws18.root / "shim" / str(ws18.data).lstrip("/") / "dir3").is_dir()
+
+
+def test_environment_mode_restore_runs_the_helpers_hooks_and_outputs(ws18: Workspace) -> None:
+    """restic-backup-helper's variables: /bin/restore's hooks (`post-restore.sh "$rc"`) and its
+    outputs where it wrote them (last-restore.json, restore-last.log)."""
+    runner = EnvRunner(ws18.root / "env", ws18.restic, {
+        "RESTIC_REPOSITORY": str(ws18.repo), "RESTIC_PASSWORD_FILE": str(ws18.password_file),
+        "BACKUP_ROOT_DIR": str(ws18.data), "RESTIC_TAG": "helper", "HOSTNAME": "helper-host",
+        "RESTIC_CACHE_DIR": str(ws18.root / "cache")})
+    runner.hooks.mkdir(parents=True)
+    for phase in ("pre", "post"):
+        hook = runner.hooks / f"{phase}-restore.sh"
+        hook.write_text(f'#!/bin/sh\necho "$# $* $RESTIC_TAG" > "{runner.root}/{phase}.out"\n')
+        hook.chmod(0o755)
+    done = runner.cli("compat", "backup")
+    assert done.returncode == 0, explain(done)
+    target = ws18.root / "restore"
+    done = runner.cli("compat", "restore", "--target", str(target))
+    assert done.returncode == 0, explain(done)
+    assert (target / str(ws18.data).lstrip("/") / "dir0" / "file000.txt").is_file()
+    assert (runner.root / "pre.out").read_text() == "0  helper\n"
+    assert (runner.root / "post.out").read_text() == "1 0 helper\n"
+    last = runner.last_run("restore")
+    assert last["exit_code"] == 0 and (runner.log / "restore-last.log").is_file()
