@@ -13,7 +13,7 @@ from runner.configuration.load import load_config
 from runner.engine.binaries import probe_repository, tool_info
 from runner.errors import UserError
 from security.masking import redact_text
-from security.secretfiles import file_access
+from security.secretfiles import file_access, lenient_problem, world_readable_accepted
 
 SCHEMA = "restic-runner.doctor/1"
 
@@ -53,6 +53,14 @@ def _secret_file_checks(config: Config) -> list[Check]:
         access = file_access(path)
         if not access.exists or not access.readable:
             checks.append(Check("secrets", FAIL, f"{key}: {path} is missing or not readable"))
+        elif access.world_readable and world_readable_accepted():
+            problem = lenient_problem(access)
+            checks.append(
+                Check("secrets", FAIL, f"{key}: {access.describe()} {problem}; run and serve "
+                                       "refuse it") if problem else
+                Check("secrets", WARN, f"{key}: {access.describe()} is readable by every local "
+                                       "user; accepted in environment mode (a Docker or "
+                                       "Kubernetes secret mount), better mounted 0400 or 0440"))
         elif access.world_readable:
             checks.append(Check("secrets", FAIL, f"{key}: {access.describe()} is readable by "
                                 f"every local user; run and serve refuse it (chmod o-rwx)"))
@@ -66,6 +74,26 @@ def _secret_file_checks(config: Config) -> list[Check]:
             checks.append(Check("secrets", WARN, f"jobs.{job.name}: password is inline in "
                                 "the config; prefer password_file"))
     return checks
+
+
+def _environment_mode_checks(config: Config) -> list[Check]:
+    """The warnings; a job environment mode disabled, or a setting it could not apply, fails
+    (a disabled job nobody asked for is only noted)."""
+    from runner.configuration.environment import disabled_warning, problem_warning
+
+    checks, told = [], set()
+    for name, reason in config.disabled.items():
+        requested = name not in config.unrequested
+        checks.append(Check("config", FAIL if requested else INFO,
+                            f"job {name} is disabled: {reason}"
+                            + ("" if requested else " (not scheduled: nothing to run)")))
+        told.add(disabled_warning(name, reason))
+    for what, reason in config.problems.items():
+        checks.append(Check("config", FAIL, problem_warning(what, reason)))
+        told.add(problem_warning(what, reason))
+    secrets_told = [w for w in config.warnings if "accepted in environment mode" in w]
+    return [Check("config", WARN, warning) for warning in config.warnings
+            if warning not in told and warning not in secrets_told] + checks
 
 
 def _tool_checks(config: Config) -> list[Check]:
@@ -198,7 +226,7 @@ def run_doctor(config_file: str | None, *, send_test: bool = False) -> dict[str,
         checks = [Check("config", FAIL, str(exc))]
         return _report(checks, None)
     checks = [Check("config", OK, f"{config.path}: {len(config.jobs)} job(s)")]
-    checks += [Check("config", WARN, warning) for warning in config.warnings]
+    checks += _environment_mode_checks(config)
     checks += _tool_checks(config)
     checks += _secret_file_checks(config)
     checks += _repository_checks(config)

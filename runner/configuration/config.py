@@ -361,7 +361,7 @@ def _replicate_lines(t: Table, base: Path, keep_bad: bool) -> tuple[ReplicateLin
     """`lines`: job-file lines `"SOURCE;DESTINATION;MODE;ARGS"`, each one rclone call with the
     job's `args` before its own. A config file refuses a malformed line; environment mode
     (`keep_bad`) keeps it, to be counted failed as restic-backup-helper counts it."""
-    raw = t.get("lines", as_strings, ())
+    raw = t.get("lines", _job_file_lines, ())
     if not raw:
         return ()
     common = t.get("args", as_rclone_args(base), ())
@@ -374,6 +374,12 @@ def _replicate_lines(t: Table, base: Path, keep_bad: bool) -> tuple[ReplicateLin
     return tuple(line._replace(source=_rclone_operand(base, line.source),
                                destination=_rclone_operand(base, line.destination))
                  for line in lines)
+
+
+def _job_file_lines(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise expect('a list of "SOURCE;DESTINATION;MODE;ARGS" strings', value)
+    return tuple(value)
 
 
 def _rclone_operand(base: Path, operand: str) -> str:

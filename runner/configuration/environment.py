@@ -252,9 +252,9 @@ def load_from_environment(environ: Mapping[str, str]) -> Config:
         time.tzset()
     config = _parse_leaving_out(data, b)
     warnings = [*b.warnings,
-                *(f"job {name} is disabled: {why}" for name, why in b.disabled.items()
+                *(disabled_warning(name, why) for name, why in b.disabled.items()
                   if name not in b.unrequested),
-                *(f"{what}: {why}" for what, why in b.problems.items())]
+                *(problem_warning(what, why) for what, why in b.problems.items())]
     config = config._replace(
         warnings=tuple(warnings), disabled=MappingProxyType(dict(b.disabled)),
         unrequested=frozenset(b.unrequested), problems=MappingProxyType(dict(b.problems)))
@@ -297,6 +297,14 @@ def secret_file_warnings(config: Config) -> list[str]:
                             "local user; accepted in environment mode (a Docker or Kubernetes "
                             "secret mount), better mounted 0400 or 0440")
     return warnings
+
+
+def disabled_warning(job: str, reason: str) -> str:
+    return f"job {job} is disabled: {reason}"
+
+
+def problem_warning(what: str, reason: str) -> str:
+    return f"{what}: {reason}"
 
 
 def _parse_leaving_out(data: dict[str, Any], b: _Builder) -> Config:

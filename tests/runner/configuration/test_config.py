@@ -93,3 +93,38 @@ def test_config_errors_name_the_key(tmp_path: Path, data: dict, key: str, expect
     assert str(err).startswith(f"{tmp_path / 'restic-runner.toml'}: {key}: ")
 
 
+
+
+def test_a_replicate_job_may_give_job_file_lines(tmp_path: Path) -> None:
+    config = parse_minimal(tmp_path, {"jobs": {"r": {
+        "kind": "replicate", "args": ["--fast-list"],
+        "lines": ["# a comment", "src;remote:dst;sync;--checksum", "/a;/b"]}}})
+    lines = config.jobs["r"].replicate_lines
+    assert [(x.number, x.mode, x.source, x.destination, x.args) for x in lines] == [
+        (2, "sync", str(tmp_path / "src"), "remote:dst", ("--fast-list", "--checksum")),
+        (3, "bisync", "/a", "/b", ("--fast-list",))]
+    error = config_error(tmp_path, {"jobs": {"r": {"kind": "replicate",
+                                                   "lines": ["/a;/b;mirror"]}}})
+    assert error.key == "jobs.r.lines" and "invalid replicate mode 'mirror'" in error.problem
+
+
+def test_hook_env_star_means_the_whole_environment(tmp_path: Path) -> None:
+    config = parse_minimal(tmp_path, {"jobs": {"n": {"kind": "check", "hook_env": ["*"]}}})
+    assert config.jobs["n"].hook_env == ("*",)
+    error = config_error(tmp_path, {"jobs": {"n": {"kind": "check",
+                                                   "hook_env": ["*", "RESTIC_PASSWORD"]}}})
+    assert error.key == "jobs.n.hook_env"
+
+
+def test_compat_log_dir(tmp_path: Path) -> None:
+    assert parse_minimal(tmp_path, {}).compat_log_dir is None
+    config = parse_minimal(tmp_path, {"compat_log_dir": "var-log"})
+    assert config.compat_log_dir == tmp_path / "var-log"
+
+
+def test_backup_paths_may_be_in_args(tmp_path: Path) -> None:
+    config = parse_minimal(tmp_path, {"jobs": {"n": {"kind": "backup", "args": ["/srv"]}}})
+    assert config.jobs["n"].args == ("/srv",)
+    assert config_error(tmp_path, {"jobs": {"n": {"kind": "backup",
+                                                  "args": ["--one-file-system"]}}}
+                        ).key == "jobs.n.paths"

@@ -1,0 +1,64 @@
+"""Finding the configuration (runner/configuration/load.py): --config, $RESTIC_RUNNER_CONFIG
+(which must exist), ./restic-runner.toml, /etc/restic-runner/restic-runner.toml, then
+restic-backup-helper's variables: a config file is used when one exists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runner.configuration import load
+from runner.errors import ConfigError
+from security import secretfiles
+from security.secretfiles import accept_world_readable
+
+
+@pytest.fixture(autouse=True)
+def _strict_secret_files_afterwards() -> Iterator[None]:
+    """Environment mode relaxes the secret-file rule for the process: not for the next test."""
+    yield
+    accept_world_readable(False)
+
+
+@pytest.fixture
+def place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory, the system file under tmp_path, environment mode wanted."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(load, "SYSTEM_CONFIG", tmp_path / "etc" / "restic-runner.toml")
+    monkeypatch.delenv("RESTIC_RUNNER_CONFIG", raising=False)
+    password = tmp_path / "pw"
+    password.write_text("x\n")
+    password.chmod(0o600)
+    monkeypatch.setenv("RESTIC_REPOSITORY", str(tmp_path / "repo"))
+    monkeypatch.setenv("RESTIC_PASSWORD_FILE", str(password))
+    monkeypatch.setenv("BACKUP_ROOT_DIR", str(tmp_path))
+    monkeypatch.setenv("RESTIC_RUNNER_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("TZ", "UTC")  # environment mode would set the helper's otherwise
+    return tmp_path
+
+
+def _write(path: Path, job: str, password: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f'state_dir = "state"\n[restic]\nrepository = "/r"\npassword_file = '
+                    f'"{password}"\n[jobs.{job}]\nkind = "check"\n')
+
+
+def test_the_system_file_wins_over_environment_mode(place: Path) -> None:
+    assert set(load.load_config().jobs) >= {"backup", "check"}  # environment mode
+    assert secretfiles.world_readable_accepted()
+    _write(load.SYSTEM_CONFIG, "from-etc", place / "pw")
+    assert set(load.load_config().jobs) == {"from-etc"}
+    assert not secretfiles.world_readable_accepted()  # a config file keeps the strict rule
+    _write(Path("restic-runner.toml"), "from-cwd", place / "pw")
+    assert set(load.load_config().jobs) == {"from-cwd"}
+
+
+def test_restic_runner_config_must_exist(place: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write(load.SYSTEM_CONFIG, "from-etc", place / "pw")
+    monkeypatch.setenv("RESTIC_RUNNER_CONFIG", str(place / "missing.toml"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load.load_config()
