@@ -370,12 +370,28 @@ def init_repo(config_file: str | None, args: list[str]) -> int:
 
 # --- restore-test ---------------------------------------------------------------------------
 
+def _on(value: str | None) -> bool:
+    return (value or "").strip().upper() == "ON"
+
+
+def _int_or_none(value: str | None) -> int | None:
+    return int(value) if value and value.strip().isdecimal() else None
+
+
 def _canary(text: str) -> tuple[str, str]:
     path, sep, digest = text.rpartition("=")
     if not sep or not path.startswith("/") or len(digest) != 64:
         raise ValueError(text)
     int(digest, 16)
     return path, digest.lower()
+
+
+def _env_canaries(value: str) -> list[tuple[str, str]]:
+    try:
+        return [_canary(c) for c in value.split()]
+    except ValueError:
+        raise UserError("RESTORE_TEST_CANARY: expected /PATH=SHA256 entries (64 hex digits), "
+                        "separated by spaces") from None
 
 
 def _canary_file(path: str) -> list[tuple[str, str]]:
@@ -391,17 +407,19 @@ def _canary_file(path: str) -> list[tuple[str, str]]:
 def restore_test(config_file: str | None, args: list[str]) -> int:
     p = parser("restore-test", "Restore a snapshot into a scratch directory and check it (file "
                                "count, SHA-256 canaries), as job restore-test.")
-    p.add_argument("--id", default=os.environ.get("RESTORE_TEST_ID") or "latest")
+    env = os.environ.get
+    p.add_argument("--id", default="latest")
     p.add_argument("--tag", default=None)
     p.add_argument("--host", default=None)
-    p.add_argument("--path", action="append", default=[])
-    p.add_argument("--target", default=None)
-    p.add_argument("--keep", action="store_true")
+    p.add_argument("--path", action="append", default=env("RESTORE_TEST_PATH", "").split())
+    p.add_argument("--target", default=env("RESTORE_TEST_TARGET") or None)
+    p.add_argument("--keep", action="store_true", default=_on(env("RESTORE_TEST_KEEP")))
     p.add_argument("--force", action="store_true")
-    p.add_argument("--canary", action="append", default=[], type=_canary)
-    p.add_argument("--canary-file", default=None)
-    p.add_argument("--min-files", type=int, default=None)
-    p.add_argument("--verify", action="store_true")
+    p.add_argument("--canary", action="append", type=_canary,
+                   default=_env_canaries(env("RESTORE_TEST_CANARY", "")))
+    p.add_argument("--canary-file", default=env("RESTORE_TEST_CANARY_FILE") or None)
+    p.add_argument("--min-files", type=int, default=_int_or_none(env("RESTORE_TEST_MIN_FILES")))
+    p.add_argument("--verify", action="store_true", default=_on(env("RESTORE_TEST_VERIFY")))
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--yes", "-y", action="store_true")
     opts = p.parse_args(args)

@@ -202,6 +202,9 @@ def test_restore_test_passes_and_fails_on_a_wrong_canary(ws: Workspace) -> None:
     assert record["stats"]["canaries_passed"] == 1
     wrong = ws.cli("compat", "restore-test", "--canary", f"{canary}={'0' * 64}")
     assert wrong.returncode == 1 and "mismatch" in wrong.stdout + wrong.stderr
+    ws.extra_env["RESTORE_TEST_MIN_FILES"] = "1000"  # the helper's variables give defaults
+    floor = ws.cli("compat", "restore-test")
+    assert floor.returncode == 1 and "min_files = 1000" in floor.stdout + floor.stderr
 
 
 def test_notify_test_dry_run_and_missing_targets(ws18: Workspace) -> None:
