@@ -61,6 +61,25 @@ class RunRecord(_RecordFields, total=False):
     running_run_id: str  # a skipped run: the run it yielded to
     end_recorded_late: bool  # its end came from its job lock, after a full disk
     last_success: dict[str, Any] | None  # last-<job>.json only
+    # restic-backup-helper's fields (runner.engine.peerfields; docs/runs.md), set at a run's
+    # end; its extras were strings, so these are too
+    release: str
+    started_epoch: int
+    finished_epoch: int
+    backup_root_dir: str
+    restic_tag: str
+    forget_exit_code: str
+    snapshot_id: str  # short, as "snapshot d3d8ba59 saved"
+    files_new: str
+    files_changed: str
+    files_unmodified: str
+    dirs_new: str
+    dirs_changed: str
+    dirs_unmodified: str
+    bytes_added: str  # as restic prints it: "1.234 KiB"
+    bytes_stored: str
+    replicate_jobs_processed: str
+    replicate_jobs_failed: str
 
 
 def new_run_id() -> str:

@@ -2,7 +2,8 @@
 
 The output path is hot (a verbose backup prints hundreds of MB), so parsers look at whole blocks
 of complete lines and split only when a block holds a line they care about. Numbers come from an
-explicit list of fields, never from "anything that looks numeric".
+explicit list of fields, never from "anything that looks numeric". What the tools print as JSON
+is logged as their own text (runner.engine.jobs.humantext): restic's summary lines, not its JSON.
 """
 
 from __future__ import annotations
@@ -11,10 +12,19 @@ import json
 import math
 from typing import Any
 
+from runner.engine.jobs.humantext import (
+    backup_summary,
+    check_summary,
+    error_line,
+    forget_groups,
+    rclone_line,
+)
+
 _STATUS = b'{"message_type":"status"'
 _SUMMARY = b'"message_type":"summary"'
 _ERROR = b'"message_type":"error"'
 _EXIT_ERROR = b'"message_type":"exit_error"'
+_VERBOSE = b'{"message_type":"verbose_status"'
 _ERROR_PREFIXES = ("Fatal:", "Warning:", "ERROR", "error", "unable to")
 
 BACKUP_STATS = ("snapshot_id", "files_new", "files_changed", "files_unmodified", "dirs_new",
@@ -79,17 +89,16 @@ class OutputParser:
         if not any(m in block for m in self.markers):
             self._note_plain(block, stream)
             return block
-        kept = [line for line in block.splitlines(keepends=True) if self.line(line, stream)]
-        return b"".join(kept)
+        return b"".join(self.line(line, stream) for line in block.splitlines(keepends=True))
 
     def drop_progress(self, block: bytes) -> bytes:
         """Take progress lines out of a block (they are kept as progress, not logged)."""
         return block
 
-    def line(self, line: bytes, stream: str) -> bool:
-        """Handle one interesting line; return whether to log it."""
+    def line(self, line: bytes, stream: str) -> bytes:
+        """Handle one line of a block holding a marker; return what to log in its place."""
         self._note_plain(line, stream)
-        return True
+        return line
 
     def _note_plain(self, block: bytes, stream: str) -> None:
         """Text lines on stderr that say what went wrong (restic 0.14 prints no JSON errors)."""
@@ -134,22 +143,31 @@ class ResticOutput(OutputParser):
         kept.append(block[pos:])
         return b"".join(kept)
 
-    def line(self, line: bytes, stream: str) -> bool:
+    def line(self, line: bytes, stream: str) -> bytes:
         if _SUMMARY in line:
             doc = _loads(line)
             if isinstance(doc, dict):
                 self.summary = doc
                 self.on_summary(doc)
+                text = self.summary_text(doc)
+                return line if text is None else text.encode()
         elif _ERROR in line or _EXIT_ERROR in line:
             doc = _loads(line)
             if isinstance(doc, dict):
-                self.add_error(_error_text(doc))
+                message = _error_text(doc)
+                self.add_error(message)
+                return error_line(doc, message).encode()
         else:
             self._note_plain(line, stream)
-        return True
+        return line
 
     def on_summary(self, doc: dict[str, Any]) -> None:
         """Subclasses turn the summary into stats."""
+
+    def summary_text(self, doc: dict[str, Any]) -> str | None:
+        """What restic's text output says in place of the summary (subclasses know it; None:
+        the line is logged as it came)."""
+        return None
 
     def progress(self) -> dict[str, Any] | None:
         doc = _loads(self._last_status) if self._last_status else None
@@ -170,6 +188,22 @@ def _error_text(doc: dict[str, Any]) -> str:
 
 
 class BackupOutput(ResticOutput):
+    """The summary is logged as restic's text. With -v, restic's per-file `verbose_status`
+    lines stay its JSON, one line per file: rendering them would mean splitting every block of
+    a verbose backup into lines, the hot path this module avoids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verbose = False  # -v: the summary also says the blob counts, as restic -v does
+
+    def drop_progress(self, block: bytes) -> bytes:
+        if not self.verbose and _VERBOSE in block:
+            self.verbose = True
+        return super().drop_progress(block)
+
+    def summary_text(self, doc: dict[str, Any]) -> str:
+        return backup_summary(doc, self.verbose)
+
     def on_summary(self, doc: dict[str, Any]) -> None:
         stats = _numbers(doc, _BACKUP_NUMBERS)
         if stats.get("total_duration", 0) < 0:  # 0.18 --skip-if-unchanged quirk
@@ -189,6 +223,9 @@ class CheckOutput(ResticOutput):
         if isinstance(broken, list):
             self.stats["broken_packs"] = len(broken)
 
+    def summary_text(self, doc: dict[str, Any]) -> str:
+        return check_summary(doc)
+
     def finish(self, exit_code: int) -> None:
         if exit_code == 0 and "errors_found" not in self.stats:
             self.stats["errors_found"] = 0
@@ -202,7 +239,7 @@ class ForgetOutput(ResticOutput):
         self.markers = (*ResticOutput.markers, b"[")
         self._groups_seen = False
 
-    def line(self, line: bytes, stream: str) -> bool:
+    def line(self, line: bytes, stream: str) -> bytes:
         if stream == "stdout" and not self._groups_seen and line.startswith(b"["):
             groups = _loads(line)
             if isinstance(groups, list):
@@ -214,7 +251,7 @@ class ForgetOutput(ResticOutput):
                         removed += _count(group.get("remove"))
                 self.stats = {"snapshots_kept": kept, "snapshots_removed": removed,
                               "groups": len(groups)}
-                return True
+                return forget_groups(groups).encode()
         return super().line(line, stream)
 
 
@@ -229,18 +266,18 @@ class RcloneOutput(OutputParser):
         super().__init__()
         self._stats: dict[str, Any] | None = None
 
-    def line(self, line: bytes, stream: str) -> bool:
+    def line(self, line: bytes, stream: str) -> bytes:
         doc = _loads(line) if line.lstrip().startswith(b"{") else None
         if not isinstance(doc, dict):  # a text line: looked at the same wherever it fell
             self._note_plain(line, stream)
-        else:
-            if isinstance(doc.get("stats"), dict):
-                self._stats = doc["stats"]
-                self.stats = {new: self._stats[old] for old, new in RCLONE_STATS.items()
-                              if _is_number(self._stats.get(old))}
-            if doc.get("level") == "error":
-                self.add_error(str(doc.get("msg", "")))
-        return True
+            return line
+        if isinstance(doc.get("stats"), dict):
+            self._stats = doc["stats"]
+            self.stats = {new: self._stats[old] for old, new in RCLONE_STATS.items()
+                          if _is_number(self._stats.get(old))}
+        if doc.get("level") == "error":
+            self.add_error(str(doc.get("msg", "")))
+        return rclone_line(doc).encode()
 
     def progress(self) -> dict[str, Any] | None:
         if not self._stats:
@@ -258,7 +295,7 @@ class RestoreTestOutput(OutputParser):
 
     markers = (b'{"restore_test"',)
 
-    def line(self, line: bytes, stream: str) -> bool:
+    def line(self, line: bytes, stream: str) -> bytes:
         # only a line holding the marker itself: its block is read line by line only when some
         # line in it holds the marker, and what is read must not depend on how blocks fell
         doc = _loads(line) if self.markers[0] in line else None
@@ -266,7 +303,7 @@ class RestoreTestOutput(OutputParser):
             self.stats = dict(doc["restore_test"])
         else:
             self._note_plain(line, stream)
-        return True
+        return line
 
     def _note_plain(self, block: bytes, stream: str) -> None:
         for raw in block.splitlines():

@@ -65,7 +65,8 @@ def test_last_json_log_and_history_are_written(ws: Workspace) -> None:
                                         "finished_at": record["finished_at"]}
     assert last == record
     log = (ws.state / "logs" / "nightly" / f"{record['run_id']}.log").read_text()
-    assert "restic-runner: $ " in log and '"message_type":"summary"' in log
+    # restic's summary as its own text (as restic-backup-helper's logs had it), not its JSON
+    assert "restic-runner: $ " in log and "\nFiles:  " in log and '"message_type"' not in log
     assert '"message_type":"status"' not in log  # progress lives in the record, not the log
     assert "finished: succeeded (exit 0)" in log
     assert "finished: succeeded" in record["log_tail"]

@@ -1,0 +1,124 @@
+"""restic-backup-helper's outputs from real runs, on restic 0.14 and 0.18: its fields in
+`last-<job>.json`, restic's own summary text in the run log, and `compat_log_dir` (its
+`/var/log`: `last-<job>.json`, `<job>-last.log`, `cron.log`)."""
+
+from __future__ import annotations
+
+import json
+import re
+import stat
+
+from tests.support.workspace import Workspace
+
+JOBS = """
+[jobs.backup]
+kind = "backup"
+paths = ["{data}"]
+tags = ["daily", "extra"]
+forget_args = ["--keep-last", "5"]
+
+[jobs.check]
+kind = "check"
+
+[jobs.forget]
+kind = "forget"
+args = ["--keep-last", "1"]
+"""
+PASSWORD = "template-password-0"
+
+
+def _config(ws: Workspace, compat: bool = True) -> None:
+    top = f'compat_log_dir = "{ws.root / "varlog"}"' if compat else ""
+    ws.write_config(JOBS.format(data=ws.data), top=top)
+
+
+def test_last_json_has_the_peers_fields_with_its_types(ws: Workspace) -> None:
+    _config(ws, compat=False)
+    code, record = ws.run_json("backup")
+    assert code == 0, record
+    last = json.loads((ws.state / "last-backup.json").read_text())
+    snapshot = ws.snapshots()[0]["short_id"]
+    # the peer's extras, as strings (its scripts wrote them so)
+    assert last["snapshot_id"] == snapshot
+    assert last["backup_root_dir"] == str(ws.data)
+    assert last["restic_tag"] == "daily,extra"
+    assert last["forget_exit_code"] == "0"
+    assert (last["files_new"], last["files_changed"], last["files_unmodified"]) == \
+        ("20", "0", "0")
+    assert re.fullmatch(r"\d+\.\d{3} KiB", last["bytes_added"]), last["bytes_added"]
+    if ws.restic_version == "0.18":  # 0.14's JSON has no packed size
+        assert re.fullmatch(r"\d+\.\d{3} KiB", last["bytes_stored"])
+    else:
+        assert "bytes_stored" not in last
+    # its common fields
+    assert last["job"] == "backup" and last["hostname"] == "test-host"
+    assert last["exit_code"] == 0 and isinstance(last["duration_seconds"], float)
+    assert last["release"].endswith("-" + ws.restic_version) or \
+        last["release"].split("-")[-1].startswith(ws.restic_version)
+    assert isinstance(last["started_epoch"], int) and \
+        last["finished_epoch"] >= last["started_epoch"]
+    assert last["repository"] == str(ws.repo)
+    # ours stay: the full stats, the steps, the schema
+    assert last["stats"]["files_new"] == 20 and last["schema"] == "restic-runner.run/1"
+
+
+def test_run_log_holds_restics_summary_text_not_its_json(ws: Workspace) -> None:
+    _config(ws, compat=False)
+    code, record = ws.run_json("backup")
+    assert code == 0
+    log = (ws.state / "logs" / "backup" / f"{record['run_id']}.log").read_text()
+    assert '"message_type"' not in log and '[{"tags"' not in log
+    assert re.search(r"^Files:\s+20 new,\s+0 changed,\s+0 unmodified$", log, re.M), log
+    assert re.search(r"^Dirs:\s+\d+ new,\s+0 changed,\s+0 unmodified$", log, re.M)
+    added = re.search(r"^Added to the repository: (\S+ \S+)", log, re.M)
+    assert added and added.group(1) == record["bytes_added"]
+    assert f"snapshot {record['snapshot_id']} saved" in log
+    assert re.search(r"^processed 20 files, \S+ \S+ in 0:\d\d$", log, re.M)
+    # the forget step: restic's table of what it kept
+    assert "keep 1 snapshots:" in log and "last snapshot" in log, log
+
+    code, check = ws.run_json("check")
+    assert code == 0
+    log = (ws.state / "logs" / "check" / f"{check['run_id']}.log").read_text()
+    assert "no errors were found" in log and '"message_type"' not in log
+
+
+def test_compat_log_dir_gets_last_json_last_log_and_cron_log(ws: Workspace) -> None:
+    _config(ws)
+    code, first = ws.run_json("backup")
+    assert code == 0
+    code, second = ws.run_json("check")
+    assert code == 0
+    varlog = ws.root / "varlog"
+    for job, record in (("backup", first), ("check", second)):
+        copied = (varlog / f"last-{job}.json").read_bytes()
+        assert copied == (ws.state / f"last-{job}.json").read_bytes()
+        assert json.loads(copied)["run_id"] == record["run_id"]
+        log = (varlog / f"{job}-last.log").read_text()
+        assert log == (ws.state / "logs" / job / f"{record['run_id']}.log").read_text()
+        assert f"run {record['run_id']}" in log
+        for name in (f"last-{job}.json", f"{job}-last.log"):
+            assert stat.S_IMODE((varlog / name).stat().st_mode) == 0o644
+    cron = (varlog / "cron.log").read_text()
+    assert cron.index(f"run {first['run_id']}") < cron.index(f"run {second['run_id']}")
+    assert "Files:" in cron and "no errors were found" in cron
+    assert PASSWORD not in cron
+
+    # the next run of a job replaces its -last.log, and cron.log grows
+    code, third = ws.run_json("backup")
+    assert code == 0
+    assert first["run_id"] not in (varlog / "backup-last.log").read_text()
+    assert f"run {third['run_id']}" in (varlog / "cron.log").read_text()
+    assert first["run_id"] in (varlog / "cron.log").read_text()
+
+
+def test_a_failed_run_is_written_there_too(ws: Workspace) -> None:
+    _config(ws)
+    ws.password_file.write_text("wrong-password\n")
+    code, record = ws.run_json("backup")
+    assert code != 0 and record["status"] == "failed"
+    last = json.loads((ws.root / "varlog" / "last-backup.json").read_text())
+    assert last["exit_code"] == code and "snapshot_id" not in last
+    assert "files_new" not in last and "forget_exit_code" not in last
+    log = (ws.root / "varlog" / "backup-last.log").read_text()
+    assert "finished: failed" in log and '"message_type"' not in log
