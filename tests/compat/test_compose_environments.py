@@ -30,6 +30,7 @@ import pytest
 from tests.support.compose import COMPOSE_FILES, host_path
 from tests.support.composeenv import Environment, environments
 from tests.support.envmode import explain, start_up
+from tests.support.peer import textfile_samples
 
 pytestmark = pytest.mark.slow
 
@@ -84,21 +85,28 @@ def test_every_job_runs_and_writes_its_outputs(file: str, tmp_path: Path) -> Non
     """After the start-up initialised the repository, each job runs by `run <job>` and by
     `compat <job>` (the image's /bin/<job>), exits 0 and writes the peer's outputs: the
     snapshot has the container's hostname and RESTIC_TAG, last-<job>.json, <job>-last.log,
-    cron.log, and the METRICS_DIR textfile."""
+    cron.log, and the METRICS_DIR textfile; the repository password shows nowhere."""
     envs = environments(file, tmp_path)
+    outputs = []
     for env in envs:
-        start_up(env.runner, env.ready)
+        outputs.append(start_up(env.runner, env.ready))
         for job in [j for j in RUN_ORDER if j in EXPECTED_JOBS[env.service.name]]:
             for command in (("run", job), ("compat", job)):
                 done = env.runner.cli(*command)
                 assert done.returncode == 0, f"{env.service.name}: {explain(done)}"
+                outputs += [done.stdout, done.stderr]
                 _assert_outputs(env, job)
         cron_log = env.runner.log / "cron.log"
         assert cron_log.exists() and cron_log.read_text().strip(), "cron.log has no run lines"
         if env.variables.get("METRICS_DIR"):
             prom = Path(env.variables["METRICS_DIR"]) / "restic_backup.prom"
-            host = env.variables["HOSTNAME"]
-            assert f'restic_backup_last_exit_code{{hostname="{host}"}} 0' in prom.read_text()
+            labels, value = textfile_samples(prom.read_text())["restic_backup_last_exit_code"]
+            assert labels.get("hostname") == env.variables["HOSTNAME"] and float(value) == 0
+    for env in envs:  # the repository password is in no output and no compat log file
+        password = env.variables.get("RESTIC_PASSWORD") or Path(
+            env.variables["RESTIC_PASSWORD_FILE"]).read_text().strip()
+        files = [p.read_text(errors="replace") for p in env.runner.log.rglob("*") if p.is_file()]
+        assert not [text for text in outputs + files if password in text]
     for env in envs:
         listed = env.restic("snapshots", "--json")
         assert listed.returncode == 0, explain(listed)

@@ -7,8 +7,9 @@ and labels, the hooks' arguments and environment names, the exit codes, the mail
 Expected differences (values, never names or types), listed in EXPECTED_DIFFERENCES: each side
 runs at its own time on its own snapshot, so times, durations, snapshot ids and the sizes of
 what each backup added differ; `release` is the peer's image release on its side and
-restic-runner's on ours. The peer's mail goes to a `mail` stub (the machine has no mailx:
-tests.support.peer says why), ours to an SMTP server on a loopback port."""
+restic-runner's on ours; our textfiles may add the labels in EXTRA_LABELS. The peer's mail
+goes to a `mail` stub (the machine has no mailx: tests.support.peer says why), ours to an SMTP
+server on a loopback port."""
 
 from __future__ import annotations
 
@@ -39,6 +40,10 @@ EXPECTED_DIFFERENCES = {
     "files_unmodified": "the second backup of the same data finds it unchanged",
     "bytes_added": "the second backup of the same data adds (almost) nothing",
     "bytes_stored": "the second backup of the same data adds (almost) nothing",
+}
+# labels our textfiles add to the peer's (selectors on the peer's labels still match)
+EXTRA_LABELS = {
+    "job_name": "restic-runner names the job a series is of (several jobs may share a kind)",
 }
 # metric families whose values follow the fields above
 VOLATILE_METRICS = re.compile(r"_(duration_seconds|timestamp|files_\w+)$")
@@ -82,7 +87,9 @@ def assert_same_metrics(pair: SideBySide, job: str) -> None:
     missing = sorted(set(peer) - set(ours))
     assert not missing, f"restic_{job}.prom lacks the peer's families {missing}"
     for family, (labels, value) in peer.items():
-        assert ours[family][0] == labels, (family, labels, ours[family][0])
+        extra = set(ours[family][0]) - set(labels)
+        assert extra <= set(EXTRA_LABELS), (family, labels, ours[family][0])
+        assert {k: ours[family][0].get(k) for k in labels} == labels, (family, ours[family][0])
         if not VOLATILE_METRICS.search(family):
             assert float(ours[family][1]) == float(value), (family, value, ours[family][1])
 

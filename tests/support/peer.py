@@ -38,11 +38,11 @@ n=$(ls "{outbox}" | wc -l)
 {{ printf 'Subject: %s\\n' "$subject"; printf 'To: %s\\n\\n' "$*"; cat; }} > "{outbox}/$n.eml"
 """
 
-# A hook that records its arguments and its environment's names: <dumps>/<phase>.args
-# (NUL-separated) and <dumps>/<phase>.env (`env -0`).
+# A hook that records its arguments and its environment: <dumps>/<phase>.args (their count,
+# then each, NUL-terminated) and <dumps>/<phase>.env (`env -0`).
 _DUMP_HOOK = """#!/bin/sh
 phase=$(basename "$0" .sh)
-printf '%s\\0' "$@" > "{dumps}/$phase.args"
+printf '%s\\0' "$#" "$@" > "{dumps}/$phase.args"
 env -0 > "{dumps}/$phase.env"
 exit 0
 """
@@ -149,7 +149,8 @@ def hook_call(dumps: Path, phase: str) -> tuple[list[str], dict[str, str]] | Non
     args_file, env_file = dumps / f"{phase}.args", dumps / f"{phase}.env"
     if not args_file.exists():
         return None
-    args = [a for a in args_file.read_text().split("\0")][:-1]
+    count, *rest = args_file.read_text().split("\0")
+    args = rest[:int(count)]
     env = dict(item.split("=", 1) for item in env_file.read_text().split("\0") if "=" in item)
     return args, env
 
