@@ -251,6 +251,13 @@ def load_from_environment(environ: Mapping[str, str]) -> Config:
         os.environ["TZ"] = PEER_DEFAULTS["TZ"]  # the helper's cron ran in it; so do schedules
         time.tzset()
     config = _parse_leaving_out(data, b)
+    if not config.jobs:  # nothing left to run: as the helper's container, do not start
+        requested = [r for n, r in b.disabled.items() if n not in b.unrequested]
+        reason = (requested or list(b.disabled.values()) or ["no jobs"])[0]
+        variable, _, problem = reason.partition(": ")
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", variable):
+            variable, problem = "", reason
+        raise ConfigError(SOURCE, variable, problem)
     warnings = [*b.warnings,
                 *(disabled_warning(name, why) for name, why in b.disabled.items()
                   if name not in b.unrequested),
