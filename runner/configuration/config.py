@@ -41,8 +41,9 @@ JOB_KINDS = ("backup", "forget", "prune", "check", "unlock", "replicate", "resto
 # `restore` is built by `restic-runner restore` for one run, never from a config file
 RESTIC_KINDS = frozenset(JOB_KINDS) - {"replicate"} | {"restore"}
 TRIGGER_PARAMS = frozenset({"tags", "dry_run"})
-# whose tool has --dry-run (restic restore: 0.17 and later)
-DRY_RUN_KINDS = frozenset({"backup", "forget", "prune", "replicate", "restore"})
+DRY_RUN_KINDS = frozenset({"backup", "forget", "prune", "replicate"})  # whose tool has --dry-run
+# and `restore` (built by the CLI only; restic restore --dry-run: 0.17 and later)
+RUN_DRY_RUN_KINDS = DRY_RUN_KINDS | {"restore"}
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STATE_DIR_ENV = "RESTIC_RUNNER_STATE_DIR"
 # how old a job's last success may get before the shipped alert fires (job key `max_age`)

@@ -8,7 +8,7 @@ params the job allows (`tags`, `dry_run`), already checked by the caller. A job'
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runner.configuration.config import DRY_RUN_KINDS, JobConfig
+from runner.configuration.config import RUN_DRY_RUN_KINDS, JobConfig
 from runner.engine.jobs.output import (
     BackupOutput,
     CheckOutput,
@@ -44,7 +44,7 @@ def _tags(job: JobConfig, params: Mapping[str, Any]) -> list[str]:
 def is_dry_run(job: JobConfig, params: Mapping[str, Any] | None = None) -> bool:
     """Whether a run of `job` with `params` passes --dry-run: pinned by the job's own
     `dry_run = true` (which no param can turn off), or asked for by an allowed param."""
-    if job.kind not in DRY_RUN_KINDS:
+    if job.kind not in RUN_DRY_RUN_KINDS:
         return False
     return job.dry_run or bool((params or {}).get("dry_run"))
 
