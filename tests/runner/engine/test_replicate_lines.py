@@ -237,3 +237,15 @@ def test_a_timeout_during_a_line_stops_the_run_there(
     assert [s["name"] for s in record["steps"]] == ["line 1 copy"]  # line 2 never started
     assert record["stats"]["replicate_jobs_processed"] == 1
     assert not (ws18.root / "b").exists()
+
+
+def test_a_password_inside_an_endpoint_is_masked_everywhere(
+        ws18: Workspace, replicate: Callable[..., dict[str, Any]]) -> None:
+    canary = "canary-Repl1cate-pw"
+    source = f"sftp://helper:{canary}@127.0.0.1:9/inbox"
+    record = replicate((ReplicateLine(1, "copy", source, str(ws18.root / "b")),))
+    assert record["status"] == "failed"
+    log = run_log(ws18, record)
+    assert "line 1: copy sftp://helper:***@127.0.0.1:9/inbox -> " in log
+    assert canary not in log and canary not in str(record)
+    assert canary not in (ws18.state / "last-replicate.json").read_text()
