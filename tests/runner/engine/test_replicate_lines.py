@@ -249,3 +249,13 @@ def test_a_password_inside_an_endpoint_is_masked_everywhere(
     assert "line 1: copy sftp://helper:***@127.0.0.1:9/inbox -> " in log
     assert canary not in log and canary not in str(record)
     assert canary not in (ws18.state / "last-replicate.json").read_text()
+
+
+def test_a_job_file_of_malformed_lines_runs_nothing_and_fails_with_2(
+        ws18: Workspace, replicate: Callable[..., dict[str, Any]]) -> None:
+    record = replicate((ReplicateLine(1, "bisync", "/a", "", problem="invalid line 1"),
+                        ReplicateLine(2, "mirror", "/a", "/b", problem="invalid mode")))
+    assert record["status"] == "failed" and record["exit_code"] == 2
+    assert record["stats"] == {"replicate_jobs_processed": 2, "replicate_jobs_failed": 2}
+    assert [s["name"] for s in record["steps"]] == ["line 1", "line 2"]
+    assert (ws18.state / "last-replicate.json").exists()
