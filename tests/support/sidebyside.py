@@ -21,7 +21,7 @@ from tests.support.peer import (
 from tests.support.workspace import Workspace
 
 HOSTNAME = "sbs-host"
-PHASES = [f"{phase}-{job}" for job in ("backup", "check", "replicate")
+PHASES = [f"{phase}-{job}" for job in ("backup", "check", "forget", "prune", "replicate")
           for phase in ("pre", "post")]
 # a variable of the user's own, as the peer's documented alert hook reads (docs: hooks.md)
 USER_VARIABLE = ("SLACK_WEBHOOK_URL", "https://hooks.example.invalid/services/T0/B0/x")
