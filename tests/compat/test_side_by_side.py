@@ -242,3 +242,26 @@ def test_a_replicate_run_side_by_side(ws18: Workspace, smtp: ScriptedSmtp) -> No
     [ours_subject] = ours_subjects(smtp, 1)
     assert normalised_subject(ours_subject) == normalised_subject(peer_subject), \
         (peer_subject, ours_subject)
+
+
+def test_hooks_get_the_secrets_and_outputs_do_not(ws18: Workspace, smtp: ScriptedSmtp) -> None:
+    """RESTIC_PASSWORD given inline (the peer's smoke setup): the hooks of both sides see it
+    (the peer's hooks call restic themselves), while our outputs (the command's, the compat
+    log files, the mail) never show it."""
+    pair = side_by_side(ws18, smtp.start().port)
+    password = ws18.password_file.read_text().strip()
+    del pair.variables["RESTIC_PASSWORD_FILE"]
+    del pair.ours.variables["RESTIC_PASSWORD_FILE"]
+    pair.variables["RESTIC_PASSWORD"] = pair.ours.variables["RESTIC_PASSWORD"] = password
+    peer_done, ours_done = pair.run_peer("backup"), pair.run_ours("backup")
+    assert peer_done.returncode == 0, peer_done.stdout + peer_done.stderr
+    assert ours_done.returncode == 0, ours_done.stdout + ours_done.stderr
+    assert_same_hooks(pair, "backup", 0)
+    hook = pair.hook("ours", "post-backup")
+    assert hook is not None and hook[1]["RESTIC_PASSWORD"] == password
+    ours_subjects(smtp, 1)
+    mail = smtp.messages[0].as_string()
+    files = [p.read_text(errors="replace") for p in pair.ours.log.rglob("*") if p.is_file()]
+    leaks = [text[:200] for text in [ours_done.stdout, ours_done.stderr, mail, *files]
+             if password in text]
+    assert not leaks, leaks
