@@ -1,9 +1,11 @@
 """`[notify.mail]`: one mail per run end, over SMTP (STARTTLS or implicit TLS, optional login).
 
 Subject as restic-backup-helper wrote it (docs/notifications.md):
-`[OK] <job> <hostname> · <duration> · <details>` or `[FAIL <exit>] …` (`[DRY RUN OK]`,
-`[DRY RUN FAIL <exit>]` for a dry run); body: the masked run log, cut from the start to
-`body_limit` bytes, saying so. Credentials go to the SMTP session only, never into a header.
+`[OK] <Kind> <hostname> · <whole seconds> · <details>` or `[FAIL <exit>] …` (`[DRY RUN OK]`,
+`[DRY RUN FAIL <exit>]` for a dry run; `<Kind> <job>` when the job is not named after its kind);
+body: the masked run log (restic's own text), cut from the start to `body_limit` bytes, saying
+so. A replicate job made of job-file lines mails only when a line failed, as the helper's
+replicate did. Credentials go to the SMTP session only, never into a header.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from notifiers.base import DeliveryContext, Event, Outcome, event_class, fingerp
 from notifiers.healthchecks import log_tail
 from runner.checks import Check
 from runner.configuration.notify import MailSettings
-from runner.configuration.units import human_bytes, human_duration
+from runner.engine.jobs.humantext import format_bytes
+from runner.engine.peerfields import kind_title
 from runner.engine.record import RunRecord, Status
 from security.masking import redact_text
 from security.secretfiles import read_secret_file
@@ -40,27 +43,45 @@ def subject(record: RunRecord, test: bool = False) -> str:
         tag = f"[FAIL {code if code is not None else status}]"
     if record.get("dry_run") and not test:  # "[DRY RUN OK]": never mistaken for a backup
         tag = "[DRY RUN " + tag[1:]
-    parts = [f"{tag} {record['job']} {record['hostname']}",
-             human_duration(float(record.get("duration_seconds") or 0.0))]
+    title = kind_title(record["kind"])
+    if record["job"] != record["kind"]:  # several jobs of one kind: which one
+        title += f" {record['job']}"
+    parts = [f"{tag} {title} {record['hostname']}", whole_duration(record)]
     details = mail_details(record)
     if details:
         parts.append(details)
     return redact_text(" · ".join(parts))
 
 
+def whole_duration(record: RunRecord) -> str:
+    """restic-backup-helper's run length: whole seconds (end second − start second), `0s`,
+    `1m5s`, `1h2m`."""
+    start, end = record.get("started_epoch"), record.get("finished_epoch")
+    seconds = end - start if isinstance(start, int) and isinstance(end, int) else \
+        int(float(record.get("duration_seconds") or 0.0))
+    seconds = max(seconds, 0)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60}m"
+
+
 def mail_details(record: RunRecord) -> str:
-    """restic-backup-helper's details: a backup's data added (or new files) and snapshot; a
-    replicate's transfers; else the (masked) repository."""
+    """restic-backup-helper's details: a backup's data added as restic says it (or its new
+    files) and short snapshot id; a replicate's lines run and failed; else the (masked)
+    repository."""
     stats = record.get("stats") or {}
-    if record["kind"] == "backup" and ("data_added" in stats or "files_new" in stats):
-        text = (f"{human_bytes(stats['data_added'])} new" if "data_added" in stats
-                else f"{stats['files_new']} new files")
-        if stats.get("snapshot_id"):
-            text += f" (snap {str(stats['snapshot_id'])[:8]})"
-        return text
-    if record["kind"] == "replicate" and "transferred_bytes" in stats:
-        return (f"{human_bytes(stats['transferred_bytes'])} in {stats.get('transfers', 0)} "
-                f"transfers ({stats.get('errors', 0)} errors)")
+    if record["kind"] == "backup":
+        text = (f"{format_bytes(stats['data_added'])} new" if "data_added" in stats
+                else f"{stats['files_new']} new files" if "files_new" in stats else "")
+        if stats.get("snapshot_id") and not record.get("dry_run"):
+            text += f"{' ' if text else ''}(snap {str(stats['snapshot_id'])[:8]})"
+        if text:
+            return text
+    if record["kind"] == "replicate" and "replicate_jobs_processed" in stats:
+        return (f"{stats['replicate_jobs_processed']} jobs "
+                f"({stats.get('replicate_jobs_failed', 0)} failed)")
     if record["status"] == Status.SKIPPED:
         return str(record.get("error") or "")
     return str(record.get("repository") or "")
@@ -71,6 +92,11 @@ class MailTarget:
 
     def __init__(self, settings: MailSettings, config: Config | None = None) -> None:
         self.settings = settings
+        # replicate jobs made of job-file lines: mailed only when a line failed (the helper's
+        # rule, whatever MAILX_ON_ERROR said)
+        self.failures_only = frozenset(
+            name for name, job in (config.jobs.items() if config else ())
+            if job.kind == "replicate" and job.replicate_lines)
         _warm_up()
 
     def fingerprint(self) -> str:
@@ -78,6 +104,8 @@ class MailTarget:
 
     def wants(self, event: str, job: str) -> bool:
         cls = event_class(event)
+        if cls == "success" and job in self.failures_only:
+            return False
         return cls == "test" or (cls != "start" and self.settings.filters.wants(cls, job))
 
     def message(self, event: Event, ctx: DeliveryContext) -> EmailMessage:

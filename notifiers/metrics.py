@@ -25,11 +25,16 @@ STAT_METRICS: dict[str, dict[str, str]] = {
                "dirs_changed": "dirs_changed", "dirs_unmodified": "dirs_unmodified",
                "data_added": "data_added_bytes", "data_added_packed": "data_added_packed_bytes",
                "total_files_processed": "files_processed",
-               "total_bytes_processed": "processed_bytes"},
+               "total_bytes_processed": "processed_bytes",
+               # restic-backup-helper's: its inline forget's exit code, only when it ran
+               "forget_exit_code": "forget_exit_code"},
     "forget": {"snapshots_kept": "snapshots_kept", "snapshots_removed": "snapshots_removed"},
     "check": {"errors_found": "errors"},
     "replicate": {"transferred_bytes": "transferred_bytes", "transfers": "transfers",
-                  "checks": "checks", "deletes": "deletes", "errors": "errors"},
+                  "checks": "checks", "deletes": "deletes", "errors": "errors",
+                  # restic-backup-helper's: lines of its job file run, and failed
+                  "replicate_jobs_processed": "replicate_jobs_processed",
+                  "replicate_jobs_failed": "replicate_jobs_failed"},
     "restore-test": {"files_restored": "files_restored", "bytes_restored": "restored_bytes",
                      "canaries_passed": "canaries_passed", "canaries_failed": "canaries_failed"},
 }

@@ -10,7 +10,7 @@ its docs said; the numbers themselves are in the record's `stats`."""
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner import __version__
 from runner.engine.jobs.humantext import format_bytes
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # restic-backup-helper's worker names, as its mail subjects write them
 KIND_TITLES = {"backup": "Backup", "check": "Check", "forget": "Forget", "prune": "Prune",
                "replicate": "Replicate", "unlock": "Unlock", "restore-test": "Restore-test",
-               "restore": "Restore"}
+               "restore": "Restore", "notify-test": "Notify test"}
 _COUNTS = ("files_new", "files_changed", "files_unmodified", "dirs_new", "dirs_changed",
            "dirs_unmodified")
 
@@ -56,20 +56,21 @@ def add_peer_fields(record: RunRecord, job: JobConfig) -> None:
         epoch = _epoch(stamp)
         if epoch is not None:
             record[key] = epoch  # type: ignore[literal-required]
-    stats = record.get("stats") or {}
+    stats = record.setdefault("stats", {})
     if job.kind == "backup":
         _backup(record, job, stats)
     elif job.kind == "replicate":
         _replicate(record, job, stats)
 
 
-def _backup(record: RunRecord, job: JobConfig, stats: dict) -> None:
+def _backup(record: RunRecord, job: JobConfig, stats: dict[str, Any]) -> None:
     tags = [*job.tags, *(t for t in (record.get("params") or {}).get("tags", ())
                          if t not in job.tags)]
     record["backup_root_dir"] = " ".join(job.paths)
     record["restic_tag"] = ",".join(tags)
     forget = [s for s in record.get("steps") or [] if s.get("name") == "forget"]
-    if forget and forget[-1].get("exit_code") is not None:
+    if forget and isinstance(forget[-1].get("exit_code"), int):
+        stats["forget_exit_code"] = forget[-1]["exit_code"]  # for the metrics
         record["forget_exit_code"] = str(forget[-1]["exit_code"])
     if isinstance(stats.get("snapshot_id"), str) and not record.get("dry_run"):
         record["snapshot_id"] = stats["snapshot_id"][:8]
@@ -82,13 +83,14 @@ def _backup(record: RunRecord, job: JobConfig, stats: dict) -> None:
         record["bytes_stored"] = format_bytes(stats["data_added_packed"])
 
 
-def _replicate(record: RunRecord, job: JobConfig, stats: dict) -> None:
+def _replicate(record: RunRecord, job: JobConfig, stats: dict[str, Any]) -> None:
     """From the counts the replicate job keeps (one per line of its job file); a job without
     lines is one rclone call: one job, failed unless it succeeded."""
     processed = stats.get("replicate_jobs_processed")
     failed = stats.get("replicate_jobs_failed")
     if processed is None and not job.replicate_lines and record.get("steps"):
         processed, failed = 1, 0 if record["status"] == "succeeded" else 1
+        stats.update(replicate_jobs_processed=processed, replicate_jobs_failed=failed)
     if processed is not None:
         record["replicate_jobs_processed"] = str(processed)
         record["replicate_jobs_failed"] = str(failed or 0)

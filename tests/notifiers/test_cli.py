@@ -72,7 +72,7 @@ def test_notify_test_reaches_every_target_whatever_its_filters(
     [ping] = hc_receiver.wait_for(1)
     assert ping.path.startswith("/check-uuid/log?rid=")  # a test changes no check's state
     [mail] = smtp_server.wait_for(1)
-    assert mail["Subject"].startswith("[TEST] notify-test test-host")
+    assert mail["Subject"].startswith("[TEST] Notify test test-host")
     assert pushgateway.groups() == []  # the test group was pushed and deleted again
 
 
@@ -85,7 +85,7 @@ def test_notify_test_dry_run_sends_nothing(ws18: Workspace, receiver: Receiver,
     results = {r["target"]: r for r in json.loads(done.stdout)["targets"]}
     assert {r["result"] for r in results.values()} == {"dry-run"}
     assert results["webhook:ops"]["url"] == f"http://127.0.0.1:{receiver.port}/..."
-    assert results["mail"]["subject"].startswith("[TEST] notify-test")
+    assert results["mail"]["subject"].startswith("[TEST] Notify test")
     time.sleep(0.3)
     assert receiver.requests == hc_receiver.requests == smtp_server.messages == []
     assert pushgateway.groups() == []
@@ -148,7 +148,7 @@ def test_an_interrupted_run_is_notified_by_the_next_command(
     interrupted = hook.json()["data"]
     assert interrupted["status"] == "interrupted"
     [mail] = smtp_server.wait_for(1)
-    assert mail["Subject"].startswith("[FAIL interrupted] nightly test-host")
+    assert mail["Subject"].startswith("[FAIL interrupted] Backup nightly test-host")
     paths = [r.path for r in hc_receiver.wait_for(4)]
     assert f"/check-uuid/fail?rid={interrupted['run_id']}" in paths
 

@@ -42,11 +42,17 @@ def test_success_mail_has_the_helper_subject_and_the_log(ws18: Workspace,
     [msg] = smtp_server.wait_for(1)
     subject = msg["Subject"]
     snap = record["stats"]["snapshot_id"][:8]
-    assert re.fullmatch(rf"\[OK\] nightly test-host · \d+(\.\d)?s · [\d.]+ KiB new "
+    # restic-backup-helper's form: the kind capitalised (and the job, not named after it),
+    # whole seconds, restic's own size, the short snapshot id
+    assert re.fullmatch(rf"\[OK\] Backup nightly test-host · \d+s · \d+\.\d{{3}} KiB new "
                         rf"\(snap {snap}\)", subject), subject
+    assert f"{record['bytes_added']} new" in subject
     body = msg.get_payload(decode=True).decode()
     assert f"run {record['run_id']} of job nightly" in body
     assert "finished: succeeded" in body
+    # restic's own summary text, as in restic-backup-helper's mails, not its JSON
+    assert "\nFiles:  " in body and f"snapshot {snap} saved" in body
+    assert '"message_type"' not in body
     assert msg["To"] == "ops@example.org, oncall@example.org"
     assert msg["X-Restic-Runner-Run-Id"] == record["run_id"]
     assert smtp_server.envelopes[0].rcpt_tos == ["ops@example.org", "oncall@example.org"]
@@ -64,7 +70,7 @@ def test_failure_only_with_on_failure(ws18: Workspace, smtp_server: SmtpServer) 
     code, record = ws18.run_json("broken")
     assert code != 0
     [msg] = smtp_server.wait_for(1)
-    assert msg["Subject"].startswith(f"[FAIL {code}] broken test-host · ")
+    assert msg["Subject"].startswith(f"[FAIL {code}] Backup broken test-host · ")
     assert record["repository"] in msg["Subject"]  # the (masked) repository as details
 
 
@@ -146,3 +152,39 @@ to = ["ops@example.org"]
         assert len(received) == 1
     finally:
         controller.stop()
+
+
+def _replicate_config(ws: Workspace, smtp: SmtpServer, lines: list[str]) -> None:
+    ws.write_config(f"""
+[jobs.replicate]
+kind = "replicate"
+lines = {lines!r}
+
+[notify.mail]
+host = "127.0.0.1"
+port = {smtp.port}
+starttls = true
+cafile = "{smtp.cafile}"
+username = "{SMTP_USER}"
+password_file = "{secret_file(ws.root / "smtp.password", SMTP_PASSWORD)}"
+from = "backup@test-host.example"
+to = ["ops@example.org"]
+""".replace("'", '"'))
+
+
+def test_replicate_lines_mail_only_when_a_line_failed(ws18: Workspace,
+                                                     smtp_server: SmtpServer) -> None:
+    """restic-backup-helper's replicate mailed once per run, only when a job line failed
+    (whatever MAILX_ON_ERROR said), with the counts in the subject."""
+    good = f"{ws18.data};{ws18.root / 'copy'};copy"
+    _replicate_config(ws18, smtp_server, [good])
+    code, record = ws18.run_json("replicate")
+    assert code == 0, record
+    assert (record["replicate_jobs_processed"], record["replicate_jobs_failed"]) == ("1", "0")
+    assert record["notifications"] == []  # a clean run: no mail at all
+    _replicate_config(ws18, smtp_server, [good, f"{ws18.root / 'nowhere'};{ws18.root};copy"])
+    code, record = ws18.run_json("replicate")
+    assert code != 0, record
+    [msg] = smtp_server.wait_for(1)
+    assert re.fullmatch(rf"\[FAIL {code}\] Replicate test-host · \d+s · 2 jobs \(1 failed\)",
+                        msg["Subject"]), msg["Subject"]

@@ -174,6 +174,6 @@ def test_a_dry_run_mail_subject_says_so(ws: Workspace) -> None:
 
     ws.write_config(PREVIEW)
     _, record = ws.run_json("preview")
-    assert subject(record).startswith("[DRY RUN OK] preview test-host · ")
+    assert subject(record).startswith("[DRY RUN OK] Forget preview test-host · ")
     assert subject(dict(record, status="failed", exit_code=1)).startswith("[DRY RUN FAIL 1] ")
-    assert subject(dict(record, dry_run=False)).startswith("[OK] preview ")
+    assert subject(dict(record, dry_run=False)).startswith("[OK] Forget preview ")
