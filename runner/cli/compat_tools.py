@@ -57,7 +57,7 @@ def _env_tag() -> str:
 
 def verdict(config: Config, report: dict[str, Any]) -> tuple[str, list[dict[str, str]]]:
     """OK, WARN or FAIL as restic-backup-helper's status rules: FAIL when a scheduled core job's
-    last run failed; WARN when one has not run yet, or a job is disabled."""
+    last run failed, or the backup job is disabled; WARN when one has not run yet."""
     findings: list[dict[str, str]] = []
     for job in report["jobs"]:
         if job["kind"] not in CORE_KINDS or not job["schedule"]:
@@ -68,9 +68,12 @@ def verdict(config: Config, report: dict[str, Any]) -> tuple[str, list[dict[str,
         elif last["status"] in FAILED:
             findings.append({"level": "FAIL", "message": f"{job['job']}: last run "
                              f"{last['status']} (exit {last['exit_code']})"})
-    findings += [{"level": "WARN", "message": f"{name}: disabled: {why}"}
+    # a disabled backup job is a failure; another disabled job (environment mode makes every
+    # job the helper ran by hand, e.g. forget without RESTIC_FORGET_ARGS) is only reported
+    findings += [{"level": "FAIL" if name == "backup" else "INFO",
+                  "message": f"{name}: disabled: {why}"}
                  for name, why in config.disabled.items()]
-    levels = {f["level"] for f in findings}
+    levels = {f["level"] for f in findings} - {"INFO"}
     return ("FAIL" if "FAIL" in levels else "WARN" if levels else "OK"), findings
 
 
@@ -129,9 +132,11 @@ def config_checks(config_file: str | None) -> list[dict[str, str]]:
                "message": f"{name} ({job.kind})" + (f", schedule {job.schedule}"
                                                     if job.schedule else ", no schedule")}
               for name, job in config.jobs.items()]
-    checks += [{"key": f"jobs.{name}", "status": "fail", "message": f"{name} disabled: {why}"}
-               for name, why in config.disabled.items()]
-    checks += [{"key": "config", "status": "warn", "message": w} for w in config.warnings]
+    # as the helper's config-check: no backup is an error, a helper job that cannot run a warning
+    checks += [{"key": f"jobs.{name}", "status": "fail" if name == "backup" else "warn",
+                "message": f"{name} disabled: {why}"} for name, why in config.disabled.items()]
+    checks += [{"key": "config", "status": "warn", "message": w} for w in config.warnings
+               if not any(why in w for why in config.disabled.values())]
     return checks
 
 

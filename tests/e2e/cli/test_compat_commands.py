@@ -273,3 +273,26 @@ def test_environment_mode_runs_jobs_that_have_no_schedule(ws18: Workspace) -> No
         done = runner.cli("compat", name)
         assert done.returncode == 0, explain(done)
     assert len(ws18.snapshots()) == 1
+
+
+def test_environment_mode_disabled_jobs_in_config_check_status_and_workers(
+        ws18: Workspace) -> None:
+    """A missing replicate job file disables that job alone: its worker says why (exit 1),
+    config-check warns, cron-list and status list it; no backup paths is an error."""
+    runner = EnvRunner(ws18.root / "env", ws18.restic, {
+        "RESTIC_REPOSITORY": str(ws18.repo), "RESTIC_PASSWORD_FILE": str(ws18.password_file),
+        "BACKUP_ROOT_DIR": str(ws18.data), "RESTIC_TAG": "helper",
+        "REPLICATE_CRON": "0 1 * * *", "REPLICATE_JOB_FILE": str(ws18.root / "absent.txt"),
+        "RESTIC_CACHE_DIR": str(ws18.root / "cache")})
+    runner.root.mkdir()
+    worker = runner.cli("compat", "replicate")
+    assert worker.returncode == 1 and "job replicate is disabled" in worker.stderr
+    check = runner.cli("compat", "config-check")
+    assert check.returncode == 0, explain(check)
+    assert "[config-check] WARN: replicate disabled" in check.stderr
+    assert "# replicate: disabled" in runner.cli("compat", "cron-list").stdout
+    assert "[INFO] replicate: disabled" in runner.cli("compat", "status").stdout
+    no_paths = runner.cli("compat", "config-check", "--json", BACKUP_ROOT_DIR="")
+    document = json.loads(no_paths.stdout)
+    assert no_paths.returncode == 1 and document["errors"] == 1
+    assert runner.cli("compat", "status", BACKUP_ROOT_DIR="").returncode == 1

@@ -88,5 +88,8 @@ def test_status_verdicts(tmp_path: Path) -> None:
     assert verdict(_config(tmp_path), {"jobs": [job("b", ok)]}) == ("OK", [])
     assert verdict(_config(tmp_path), {"jobs": [job("b", bad, None)]})[0] == "OK"  # manual
     assert verdict(_config(tmp_path), {"jobs": [job("b", None)]})[0] == "WARN"
-    assert verdict(config, {"jobs": [job("b", ok)]})[0] == "WARN"
+    assert verdict(config, {"jobs": [job("b", ok)]})[0] == "OK"  # a helper job: reported only
     assert verdict(config, {"jobs": [job("b", bad)]})[0] == "FAIL"
+    no_backup = _config(tmp_path)._replace(disabled={"backup": "no backup paths"})
+    assert verdict(no_backup, {"jobs": []}) == ("FAIL", [
+        {"level": "FAIL", "message": "backup: disabled: no backup paths"}])
