@@ -27,6 +27,8 @@ from security.errors import UserError
 from security.masking import redact_text
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from runner.engine.history import History
 
 SKIP_WAIT = 2.0  # how long a contender waits to learn which run holds the lock
@@ -167,13 +169,15 @@ class Engine:
                             repository=None, trigger=trigger, version=__version__,
                             dry_run=is_dry_run(job, params))
         not_started(record, redact_text(reason), exit_code)
+        _add_peer_fields(record, job)
         try:
             history = self.history()
             repeated = _same_failure(history.last_ended(job.name), record)
             with RunLog(history.log_path(job.name, record["run_id"])) as log:
                 log.note(record["error"] or reason)
             history.insert(record)
-            history.write_last(record)
+            _write_compat_logs(self.config, record, history.write_last(record),
+                               history.log_path(job.name, record["run_id"]))
             history.prune_logs(job.name, job.keep_logs)  # a trigger loop must not fill the disk
             history.prune_retained(job.name)
         except (UserError, sqlite3.Error, OSError):
@@ -212,10 +216,12 @@ class Engine:
         record = self._new_record(job, tool, trigger, params)
         message = f"skipped: previous run of {job.name} still active (run {holder})"
         skip(record, holder, message)
+        _add_peer_fields(record, job)
         with RunLog(history.log_path(job.name, record["run_id"])) as log:
             log.note(message)
         history.insert(record)
-        history.write_last(record)
+        _write_compat_logs(self.config, record, history.write_last(record),
+                           history.log_path(job.name, record["run_id"]))
         if notifier:
             notifier.ended(record)
         return record
@@ -486,9 +492,7 @@ class _Run:
     def _finish(self, status: Status, exit_code: int) -> None:
         r = self.record
         finish(r, status, exit_code)
-        from runner.engine.peerfields import add_peer_fields
-
-        add_peer_fields(r, self.job)
+        _add_peer_fields(r, self.job)
         self.log.note(f"finished: {status} (exit {exit_code}) in {r['duration_seconds']:.2f}s")
         if self.log.write_error is not None and not r.get("error"):
             r["error"] = (f"the run log {self.log.path} is incomplete: "
@@ -520,14 +524,10 @@ class _Run:
 
     def _compat_logs(self) -> None:
         """restic-backup-helper's outputs in `compat_log_dir` (runner.engine.compatlogs)."""
-        directory = self.engine.config.compat_log_dir
-        if directory is None:
-            return
-        from runner.engine.compatlogs import write_compat_logs
-
         run_log = None if self.log.write_error else self.log.path
-        problem = write_compat_logs(directory, self.record, getattr(self, "result_file", None),
-                                    run_log, self.log.tail())
+        problem = _write_compat_logs(self.engine.config, self.record,
+                                     getattr(self, "result_file", None), run_log,
+                                     self.log.tail())
         if problem:
             self.log.note(f"compat_log_dir: not written: {problem}")
 
@@ -550,6 +550,25 @@ class _Run:
         with contextlib.suppress(sqlite3.Error, OSError):  # the end itself is recorded already
             self.history.save(r)
             self.history.write_last(r)
+
+
+def _add_peer_fields(record: RunRecord, job: JobConfig) -> None:
+    """restic-backup-helper's fields of `last-<job>.json` (runner.engine.peerfields)."""
+    from runner.engine.peerfields import add_peer_fields
+
+    add_peer_fields(record, job)
+
+
+def _write_compat_logs(config: Config, record: RunRecord, last_json: Path | None,
+                       run_log: Path | None, tail: str = "") -> str | None:
+    """restic-backup-helper's outputs in `compat_log_dir`, when set (runner.engine.compatlogs);
+    what failed, in words, or None."""
+    if config.compat_log_dir is None:
+        return None
+    from runner.engine.compatlogs import write_compat_logs
+
+    return write_compat_logs(config.compat_log_dir, record, last_json, run_log,
+                             tail or record.get("log_tail", ""))
 
 
 def _same_failure(last: RunRecord | None, record: RunRecord) -> bool:

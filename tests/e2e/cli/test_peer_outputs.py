@@ -122,3 +122,20 @@ def test_a_failed_run_is_written_there_too(ws: Workspace) -> None:
     assert "files_new" not in last and "forget_exit_code" not in last
     log = (ws.root / "varlog" / "backup-last.log").read_text()
     assert "finished: failed" in log and '"message_type"' not in log
+
+
+def test_a_run_that_cannot_start_is_written_there_too(ws: Workspace) -> None:
+    """A secret file others may read stops the run before restic starts (config-file mode):
+    still a failed run, in the state directory and in compat_log_dir alike."""
+    _config(ws)
+    ws.password_file.chmod(0o644)
+    done = ws.cli("run", "backup")
+    assert done.returncode != 0
+    varlog = ws.root / "varlog"
+    last = json.loads((varlog / "last-backup.json").read_text())
+    assert last["status"] == "failed" and last["steps"] == []
+    assert last["backup_root_dir"] == str(ws.data) and "release" in last
+    assert (varlog / "last-backup.json").read_bytes() == \
+        (ws.state / "last-backup.json").read_bytes()
+    assert str(ws.password_file) in (varlog / "cron.log").read_text()
+    assert (varlog / "backup-last.log").read_text() == (varlog / "cron.log").read_text()
