@@ -34,7 +34,7 @@ def test_one_run_processes_the_whole_job_file_with_bisync_recovery_and_hooks(
         f"{a};{b}\n"  # two columns: bisync; a first run, which the recovery makes good
         f"{root / 'missing'};{root / 'mirror'};sync\n"  # rclone exits 3
         f";{root / 'nowhere'};copy\n"  # malformed: not run, counted failed
-        "# one more\n"
+        "\n"  # blank lines and comments are skipped
         f"{archive};{root / 'kept'};copy;--update\n")
     runner = EnvRunner(root, ws18.restic, {
         "RESTIC_REPOSITORY": str(ws18.repo), "RESTIC_PASSWORD_FILE": str(ws18.password_file),
