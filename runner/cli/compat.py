@@ -26,9 +26,6 @@ WORKERS = {"backup": "backup", "check": "check", "forget": "forget", "prune": "p
 
 # what restic-runner does not do, and what to use instead (one line each)
 NO_EQUIVALENT = {
-    "rotate_log": "restic-runner rotates no cron.log: its service logs go to stdout (the "
-                  "container runtime rotates them) and each run keeps its own log ([history]); "
-                  "rotate compat_log_dir's cron.log with logrotate if you keep it",
     "mount-snapshot": "restic-runner mounts no snapshots: use `restic-runner restore --include "
                       "PATH --target DIR` to get files back, or `restic mount` yourself",
     "snapshot-export": "restic-runner exports no archives: use `restic-runner restore SNAPSHOT "
@@ -128,6 +125,7 @@ COMMANDS: dict[str, Handler] = {
     "init-repo": compat_tools.HANDLERS["init-repo"],
     "restore": compat_tools.HANDLERS["restore"],
     "sources-report": compat_tools.HANDLERS["sources-report"],
+    "rotate_log": compat_tools.HANDLERS["rotate_log"],
     "locked_run": locked_run,
     **{name: no_equivalent(name) for name in NO_EQUIVALENT},
 }

@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -244,7 +245,6 @@ def test_locked_run_runs_the_command_or_skips_with_exit_0(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("name, instead", [
-    ("rotate_log", "logrotate"),
     ("mount-snapshot", "restic-runner restore --include"),
     ("snapshot-export", "restic-runner restore SNAPSHOT --target DIR"),
 ])
@@ -296,3 +296,30 @@ def test_environment_mode_disabled_jobs_in_config_check_status_and_workers(
     document = json.loads(no_paths.stdout)
     assert no_paths.returncode == 1 and document["errors"] == 1
     assert runner.cli("compat", "status", BACKUP_ROOT_DIR="").returncode == 1
+
+
+def test_rotate_log_archives_cron_log_past_its_size(ws18: Workspace) -> None:
+    """compat_log_dir's cron.log (where runs append their lines, as the helper's cron did):
+    archived and emptied at CRON_LOG_MAX_SIZE, MAX_CRON_LOG_ARCHIVES archives kept."""
+    logs = ws18.root / "var-log"
+    _config(ws18)
+    ws18.config_path.write_text(f'compat_log_dir = "{logs}"\n' + ws18.config_path.read_text())
+    _ok(ws18.cli("compat", "backup"))
+    cron_log = logs / "cron.log"
+    assert cron_log.stat().st_size > 0
+    ws18.extra_env.update(CRON_LOG_MAX_SIZE="100000000", MAX_CRON_LOG_ARCHIVES="2")
+    assert "nothing to do" in _ok(ws18.cli("compat", "rotate_log")).stdout
+    ws18.extra_env["CRON_LOG_MAX_SIZE"] = "1"
+    for second in range(3):
+        cron_log.write_text(f"line {second}\n")
+        _ok(ws18.cli("compat", "rotate_log"))
+        assert cron_log.read_bytes() == b""
+        time.sleep(1.05)  # archives are named by the second
+    archives = sorted(logs.glob("cron_log_*.tar.gz"))
+    assert len(archives) == 2
+    with tarfile.open(archives[-1]) as tar:
+        member = tar.extractfile("cron.log")
+        assert member is not None and member.read() == b"line 2\n"
+    ws18.extra_env["CRON_LOG_MAX_SIZE"] = "lots"
+    bad = ws18.cli("compat", "rotate_log")
+    assert bad.returncode == 2 and "CRON_LOG_MAX_SIZE must be a positive integer" in bad.stderr
