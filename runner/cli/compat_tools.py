@@ -1,6 +1,6 @@
 """restic-backup-helper's helper commands (`status`, `doctor`, `cron-list`, `config-check`,
 `notify-test`, `forget-preview`, `unlock`, `init-repo`, `restore-test`, `restore`,
-`sources-report`), each with its flags, mapped onto restic-runner's own commands and engine
+`sources-report`, `rotate_log`), each with its flags, mapped onto restic-runner's own commands and engine
 (docs/compat-commands.md). What runs against a repository runs as a job through the engine
 where restic-runner has a kind for it; every line printed is masked."""
 
