@@ -1,5 +1,6 @@
 """Canary secrets (a repository URL password, a password file, an env_files value, each with
-`/ @ : %`, spaces and non-ASCII) appear in no file under state_dir and no output of any command,
+`/ @ : %`, spaces and non-ASCII) appear in no file under state_dir or compat_log_dir (the
+helper's /var/log: last-<job>.json, <job>-last.log, cron.log) and no output of any command,
 in any encoding; and never in a child's argv.
 
 The repository is a real REST server (`rclone serve restic` with basic auth) on loopback, so the
@@ -59,8 +60,10 @@ def test_canaries_never_leak(ws: Workspace, canary_repository_url: str, wait_for
     big = ws.root / "big"
     big.mkdir()
     (big / "r.bin").write_bytes(os.urandom(1024 * 1024))
+    varlog = ws.root / "varlog"
     ws.config_path.write_text(f"""
 state_dir = "{ws.state}"
+compat_log_dir = "{varlog}"
 [restic]
 binary = "{ws.restic}"
 repository_file = "{repo_file}"
@@ -131,5 +134,10 @@ timeout = "3s"
         assert_no_canary(done.stderr, f"stderr of {name}")
     files = [p for p in ws.state.rglob("*") if p.is_file()]
     assert len(files) >= 8
+    compat = sorted(p.name for p in varlog.iterdir())
+    assert compat == ["cron.log", "last-nightly.json", "last-slow.json", "last-wrong.json",
+                      "nightly-last.log", "slow-last.log", "wrong-last.log"]
+    assert "hook sees ***" in (varlog / "cron.log").read_text()
+    files += list(varlog.iterdir())
     for path in files:
         assert_no_canary(path.read_bytes(), str(path))
