@@ -255,8 +255,8 @@ def load_from_environment(environ: Mapping[str, str]) -> Config:
         requested = [r for n, r in b.disabled.items() if n not in b.unrequested]
         reason = (requested or list(b.disabled.values()) or ["no jobs"])[0]
         variable, _, problem = reason.partition(": ")
-        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", variable):
-            variable, problem = "", reason
+        if not re.fullmatch(r"[A-Z][A-Z0-9_]*", variable):  # "RESTIC_TAG is empty: …"
+            variable, problem = reason.split()[0].rstrip(":"), reason
         raise ConfigError(SOURCE, variable, problem)
     warnings = [*b.warnings,
                 *(disabled_warning(name, why) for name, why in b.disabled.items()

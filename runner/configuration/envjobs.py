@@ -150,8 +150,12 @@ def on(value: str | None) -> bool:
 
 
 def _is_executable(path: Path) -> bool:
+    return _is_file(path) and os.access(path, os.X_OK)
+
+
+def _is_file(path: Path) -> bool:
     try:
-        return path.is_file() and os.access(path, os.X_OK)
+        return path.is_file()
     except (OSError, ValueError):  # a directory name too long, or with a NUL in it
         return False
 
@@ -171,7 +175,7 @@ def _hooks(b: Builder, jobs: dict[str, Any]) -> None:
             hook = directory / f"{phase}-{name}.sh"
             if _is_executable(hook):
                 job[f"{phase}_hook"] = [str(hook)]
-            elif hook.is_file():
+            elif _is_file(hook):
                 b.warnings.append(f"Hook {phase}-{name} is not executable ({hook}); skipping.")
 
 
