@@ -99,9 +99,10 @@ COPY docker/as-service-user.sh /usr/local/lib/restic-runner/as-service-user
 COPY docker/healthcheck.sh /usr/local/lib/restic-runner/healthcheck
 # restic-backup-helper's /bin/<name> commands (/bin is /usr/bin here): `restic-runner compat`
 RUN /opt/restic-runner/bin/python -m runner.cli.container shims /usr/bin \
- && missing=$(find /usr /opt -xdev -type f \( -perm -u+x -o -name '*.so*' \) -exec ldd {} + \
-      2>/dev/null | grep 'not found' | sort -u) \
- && if [ -n "$missing" ]; then echo "$missing" >&2; exit 1; fi
+ && { find /usr /opt -xdev -type f \( -perm -u+x -o -name '*.so*' \) -exec ldd {} + \
+      2>/dev/null || true; } >/tmp/ldd.txt \
+ && if grep 'not found' /tmp/ldd.txt >&2; then exit 1; fi \
+ && rm /tmp/ldd.txt
 
 # ---------------------------------------------------------------------------------------------
 FROM scratch

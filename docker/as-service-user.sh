@@ -27,7 +27,10 @@ set -- --inh-caps="-all${keep:+,$keep}" -- "$@"
 if [ -n "$keep" ]; then
   set -- --ambient-caps="$keep" "$@"
 fi
-if has_cap CapEff 8; then  # CAP_SETPCAP: nothing else can come back, not even through exec
-  set -- --bounding-set="-all${keep:+,$keep}" "$@"
+if has_cap CapEff 8; then  # CAP_SETPCAP
+  # nothing else can come back, not even through exec; and access(2) honours the kept
+  # capability (without no_setuid_fixup it drops it for a non-root user: a secret file the
+  # service user can read would look unreadable)
+  set -- --bounding-set="-all${keep:+,$keep}" --securebits=+no_setuid_fixup "$@"
 fi
 exec setpriv --reuid="$service_uid" --regid="$service_uid" --clear-groups "$@"

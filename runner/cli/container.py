@@ -42,6 +42,7 @@ AS_SERVICE_USER = "/usr/local/lib/restic-runner/as-service-user"
 # the foreground command gets the signal itself, the service SIGTERM (its graceful stop)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 PROBE_OK = ("ok", "initialised")
+STARTED = "Container started."  # the start-up is done: the command runs
 
 
 def say(line: str) -> None:
@@ -97,7 +98,13 @@ def start_and_run(command: list[str]) -> int:
         return 1
     if config.compat_log_dir is not None:
         (config.compat_log_dir / "cron.log").touch()  # `tail -f` needs it, as the peer's touch
-    service = ["restic-runner", "serve" if api_configured(config) else "schedule"]
+    if api_configured(config):
+        service: list[str] | None = ["restic-runner", "serve"]
+    elif any(job.schedule for job in config.jobs.values()):
+        service = ["restic-runner", "schedule"]
+    else:  # every *_CRON empty (or never firing): the peer's crond would run nothing either
+        say("Nothing is scheduled: only the command runs (manual commands work)")
+        service = None
     return supervise(service, command)
 
 
@@ -127,53 +134,60 @@ def api_configured(config: Config) -> bool:
         return False
 
 
-def supervise(service_args: list[str], command: list[str]) -> int:
-    """Run the scheduler and the foreground command; when either ends, or a stop signal comes,
-    stop the other and wait for the scheduler (it ends its runs gracefully)."""
+def supervise(service_args: list[str] | None, command: list[str]) -> int:
+    """Run the service (scheduler or API, if any) and the foreground command; when either ends,
+    or a stop signal comes, stop the other and wait for the service (it ends its runs
+    gracefully) and for the runs `docker exec` started."""
     children: list[subprocess.Popen[bytes]] = []
     stopping: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
         stopping.append(signum)
-        service, *rest = children
-        if service.poll() is None:
-            service.send_signal(signal.SIGTERM)  # its graceful stop
-        for child in rest:
-            if child.poll() is None:
-                child.send_signal(signum)
+        for child in children:
+            if child.poll() is None:  # the service's graceful stop is SIGTERM
+                child.send_signal(signal.SIGTERM if child is service else signum)
         for pid in exec_sessions():  # e.g. `docker exec c backup`: its restic gets SIGINT too
             _kill(pid, signal.SIGTERM)
 
-    service = subprocess.Popen(service_args)
-    children.append(service)
+    service = subprocess.Popen(service_args) if service_args else None
+    if service is not None:
+        children.append(service)
+        say(f"Started: {' '.join(service_args or ())} (pid {service.pid})")
     for signum in STOP_SIGNALS:
         signal.signal(signum, on_signal)
-    say(f"Started: {' '.join(service_args)} (pid {service.pid})")
     try:
         foreground = subprocess.Popen(command)
     except OSError as exc:
         say(f"cannot run {command[0]}: {exc.strerror}")
-        service.terminate()
-        service.wait()
+        stop_and_wait(service)
         return 127
     children.append(foreground)
-    while service.poll() is None and foreground.poll() is None:
+    say(STARTED)
+    while foreground.poll() is None and (service is None or service.poll() is None):
         try:  # until either has ended; WNOWAIT leaves the reaping (and exit code) to Popen
             os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
         except ChildProcessError:
             break
-    if foreground.poll() is None:  # the service ended on its own: nothing runs the schedule
-        say(f"{service_args[1]} exited {service.returncode}: stopping {command[0]}")
+    if service is not None and foreground.poll() is None:
+        # the service ended on its own: nothing runs the schedule
+        say(f"{' '.join(service_args or ())} exited {service.returncode}: stopping {command[0]}")
         foreground.terminate()
         foreground.wait()
         return service.returncode or 1
-    if service.poll() is None:
-        service.send_signal(signal.SIGTERM)  # the foreground ended: stop gracefully
-    service_code = service.wait()
+    service_code = stop_and_wait(service)
     if stopping:  # asked to stop: a clean service stop is a clean exit
         wait_for_exec_sessions()
         return service_code
     return foreground.returncode
+
+
+def stop_and_wait(service: subprocess.Popen[bytes] | None) -> int:
+    """SIGTERM (the service's graceful stop) unless it has ended; its exit code."""
+    if service is None:
+        return 0
+    if service.poll() is None:
+        service.send_signal(signal.SIGTERM)
+    return service.wait()
 
 
 def exec_sessions() -> list[int]:
