@@ -18,7 +18,7 @@ from runner.engine.jobs.output import (
     RestoreTestOutput,
 )
 from runner.engine.jobs.rclonecalls import main_step, rclone_step
-from runner.engine.jobs.restore import RestoreOutput, restore_args
+from runner.engine.jobs.restore import restore_steps
 from runner.engine.jobs.steps import StepSpec
 
 __all__ = ["BUILDERS", "StepSpec", "is_dry_run", "plan", "unlock_step"]
@@ -127,9 +127,8 @@ BUILDERS: dict[str, Callable[[JobConfig, Mapping[str, Any]], list[StepSpec]]] = 
     "unlock": _unlock,
     "replicate": _replicate,
     "restore-test": _restore_test,
-    "restore": lambda job, params: [StepSpec(
-        "restore", _restic(job, "restore", *restore_args(job, is_dry_run(job, params))),
-        RestoreOutput)],
+    "restore": lambda job, params: restore_steps(job, is_dry_run(job, params),
+                                                 _restic(job, "restore")),
 }
 
 

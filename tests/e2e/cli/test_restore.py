@@ -66,6 +66,18 @@ def test_include_restores_only_that_path_and_the_compat_flags_work(ws: Workspace
     assert listing.returncode == 0 and snapshot in listing.stdout
 
 
+def test_an_include_that_matches_nothing_fails_with_exit_3(ws: Workspace) -> None:
+    """restic restores nothing and exits 0; restic-backup-helper's /bin/restore said exit 3."""
+    _backup_config(ws)
+    target = ws.root / "typo"
+    done = ws.cli("compat", "restore", "--target", str(target), "--include",
+                  "/home/not-in-the-snapshot")
+    assert done.returncode == 3, done.stdout + done.stderr
+    record = json.loads((ws.state / "last-restore.json").read_text())
+    assert record["status"] == "failed" and record["exit_code"] == 3
+    assert "no file or directory matched --include" in record["error"]
+
+
 @pytest.mark.parametrize("where", ["non-empty", "source", "root"])
 def test_targets_that_would_overwrite_are_refused(ws: Workspace, where: str) -> None:
     _backup_config(ws)

@@ -74,6 +74,21 @@ def test_the_restore_kind_is_one_restic_restore_step() -> None:
     [step] = plan(job)
     assert step.argv == ("restic", "restore", "--json", "abc123", "--target=/r",
                          "--include=/data/x", "--verify", "--dry-run")
+    _, check = plan(job._replace(dry_run=False))  # then: did the include match?
+    assert check.name == "include-check" and check.needs_success
+    assert check.argv[-2:] == ("/r", "/data/x")
+
+
+@pytest.mark.parametrize("include, found", [
+    ("/data/docs", True), ("/data/doc", False), ("docs", True), ("*.txt", True),
+    ("/data/*.txt", False), ("/data/docs/*.txt", True), ("/elsewhere", False)])
+def test_an_include_matches_what_restic_restored(tmp_path: Path, include: str,
+                                                 found: bool) -> None:
+    from runner.engine.jobs.restore import matched
+
+    (tmp_path / "data" / "docs").mkdir(parents=True)
+    (tmp_path / "data" / "docs" / "a.txt").write_text("a")
+    assert matched(tmp_path, include) is found
 
 
 def test_status_verdicts(tmp_path: Path) -> None:
