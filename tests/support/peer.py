@@ -96,8 +96,11 @@ class PeerInstall:
         PATH with the `mail` stub and `restic`'s directory first, its release, TZ."""
         path = os.pathsep.join([str(self.root / "fakebin"), str(restic.parent),
                                 os.environ.get("PATH", "/usr/bin:/bin")])
+        # In its container restic records the container's hostname (HOSTNAME); here it
+        # would record the machine's: RESTIC_HOST (restic >= 0.16) gives it HOSTNAME.
+        host = {"RESTIC_HOST": variables["HOSTNAME"]} if "HOSTNAME" in variables else {}
         return {"PATH": path, "HOME": str(self.root), "TZ": "UTC", "LANG": "C.UTF-8",
-                "RESTIC_BACKUP_HELPER_RELEASE": RELEASE, **variables}
+                "RESTIC_BACKUP_HELPER_RELEASE": RELEASE, **host, **variables}
 
     def run(self, command: str, *args: str, env: dict[str, str],
             timeout: float = 180) -> subprocess.CompletedProcess[str]:
