@@ -1,17 +1,19 @@
 """Fixtures of the compatibility proof: `smoke`, the peer's CI smoke environment started once
 per module (its repository initialised by the start-up, its data seeded, as the peer's
-scripts/ci-smoke-test.sh does); `smtp`, a plain SMTP server on a loopback port (not started)."""
+scripts/ci-smoke-test.sh does); `smtp`, a plain SMTP server on a loopback port (not started);
+`smtp_server`, one with STARTTLS and AUTH (as tests/notifiers' fixture of that name)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support.composeenv import Environment, smoke_environment
 from tests.support.envmode import start_up
 from tests.support.paths import ONE_RESTIC
-from tests.support.smtp import ScriptedSmtp
+from tests.support.smtp import ScriptedSmtp, SmtpServer, start_smtp_server
 from tests.support.workspace import restic_binary
 
 
@@ -25,5 +27,13 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> Environment:
 @pytest.fixture
 def smtp() -> Iterator[ScriptedSmtp]:
     server = ScriptedSmtp()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path) -> Iterator[SmtpServer]:
+    """aiosmtpd with STARTTLS required before AUTH, and one user (quirks: environment.md §6)."""
+    server = start_smtp_server(tmp_path)
     yield server
     server.stop()

@@ -23,14 +23,16 @@ Adapted, because there is no container here (tests.support.compose's `adapt_path
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from tests.support.compose import COMPOSE_FILES, host_path
+from tests.support.compose import COMPOSE_FILES, compose_file, host_path
 from tests.support.composeenv import Environment, environments
 from tests.support.envmode import explain, start_up
 from tests.support.peer import textfile_samples
+from tests.support.smtp import SMTP_PASSWORD, SMTP_USER, SmtpServer
 
 pytestmark = pytest.mark.slow
 
@@ -118,3 +120,36 @@ def test_every_job_runs_and_writes_its_outputs(file: str, tmp_path: Path) -> Non
         assert (host_path(tmp_path, "/data/sync_b") / "a.txt").exists()
     if file == "examples/compose/cloud-reference.yml":
         assert (tmp_path / "replica" / "in.txt").exists()
+
+
+def test_cloud_reference_mails_a_failure_through_its_msmtprc(tmp_path: Path,
+                                                             smtp_server: SmtpServer) -> None:
+    """cloud-reference mounts an msmtprc at /etc/msmtprc (the peer's config/msmtprc: STARTTLS
+    on 587, auth) and sets MAILX_RCPT with MAILX_ON_ERROR=ON. Adapted: that file's host, port,
+    user and password point at a loopback server (its place given by RESTIC_RUNNER_MSMTPRC).
+    A good backup mails nothing; a failed one mails the recipient with the peer's subject."""
+    [env] = environments("examples/compose/cloud-reference.yml", tmp_path)
+    msmtprc = tmp_path / "msmtprc"
+    text = compose_file("config/msmtprc").read_text()
+    for key, value in (("host", "127.0.0.1"), ("port", str(smtp_server.port)),
+                       ("user", SMTP_USER), ("password", SMTP_PASSWORD)):
+        text = re.sub(rf"^{key} .*$", f"{key} {value}", text, flags=re.M)
+    msmtprc.write_text(text + f"tls_trust_file {smtp_server.cafile}\n")
+    msmtprc.chmod(0o600)
+    env.runner.variables["RESTIC_RUNNER_MSMTPRC"] = str(msmtprc)
+    start_up(env.runner, env.ready)
+    good = env.runner.cli("compat", "backup")
+    assert good.returncode == 0, explain(good)
+    assert not smtp_server.messages, "MAILX_ON_ERROR=ON: a good backup mails nothing"
+    include = host_path(tmp_path, "/config/include_files.txt")
+    include.write_text(f"{tmp_path / 'no-such-source'}\n")
+    bad = env.runner.cli("compat", "backup")
+    assert bad.returncode != 0, explain(bad)
+    [message] = smtp_server.wait_for(1)
+    assert str(message["To"]) == env.variables["MAILX_RCPT"]
+    assert str(message["Subject"]).startswith(
+        f"[FAIL {bad.returncode}] Backup {env.variables['HOSTNAME']} · "), message["Subject"]
+    assert smtp_server.logins and smtp_server.logins[-1] == (SMTP_USER, SMTP_PASSWORD)
+    outputs = [good.stdout, good.stderr, bad.stdout, bad.stderr,
+               *(p.read_text(errors="replace") for p in env.runner.log.rglob("*") if p.is_file())]
+    assert not [text for text in outputs if SMTP_PASSWORD in text]
