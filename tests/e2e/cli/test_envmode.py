@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.support.envmode import EnvRunner, explain
 from tests.support.workspace import Workspace
 
@@ -109,3 +111,24 @@ def test_a_config_file_keeps_the_strict_rule(ws18: Workspace, tmp_path: Path) ->
                       f'[jobs.backup]\nkind = "backup"\npaths = ["{ws18.data}"]\n')
     done = runner(ws18).cli("--config", str(config), "run", "backup")
     assert done.returncode != 0 and "readable by every local user" in done.stderr
+
+
+@pytest.mark.parametrize(("bad", "other"), [
+    ({"BACKUP_CRON": "0 0 31 2 *"}, "backup"),
+    ({"MAILX_RCPT": "ops@example.org"}, "backup"),
+    ({"RESTIC_TAG": "a,b"}, "backup"),
+    ({"RESTIC_TAG": "with space"}, "backup"),
+    ({"BACKUP_ROOT_DIR": ""}, "check"),
+    ({"RESTIC_TAG": ""}, "check"),
+    ({"FORGET_CRON": "0 5 * * *", "RESTIC_FORGET_ARGS": ""}, "backup"),
+    ({"REPLICATE_CRON": "0 2 * * *"}, "backup"),
+    ({"PRUNE_CRON": "not cron"}, "backup"),
+], ids=["never-cron", "mail-without-smtp", "tag-comma", "tag-space", "no-paths", "empty-tag",
+        "forget-without-policy", "missing-job-file", "bad-cron"])
+def test_one_bad_value_leaves_the_other_jobs_running(ws18: Workspace, bad: dict[str, str],
+                                                     other: str) -> None:
+    env = runner(ws18, **bad)
+    done = env.cli("run", other)
+    assert done.returncode == 0, explain(done)
+    config = env.cli("config", "check")
+    assert config.returncode == 0, explain(config)
