@@ -38,7 +38,9 @@ DIFFERENCES = {
                     "documents (schema restic-runner.*) unless they carry the peer's schema "
                     "name; the peer's recent_json list of 14 files has no equivalent",
     "no equivalent": "rotate_log, mount-snapshot, snapshot-export (and sources-report if not "
-                     "implemented): one line naming what to use instead, non-zero exit",
+                     "implemented): one line naming what to use instead, non-zero exit; the "
+                     "compat log directory's cron.log is then not rotated by restic-runner "
+                     "(logrotate, or the container runtime's logs)",
 }
 
 
@@ -122,6 +124,12 @@ def test_backup_with_hooks_and_forget(smoke: Environment) -> None:
     record = last_json(smoke, "backup")
     assert record["exit_code"] == 0 and record.get("forget_exit_code") == "0", record
     assert any(s.get("tags") == ["ci-smoke"] for s in snapshots(smoke))
+
+
+def test_snapshots_exist(smoke: Environment) -> None:
+    """`restic snapshots` on the repository succeeds after the backup step."""
+    ensure_snapshot(smoke)
+    assert snapshots(smoke)
 
 
 def test_check(smoke: Environment) -> None:
