@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.envmode import EnvRunner, explain
+from tests.support.smtp import SMTP_PASSWORD, SMTP_USER, start_smtp_server
 from tests.support.workspace import Workspace
 
 
@@ -132,3 +133,29 @@ def test_one_bad_value_leaves_the_other_jobs_running(ws18: Workspace, bad: dict[
     assert done.returncode == 0, explain(done)
     config = env.cli("config", "check")
     assert config.returncode == 0, explain(config)
+
+
+def test_mail_goes_through_the_msmtprc_the_helper_mounted(ws18: Workspace,
+                                                          tmp_path: Path) -> None:
+    """The helper's users configure mail with an msmtprc (STARTTLS, login): restic-runner reads
+    its default account and delivers there; the password appears in no output."""
+    server = start_smtp_server(tmp_path)
+    try:
+        msmtprc = ws18.root / "msmtprc"
+        msmtprc.write_text(
+            "# the helper's /etc/msmtprc\ndefaults\n  auth on\n  tls on\n  tls_starttls on\n"
+            f"  tls_trust_file {server.cafile}\n\naccount default\n  host 127.0.0.1\n"
+            f"  port {server.port}\n  from backup@test-host.example\n  user {SMTP_USER}\n"
+            f"  password {SMTP_PASSWORD}\n")
+        msmtprc.chmod(0o600)
+        env = runner(ws18, MAILX_RCPT="ops@example.org", RESTIC_RUNNER_MSMTPRC=str(msmtprc))
+        done = env.cli("run", "backup")
+        assert done.returncode == 0, explain(done)
+        [message] = server.wait_for(1)
+        assert message["Subject"].startswith("[OK] Backup")
+        assert message["From"] == "backup@test-host.example"
+        assert SMTP_PASSWORD not in done.stdout + done.stderr
+        report = env.cli("doctor", "--json")
+        assert SMTP_PASSWORD not in report.stdout + report.stderr
+    finally:
+        server.stop()
