@@ -12,7 +12,9 @@ DIFFERENCES (the draft of docs/migration.md's list), asserted in its documented 
 - commands restic-runner has no equivalent for: exit non-zero with one line naming what to use
   instead (issue 15, item 6), else the peer's outputs.
 The steps share one environment per module (the `smoke` fixture); a step that needs a snapshot
-makes one first, so each runs alone too."""
+makes one first, so each runs alone too. Each step also runs on the peer's own scripts (the
+`smoke` fixture's "peer" side, tests.support.peer): its assertions are the peer's, and hold
+there."""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ DIFFERENCES = {
 
 
 def compat(env: Environment, *args: str, **changes: str) -> subprocess.CompletedProcess[str]:
-    return env.runner.cli("compat", *args, **changes)
+    return env.command(*args, **changes)
 
 
 def ok(env: Environment, *args: str, **changes: str) -> subprocess.CompletedProcess[str]:
@@ -56,7 +58,7 @@ def ok(env: Environment, *args: str, **changes: str) -> subprocess.CompletedProc
 
 def last_json(env: Environment, command: str) -> dict[str, Any]:
     """/var/log/last-<command>.json, as the smoke test `cat`s it."""
-    path = env.runner.log / f"last-{command}.json"
+    path = env.log / f"last-{command}.json"
     assert path.exists(), f"{command} wrote no last-{command}.json in the compat log directory"
     return json.loads(path.read_text())
 
@@ -69,7 +71,7 @@ def snapshots(env: Environment) -> list[dict[str, Any]]:
 
 def ensure_snapshot(env: Environment) -> None:
     if not snapshots(env):
-        done = env.runner.cli("run", "backup")
+        done = env.backup()
         assert done.returncode == 0, explain(done)
 
 
@@ -88,6 +90,11 @@ def test_restic_binary(smoke: Environment) -> None:
 def test_release_metadata(smoke: Environment) -> None:
     """The peer checks its baked RESTIC_BACKUP_HELPER_RELEASE (deliberate difference): ours
     reports its version."""
+    if smoke.peer is not None:
+        ensure_snapshot(smoke)
+        assert last_json(smoke, "backup")["release"] == smoke.peer.env(
+            smoke.runner.restic, {})["RESTIC_BACKUP_HELPER_RELEASE"]
+        return
     done = smoke.runner.cli("--version")
     assert done.returncode == 0 and done.stdout.strip(), explain(done)
 
@@ -171,7 +178,7 @@ def test_replicate_bisync_first_run(smoke: Environment) -> None:
     the line failed even when its recovery succeeds (replicate.sh counts the failed bisync
     before recovering): processed 1, failed 1, exit 0."""
     ok(smoke, "replicate")
-    assert (host_path(smoke.runner.root, "/data/sync_b") / "a.txt").exists()
+    assert (host_path(smoke.root, "/data/sync_b") / "a.txt").exists()
     record = last_json(smoke, "replicate")
     assert record["exit_code"] == 0
     assert (record["replicate_jobs_processed"], record["replicate_jobs_failed"]) == ("1", "1")
@@ -213,7 +220,7 @@ def test_notify_test_dry_run(smoke: Environment) -> None:
 
 def test_restore_dry_run(smoke: Environment) -> None:
     ensure_snapshot(smoke)
-    target = smoke.runner.root / "restore-smoke"
+    target = smoke.root / "restore-smoke"
     target.mkdir(exist_ok=True)
     ok(smoke, "restore", "--dry-run", "--yes", "--target", str(target))
     record = last_json(smoke, "restore")
@@ -237,7 +244,7 @@ def test_restore_test_with_a_canary(smoke: Environment) -> None:
     """The rehearsal restores the latest snapshot into a temporary directory, checks the
     canary's SHA-256 against the seeded file, and cleans up."""
     ensure_snapshot(smoke)
-    canary = host_path(smoke.runner.root, "/data/backup_src") / "smoke.txt"
+    canary = host_path(smoke.root, "/data/backup_src") / "smoke.txt"
     digest = hashlib.sha256(canary.read_bytes()).hexdigest()
     ok(smoke, "restore-test", "--min-files", "1", "--canary", f"{canary}={digest}")
     record = last_json(smoke, "restore-test")
@@ -263,7 +270,7 @@ def test_restore_test_dry_run(smoke: Environment) -> None:
 def test_repository_file_precedence(smoke: Environment) -> None:
     """RESTIC_REPOSITORY empty, RESTIC_REPOSITORY_FILE naming a file whose first non-blank,
     non-comment line is the repository: the configuration is valid and a backup lands there."""
-    url_file = host_path(smoke.runner.root, "/data/repo.url")
+    url_file = host_path(smoke.root, "/data/repo.url")
     repository = smoke.variables["RESTIC_REPOSITORY"]
     url_file.write_text(f"# Repo URL for smoke RESTIC_REPOSITORY_FILE test\n{repository}\n")
     given = {"RESTIC_REPOSITORY": "", "RESTIC_REPOSITORY_FILE": str(url_file)}
@@ -277,14 +284,14 @@ def test_repository_file_precedence(smoke: Environment) -> None:
     else:
         assert document["ok"] is True, document
     before = len(snapshots(smoke))
-    done = smoke.runner.cli("run", "backup", **given)
+    done = smoke.backup(**given)
     assert done.returncode == 0, explain(done)
     assert len(snapshots(smoke)) == before + 1
 
 
 def test_rotate_log(smoke: Environment) -> None:
     """CRON_LOG_MAX_SIZE=1: one appended byte makes /bin/rotate_log archive cron.log."""
-    log = smoke.runner.log
+    log = smoke.log
     log.mkdir(parents=True, exist_ok=True)
     with (log / "cron.log").open("a") as cron_log:
         cron_log.write("x")

@@ -6,6 +6,7 @@ tests/compat/test_compose_environments.py's docstring lists what is adapted."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -22,21 +23,50 @@ from tests.support.compose import (
 )
 from tests.support.envmode import EnvRunner
 from tests.support.paths import ONE_RESTIC
+from tests.support.peer import ENTRY_COMMANDS, PeerInstall, install_peer
 from tests.support.workspace import restic_binary
 
 
 @dataclass
 class Environment:
-    """One compose service made runnable here."""
+    """One compose service made runnable here: by restic-runner (`runner`), or, when `peer` is
+    given, by the peer's own scripts installed there (its manual commands only: no cron)."""
 
     service: Service
     runner: EnvRunner
     ready: Path  # the repository's `config` file once initialised
     notes: list[str]
+    peer: PeerInstall | None = None
 
     @property
     def variables(self) -> dict[str, str]:
         return self.runner.variables
+
+    @property
+    def root(self) -> Path:
+        return self.runner.root
+
+    @property
+    def log(self) -> Path:
+        """The container's /var/log: the compat log directory, or the peer's."""
+        return self.peer.log if self.peer else self.runner.log
+
+    def command(self, name: str, *args: str,
+                **changes: str) -> subprocess.CompletedProcess[str]:
+        """The container's manual command `name` (`docker exec <c> /bin/<name>`, or
+        `docker compose run <service> <name>`): `restic-runner compat`, or the peer's."""
+        if self.peer is None:
+            return self.runner.cli("compat", name, *args, **changes)
+        env = self.peer.env(self.runner.restic, {**self.variables, **changes})
+        if name in ENTRY_COMMANDS:
+            return self.peer.run_entry(name, *args, env=env)
+        return self.peer.run(name, *args, env=env)
+
+    def backup(self, **changes: str) -> subprocess.CompletedProcess[str]:
+        """A backup by the side's own means (`restic-runner run backup`, the peer's /bin/backup)."""
+        if self.peer is None:
+            return self.runner.cli("run", "backup", **changes)
+        return self.command("backup", **changes)
 
     def restic(self, *args: str) -> subprocess.CompletedProcess[str]:
         """restic itself on the service's repository (its variables, as its healthcheck does)."""
@@ -76,6 +106,18 @@ def smoke_environment(root: Path, restic: Path) -> Environment:
     variables["HOSTNAME"] = service.hostname
     runner = EnvRunner(root, restic, variables)
     return Environment(service, runner, Path(variables["RESTIC_REPOSITORY"]) / "config", notes)
+
+
+def peer_smoke_environment(root: Path, restic: Path) -> Environment:
+    """The smoke environment run by the peer's own scripts: its /hooks are the smoke hooks,
+    its repository initialised by `restic init` (what its entry.sh does at container start)."""
+    env = smoke_environment(root, restic)
+    peer = install_peer(root / "peer")
+    shutil.rmtree(peer.hooks)
+    shutil.copytree(host_path(root, "/hooks"), peer.hooks)
+    done = env.restic("init")
+    assert done.returncode == 0, done.stderr
+    return dataclasses.replace(env, peer=peer)
 
 
 def _cloud(root: Path, restic: Path) -> Environment:

@@ -23,6 +23,8 @@ PEER_ROOT = ROOT.parent / "shared" / "reference" / "restic-backup-helper-2.14.2"
 # Container directories the scripts hard-code -> their place under an install's root
 CONTAINER_DIRS = {"/var/log": "log", "/hooks": "hooks", "/config": "config", "/var/run": "run"}
 RELEASE = "2.14.2-side-by-side"
+# commands the peer's entry.sh handles itself (`docker compose run <service> config-check`)
+ENTRY_COMMANDS = ("config-check",)
 
 _FAKE_MAIL = """#!/bin/sh
 # Test stub for mailx (tests/support/peer.py): records `mail [-v] -s SUBJECT RCPT < body`.
@@ -108,6 +110,12 @@ class PeerInstall:
         return subprocess.run([str(self.root / "bin" / command), *args], env=env,
                               capture_output=True, text=True, timeout=timeout, cwd=self.root)
 
+    def run_entry(self, *args: str, env: dict[str, str],
+                  timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        """The peer's entry.sh with ARGS (its own commands, e.g. `config-check`)."""
+        return subprocess.run([str(self.root / "entry.sh"), *args], env=env,
+                              capture_output=True, text=True, timeout=timeout, cwd=self.root)
+
     def mails(self) -> list[tuple[str, str, str]]:
         """(subject, recipient, body) of every mail the peer sent, in order."""
         found = []
@@ -130,6 +138,9 @@ def install_peer(root: Path) -> PeerInstall:
         target.write_text(rewrite((PEER_ROOT / "app" / script).read_text(), root,
                                   list(commands)))
         target.chmod(0o755 if name != "lib.sh" else 0o644)
+    entry = root / "entry.sh"
+    entry.write_text(rewrite((PEER_ROOT / "app" / "entry.sh").read_text(), root, list(commands)))
+    entry.chmod(0o755)
     mail = root / "fakebin" / "mail"
     mail.write_text(_FAKE_MAIL.format(outbox=root / "outbox"))
     mail.chmod(0o755)
