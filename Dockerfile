@@ -89,8 +89,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/restic-runner \
       --no-create-home --shell /usr/sbin/nologin restic-runner \
  && dpkg --purge --force-remove-essential --force-depends $PACKAGING_TOOLS >/dev/null \
- && install -d -o 10001 -g 10001 -m 0700 /var/lib/restic-runner \
- && install -d -o 10001 -g 10001 -m 0755 /var/log /mnt/restic /.cache /.cache/restic \
+ && install -d -o 10001 -g 0 -m 0770 /var/lib/restic-runner \
+ && install -d -o 10001 -g 0 -m 0775 /var/log /mnt/restic /.cache /.cache/restic \
  && install -d -m 0755 /etc/restic-runner /usr/local/lib/restic-runner
 COPY --from=fetch /out/restic /usr/local/bin/restic
 COPY --from=build /opt/restic-runner /opt/restic-runner
@@ -142,5 +142,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # No USER: the entrypoint starts as root only to give the service user (uid 10001) the
 # directories it writes, then runs everything as that user, keeping CAP_DAC_READ_SEARCH to read
 # any data. Started as 10001 (Kubernetes runAsUser, compose `user:`) it needs no capability.
+# Root that cannot change user (capabilities dropped, as restic-backup-helper's Kubernetes
+# manifest does) stays root: the directories it writes are group 0 and group-writable for it.
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/lib/restic-runner/entrypoint"]
 CMD ["serve", "--bind", "0.0.0.0:8080"]

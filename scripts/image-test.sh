@@ -22,7 +22,7 @@ seconds() { date +%s.%N; }
 took() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f} s')" "$1" "$(seconds)"; }
 
 need=()
-for pair in podman:podman runc:runc debootstrap:debootstrap; do
+for pair in podman:podman runc:runc debootstrap:debootstrap catatonit:catatonit; do  # catatonit: kube play's pause image
   command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

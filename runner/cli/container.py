@@ -74,8 +74,18 @@ def main(argv: list[str]) -> int:
         os.execvp("restic-runner", ["restic-runner", "compat", name, *argv[1:]])
     if is_runner_command(argv[0]):
         args = argv[1:] if argv[0] == "restic-runner" else argv
+        if args and args[0] in ("serve", "schedule"):
+            touch_cron_log(os.environ.get("RESTIC_RUNNER_COMPAT_LOG_DIR"))
         os.execvp("restic-runner", ["restic-runner", *args])
     return start_and_run(argv)
+
+
+def touch_cron_log(directory: str | Path | None) -> None:
+    """cron.log exists from the start, as the peer's entry.sh made it: `tail -f` follows it,
+    its Kubernetes manifest's readiness probe is `test -f /var/log/cron.log`."""
+    if directory:
+        with contextlib.suppress(OSError):
+            (Path(directory) / "cron.log").touch()
 
 
 # --- the peer's start-up, then its foreground command ----------------------------------------
@@ -96,8 +106,7 @@ def start_and_run(command: list[str]) -> int:
         say(f"warning: {warning}")
     if not probe_repositories(config):
         return 1
-    if config.compat_log_dir is not None:
-        (config.compat_log_dir / "cron.log").touch()  # `tail -f` needs it, as the peer's touch
+    touch_cron_log(config.compat_log_dir)
     if api_configured(config):
         service: list[str] | None = ["restic-runner", "serve"]
     elif any(job.schedule for job in config.jobs.values()):
