@@ -161,9 +161,9 @@ def _is_file(path: Path) -> bool:
 
 
 def _hooks(b: Builder, jobs: dict[str, Any]) -> None:
-    """`/hooks/pre-<job>.sh` and `/hooks/post-<job>.sh` when present and executable; a failing
-    pre hook does not stop the job (restic-backup-helper ignores it); the hooks get the whole
-    environment (`hook_env = ["*"]`), as the helper's hooks did."""
+    """`/hooks/pre-<job>.sh` and `/hooks/post-<job>.sh` when present; a failing (or not
+    executable) pre hook does not stop the job (restic-backup-helper ignores it); the hooks
+    get the whole environment (`hook_env = ["*"]`), as the helper's hooks did."""
     directory = Path(b.get("RESTIC_RUNNER_HOOKS_DIR") or HOOKS_DIR)
     timeout = _hook_timeout(b)
     for name, job in jobs.items():
@@ -173,9 +173,12 @@ def _hooks(b: Builder, jobs: dict[str, Any]) -> None:
         job["hook_timeout"] = timeout
         for phase in ("pre", "post"):
             hook = directory / f"{phase}-{name}.sh"
-            if _is_executable(hook):
-                job[f"{phase}_hook"] = [str(hook)]
-            elif _is_file(hook):
+            if not _is_file(hook):
+                continue
+            # one that is not executable stays configured: each run reports it (exit 126) and
+            # goes on, as the helper's runs did; start-up names it with the helper's message
+            job[f"{phase}_hook"] = [str(hook)]
+            if not _is_executable(hook):
                 b.warnings.append(f"Hook {phase}-{name} is not executable ({hook}); skipping.")
 
 
