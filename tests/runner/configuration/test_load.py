@@ -62,3 +62,22 @@ def test_restic_runner_config_must_exist(place: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("RESTIC_RUNNER_CONFIG", str(place / "missing.toml"))
     with pytest.raises(ConfigError, match="does not exist"):
         load.load_config()
+
+
+def test_environment_mode_applies_the_helpers_time_zone(place: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The helper's image set TZ=Europe/Amsterdam: its cron fired in that zone, so do the
+    schedules (and restic, rclone and hooks get it) when TZ is not set."""
+    import os
+    import time
+
+    from runner.configuration.schedule import zone
+
+    monkeypatch.delenv("TZ")
+    try:
+        load.load_config()
+        assert os.environ["TZ"] == "Europe/Amsterdam"
+        assert str(zone()) == "Europe/Amsterdam"
+    finally:
+        os.environ["TZ"] = "UTC"  # monkeypatch puts the original back afterwards
+        time.tzset()
