@@ -265,7 +265,7 @@ def load_from_environment(environ: Mapping[str, str]) -> Config:
     config = config._replace(
         warnings=tuple(warnings), disabled=MappingProxyType(dict(b.disabled)),
         unrequested=frozenset(b.unrequested), problems=MappingProxyType(dict(b.problems)))
-    return config._replace(warnings=(*config.warnings, *secret_file_warnings(config)))
+    return config._replace(warnings=(*config.warnings, *secret_file_warnings(config, b.keys)))
 
 
 def secret_files(config: Config) -> dict[Path, str]:
@@ -291,16 +291,18 @@ def secret_files(config: Config) -> dict[Path, str]:
     return found
 
 
-def secret_file_warnings(config: Config) -> list[str]:
+def secret_file_warnings(config: Config, keys: Mapping[str, str]) -> list[str]:
     """A world-readable secret file is accepted in environment mode (Docker mounts secrets
-    0444, Kubernetes 0644), with a warning; one others can write or own is refused when read."""
+    0444, Kubernetes 0644), with a warning naming the variable; one others can write or own is
+    refused when read."""
     from security.secretfiles import file_access, lenient_problem
 
     warnings = []
     for path, key in secret_files(config).items():
         access = file_access(path)
         if access.exists and access.world_readable and not lenient_problem(access):
-            warnings.append(f"{key}: secret file {access.describe()} is readable by every "
+            warnings.append(f"{variable_for(key, keys)}: secret file {access.describe()} is "
+                            "readable by every "
                             "local user; accepted in environment mode (a Docker or Kubernetes "
                             "secret mount), better mounted 0400 or 0440")
     return warnings
