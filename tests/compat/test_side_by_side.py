@@ -207,7 +207,10 @@ def test_a_maintenance_job_side_by_side(ws18: Workspace, smtp: ScriptedSmtp, job
 
 def test_forget_without_a_policy_side_by_side(ws18: Workspace, smtp: ScriptedSmtp) -> None:
     """FORGET_CRON set, RESTIC_FORGET_ARGS empty: the peer's /bin/forget refuses with exit 2
-    ("No retention policy configured"); ours exits 2 as well, and the backup still runs."""
+    ("No retention policy configured"); ours exits 2 as well, and the backup still runs.
+    Deliberate difference: the peer records that refusal as a run (last-forget.json, a
+    "[FAIL 2] Forget" mail, the post hook, each time its cron fires); ours disables the job
+    (a start-up warning, a failing doctor line) and a manual run is refused before it starts."""
     pair = side_by_side(ws18, smtp.start().port)
     change = {"FORGET_CRON": "30 1 * * *", "RESTIC_FORGET_ARGS": ""}
     peer_done, ours_done = pair.run_peer("forget", **change), pair.run_ours("forget", **change)
