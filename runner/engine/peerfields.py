@@ -9,7 +9,6 @@ its docs said; the numbers themselves are in the record's `stats`."""
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING, Any
 
 from runner import __version__
@@ -31,26 +30,14 @@ def kind_title(kind: str) -> str:
     return KIND_TITLES.get(kind, kind.replace("-", " ").capitalize())
 
 
-@functools.lru_cache(maxsize=4)
-def release(restic_binary: str | None) -> str:
-    """`<restic-runner version>-<restic version>`, as the peer's `<version>-<restic>`; asked
-    once per process."""
-    if restic_binary:
-        from runner.engine.binaries import tool_info
-
-        version = tool_info(restic_binary).version
-        if version:
-            return f"{__version__}-{version}"
-    return __version__
-
-
 def _epoch(stamp: str | None) -> int | None:
     return int(parse_rfc3339(stamp).timestamp()) if stamp else None
 
 
 def add_peer_fields(record: RunRecord, job: JobConfig) -> None:
     """Add the peer's fields to an ended record (every write of `last-<job>.json` has them)."""
-    record["release"] = release(job.restic.binary if job.uses_restic else None)
+    # restic-runner's version: asking restic its own would start one more process per run
+    record["release"] = __version__
     for key, stamp in (("started_epoch", record.get("started_at")),
                        ("finished_epoch", record.get("finished_at"))):
         epoch = _epoch(stamp)
