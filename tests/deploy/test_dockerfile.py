@@ -44,10 +44,15 @@ def _instructions(name: str) -> list[str]:
 def test_dockerfile_shape() -> None:
     assert _instructions("ARG")[0] == "BASE=debian:bookworm-slim"
     froms = _instructions("FROM")
-    assert froms == ["${BASE} AS fetch", "${BASE} AS build", "${BASE}"]
-    assert _instructions("USER") == ["10001:10001"]
-    assert _instructions("ENTRYPOINT") == ['["/usr/bin/tini", "--", "restic-runner"]']
-    assert "/healthz" in DOCKERFILE.split("HEALTHCHECK", 1)[1].split("\n\n", 1)[0]
+    # the final image is the `runtime` stage's filesystem in one layer (docs/deployment.md)
+    assert froms == ["${BASE} AS fetch", "${BASE} AS build", "${BASE} AS runtime", "scratch"]
+    assert "COPY --from=runtime / /" in DOCKERFILE
+    # no USER: the entrypoint leaves root itself (docker/entrypoint.sh, as-service-user.sh)
+    assert _instructions("USER") == []
+    assert _instructions("ENTRYPOINT") == [
+        '["/usr/bin/tini", "--", "/usr/local/lib/restic-runner/entrypoint"]']
+    assert "healthcheck" in DOCKERFILE.split("HEALTHCHECK", 1)[1].split("\n\n", 1)[0]
+    assert "RESTIC_RUNNER_CONFIG" not in DOCKERFILE.split("FROM scratch", 1)[1]
     assert "--require-hashes" in DOCKERFILE
     assert re.search(r"ARG RESTIC_SHA256=[0-9a-f]{64}\n", DOCKERFILE)
     labels = set(re.findall(r"org\.opencontainers\.image\.(\w+)=", DOCKERFILE))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,22 +20,14 @@ import requests
 import yaml
 
 from runner.cli.client import ApiClient
+from runner.cli.container import PEER_COMMANDS
 from tests.support.paths import ROOT, RUNNER
+from tests.support.podman import HOST_RESTIC, IMAGE, SERVICE_UID, ULIMITS, podman
 from tests.support.processes import free_port, wait_until
 
-IMAGE = os.environ.get("RESTIC_RUNNER_IMAGE", "")
-PODMAN = shlex.split(os.environ.get("RESTIC_RUNNER_PODMAN", "podman"))
-UID = 10001
-HOST_RESTIC = ROOT / ".tools" / "restic-0.18" / "restic"  # the image ships 0.18 too
-ULIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
-
-
-def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    done = subprocess.run([*PODMAN, *args], capture_output=True, text=True, timeout=timeout)
-    if check and done.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)} exited {done.returncode}:\n"
-                             f"{done.stdout}\n{done.stderr}")
-    return done
+UID = SERVICE_UID
+ENTRYPOINT = ["/usr/bin/tini", "--", "/usr/local/lib/restic-runner/entrypoint"]
+AS_SERVICE_USER = "/usr/local/lib/restic-runner/as-service-user"
 
 
 @dataclass
@@ -99,7 +90,8 @@ args = ["--limit-upload=8192"]  # KiB/s: ~10 s for 80 MB, so it can be stopped m
 
 def compose_hardening(service: dict[str, Any]) -> list[str]:
     """podman flags for the compose service's security settings (the ones the example uses)."""
-    flags = ["--read-only", "--read-only-tmpfs=false"] if service["read_only"] else []
+    flags = ["--user", service["user"]]
+    flags += ["--read-only", "--read-only-tmpfs=false"] if service["read_only"] else []
     for mount in service["tmpfs"]:
         flags += ["--tmpfs", mount]
     for cap in service["cap_drop"]:
@@ -173,10 +165,16 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 def test_image_metadata() -> None:
     (info,) = json.loads(podman("image", "inspect", IMAGE).stdout)
     config = info["Config"]
-    assert config["User"] == f"{UID}:{UID}"
-    assert config["Entrypoint"] == ["/usr/bin/tini", "--", "restic-runner"]
+    assert config.get("User", "") == ""  # root only until the entrypoint leaves it
+    assert config["Entrypoint"] == ENTRYPOINT
     assert config["Cmd"] == ["serve", "--bind", "0.0.0.0:8080"]
-    assert "/healthz" in " ".join(info["Healthcheck"]["Test"])  # podman: beside Config
+    assert "healthcheck" in " ".join(info["Healthcheck"]["Test"])  # podman: beside Config
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["RESTIC_REPOSITORY"] == "/mnt/restic"  # the peer's default: environment mode
+    assert env["RESTIC_RUNNER_COMPAT_LOG_DIR"] == "/var/log"
+    assert "RESTIC_RUNNER_CONFIG" not in env  # a config file is found, not imposed
+    assert len(info["RootFS"]["Layers"]) == 1
+    assert info["Size"] < 240e6, f"{info['Size'] / 1e6:.0f} MB"
     assert "8080/tcp" in config["ExposedPorts"]
     labels = config["Labels"]
     for key in ("title", "version", "revision", "created", "source", "licenses"):
@@ -190,6 +188,55 @@ def test_binaries_are_the_pinned_versions() -> None:
     assert "restic 0.18.0 " in done.stdout
     assert "rclone v1.75.2" in done.stdout
     assert "restic-runner 0.1.0" in done.stdout
+
+
+def _identity(*flags: str) -> dict[str, str]:
+    """uid and capability sets of a command run through as-service-user, started as root."""
+    done = podman("run", "--rm", *ULIMITS, *flags, "--entrypoint", AS_SERVICE_USER, IMAGE,
+                  "sh", "-c", "id -u; grep ^Cap /proc/self/status")
+    lines = done.stdout.split("\n")
+    found = dict(line.split(":\t") for line in lines[1:] if line)
+    return {"uid": lines[0], **found}
+
+
+def test_root_leaves_root_keeping_only_dac_read_search(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("root-only\n")
+    secret.chmod(0o600)  # root-owned, as a compose file secret
+    mount = ["--volume", f"{secret}:/run/secrets/pw:ro"]
+    kept = _identity("--cap-add", "DAC_READ_SEARCH")  # as the peer's compose files add it
+    assert kept["uid"] == str(UID)
+    assert kept["CapEff"] == kept["CapPrm"] == kept["CapBnd"] == "0000000000000004", kept
+    read = podman("run", "--rm", *ULIMITS, "--cap-add", "DAC_READ_SEARCH", *mount,
+                  "--entrypoint", AS_SERVICE_USER, IMAGE, "python3", "-c",
+                  "import os; print(os.access('/run/secrets/pw', os.R_OK)); "
+                  "print(open('/run/secrets/pw').read())")
+    assert read.stdout.split() == ["True", "root-only"]  # access(2) agrees with open(2)
+    plain = _identity()  # Docker's default capabilities: none is kept
+    assert plain["uid"] == str(UID) and plain["CapEff"] == "0000000000000000", plain
+    as_root = _identity("--env", "RESTIC_RUNNER_RUN_AS_ROOT=ON")
+    assert as_root["uid"] == "0"
+    no_setuid = _identity("--cap-drop", "ALL", "--cap-add", "DAC_READ_SEARCH")
+    assert no_setuid["uid"] == "0"  # cannot change user: stays as it is
+
+
+def test_a_shim_per_peer_command() -> None:
+    listed = podman("run", "--rm", *ULIMITS, "--entrypoint", "restic-runner", IMAGE,
+                    "compat", "--list").stdout.split()
+    assert sorted(listed) == sorted(PEER_COMMANDS)
+    script = ("for n in " + " ".join(PEER_COMMANDS) + "; do "
+              "[ -x /bin/$n ] && grep -q \"compat $n\" /bin/$n || echo missing $n; done; "
+              "readlink -f /bin")
+    done = podman("run", "--rm", *ULIMITS, "--entrypoint", "sh", IMAGE, "-c", script)
+    assert done.stdout.split() == ["/usr/bin"], done.stdout
+
+
+def test_the_entrypoint_runs_a_peer_command_given_as_the_command() -> None:
+    for word in ("cron-list", "/bin/cron-list"):
+        done = podman("run", "--rm", *ULIMITS, "--env", "RESTIC_PASSWORD=x",
+                      "--env", "BACKUP_ROOT_DIR=/data", IMAGE, word, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "0 */6 * * *" in done.stdout  # the peer's default BACKUP_CRON
 
 
 def test_runs_as_non_root_on_a_read_only_root(deployment: Deployment) -> None:
