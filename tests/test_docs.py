@@ -306,9 +306,9 @@ def _name_like_constants(module: Path) -> set[str]:
 
 
 def variables_read(tmp_path: Path) -> set[str]:
-    """Every variable `runner.configuration.environment` (and its env*.py modules) reads, with everything set, with the
-    inline forms
-    instead of the `*_FILE` ones, with nearly nothing set, and through the real loader."""
+    """Every variable `runner.configuration.environment` (and its env*.py modules) reads, with
+    everything set, with the inline forms instead of the `*_FILE` ones, with nearly nothing set,
+    and through the real loader."""
     candidates = set().union(*(_name_like_constants(module) for module in
                                (ROOT / "runner" / "configuration").glob("env*.py")))
     job_file = tmp_path / "replicate_jobs.txt"
