@@ -71,6 +71,23 @@ def backup_summary(doc: dict[str, Any], verbose: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def restore_summary(doc: dict[str, Any]) -> str:
+    """`restic restore` 0.17+'s closing line (`Summary: Restored 7 files/dirs (10 B) in 0:00`),
+    the line restic-backup-helper's restore read its numbers from."""
+    files, total_files = _int(doc, "files_restored"), _int(doc, "total_files")
+    size, total_size = _int(doc, "bytes_restored"), _int(doc, "total_bytes")
+    if files == total_files and size == total_size:
+        done = f"{total_files} files/dirs ({format_bytes(total_size)})"
+    else:
+        done = (f"{files} / {total_files} files/dirs ({format_bytes(size)} / "
+                f"{format_bytes(total_size)})")
+    line = f"Summary: Restored {done} in {format_seconds(_number(doc, 'seconds_elapsed'))}"
+    if _int(doc, "files_skipped"):
+        line += (f", skipped {_int(doc, 'files_skipped')} files/dirs "
+                 f"{format_bytes(_int(doc, 'bytes_skipped'))}")
+    return line + "\n"
+
+
 def verbose_item(doc: dict[str, Any]) -> str:
     """One `restic backup -v` line (restic -vv's wording) from a `verbose_status` document."""
     action, item = str(doc.get("action", "")), str(doc.get("item", ""))

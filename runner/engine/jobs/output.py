@@ -18,6 +18,7 @@ from runner.engine.jobs.humantext import (
     error_line,
     forget_groups,
     rclone_line,
+    restore_summary,
 )
 
 _STATUS = b'{"message_type":"status"'
@@ -165,9 +166,9 @@ class ResticOutput(OutputParser):
         """Subclasses turn the summary into stats."""
 
     def summary_text(self, doc: dict[str, Any]) -> str | None:
-        """What restic's text output says in place of the summary (subclasses know it; None:
-        the line is logged as it came)."""
-        return None
+        """What restic's text output says in place of the summary (subclasses know theirs; a
+        restore's is known here, for every job that restores; None: logged as it came)."""
+        return restore_summary(doc) if "files_restored" in doc else None
 
     def progress(self) -> dict[str, Any] | None:
         doc = _loads(self._last_status) if self._last_status else None

@@ -202,3 +202,14 @@ def test_a_summary_of_an_unknown_kind_stays_json() -> None:
     """prune and unlock print no JSON summary; if one came, it is logged as it came."""
     line = b'{"message_type":"summary","x":1}\n'
     assert ResticOutput().feed(line, "stdout") == line
+
+
+def test_a_restore_summary_as_restic_018_prints_it() -> None:
+    parser = ResticOutput()
+    assert parser.feed(b'{"message_type":"summary","total_files":7,"files_restored":7,'
+                       b'"total_bytes":10,"bytes_restored":10}\n', "stdout") == \
+        b"Summary: Restored 7 files/dirs (10 B) in 0:00\n"
+    assert parser.feed(b'{"message_type":"summary","total_files":4,"files_restored":4,'
+                       b'"files_skipped":3,"bytes_skipped":2048,"seconds_elapsed":65}\n',
+                       "stdout") == \
+        b"Summary: Restored 4 files/dirs (0 B) in 1:05, skipped 3 files/dirs 2.000 KiB\n"
