@@ -20,6 +20,7 @@ from runner import __version__
 from runner.cli.adhoc import exit_code, one_off, repository_job, run_log, run_once, with_job
 from runner.cli.output import echo
 from runner.configuration.config import Config
+from runner.configuration.environment import SOURCE as ENVIRONMENT_SOURCE
 from runner.configuration.load import load_config
 from runner.errors import UserError
 
@@ -123,21 +124,47 @@ def doctor(config_file: str | None, args: list[str]) -> int:
 
 
 def config_checks(config_file: str | None) -> list[dict[str, str]]:
-    """{key, status, message} per finding: the config, each job, each disabled job."""
+    """{key, status, message} per finding: restic-backup-helper's checks (its keys), then
+    each job, each disabled job, the configuration's warnings."""
+    from runner.cli.peerchecks import config_file_checks, environment_checks
+
     try:
         config = load_config(config_file)
     except UserError as exc:
-        return [{"key": "config", "status": "fail", "message": str(exc)}]
-    checks = [{"key": f"jobs.{name}", "status": "ok",
-               "message": f"{name} ({job.kind})" + (f", schedule {job.schedule}"
-                                                    if job.schedule else ", no schedule")}
-              for name, job in config.jobs.items()]
-    # as the helper's config-check: no backup is an error, a helper job that cannot run a warning
+        peer = environment_checks(os.environ) if _environment_mode(config_file) else []
+        return [*peer, {"key": "config", "status": "fail", "message": str(exc)}]
+    if config.path.name == ENVIRONMENT_SOURCE:
+        checks = environment_checks(os.environ)
+    else:
+        checks = config_file_checks(config, next(
+            (j for j in config.jobs.values() if j.uses_restic), None))
+    checks += [{"key": f"jobs.{name}", "status": "ok",
+                "message": f"{name} ({job.kind})" + (f", schedule {job.schedule}"
+                                                     if job.schedule else ", no schedule")}
+               for name, job in config.jobs.items()]
+    # as the helper's config-check: no backup is an error (said once: a failed check of the
+    # helper's says why already), a helper job that cannot run a warning
+    said = any(c["status"] == "fail" for c in checks)
     checks += [{"key": f"jobs.{name}", "status": "fail" if name == "backup" else "warn",
-                "message": f"{name} disabled: {why}"} for name, why in config.disabled.items()]
+                "message": f"{name} disabled: {why}"} for name, why in config.disabled.items()
+               if not (name == "backup" and said)]
     checks += [{"key": "config", "status": "warn", "message": w} for w in config.warnings
                if not any(why in w for why in config.disabled.values())]
     return checks
+
+
+def _environment_mode(config_file: str | None) -> bool:
+    """Whether the configuration comes from restic-backup-helper's variables (no file)."""
+    from runner.configuration.environment import wants_environment
+    from runner.configuration.load import find_config_file
+
+    if not wants_environment(os.environ):
+        return False
+    try:
+        find_config_file(config_file)
+    except UserError:
+        return True
+    return False
 
 
 def config_check(config_file: str | None, args: list[str]) -> int:
