@@ -79,6 +79,7 @@ RUN apt-get update \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/log/* \
       /usr/share/man/* /usr/share/info/* /usr/share/locale/* /usr/share/lintian \
+      /usr/share/zoneinfo/right \
       /usr/lib/x86_64-linux-gnu/gconv \
  && find /usr/share/doc -mindepth 1 ! -type d ! -name copyright -delete \
  && find /usr/share/doc -mindepth 1 -type d -empty -delete \
@@ -92,6 +93,9 @@ RUN apt-get update \
  && install -d -o 10001 -g 0 -m 0770 /var/lib/restic-runner \
  && install -d -o 10001 -g 0 -m 0775 /var/log /mnt/restic /.cache /.cache/restic \
  && install -d -m 0755 /etc/restic-runner /usr/local/lib/restic-runner
+# The standard library as compiled modules in one zip archive (docker/zip-stdlib.py)
+COPY docker/zip-stdlib.py /tmp/zip-stdlib.py
+RUN python3 /tmp/zip-stdlib.py && rm /tmp/zip-stdlib.py
 COPY --from=fetch /out/restic /usr/local/bin/restic
 COPY --from=build /opt/restic-runner /opt/restic-runner
 COPY docker/entrypoint.sh /usr/local/lib/restic-runner/entrypoint
