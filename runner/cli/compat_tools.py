@@ -555,7 +555,11 @@ def restore_test(config_file: str | None, args: list[str]) -> int:
         canaries.update(_canary_file(opts.canary_file))
     target = Path(opts.target).absolute() if opts.target else (
         base.target_dir or config.state_dir / "restore-test" / "restore-test")
-    if opts.target and target.exists() and any(target.iterdir()):
+    if opts.dry_run:
+        from runner.cli.restore import check_dry_run
+
+        check_dry_run(base)
+    elif opts.target and target.exists() and any(target.iterdir()):
         echo(f"restic-runner: error: --target {target} is not empty: restore-test clears its "
              "target before restoring, so it takes only an empty or new directory"
              + (" (--force cannot change that)" if opts.force else ""), err=True)
@@ -567,13 +571,12 @@ def restore_test(config_file: str | None, args: list[str]) -> int:
         filters = [f"--tag={tag}"] * bool(tag) + [f"--host={host}"] * bool(host)
     min_files = opts.min_files if opts.min_files is not None else (
         configured.min_files if configured else 1)
-    extra = ["--verify"] * opts.verify + ["--dry-run"] * opts.dry_run
     job = one_off(config, base, "restore-test", "restore-test", snapshot=opts.id,
                   include=tuple(opts.path) or (configured.include if configured else ()),
                   target_dir=target, keep=opts.keep or bool(configured and configured.keep),
-                  min_files=0 if opts.dry_run else min_files,
-                  canaries={} if opts.dry_run else canaries,
-                  args=(*(configured.args if configured else ()), *filters, *extra))
+                  min_files=min_files, canaries=canaries, dry_run=opts.dry_run,
+                  args=(*(configured.args if configured else ()), *filters,
+                        *["--verify"] * opts.verify))
     return exit_code(run_once(with_job(config, job), job.name))
 
 

@@ -42,8 +42,9 @@ JOB_KINDS = ("backup", "forget", "prune", "check", "unlock", "replicate", "resto
 RESTIC_KINDS = frozenset(JOB_KINDS) - {"replicate"} | {"restore"}
 TRIGGER_PARAMS = frozenset({"tags", "dry_run"})
 DRY_RUN_KINDS = frozenset({"backup", "forget", "prune", "replicate"})  # whose tool has --dry-run
-# and `restore` (built by the CLI only; restic restore --dry-run: 0.17 and later)
-RUN_DRY_RUN_KINDS = DRY_RUN_KINDS | {"restore"}
+# and `restore` (built by the CLI only), `restore-test` (a run's param or `compat restore-test
+# --dry-run`): restic restore --dry-run, 0.17 and later
+RUN_DRY_RUN_KINDS = DRY_RUN_KINDS | {"restore", "restore-test"}
 JOB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STATE_DIR_ENV = "RESTIC_RUNNER_STATE_DIR"
 # how old a job's last success may get before the shipped alert fires (job key `max_age`)

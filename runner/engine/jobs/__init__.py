@@ -107,6 +107,9 @@ def _restore_test(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
     directory = str(job.target_dir)
     helper = (sys.executable, "-m", "runner.engine.jobs.restoretest")
     includes = [f"--include={path}" for path in job.include]
+    if is_dry_run(job, params):  # restic says what it would restore: nothing to verify or clean
+        return [StepSpec("restore", _restic(job, "restore", job.snapshot, "--target", directory,
+                                            *includes, *job.args, "--dry-run"), ResticOutput)]
     verify = [*helper, "verify", directory, f"--min-files={job.min_files}",
               *(f"--canary={path}={digest}" for path, digest in job.canaries.items())]
     return [
