@@ -1,7 +1,8 @@
 """restic-backup-helper 2.14.2's own compose services (read from ../shared/reference at test
 time) run with this image under podman: their environment, command (`tail -fn0
 /var/log/cron.log`), volumes, capabilities and user (none: root) as written, only the image
-changed. The container starts, probes and initialises the repository, a backup runs (the peer's
+changed. The container starts, probes and initialises the repository, its compose healthcheck
+(`restic cat config`, as root) passes, a backup runs (the peer's
 `backup` shim, through `podman exec` as its docs/operations pages do), the snapshot is there,
 /var/log/cron.log and /var/log/last-backup.json have the run, the files restic wrote belong to
 the service user (not root), and `podman stop` ends it cleanly with no restic lock left.
@@ -60,6 +61,7 @@ class PeerContainer:
     flags: list[str]
     restic: HostRestic
     tag: str
+    healthcheck: str = ""  # its CMD-SHELL
     adapted: list[str] = field(default_factory=list)
 
 
@@ -131,7 +133,8 @@ def _container(file: str, name: str, root: Path, environ: dict[str, str] | None 
         file=file, name=f"peer-{name}-{os.getpid()}", command=service.command,
         environment=dict(service.environment), volumes=volumes,
         flags=_flags(spec, spec.get("hostname")),
-        restic=restic, tag=service.environment.get("RESTIC_TAG", "automated"), adapted=adapted)
+        restic=restic, tag=service.environment.get("RESTIC_TAG", "automated"), adapted=adapted,
+        healthcheck=" ".join((spec.get("healthcheck") or {}).get("test", [""])[1:]))
     return container, hosts
 
 
@@ -229,6 +232,10 @@ def test_a_peer_compose_service_runs_with_only_the_image_changed(
         scheduled = "Nothing is scheduled" not in out  # the smoke test's BACKUP_CRON never fires
         assert scheduled == ("Started: restic-runner schedule" in out), out
     for container in peer_containers:
+        if container.healthcheck:  # as root, as docker runs it: restic itself, not the shim
+            health = podman("exec", container.name, "sh", "-c", container.healthcheck,
+                            check=False, timeout=60)
+            assert health.returncode == 0, health.stdout + health.stderr
         backup = podman("exec", container.name, "backup", check=False, timeout=180)
         assert backup.returncode == 0, backup.stdout + backup.stderr
 
