@@ -19,6 +19,7 @@ here: no test module or conftest is imported by another file. One job per module
   real; `compose`: its compose files read and interpolated; `composeenv`: its three compose
   environments made runnable here; `envmode`: `restic-runner` in environment mode;
   `sidebyside`: the peer and restic-runner on one repository (tests/compat/).
+- `podman`: the built image under podman (`make image-test`), restic on what it wrote;
 - `helm`: the chart rendered by Helm's engine; `metrics_contract`: metric names, promtool;
   `openapi`: the OpenAPI document's schemas as JSON Schema.
 
