@@ -169,7 +169,7 @@ class Engine:
                             repository=None, trigger=trigger, version=__version__,
                             dry_run=is_dry_run(job, params))
         not_started(record, redact_text(reason), exit_code)
-        _add_peer_fields(record, job)
+        _add_peer_fields(record, job, self.config)
         try:
             history = self.history()
             repeated = _same_failure(history.last_ended(job.name), record)
@@ -216,7 +216,7 @@ class Engine:
         record = self._new_record(job, tool, trigger, params)
         message = f"skipped: previous run of {job.name} still active (run {holder})"
         skip(record, holder, message)
-        _add_peer_fields(record, job)
+        _add_peer_fields(record, job, self.config)
         with RunLog(history.log_path(job.name, record["run_id"])) as log:
             log.note(message)
         history.insert(record)
@@ -492,7 +492,7 @@ class _Run:
     def _finish(self, status: Status, exit_code: int) -> None:
         r = self.record
         finish(r, status, exit_code)
-        _add_peer_fields(r, self.job)
+        _add_peer_fields(r, self.job, self.engine.config)
         self.log.note(f"finished: {status} (exit {exit_code}) in {r['duration_seconds']:.2f}s")
         if self.log.write_error is not None and not r.get("error"):
             r["error"] = (f"the run log {self.log.path} is incomplete: "
@@ -552,11 +552,12 @@ class _Run:
             self.history.write_last(r)
 
 
-def _add_peer_fields(record: RunRecord, job: JobConfig) -> None:
+def _add_peer_fields(record: RunRecord, job: JobConfig, config: Config) -> None:
     """restic-backup-helper's fields of `last-<job>.json` (runner.engine.peerfields)."""
     from runner.engine.peerfields import add_peer_fields
 
-    add_peer_fields(record, job)
+    with contextlib.suppress(Exception):  # extra fields never keep a run from being recorded
+        add_peer_fields(record, job, config.state_dir)
 
 
 def _write_compat_logs(config: Config, record: RunRecord, last_json: Path | None,

@@ -138,3 +138,35 @@ def test_a_run_that_cannot_start_is_written_there_too(ws: Workspace) -> None:
         (ws.state / "last-backup.json").read_bytes()
     assert str(ws.password_file) in (varlog / "cron.log").read_text()
     assert (varlog / "backup-last.log").read_text() == (varlog / "cron.log").read_text()
+
+
+def test_a_restore_rehearsal_has_the_peers_restore_test_fields(ws: Workspace) -> None:
+    import hashlib
+
+    canary = ws.data / "dir0" / "file000.txt"
+    digest = hashlib.sha256(canary.read_bytes()).hexdigest()
+    missing = ws.data / "not-there.txt"
+    ws.write_config(JOBS.format(data=ws.data) + f"""
+[jobs.rehearsal]
+kind = "restore-test"
+target_dir = "{ws.root / 'scratch'}"
+min_files = 20
+canaries = {{ "{canary}" = "{digest}", "{missing}" = "{'0' * 64}" }}
+""")
+    assert ws.run_json("backup")[0] == 0
+    code, record = ws.run_json("rehearsal")
+    assert code == 1 and record["status"] == "failed"
+    last = json.loads((ws.state / "last-rehearsal.json").read_text())
+    assert (last["verification"], last["min_files"], last["min_files_met"]) == \
+        ("failed", "20", "true")
+    assert (last["files_restored"], last["canary_total"], last["canary_passed"],
+            last["canary_failed"]) == ("20", "2", "1", "1")
+    assert (last["cleanup_status"], last["keep"], last["target_autotmp"]) == \
+        ("cleaned", "OFF", "OFF")
+    assert last["snapshot"] == "latest" and last["target"] == str(ws.root / "scratch")
+    by_path = {r["path"]: r for r in last["canary_results"]}
+    assert by_path[str(canary)]["status"] == "passed"
+    assert by_path[str(canary)]["actual_sha256"] == digest
+    assert by_path[str(missing)] == {
+        "path": str(missing), "expected_sha256": "0" * 64, "actual_sha256": "",
+        "status": "missing", "message": "file not present in restored tree"}
