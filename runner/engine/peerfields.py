@@ -109,7 +109,7 @@ def _restore_test(record: RunRecord, job: JobConfig, stats: dict[str, Any],
     cleanup = steps.get("cleanup")
     files = stats.get("files_restored")
     results = stats.get("canaries") if isinstance(stats.get("canaries"), dict) else {}
-    record.update({  # type: ignore[typeddict-item]
+    record.update({
         "snapshot": job.snapshot, "target": str(target or ""), "target_autotmp": _on(autotmp),
         "keep": _on(job.keep), "verify": _on("--verify" in job.args),
         "min_files": str(job.min_files),

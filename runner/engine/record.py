@@ -80,6 +80,25 @@ class RunRecord(_RecordFields, total=False):
     bytes_stored: str
     replicate_jobs_processed: str
     replicate_jobs_failed: str
+    # a restore rehearsal, as the helper's last-restore-test.json (strings but canary_results)
+    snapshot: str
+    target: str
+    target_autotmp: str
+    keep: str
+    verify: str
+    min_files: str
+    min_files_met: str
+    files_restored: str
+    bytes_restored: str
+    verification: str
+    canary_total: str
+    canary_passed: str
+    canary_failed: str
+    cleanup_status: str
+    include_paths_count: str
+    canary_results: list[dict[str, str]]
+    tag_filter: str
+    host_filter: str
 
 
 def new_run_id() -> str:
