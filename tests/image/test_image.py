@@ -297,3 +297,20 @@ def test_sigterm_mid_backup_leaves_no_repository_lock(deployment: Deployment) ->
     assert record["status"] == "cancelled" and record["exit_code"] == 130, record
     assert "SIGTERM" in record["error"]
     print(f"stopped mid-backup in {took:.1f} s; run {outcome.run_id} recorded cancelled")
+
+
+def test_a_failed_repository_probe_stops_the_start_up(tmp_path: Path) -> None:
+    """As restic-backup-helper's entry.sh: a probe failure other than "does not exist" (here a
+    wrong password) exits 1 and never runs `restic init`."""
+    tmp_path.chmod(0o755)
+    repo = tmp_path / "repo"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "RESTIC_REPOSITORY": str(repo),
+           "RESTIC_PASSWORD": "the right one", "RESTIC_CACHE_DIR": str(tmp_path / "cache")}
+    subprocess.run([HOST_RESTIC, "init"], env=env, check=True, capture_output=True)
+    before = sorted(p.name for p in (repo / "keys").iterdir())
+    done = podman("run", "--rm", *ULIMITS, "--volume", f"{repo}:/mnt/restic",
+                  "--env", "RESTIC_PASSWORD=a wrong one", "--env", "BACKUP_ROOT_DIR=/data",
+                  IMAGE, "tail", "-fn0", "/var/log/cron.log", check=False, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "wrong-password" in done.stdout and "probe failed" in done.stdout, done.stdout
+    assert sorted(p.name for p in (repo / "keys").iterdir()) == before  # no init
