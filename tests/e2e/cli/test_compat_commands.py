@@ -123,7 +123,10 @@ def test_doctor_config_check_and_cron_list(ws18: Workspace) -> None:
     assert "[config-check] OK." in check.stdout
     document = json.loads(_ok(ws18.cli("compat", "config-check", "--json")).stdout)
     assert document["schema"] == "restic-backup-helper.config-check/1"
-    assert document["errors"] == 0 and {c["key"] for c in document["checks"]} >= {"jobs.backup"}
+    assert document["errors"] == 0 and {c["key"] for c in document["checks"]} >= {
+        "RESTIC_REPOSITORY", "RESTIC_PASSWORD_FILE", "RESTIC_TAG", "BACKUP_PATHS", "jobs.backup"}
+    repository = next(c for c in document["checks"] if c["key"] == "RESTIC_REPOSITORY")
+    assert str(ws18.repo) in repository["message"] and repository["status"] == "ok"
     cron = _ok(ws18.cli("compat", "cron-list"))
     assert "0 3 * * *" in cron.stdout and "manual only (restic-runner run check)" in cron.stdout
     ws18.config_path.write_text(ws18.config_path.read_text() + "\n[jobs.bad]\nkind = 'nope'\n")
@@ -183,6 +186,10 @@ def test_init_repo_probes_confirms_and_refuses_an_existing_one(ws18: Workspace,
     dry = _ok(ws18.cli("compat", "init-repo", "--dry-run"))
     assert "missing" in dry.stdout and "planned: restic init" in dry.stdout
     assert not fresh.exists()
+    record = json.loads((ws18.state / "last-init-repo.json").read_text())
+    assert (record["job"], record["exit_code"], record["dry_run"], record["repo_existed"],
+            record["probe_exit_code"], record["confirmed"]) == (
+        "init-repo", 0, "ON", "false", "10", "OFF"), record
     unconfirmed = ws18.cli("compat", "init-repo")
     assert unconfirmed.returncode == 2 and "--yes" in unconfirmed.stderr
     assert not fresh.exists()
@@ -190,6 +197,8 @@ def test_init_repo_probes_confirms_and_refuses_an_existing_one(ws18: Workspace,
     assert (fresh / "config").is_file()
     again = ws18.cli("compat", "init-repo", "--yes")
     assert again.returncode == 3 and "exists" in again.stdout
+    record = json.loads((ws18.state / "last-init-repo.json").read_text())
+    assert (record["exit_code"], record["dry_run"], record["repo_existed"]) == (3, "OFF", "true")
 
 
 def test_restore_test_passes_and_fails_on_a_wrong_canary(ws: Workspace) -> None:
@@ -208,14 +217,49 @@ def test_restore_test_passes_and_fails_on_a_wrong_canary(ws: Workspace) -> None:
     assert floor.returncode == 1 and "min_files = 1000" in floor.stdout + floor.stderr
 
 
+def test_restore_test_dry_run_restores_and_verifies_nothing(ws18: Workspace) -> None:
+    _config(ws18)
+    _ok(ws18.cli("compat", "backup"))
+    _ok(ws18.cli("compat", "restore-test", "--dry-run", "--tag", "docs"))
+    record = json.loads((ws18.state / "last-restore-test.json").read_text())
+    assert record["dry_run"] is True and record["verification"] == "skipped", record
+    assert [s["name"] for s in record["steps"]] == ["restore"], record["steps"]
+    assert not Path(record["target"]).exists()
+
+
 def test_notify_test_dry_run_and_missing_targets(ws18: Workspace) -> None:
     _config(ws18, '\n[notify.webhooks.ops]\nurl = "http://127.0.0.1:9/hook"\n')
     dry = _ok(ws18.cli("compat", "notify-test", "--dry-run", "--webhook"))
     assert "webhook:ops: dry-run" in dry.stdout
+    record = json.loads((ws18.state / "last-notify-test.json").read_text())
+    assert (record["exit_code"], record["dry_run"], record["target_mode"], record["mail_result"],
+            record["webhook_result"]) == (0, "ON", "webhook", "skipped", "dry-run"), record
     mail = ws18.cli("compat", "notify-test", "--mail")
     assert mail.returncode == 2 and "no mail" in mail.stderr
     failed = ws18.cli("compat", "notify-test")  # nothing listens on port 9
     assert failed.returncode == 1 and "webhook:ops: failed" in failed.stdout
+    record = json.loads((ws18.state / "last-notify-test.json").read_text())
+    assert (record["exit_code"], record["webhook_result"], record["webhook_rc"]) == (1, "failed",
+                                                                                     "1"), record
+    assert record["webhook_url"] == "http://127.0.0.1:9/...", record  # scheme and host only
+
+
+def test_notify_test_mail_without_an_smtp_server(ws18: Workspace) -> None:
+    """MAILX_RCPT with neither SMTP_HOST nor an msmtprc: the helper's mail was configured and
+    failed to send; its dry run says dry-run, exit 0."""
+    runner = EnvRunner(ws18.root / "env", ws18.restic, {
+        "RESTIC_REPOSITORY": str(ws18.repo), "RESTIC_PASSWORD_FILE": str(ws18.password_file),
+        "BACKUP_ROOT_DIR": str(ws18.data), "MAILX_RCPT": "ops@example.invalid",
+        "RESTIC_RUNNER_MSMTPRC": str(ws18.root / "no-msmtprc")})
+    runner.root.mkdir()
+    dry = runner.cli("compat", "notify-test", "--mail", "--dry-run")
+    assert dry.returncode == 0 and "mail: dry-run" in dry.stdout, explain(dry)
+    record = json.loads((runner.log / "last-notify-test.json").read_text())
+    assert (record["mail_configured"], record["mail_result"]) == ("ON", "dry-run"), record
+    sent = runner.cli("compat", "notify-test")
+    assert sent.returncode == 1 and "no SMTP server" in sent.stdout, explain(sent)
+    record = json.loads((runner.log / "last-notify-test.json").read_text())
+    assert (record["exit_code"], record["mail_result"]) == (1, "failed"), record
 
 
 def test_sources_report_counts_the_backup_paths(ws18: Workspace) -> None:
@@ -225,6 +269,10 @@ def test_sources_report_counts_the_backup_paths(ws18: Workspace) -> None:
     quick = _ok(ws18.cli("compat", "sources-report", "--no-size", "--source",
                          str(ws18.root / "absent")))
     assert "absent: missing, NOT readable" in quick.stdout and "1 error(s)" in quick.stdout
+    record = json.loads((ws18.state / "last-sources-report.json").read_text())
+    assert (record["job"], record["exit_code"], record["sources_count"], record["errors_count"],
+            record["no_size"]) == ("sources-report", 0, "2", "1", "ON"), record
+    assert [s["type"] for s in record["sources"]] == ["directory", "missing"], record
 
 
 def test_locked_run_runs_the_command_or_skips_with_exit_0(tmp_path: Path) -> None:
