@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from runner.cli import compat_tools
+from runner.cli import compat_notify, compat_sources, compat_tools
 from runner.cli.compat_tools import EXIT_USAGE, parser
 from runner.cli.output import echo
 from runner.configuration.load import load_config
@@ -118,13 +118,13 @@ COMMANDS: dict[str, Handler] = {
     "health-summary": compat_tools.HANDLERS["status"],
     "doctor": compat_tools.HANDLERS["doctor"],
     "cron-list": compat_tools.HANDLERS["cron-list"],
-    "notify-test": compat_tools.HANDLERS["notify-test"],
+    "notify-test": compat_notify.notify_test,
     "config-check": compat_tools.HANDLERS["config-check"],
     "forget-preview": compat_tools.HANDLERS["forget-preview"],
     "restore-test": compat_tools.HANDLERS["restore-test"],
     "init-repo": compat_tools.HANDLERS["init-repo"],
     "restore": compat_tools.HANDLERS["restore"],
-    "sources-report": compat_tools.HANDLERS["sources-report"],
+    "sources-report": compat_sources.sources_report,
     "rotate_log": compat_tools.HANDLERS["rotate_log"],
     "locked_run": locked_run,
     **{name: no_equivalent(name) for name in NO_EQUIVALENT},

@@ -1,8 +1,9 @@
 """restic-backup-helper's helper commands (`status`, `doctor`, `cron-list`, `config-check`,
-`notify-test`, `forget-preview`, `unlock`, `init-repo`, `restore-test`, `restore`,
-`sources-report`, `rotate_log`), each with its flags, mapped onto restic-runner's own commands
-and engine (docs/compat-commands.md). What runs against a repository runs as a job through
-the engine where restic-runner has a kind for it; every line printed is masked."""
+`forget-preview`, `unlock`, `init-repo`, `restore-test`, `restore`, `rotate_log`; `notify-test`
+and `sources-report` have modules of their own), each with its flags, mapped onto
+restic-runner's own commands and engine (docs/compat-commands.md). What runs against a
+repository runs as a job through the engine where restic-runner has a kind for it; every line
+printed is masked."""
 
 from __future__ import annotations
 
@@ -215,117 +216,6 @@ def cron_list(config_file: str | None, args: list[str]) -> int:
     return 0
 
 
-# --- notify-test ----------------------------------------------------------------------------
-
-def notify_test(config_file: str | None, args: list[str]) -> int:
-    p = parser("notify-test", "One test event to the notification targets; exit 1 if a "
-                              "delivery failed, 2 if none is configured.")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--mail", action="store_true", help="mail only")
-    which.add_argument("--webhook", action="store_true", help="webhooks only")
-    which.add_argument("--all", action="store_true", help="mail and webhooks, both required")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--subject", default="", help="accepted; the test event's text is fixed")
-    p.add_argument("--message", default="", help="accepted; the test event's text is fixed")
-    opts = p.parse_args(args)
-    from runner.cli.peerdoc import peer_document, write_peer_document
-
-    started = time.time()
-    config = load_config(config_file)
-    mode = "all" if opts.all else "mail" if opts.mail else "webhook" if opts.webhook else "auto"
-    # MAILX_RCPT without an SMTP server: the helper's mail was "configured" (and failed to
-    # send); environment mode left mail out, saying why
-    unusable_mail = config.problems.get("notify.mail") if config.notify.mail is None else None
-    configured = {"mail": config.notify.mail is not None or bool(unusable_mail),
-                  "webhook": bool(config.notify.webhooks)}
-    requested = {t: mode in ("all", t) or (mode == "auto" and configured[t]) for t in configured}
-    results: list[dict[str, Any]] = []
-    code = _notify_check(config, mode, configured, requested)
-    if code == 0:
-        if opts.subject or opts.message:
-            echo("note: --subject and --message are not sent: the test event's text is fixed",
-                 err=True)
-        results = _notify_send(config, mode, requested, unusable_mail, opts.dry_run)
-        code = 1 if any(r["result"] == "failed" for r in results) else 0
-    outcome = {t: _notify_outcome(results, t) if requested[t] and code != EXIT_USAGE
-               else "skipped" for t in configured}
-    hooks = config.notify.webhooks
-    document = peer_document(config, "notify-test", code, started, {
-        "target_mode": mode, "dry_run": _onoff(opts.dry_run),
-        "mail_requested": _onoff(requested["mail"]),
-        "webhook_requested": _onoff(requested["webhook"]),
-        "mail_configured": _onoff(configured["mail"]),
-        "webhook_configured": _onoff(configured["webhook"]),
-        "mail_result": outcome["mail"], "webhook_result": outcome["webhook"],
-        "mail_rc": int(outcome["mail"] == "failed"),
-        "webhook_rc": int(outcome["webhook"] == "failed"),
-        "webhook_url": _masked_webhook(hooks[0]) if hooks else "",
-        "subject": opts.subject, "message": opts.message}, {"results": results})
-    for problem in write_peer_document(config, document):
-        echo(f"warning: {problem}", err=True)
-    return code
-
-
-def _notify_check(config: Config, mode: str, configured: dict[str, bool],
-                  requested: dict[str, bool]) -> int:
-    """EXIT_USAGE (said) when a requested target is not configured, or none is."""
-    what = {"mail": "mail ([notify.mail] / MAILX_RCPT)",
-            "webhook": "a webhook ([notify.webhooks] / WEBHOOK_URL)"}
-    for target, wanted in requested.items():
-        if wanted and not configured[target]:
-            echo(f"restic-runner: error: --{target}: no {what[target]} is configured", err=True)
-            return EXIT_USAGE
-    if not (config.notify.any_target or any(requested.values())):
-        echo("restic-runner: error: no notification targets configured", err=True)
-        return EXIT_USAGE
-    return 0
-
-
-def _notify_send(config: Config, mode: str, requested: dict[str, bool],
-                 unusable_mail: str | None, dry_run: bool) -> list[dict[str, Any]]:
-    """Send (or preview) the test event to the selected targets; every outcome printed."""
-    from notifiers.probe import notify_test as send_tests
-    from runner.configuration.notify import NotifySettings
-    from runner.engine.history import History
-
-    notify = config.notify
-    if mode != "auto":  # mail and/or webhooks only
-        notify = NotifySettings(mail=notify.mail if requested["mail"] else None,
-                                webhooks=notify.webhooks if requested["webhook"] else (),
-                                retry=notify.retry, cli_wait=notify.cli_wait)
-        config = config._replace(notify=notify)
-    results: list[dict[str, Any]] = []
-    if config.notify.any_target:
-        history = History(config.state_dir)
-        try:
-            results = send_tests(config, history, dry_run=dry_run)
-        finally:
-            history.close()
-    if requested["mail"] and unusable_mail:
-        results.append({"target": "mail", "result": "dry-run" if dry_run else "failed",
-                        "error": unusable_mail})
-    for r in results:
-        detail = r.get("error") or r.get("response") or ""
-        echo(f"{r['target']}: {r['result']}" + (f" ({detail})" if detail else ""))
-    return results
-
-
-def _notify_outcome(results: list[dict[str, Any]], target: str) -> str:
-    """The helper's mail_result / webhook_result: delivered, failed, dry-run (failed when one
-    of several webhooks failed)."""
-    found = [r["result"] for r in results
-             if r["target"] == target or r["target"].startswith(f"{target}:")]
-    if not found:
-        return "skipped"
-    return "failed" if "failed" in found else found[0]
-
-
-def _masked_webhook(hook: Any) -> str:
-    from security.urlmask import mask_webhook_url
-
-    return mask_webhook_url(hook.url) if hook.url else f"(from {hook.url_file})"
-
-
 # --- forget-preview, unlock -----------------------------------------------------------------
 
 def _policy(config: Config) -> list[str]:
@@ -427,7 +317,7 @@ def init_repo(config_file: str | None, args: list[str]) -> int:
     p.add_argument("--yes", "-y", action="store_true")
     p.add_argument("init_args", nargs="*", help="after --: passed to restic init")
     opts = p.parse_args(args)
-    from runner.cli.peerdoc import peer_document, write_peer_document
+    from runner.cli.peerdoc import on_off, peer_document, write_peer_document
     from runner.engine.childenv import resolve_environment
 
     started = time.time()
@@ -438,17 +328,13 @@ def init_repo(config_file: str | None, args: list[str]) -> int:
     state = {"existed": "unknown", "probe": -1, "confirmed": False}
     code = _init_repo(base, tool, init_args, opts, state)
     document = peer_document(config, "init-repo", code, started, {
-        "repository": tool.repository or "", "dry_run": _onoff(opts.dry_run),
-        "assume_yes": _onoff(opts.yes), "confirmed": _onoff(state["confirmed"]),
+        "repository": tool.repository or "", "dry_run": on_off(opts.dry_run),
+        "assume_yes": on_off(opts.yes), "confirmed": on_off(state["confirmed"]),
         "repo_existed": state["existed"], "probe_exit_code": state["probe"],
         "init_args": " ".join(init_args)})
     for problem in write_peer_document(config, document):
         echo(f"warning: {problem}", err=True)
     return code
-
-
-def _onoff(value: object) -> str:
-    return "ON" if value else "OFF"
 
 
 def _init_repo(base: Any, tool: Any, init_args: list[str], opts: argparse.Namespace,
@@ -658,132 +544,6 @@ def run_restore(config: Config, request: Any, *, owner: str = "", verbose: bool 
     return code
 
 
-# --- sources-report -------------------------------------------------------------------------
-
-def _arg_values(args: tuple[str, ...], *flags: str) -> list[str]:
-    """The values of `--flag V` and `--flag=V` in restic arguments."""
-    found = []
-    for i, arg in enumerate(args):
-        name, eq, value = arg.partition("=")
-        if name in flags and eq:
-            found.append(value)
-        elif arg in flags and i + 1 < len(args):
-            found.append(args[i + 1])
-    return found
-
-
-FILES_FROM_FLAGS = ("--files-from", "--files-from-verbatim", "--files-from-raw")
-EXCLUDE_FILE_FLAGS = ("--exclude-file", "--iexclude-file")
-
-
-def _measure(path: Path, depth: int | None) -> tuple[int, int]:
-    """Regular files (those within `depth` levels, as `find -maxdepth`) and their bytes
-    (the whole tree's, apparent size)."""
-    files = size = 0
-    top = len(path.parts)
-    for root, _dirs, names in os.walk(path, onerror=lambda _e: None):
-        counted = depth is None or len(Path(root).parts) - top < depth
-        for name in names:
-            item = Path(root) / name
-            if item.is_file() and not item.is_symlink():
-                files += counted
-                size += item.lstat().st_size
-    return files, size
-
-
-def _path_type(path: Path) -> str:
-    if not os.path.lexists(path) or not path.exists():
-        return "missing"
-    return ("symlink" if path.is_symlink() else "directory" if path.is_dir()
-            else "file" if path.is_file() else "other")
-
-
-def _source_entry(source: str, no_size: bool, depth: int | None) -> dict[str, Any]:
-    path = Path(source)
-    kind = _path_type(path)
-    readable = kind != "missing" and os.access(path, os.R_OK)
-    files = size = 0
-    if readable and no_size:
-        files = size = -1
-    elif readable:
-        files, size = _measure(path, depth) if path.is_dir() else (1, path.stat().st_size)
-    return {"path": source, "readable": readable, "type": kind, "files": files, "bytes": size}
-
-
-def _lines(path: str) -> list[str] | None:
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError:
-        return None
-    return [line for line in text.splitlines() if line.strip()
-            and not line.lstrip().startswith("#")]
-
-
-def sources_report(config_file: str | None, args: list[str]) -> int:
-    p = parser("sources-report", "What the backup would read: each source path, --files-from "
-                                 "and --exclude-file file, readable or not, with its size.")
-    p.add_argument("--source", action="append", default=[])
-    p.add_argument("--files-from", action="append", default=[])
-    p.add_argument("--no-size", action="store_true")
-    p.add_argument("--depth", type=int, default=None)
-    opts = p.parse_args(args)
-    if opts.depth is not None and opts.depth < 0:
-        p.error("--depth must be 0 or more")
-    started = time.time()
-    config = load_config(config_file)
-    backups = [j for j in config.jobs.values() if j.kind == "backup"]
-    sources = list(dict.fromkeys([p for j in backups for p in j.paths] + opts.source))
-    lists = list(dict.fromkeys([f for j in backups for f in _arg_values(j.args, *FILES_FROM_FLAGS)]
-                               + opts.files_from))
-    excludes = list(dict.fromkeys(f for j in backups
-                                  for f in _arg_values(j.args, *EXCLUDE_FILE_FLAGS)))
-    if not sources and not lists:
-        echo("restic-runner: error: no sources: no backup paths, --source or --files-from",
-             err=True)
-        return EXIT_USAGE
-    report = [_source_entry(source, opts.no_size, opts.depth) for source in sources]
-    for entry in report:
-        line = f"source {entry['path']}: {entry['type']}, " + (
-            "readable" if entry["readable"] else "NOT readable")
-        if entry["readable"] and entry["files"] >= 0:
-            line += f", {entry['files']} file(s), {entry['bytes']} bytes"
-        echo(line)
-    listings = []
-    for listing in lists:
-        entries = _lines(listing)
-        missing = [e for e in entries or [] if not os.path.exists(e)]
-        listings.append({"path": listing, "readable": entries is not None,
-                         "lines": len(entries or []), "missing_entries": len(missing)})
-        echo(f"files-from {listing}: " + (f"{len(entries)} entries, {len(missing)} missing"
-                                          if entries is not None else "NOT readable"))
-    exclusions = []
-    for exclude in excludes:
-        patterns = _lines(exclude)
-        exclusions.append({"path": exclude, "readable": patterns is not None,
-                           "patterns": len(patterns or [])})
-        echo(f"exclude-file {exclude}: " + (f"{len(patterns)} pattern(s)"
-                                            if patterns is not None else "NOT readable"))
-    errors = (sum(not e["readable"] for e in report)
-              + sum(e["missing_entries"] if e["readable"] else 1 for e in listings)
-              + sum(not e["readable"] for e in exclusions))
-    total_files = sum(max(e["files"], 0) for e in report)
-    total_bytes = sum(max(e["bytes"], 0) for e in report)
-    echo(f"{len(sources)} source(s), {len(lists)} files-from list(s), {len(excludes)} "
-         f"exclude-file(s), {total_files} file(s), {total_bytes} bytes, {errors} error(s)")
-    from runner.cli.peerdoc import peer_document, write_peer_document
-
-    document = peer_document(config, "sources-report", 0, started, {
-        "backup_root_dir": " ".join(p for j in backups for p in j.paths),
-        "sources_count": len(sources), "files_from_count": len(lists),
-        "exclude_files_count": len(excludes), "total_files": total_files,
-        "total_bytes": total_bytes, "errors_count": errors, "no_size": _onoff(opts.no_size),
-        "depth_limit": "unlimited" if opts.depth is None else opts.depth},
-        {"sources": report, "files_from": listings, "exclude_files": exclusions})
-    for problem in write_peer_document(config, document):
-        echo(f"warning: {problem}", err=True)
-    return 0
-
-
 # --- rotate_log -----------------------------------------------------------------------------
 
 def _positive(name: str, default: int) -> int:
@@ -838,7 +598,6 @@ def rotate_log(config_file: str | None, args: list[str]) -> int:
 HANDLERS: dict[str, Callable[[str | None, list[str]], int]] = {
     "rotate_log": rotate_log,
     "status": status, "doctor": doctor, "config-check": config_check, "cron-list": cron_list,
-    "notify-test": notify_test, "forget-preview": forget_preview, "unlock": unlock,
+    "forget-preview": forget_preview, "unlock": unlock,
     "init-repo": init_repo, "restore-test": restore_test, "restore": restore,
-    "sources-report": sources_report,
 }

@@ -20,6 +20,11 @@ from security.masking import redact_text
 COMPAT_LOG_MODE = 0o644  # as the engine's copies there (runner.engine.compatlogs)
 
 
+def on_off(value: object) -> str:
+    """The helper's switches: ON or OFF."""
+    return "ON" if value else "OFF"
+
+
 def _stamp(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds") \
         .replace("+00:00", "Z")
