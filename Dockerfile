@@ -101,8 +101,9 @@ COPY --from=build /opt/restic-runner /opt/restic-runner
 COPY docker/entrypoint.sh /usr/local/lib/restic-runner/entrypoint
 COPY docker/as-service-user.sh /usr/local/lib/restic-runner/as-service-user
 COPY docker/healthcheck.sh /usr/local/lib/restic-runner/healthcheck
-# restic-backup-helper's /bin/<name> commands (/bin is /usr/bin here): `restic-runner compat`
-RUN /opt/restic-runner/bin/python -m runner.cli.container shims /usr/bin \
+# restic-backup-helper's /bin/<name> commands (/bin is /usr/bin here), also in /usr/local/bin:
+# `restic-runner compat <name>` as the service user
+RUN /opt/restic-runner/bin/python -m runner.cli.container shims /usr/local/bin /usr/bin \
  && { find /usr /opt -xdev -type f \( -perm -u+x -o -name '*.so*' \) -exec ldd {} + \
       2>/dev/null || true; } >/tmp/ldd.txt \
  && if grep 'not found' /tmp/ldd.txt >&2; then exit 1; fi \

@@ -24,7 +24,7 @@ help:
 	@echo "make lint       ruff check (+ shellcheck of scripts/ when installed)"
 	@echo "make bench      set up and run every bench/ script (BENCH_ARGS=... for bench_overhead)"
 	@echo "make image      build the container image with podman (localhost/restic-runner:test)"
-	@echo "make image-test build it, then run it for real (tests/image/); about 2 min"
+	@echo "make image-test build it, then run it for real (tests/image/: ours, the helper's compose files and manifest, the chart under kube play); about 2 min"
 	@echo "make lock       regenerate docker/*.lock (hash-pinned) from docker/*.in"
 	@echo "make bootstrap  apt packages, .venv, .tools/restic-{0.14,0.18}/restic"
 	@echo "make venv       only the .venv"

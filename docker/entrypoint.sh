@@ -32,7 +32,7 @@ own() {
   [ -d "$1" ] || return 0
   [ "$(stat -c %u "$1")" = "$service_uid" ] && return 0
   if [ "$(( (0x$caps >> 0) & 1 ))" = 1 ] \
-      && chown -R "$service_uid:$service_uid" "$1" 2>/dev/null; then  # CAP_CHOWN
+      && chown -R -P -h "$service_uid:$service_uid" "$1" 2>/dev/null; then  # links: not followed
     echo "restic-runner: $1 now belongs to the service user (uid $service_uid)" >&2
   else
     echo "restic-runner: cannot give $1 to the service user (uid $service_uid): read-only" \

@@ -225,7 +225,8 @@ def test_a_shim_per_peer_command() -> None:
                     "compat", "--list").stdout.split()
     assert sorted(listed) == sorted(PEER_COMMANDS)
     script = ("for n in " + " ".join(PEER_COMMANDS) + "; do "
-              "[ -x /bin/$n ] && grep -q \"compat $n\" /bin/$n || echo missing $n; done; "
+              "for d in /bin /usr/local/bin; do "
+              "[ -x $d/$n ] && grep -q \"compat $n\" $d/$n || echo missing $d/$n; done; done; "
               "readlink -f /bin")
     done = podman("run", "--rm", *ULIMITS, "--entrypoint", "sh", IMAGE, "-c", script)
     assert done.stdout.split() == ["/usr/bin"], done.stdout
