@@ -212,6 +212,8 @@ def test_root_leaves_root_keeping_only_dac_read_search(tmp_path: Path) -> None:
                   "import os; print(os.access('/run/secrets/pw', os.R_OK)); "
                   "print(open('/run/secrets/pw').read())")
     assert read.stdout.split() == ["True", "root-only"]  # access(2) agrees with open(2)
+    hardened = _identity("--cap-add", "DAC_READ_SEARCH", "--security-opt", "no-new-privileges")
+    assert hardened == kept  # no_new_privs does not stop keeping a capability one has
     plain = _identity()  # Docker's default capabilities: none is kept
     assert plain["uid"] == str(UID) and plain["CapEff"] == "0000000000000000", plain
     as_root = _identity("--env", "RESTIC_RUNNER_RUN_AS_ROOT=ON")
