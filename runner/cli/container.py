@@ -119,8 +119,11 @@ def start_and_run(command: list[str]) -> int:
 
 def probe_repositories(config: Config) -> bool:
     """The peer's `restic cat config` probe and init; False (exit 1) on any other failure."""
+    import logging
+
     from runner.engine.repoinit import prepare_repositories
 
+    logging.getLogger("restic_runner.repository").disabled = True  # its lines are printed below
     states = prepare_repositories(config)
     for state in states:
         mark = "ok" if state.status in PROBE_OK else "FAILED"
