@@ -302,3 +302,36 @@ def test_stop_ends_a_manual_backup_gracefully_under_tail(smoke_with_bulk: PeerCo
     assert took < 30, f"took {took:.1f} s to stop"
     assert container.restic("list", "locks").strip() == ""
     print(f"stopped a manual backup mid-run in {took:.1f} s")
+
+
+def test_stop_ends_a_scheduled_backup_gracefully_under_tail(tmp_path: Path) -> None:
+    """The same for a run the scheduler started (the entrypoint's background `schedule`):
+    adapted, the backup's schedule fires 5 s after the start and its upload is throttled."""
+    tmp_path.chmod(0o755)
+    (container,) = smoke(tmp_path)
+    bulk = tmp_path / "volumes" / "restic-smoke-data" / "backup_src" / "bulk"
+    bulk.mkdir()
+    for i in range(4):
+        (bulk / f"blob{i}.bin").write_bytes(os.urandom(20 * 1024 * 1024))
+    container.environment.update({"BACKUP_CRON": "every 5s",
+                                  "RESTIC_JOB_ARGS": "--limit-upload=4096"})
+    try:
+        start(container)
+        out = wait_for_log(container.name, STARTED)
+        assert "Started: restic-runner schedule" in out, out
+        locks = container.restic.repository / "locks"
+        deadline = time.monotonic() + 60
+        while not (locks.is_dir() and any(locks.iterdir())):
+            assert time.monotonic() < deadline, logs(container.name)
+            time.sleep(0.2)
+        time.sleep(1)
+
+        stopped = time.monotonic()
+        podman("stop", "--time", "60", container.name, timeout=90)
+        took = time.monotonic() - stopped
+        assert exit_code(container.name) == 0, logs(container.name)
+        assert took < 30, f"took {took:.1f} s to stop"
+        assert container.restic("list", "locks").strip() == ""
+        print(f"stopped a scheduled backup mid-run in {took:.1f} s")
+    finally:
+        podman("rm", "--force", "--time", "5", container.name, check=False)
