@@ -41,10 +41,9 @@ DIFFERENCES = {
                     "name; the peer's recent_json list of 14 files has no equivalent",
     "run records": "last-<job>.json of what restic-runner runs as a job (a worker, restore, "
                    "restore-test) is its run record: dry_run is its boolean, not \"ON\"",
-    "no equivalent": "rotate_log, mount-snapshot, snapshot-export (and sources-report if not "
-                     "implemented): one line naming what to use instead, non-zero exit; the "
-                     "compat log directory's cron.log is then not rotated by restic-runner "
-                     "(logrotate, or the container runtime's logs)",
+    "no equivalent": "mount-snapshot, snapshot-export: one line naming what to use instead, "
+                     "non-zero exit; rotate_log without a compat log directory has no cron.log "
+                     "to rotate: one line, exit 2",
 }
 
 
