@@ -63,9 +63,9 @@ RUN /opt/build-env/bin/pip wheel --no-deps --no-build-isolation --wheel-dir /src
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE} AS runtime
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
-# Installing packages is done when this stage ends: apt, perl, debconf, gpgv and the libraries
-# only they use run nothing in the image (to add packages, build FROM this stage:
-# `--target runtime`). The check at the end of the stage proves no program lost a library.
+# Installing packages is done when this stage's first step ends: apt, perl, debconf, gpgv and
+# the libraries only they use run nothing in the image (to add a Debian package, add it to the
+# apt-get line below). The check at the end of the stage proves no program lost a library.
 ARG PACKAGING_TOOLS="apt libapt-pkg6.0 adduser debconf perl-base gpgv debian-archive-keyring \
   e2fsprogs libext2fs2 libss2 logsave libgnutls30 libp11-kit0 libtasn1-6 libunistring2 \
   libidn2-0 libnettle8 libhogweed6 libstdc++6"
