@@ -231,6 +231,7 @@ def test_a_peer_compose_service_runs_with_only_the_image_changed(
         assert "tail: " not in out, out
         scheduled = "Nothing is scheduled" not in out  # the smoke test's BACKUP_CRON never fires
         assert scheduled == ("Started: restic-runner schedule" in out), out
+        assert podman("healthcheck", "run", container.name, check=False).returncode == 0  # ours
     for container in peer_containers:
         if container.healthcheck:  # as root, as docker runs it: restic itself, not the shim
             health = podman("exec", container.name, "sh", "-c", container.healthcheck,
