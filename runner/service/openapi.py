@@ -73,6 +73,26 @@ RUN_RECORD = {
         "version": {"type": "string"},
     },
 }
+
+
+def _peer_fields() -> dict[str, Any]:
+    """restic-backup-helper's fields of a run record (docs/runs.md), from `RunRecord` itself so
+    the document cannot drift from the record: strings but the epochs and `canary_results`."""
+    from typing import get_type_hints
+
+    from runner.engine.record import RunRecord
+
+    schemas = {str: {"type": "string"}, int: {"type": "integer"}}
+    fields: dict[str, Any] = {}
+    for name, kind in get_type_hints(RunRecord).items():
+        if name not in RUN_RECORD["properties"] and kind in schemas:
+            fields[name] = schemas[kind]
+    fields["canary_results"] = {"type": "array", "items": {
+        "type": "object", "additionalProperties": {"type": "string"}}}
+    return fields
+
+
+RUN_RECORD["properties"].update(_peer_fields())
 PROBLEM = {
     "type": "object", "required": ["type", "title", "status"],
     "properties": {"type": {"type": "string"}, "title": {"type": "string"},
