@@ -12,6 +12,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from security.privatefiles import FILE_MODE, NotRegularFile
@@ -61,12 +62,97 @@ def private_dir(path: Path) -> Path:
 
 def state_subdir(path: Path) -> Path:
     """A directory inside `state_dir`: made private, and refused when it is a symlink or not a
-    directory (a link planted there would send locks and logs elsewhere)."""
-    private_dir(path)
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode):
-        raise NotRegularFile(errno.ENOTDIR, "a symlink or not a directory, refused", str(path))
+    directory (a link planted there would send locks and logs elsewhere). Checked before
+    anything is changed: nothing outside `state_dir` is ever chmod-ed."""
+    private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, DIR_MODE)
+    os.close(_open_private_subdir(path))
     return path
+
+
+def _open_private_subdir(path: Path) -> int:
+    """A descriptor of the directory `path` itself (never through a symlink), tightened to 0700
+    when ours; refused when a symlink, not a directory, or another user's that others may
+    write to (a group-writable one is a Kubernetes volume's `fsGroup`)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise NotRegularFile(errno.ENOTDIR, "a symlink or not a directory, refused",
+                                 str(path)) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if info.st_uid == os.geteuid():
+            if info.st_mode & 0o077:
+                with contextlib.suppress(OSError):  # a read-only mount: reported where writes fail
+                    os.fchmod(fd, DIR_MODE)
+        elif info.st_mode & 0o002:
+            raise NotRegularFile(errno.EPERM, f"owned by uid {info.st_uid} and writable by "
+                                              "every local user, refused", str(path))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def sync_private_files(directory: Path, files: Mapping[str, bytes]) -> None:
+    """Make `directory` (inside `state_dir`) hold exactly `files` (name -> content), each mode
+    0600: a file whose content is already right is left alone (a read-only command writes
+    nothing then), any other regular file or link there is removed (its secret is gone).
+
+    Everything goes through a descriptor of the directory opened without following a link, so
+    a link planted at `directory`, or swapped in meanwhile, is refused (naming the path), never
+    written through. Without `files`, a missing directory is not created."""
+    for name in files:
+        if not name or name.startswith(".") or "/" in name or "\0" in name:
+            raise ValueError(f"not a plain file name: {name!r}")
+    if not files and not os.path.lexists(directory):
+        return
+    if files:
+        state_subdir(directory)
+    fd = _open_private_subdir(directory)
+    try:
+        for name, data in files.items():
+            if _holds(fd, name, data):
+                continue
+            tmp = f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                          | os.O_CLOEXEC, FILE_MODE, dir_fd=fd)
+            try:
+                with os.fdopen(out, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fchmod(f.fileno(), FILE_MODE)
+                os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=fd)
+                raise
+        for name in os.listdir(fd):
+            if name in files or name.startswith("."):  # another writer's file in flight
+                continue
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode):
+                os.unlink(name, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
+def _holds(dir_fd: int, name: str, data: bytes) -> bool:
+    """Whether `name` is already our 0600 regular file holding exactly `data`."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid()
+                or stat.S_IMODE(info.st_mode) != FILE_MODE or info.st_size != len(data)):
+            return False
+        return f.read(len(data) + 1) == data
 
 
 def tighten_dir(path: Path) -> None:

@@ -37,6 +37,9 @@ class FileAccess(NamedTuple):
     mode: int | None
     world_writable: bool = False
     owner: int | None = None  # uid
+    group_writable: bool = False
+    group: int | None = None  # gid
+    open_parent: Path | None = None  # a directory of it others may write, without sticky bit
 
     @property
     def foreign_owner(self) -> bool:
@@ -58,16 +61,39 @@ def file_access(path: Path) -> FileAccess:
         path=path, exists=True, readable=os.access(path, os.R_OK),
         group_readable=bool(mode & stat.S_IRGRP), world_readable=bool(mode & stat.S_IROTH),
         mode=mode, world_writable=bool(mode & stat.S_IWOTH), owner=st.st_uid,
+        group_writable=bool(mode & stat.S_IWGRP), group=st.st_gid,
+        open_parent=_open_parent(path),
     )
 
 
+def _open_parent(path: Path) -> Path | None:
+    """The directory holding `path` (as named, and once links are resolved: a Kubernetes
+    secret is a link into `..data/`) that every local user may write to without the sticky bit:
+    anyone could rename the secret away and put their own in its place."""
+    for directory in dict.fromkeys((path.absolute().parent, Path(os.path.realpath(path)).parent)):
+        try:
+            mode = directory.stat().st_mode
+        except OSError:
+            continue
+        if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+            return directory
+    return None
+
+
 def lenient_problem(access: FileAccess) -> str:
-    """Why environment mode refuses a world-readable secret file ("" when it accepts it)."""
+    """Why environment mode refuses a world-readable secret file ("" when it accepts it): someone
+    else than root and us could replace the secret."""
     if access.world_writable:
         return "is writable by every local user (anyone could replace the secret)"
     if access.foreign_owner:
         return (f"is owned by uid {access.owner}, neither root nor this user "
                 f"(uid {os.geteuid()}), who could replace the secret")
+    if access.group_writable and access.group != 0:
+        return (f"is writable by group gid {access.group}, not root's group (its members "
+                "could replace the secret); run: chmod g-w")
+    if access.open_parent is not None:
+        return (f"is in {access.open_parent}, a directory every local user may write to "
+                "without the sticky bit (anyone could replace the secret)")
     return ""
 
 

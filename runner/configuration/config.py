@@ -542,6 +542,11 @@ def parse_config(data: Mapping[str, Any], path: Path, *, environment: bool = Fal
     jobs = {name: _read_job(file, name, body, base, restic, rclone, state_dir, hostname,
                             keep_bad_lines=environment)
             for name, body in jobs_table.data.items()}
+    if any(job.hook_env == ("*",) for job in jobs.values()):
+        # those hooks see every variable: a hook printing one must be masked everywhere
+        from security.masking import register_environment
+
+        register_environment(os.environ)
     server = _read_server(Table(file, "server", data.get("server", {}), base))
     clients = _read_clients(file, data.get("clients", []), base, jobs)
     notify = read_notify(file, data.get("notify", {}), base, tuple(jobs))

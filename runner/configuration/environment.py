@@ -28,6 +28,7 @@ from runner.configuration.envpassthrough import tool_environment
 from runner.errors import ConfigError
 
 SOURCE = "<environment>"
+SECRETS_DIR = "env-secrets"  # under state_dir: the inline secrets, as 0600 files
 # restic-backup-helper 2.14's Dockerfile ENV defaults, applied to a variable that is not set at
 # all (set but empty keeps the helper's meaning of empty). Its empty defaults mean "unset" and
 # are left out. Not applied: RESTIC_REPOSITORY=/mnt/restic (the image sets it: it switches
@@ -103,23 +104,38 @@ class _Builder:
         self.problems: dict[str, str] = {}
         self.disabled: dict[str, str] = {}
         self.unrequested: set[str] = set()
+        self.secrets: dict[str, bytes] = {}  # env-secrets/ file name -> content
 
     def get(self, name: str) -> str | None:
         value = self.env.get(name)
         return value if value not in (None, "") else None
 
     def secret_file(self, name: str, value: str, *, warn: bool = True) -> str:
-        """An inline secret, written where a `*_file` key can point (mode 0600)."""
-        from runner.fsutil import atomic_write, private_dir
-
-        directory = private_dir(self.state_dir / "env-secrets")
+        """An inline secret, for a `*_file` key: its path under `state_dir/env-secrets/`, where
+        `write_secrets` puts it (mode 0600)."""
         # http_proxy and HTTP_PROXY are two variables
-        path = directory / (name.lower() if name.isupper() else f"{name}.lowercase")
+        filename = name.lower() if name.isupper() else f"{name}.lowercase"
         # surrogateescape: an environment value that is not UTF-8 is kept byte for byte
-        atomic_write(path, value.encode("utf-8", "surrogateescape") + b"\n", mode=0o600)
+        self.secrets[filename] = value.encode("utf-8", "surrogateescape") + b"\n"
         if warn:
             self.warnings.append(f"{name} is given inline; prefer {name}_FILE (a mounted secret)")
-        return str(path)
+        return str(self.state_dir / SECRETS_DIR / filename)
+
+    def write_secrets(self) -> None:
+        """`state_dir/env-secrets/` holds this environment's inline secrets and nothing else
+        (the file of a variable since removed goes). Nothing is written when the files are
+        already right; without inline secrets nothing is created. A symlink or anything else
+        than a directory there is refused, naming it (docs/security.md#secret-files)."""
+        from runner.fsutil import sync_private_files
+
+        directory = self.state_dir / SECRETS_DIR
+        try:
+            sync_private_files(directory, self.secrets)
+        except OSError as exc:
+            where = exc.filename or directory
+            raise ConfigError(SOURCE, "RESTIC_RUNNER_STATE_DIR",
+                              f"cannot keep inline secrets in {where}: "
+                              f"{exc.strerror or exc}") from None
 
     def note(self, key: str, variable: str) -> None:
         self.keys[key] = variable
@@ -158,6 +174,7 @@ def _build(environ: Mapping[str, str], state_dir: Path) -> tuple[dict[str, Any],
     for name, why in OBSOLETE.items():
         if name in b.given:
             b.warnings.append(f"{name} is not used by restic-runner: {why}")
+    b.write_secrets()
     return data, b
 
 

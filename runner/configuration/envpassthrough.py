@@ -5,7 +5,10 @@ through mode-0600 files (`env_files`), so they are registered and masked."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+
+from security.masking import register_variable, secret_variable
 
 # Backend credentials and settings (restic's backends, and rclone's RCLONE_* options).
 BACKEND_PREFIXES = ("AWS_", "B2_", "AZURE_", "GOOGLE_", "OS_", "ST_", "RCLONE_")
@@ -22,13 +25,7 @@ RESTIC_OWN = frozenset({
 # Go (restic) and rclone read both spellings
 PROXIES = frozenset({"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY",
                      "http_proxy", "https_proxy", "no_proxy", "all_proxy"})
-SECRET_WORDS = frozenset({"SECRET", "KEY", "TOKEN", "PASSWORD", "PASS", "SAS", "CREDENTIALS"})
-# not secrets although a word says so (a hint names a key, it is not one)
-NOT_SECRET = frozenset({"RESTIC_KEY_HINT", "RESTIC_FROM_KEY_HINT", "RESTIC_PASSWORD_COMMAND",
-                        "RESTIC_FROM_PASSWORD_COMMAND", "RESTIC_FROM_PASSWORD_FILE",
-                        "AWS_SHARED_CREDENTIALS_FILE", "GOOGLE_APPLICATION_CREDENTIALS"})
-# the URL may hold a password
-URL_SECRETS = frozenset({"RESTIC_FROM_REPOSITORY"})
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def is_tool_variable(name: str) -> bool:
@@ -36,11 +33,9 @@ def is_tool_variable(name: str) -> bool:
 
 
 def is_secret(name: str, value: str) -> bool:
-    if name in NOT_SECRET:
-        return False
-    if name in PROXIES or name in URL_SECRETS:
-        return "@" in value  # user:password@host
-    return bool(SECRET_WORDS & set(name.split("_")))
+    """The one rule (security.masking.secret_variable): the name says secret (PASSWORD*, KEY,
+    TOKEN*, HEADERS, …), or the value carries a `user:password@`."""
+    return secret_variable(name, value)
 
 
 def tool_environment(environ: Mapping[str, str], write_secret: Callable[[str, str], str]
@@ -51,9 +46,10 @@ def tool_environment(environ: Mapping[str, str], write_secret: Callable[[str, st
     from_files: dict[str, str] = {}
     for name in sorted(environ):
         value = environ[name]
-        if not value or not is_tool_variable(name):
-            continue
+        if not value or not is_tool_variable(name) or not _VARIABLE_NAME.fullmatch(name):
+            continue  # no tool reads a name of other characters (nor may it name a file)
         if is_secret(name, value):
+            register_variable(name, value)  # the password inside a URL too, raw and decoded
             from_files[name] = write_secret(name, value)
         else:
             plain[name] = value
