@@ -558,7 +558,7 @@ def rotate_log(config_file: str | None, args: list[str]) -> int:
     CRON_LOG_MAX_SIZE bytes (1 MiB), the newest MAX_CRON_LOG_ARCHIVES (5) archives kept."""
     parser("rotate_log", "Archive and empty compat_log_dir's cron.log once it is "
                          "CRON_LOG_MAX_SIZE bytes.").parse_args(args)
-    import tarfile
+    from runner.cli.compat_rotate import RotationRefused, rotate_cron_log
 
     max_size = _positive("CRON_LOG_MAX_SIZE", 1048576)
     keep = _positive("MAX_CRON_LOG_ARCHIVES", 5)
@@ -567,31 +567,12 @@ def rotate_log(config_file: str | None, args: list[str]) -> int:
         echo("rotate_log: no cron.log to rotate: compat_log_dir is not set (service logs go to "
              "stdout; each run keeps its own log)", err=True)
         return EXIT_USAGE
-    log = directory / "cron.log"
-    if not log.is_file():
-        echo(f"rotate_log: {log} does not exist", err=True)
-        return 1
-    size = log.stat().st_size
-    if size < max_size:
-        echo(f"rotate_log: {log} is {size} bytes, under {max_size}: nothing to do")
-        return 0
-    archive = directory / f"cron_log_{time.strftime('%Y%m%d_%H%M%S')}.tar.gz"
     try:
-        with tarfile.open(archive, "w:gz") as tar:
-            tar.add(log, arcname=log.name)
-    except OSError as exc:
-        archive.unlink(missing_ok=True)
-        echo(f"rotate_log: cannot write {archive} ({exc.strerror}); {log} left as it is",
-             err=True)
+        done = rotate_cron_log(directory, max_size, keep)
+    except RotationRefused as exc:
+        echo(f"rotate_log: {exc}", err=True)
         return 1
-    with open(log, "r+b") as f:
-        f.truncate(0)
-    archives = sorted(directory.glob("cron_log_*.tar.gz"), key=lambda p: p.stat().st_mtime,
-                      reverse=True)
-    for old in archives[keep:]:
-        old.unlink(missing_ok=True)
-    echo(f"rotate_log: {log} ({size} bytes) archived as {archive.name}; "
-         f"{min(len(archives), keep)} archive(s) kept")
+    echo(f"rotate_log: {done}")
     return 0
 
 

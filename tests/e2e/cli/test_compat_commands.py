@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import subprocess
 import tarfile
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.envmode import EnvRunner, explain
-from tests.support.paths import RUNNER
+from tests.support.paths import PRECIOUS, RUNNER
 from tests.support.workspace import Workspace
 
 NAMES = ["backup", "check", "forget", "prune", "replicate", "bisync", "unlock", "status",
@@ -371,3 +372,62 @@ def test_rotate_log_archives_cron_log_past_its_size(ws18: Workspace) -> None:
     ws18.extra_env["CRON_LOG_MAX_SIZE"] = "lots"
     bad = ws18.cli("compat", "rotate_log")
     assert bad.returncode == 2 and "CRON_LOG_MAX_SIZE must be a positive integer" in bad.stderr
+
+
+def _rotate_workspace(ws: Workspace) -> Path:
+    logs = ws.root / "var-log"
+    logs.mkdir()
+    _config(ws)
+    ws.config_path.write_text(f'compat_log_dir = "{logs}"\n' + ws.config_path.read_text())
+    ws.extra_env.update(CRON_LOG_MAX_SIZE="10", MAX_CRON_LOG_ARCHIVES="1")
+    return logs
+
+
+@pytest.mark.parametrize("planted", ["symlink", "hard link", "fifo"])
+def test_rotate_log_refuses_a_cron_log_that_is_not_its_own_file(ws18: Workspace,
+                                                                planted: str) -> None:
+    """Review M1: whoever can write compat_log_dir plants cron.log as a link to a file of
+    root's (or a FIFO); rotate_log archives and empties nothing through it."""
+    logs = _rotate_workspace(ws18)
+    precious = ws18.root / "precious"
+    precious.write_bytes(PRECIOUS * 10)
+    cron_log = logs / "cron.log"
+    if planted == "symlink":
+        cron_log.symlink_to(precious)
+    elif planted == "hard link":
+        cron_log.hardlink_to(precious)
+    else:
+        os.mkfifo(cron_log)
+    done = ws18.cli("compat", "rotate_log", timeout=30)
+    assert done.returncode == 1, explain(done)
+    reason = {"symlink": "is a symlink", "hard link": "hard links",
+              "fifo": "not a regular file"}[planted]
+    assert reason in done.stderr and "nothing rotated" in done.stderr
+    assert precious.read_bytes() == PRECIOUS * 10
+    assert not list(logs.glob("cron_log_*"))
+
+
+def test_rotate_log_never_writes_an_archive_through_a_planted_symlink(ws18: Workspace) -> None:
+    """Review M1: symlinks at the archive names of the coming seconds (and at an old archive's
+    name) point at a victim file; the archive is a new file under a free name, the victim
+    stays as it was, the link to it is neither counted nor removed."""
+    logs = _rotate_workspace(ws18)
+    victim = ws18.root / "victim"
+    victim.write_bytes(PRECIOUS)
+    now = time.time()
+    for second in range(-1, 30):
+        stamp = time.strftime("%Y%m%d_%H%M%S", time.localtime(now + second))
+        (logs / f"cron_log_{stamp}.tar.gz").symlink_to(victim)
+    old = logs / "cron_log_19990101_000000.tar.gz"
+    old.symlink_to(victim)
+    (logs / "cron.log").write_text("a line of the log\n")
+    done = ws18.cli("compat", "rotate_log")
+    assert done.returncode == 0, explain(done)
+    assert victim.read_bytes() == PRECIOUS
+    assert (logs / "cron.log").read_bytes() == b""
+    [archive] = [p for p in logs.glob("cron_log_*.tar.gz") if not p.is_symlink()]
+    assert archive.name.endswith("_1.tar.gz") and archive.name in done.stdout
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("cron.log")
+        assert member is not None and member.read() == b"a line of the log\n"
+    assert old.is_symlink() and "1 archive(s) kept" in done.stdout
