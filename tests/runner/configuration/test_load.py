@@ -81,3 +81,65 @@ def test_environment_mode_applies_the_helpers_time_zone(place: Path,
     finally:
         os.environ["TZ"] = "UTC"  # monkeypatch puts the original back afterwards
         time.tzset()
+
+
+# --- who may control a configuration file (finding M4 of issue 15's review) -----------------
+
+
+@pytest.mark.parametrize("where", ["cwd", "system", "explicit", "variable"])
+@pytest.mark.parametrize(("mode", "problem"), [(0o646, "writable by every user"),
+                                                (0o666, "writable by every user")])
+def test_a_config_file_others_can_write_is_refused(place: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    where: str, mode: int, problem: str) -> None:
+    """Wherever it was found, and never falling back to environment mode: its hooks would run
+    as whoever loads it."""
+    path = load.SYSTEM_CONFIG if where == "system" else Path("restic-runner.toml").absolute()
+    _write(path, "planted", place / "pw")
+    path.chmod(mode)
+    explicit = str(path) if where == "explicit" else None
+    if where == "variable":
+        monkeypatch.setenv("RESTIC_RUNNER_CONFIG", str(path))
+    with pytest.raises(ConfigError, match=problem):
+        load.load_config(explicit)
+    path.chmod(0o644)
+    assert set(load.load_config(explicit).jobs) == {"planted"}
+
+
+def test_group_write_is_refused_unless_the_group_is_root(place: Path) -> None:
+    import os
+
+    path = Path("restic-runner.toml")
+    _write(path, "mine", place / "pw")
+    path.chmod(0o664)
+    if os.stat(path).st_gid != 0:
+        with pytest.raises(ConfigError, match=r"writable by group \d+ \(mode 0664\)"):
+            load.load_config()
+    info = os.stat(path)
+    as_root_group = os.stat_result((info.st_mode, *info[1:5], 0, *info[6:]))
+    assert load.trust_problem(as_root_group) == ""
+
+
+def test_only_root_or_the_process_user_may_own_it(tmp_path: Path) -> None:
+    """Checked on the file's status (a test cannot chown to another user): a file uid 10001
+    planted where root looks, e.g. a working directory it owns, is refused to root."""
+    import os
+
+    info = os.stat(tmp_path)
+    owned_by = lambda uid: os.stat_result((0o100644, *info[1:4], uid, *info[5:]))  # noqa: E731
+    assert "owned by uid 10001, neither root nor this process's user (uid 0)" in \
+        load.trust_problem(owned_by(10001), uid=0)
+    assert load.trust_problem(owned_by(0), uid=0) == ""
+    assert load.trust_problem(owned_by(0), uid=10001) == ""
+    assert load.trust_problem(owned_by(10001), uid=10001) == ""
+    assert "neither root" in load.trust_problem(owned_by(10002), uid=10001)
+
+
+def test_a_link_to_a_trusted_file_is_read(place: Path) -> None:
+    """Kubernetes mounts a ConfigMap's keys as links into ..data: the file itself is judged."""
+    target = place / "etc" / "real.toml"
+    _write(target, "linked", place / "pw")
+    Path("restic-runner.toml").symlink_to(target)
+    assert set(load.load_config().jobs) == {"linked"}
+    target.chmod(0o666)
+    with pytest.raises(ConfigError, match="writable by every user"):
+        load.load_config()
