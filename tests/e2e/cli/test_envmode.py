@@ -5,13 +5,17 @@ tests/runner/configuration/test_environment.py."""
 
 from __future__ import annotations
 
+import base64
 import json
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from tests.support.envmode import EnvRunner, explain
+from tests.support.secrets import CANARY, encodings
 from tests.support.smtp import SMTP_PASSWORD, SMTP_USER, start_smtp_server
 from tests.support.workspace import Workspace
 
@@ -159,3 +163,99 @@ def test_mail_goes_through_the_msmtprc_the_helper_mounted(ws18: Workspace,
         assert SMTP_PASSWORD not in report.stdout + report.stderr
     finally:
         server.stop()
+
+
+# Environment mode's hooks get the whole environment (hook_env = ["*"]), so every variable
+# that looks secret is masked wherever a hook's output goes (docs/security.md#secret-variables).
+_HOOK_SECRETS = {
+    "MY_DB_PASSWORD": "db-" + CANARY,  # no tool reads it: only a hook
+    "MY_APP_PASSPHRASE": "phrase-" + CANARY,
+    "RCLONE_CONFIG_REMOTE_PASSWORD2": "pw2-" + CANARY,
+    "RCLONE_CRYPT_PASSWORD2": "crypt2-" + CANARY,
+}
+_URL_PASSWORD = "url-" + CANARY  # inside URLs, percent-encoded
+_HEADER_TOKEN = "hdr-pa/ss@w:rd%20-" + base64.b64encode(CANARY.encode()).decode()  # ASCII
+_PRINT_ALL = """#!{python}
+import base64, json, os, urllib.parse
+for name in {names!r}:
+    value = os.environ[name]
+    for form in (value, urllib.parse.quote(value, safe=""), json.dumps(value),
+                 base64.b64encode(value.encode()).decode()):
+        print(name, form)
+for name in ("HTTPS_PROXY", "RCLONE_CONFIG_REMOTE_URL"):
+    part = os.environ[name].split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1]
+    for form in (part, urllib.parse.unquote(part)):
+        print(name, "password part", form)
+header = os.environ["RCLONE_HEADERS"]
+print("header", header, header.split(",", 1)[1], header.split(" ", 1)[1])
+"""
+
+
+def test_secret_variables_printed_by_a_hook_are_masked_everywhere(ws18: Workspace) -> None:
+    """L1/L2: a hook printing the secret variables it was given (raw, URL-encoded, JSON-escaped,
+    base64; the password part of a proxy and an rclone URL, raw and percent-decoded; a bearer
+    token of RCLONE_HEADERS) leaves none of them in the CLI output, the run log, cron.log,
+    <job>-last.log, last-<job>.json or the history (the API's log_tail)."""
+    quoted = quote(_URL_PASSWORD, safe="")
+    env = runner(ws18, **_HOOK_SECRETS,
+                 HTTPS_PROXY=f"http://proxyuser:{quoted}@127.0.0.1:9",
+                 NO_PROXY="127.0.0.1,localhost",
+                 RCLONE_CONFIG_REMOTE_URL=f"https://webdav:{quoted}@127.0.0.1:9/dav",
+                 RCLONE_HEADERS=f"Authorization,Bearer {_HEADER_TOKEN}")
+    env.hooks.mkdir(parents=True, exist_ok=True)
+    hook = env.hooks / "pre-backup.sh"
+    hook.write_text(_PRINT_ALL.format(python=sys.executable, names=sorted(_HOOK_SECRETS)))
+    hook.chmod(0o755)
+    done = env.cli("run", "backup", "--json")
+    assert done.returncode == 0, explain(done)
+    outputs = {"stdout": done.stdout.encode(), "stderr": done.stderr.encode()}
+    for root in (env.log, env.state):
+        for path in root.rglob("*"):
+            if path.is_file() and path.parent.name != "env-secrets":
+                outputs[str(path)] = path.read_bytes()
+    assert b"password part" in outputs[str(env.log / "backup-last.log")]  # the hook ran
+    assert "MY_DB_PASSWORD" in env.last_run("backup")["log_tail"]
+    secrets = [*_HOOK_SECRETS.values(), _URL_PASSWORD, _HEADER_TOKEN]
+    leaks = {(where, secret, form) for where, data in outputs.items() for secret in secrets
+             for form in encodings(secret) if form in data}
+    assert not leaks
+
+
+def test_env_secrets_behind_a_symlink_is_refused_and_left_alone(ws18: Workspace,
+                                                                tmp_path: Path) -> None:
+    """M3: state_dir/env-secrets planted as a link to another directory: `config check`,
+    `doctor` and `run` refuse it naming the path; the directory it points to is neither
+    chmod-ed nor written to."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o755)
+    elsewhere.chmod(0o755)
+    env = runner(ws18, RESTIC_PASSWORD_FILE="", RESTIC_PASSWORD="inline-" + CANARY)
+    env.state.mkdir(parents=True, exist_ok=True)
+    (env.state / "env-secrets").symlink_to(elsewhere)
+    for args in (("config", "check"), ("run", "backup")):
+        done = env.cli(*args)
+        assert done.returncode == 2, explain(done)
+        assert f"{env.state / 'env-secrets'}: a symlink or not a directory" in done.stderr
+    assert any("a symlink or not a directory" in m for m in failing(doctor(env)))
+    assert list(elsewhere.iterdir()) == []
+    assert elsewhere.stat().st_mode & 0o777 == 0o755
+
+
+def test_config_check_after_a_run_writes_nothing_and_removed_variables_lose_their_file(
+        ws18: Workspace) -> None:
+    """M3/I3: once a run wrote the inline secrets, `config check` and `doctor` rewrite none of
+    them; a variable removed takes its env-secrets file with it."""
+    password = ws18.password_file.read_text().strip()
+    env = runner(ws18, RESTIC_PASSWORD_FILE="", RESTIC_PASSWORD=password,
+                 AWS_SECRET_ACCESS_KEY="aws-" + CANARY)
+    done = env.cli("run", "backup")
+    assert done.returncode == 0, explain(done)
+    secrets = env.state / "env-secrets"
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in secrets.iterdir()}
+    assert set(before) == {"restic_password", "aws_secret_access_key"}
+    assert env.cli("config", "check").returncode == 0
+    doctor(env)
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in secrets.iterdir()} == before
+    env.variables.pop("AWS_SECRET_ACCESS_KEY")
+    assert env.cli("config", "check").returncode == 0
+    assert [p.name for p in secrets.iterdir()] == ["restic_password"]
