@@ -1,16 +1,19 @@
 """The run log: tool output and the runner's own notes, masked, in one file per run.
 
 Output goes stream → redactor → whole lines → parser (which drops restic's status lines, the
-progress the record keeps instead) → file. The last lines are kept in memory for `log_tail`.
+progress the record keeps instead) → control characters escaped → file. The last lines are kept
+in memory for `log_tail`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import BinaryIO
 
+from runner.engine.jobs.humantext import printable
 from runner.engine.jobs.output import OutputParser
 from runner.fsutil import open_private_file
 from security.masking import REGISTRY, StreamRedactor
@@ -18,6 +21,36 @@ from security.masking import REGISTRY, StreamRedactor
 TAIL_BYTES = 16384
 TAIL_LINES = 40
 MAX_LINE = 1 << 20  # a "line" longer than this is written in pieces
+
+# What the tools print as text (restic's plain lines, rclone's, the hooks') keeps its tabs and
+# line ends, but no other control character reaches the log raw: a terminal escape in a file
+# name, a carriage return that hides the start of a line, a C1 CSI (UTF-8 C2 9B). A block is
+# looked at closely only when it holds one of these bytes (C2 and E2 start many ordinary
+# characters too); `translate` screens a block at over 1 GB/s, the close look at ~60 MB/s.
+_SCREEN = bytes([*range(0x09), *range(0x0B, 0x20), 0x7F, 0xC2, 0xE2])
+_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8\xa9]")
+
+
+# A line of a tool's (or hook's) that reads like one of the runner's own notes: a file name
+# holding a newline in restic's plain text ("<name> does not exist, skipping") can start one,
+# and escaping cannot tell that newline from a line end. Such a line is marked.
+_LIKE_A_NOTE = re.compile(rb"(?m)^(?=[^\n]{0,64}?(?<!\S)restic-runner: )")
+NOT_OURS = b"[tool output] "
+
+
+def tool_text(block: bytes) -> bytes:
+    """What a tool printed, as the run log takes it: control characters escaped, and a line
+    that reads like a note of the runner's marked `[tool output]`."""
+    block = escape_controls(block)
+    return _LIKE_A_NOTE.sub(NOT_OURS, block) if b"restic-runner: " in block else block
+
+
+def escape_controls(block: bytes) -> bytes:
+    """`block` with every control character but tab and newline written as
+    `humantext.printable` writes it (ESC: `\\u001b`, CR: `\\r`, U+009B: `\\u009b`)."""
+    if len(block.translate(None, _SCREEN)) == len(block):
+        return block
+    return _CONTROL.sub(lambda m: printable(m.group().decode()).encode(), block)
 
 
 class RunLog:
@@ -50,7 +83,9 @@ class RunLog:
     def note(self, message: str) -> None:
         """A line of the runner's own, timestamped and masked."""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self.write(REGISTRY.redact(f"{stamp} restic-runner: {message}\n".encode()))
+        line = f"{stamp} restic-runner: {message}\n".encode()
+        # masked first (a secret is registered as it is), then on one line
+        self.write(escape_controls(REGISTRY.redact(line)[:-1].replace(b"\n", b"\\n")) + b"\n")
 
     def pipes(self, parser: OutputParser) -> dict[str, StreamPipe]:
         return {name: StreamPipe(self, parser, name) for name in ("stdout", "stderr")}
@@ -89,7 +124,7 @@ class StreamPipe:
             return
         cut = cut or len(buf)
         self.pending = buf[cut:]
-        self.log.write(self.parser.feed(buf[:cut], self.name))
+        self.log.write(tool_text(self.parser.feed(buf[:cut], self.name)))
 
     def close(self) -> None:
         rest = self.pending + self.redactor.flush()
@@ -97,4 +132,4 @@ class StreamPipe:
         if rest:
             if not rest.endswith(b"\n"):
                 rest += b"\n"
-            self.log.write(self.parser.feed(rest, self.name))
+            self.log.write(tool_text(self.parser.feed(rest, self.name)))

@@ -1,11 +1,43 @@
 """restic's and rclone's own human text, rendered from the JSON they print with `--json` and
 `--use-json-log`: the run log, the mail body and `<job>-last.log` read like the tools' text
 output (and like restic-backup-helper's logs, which hold that text), while the record keeps the
-numbers (docs/runs.md). The formats follow restic 0.14-0.18's and rclone's text output."""
+numbers (docs/runs.md). The formats follow restic 0.14-0.18's and rclone's text output.
+
+Every string the tools supply (a file name, an error message, a host name) goes through
+`printable` first: a name holding a newline or a terminal escape must not become a line of its
+own ("finished: succeeded") or repaint the terminal of whoever reads the log
+(docs/runs.md, "Control characters")."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+# C0, DEL, C1, and the Unicode line and paragraph separators
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {**{c: f"\\u{c:04x}" for c in (*range(0x20), *range(0x7f, 0xa0), 0x2028, 0x2029)},
+            0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
+
+
+_KEEP_TABS = {c: e for c, e in _ESCAPES.items() if c != 0x09}
+
+
+def printable(text: str) -> str:
+    """`text` on one line, without control characters: a newline as `\\n`, a tab as `\\t`, a
+    carriage return as `\\r`, any other C0 or C1 character (ESC: `\\u001b`) as JSON writes it."""
+    return text.translate(_ESCAPES) if _CONTROL.search(text) else text
+
+
+def printable_lines(text: str) -> str:
+    """A text the tool wrote as several lines (rclone's stats block): its line ends and tabs
+    stay, every other control character is escaped as `printable` does. Only for text whose
+    line ends are all the tool's own."""
+    return "\n".join(line.translate(_KEEP_TABS) for line in text.split("\n"))
+
+
+def _text(value: object) -> str:
+    """A value from the tools' JSON, printable."""
+    return "" if value is None else printable(str(value))
 
 
 def format_bytes(n: float) -> str:
@@ -40,8 +72,8 @@ def _int(doc: dict[str, Any], key: str) -> int:
 def _words(value: object) -> str:
     """A list of names (tags, paths) as restic's tables write it; anything else as text."""
     if isinstance(value, list):
-        return ",".join(str(v) for v in value)
-    return "" if value is None else str(value)
+        return ",".join(_text(v) for v in value)
+    return _text(value)
 
 
 def backup_summary(doc: dict[str, Any], verbose: bool = False) -> str:
@@ -67,7 +99,7 @@ def backup_summary(doc: dict[str, Any], verbose: bool = False) -> str:
               f"{format_seconds(_number(doc, 'total_duration'))}"]
     snapshot = doc.get("snapshot_id")
     if isinstance(snapshot, str) and snapshot and not dry_run:
-        lines.append(f"snapshot {snapshot[:8]} saved")
+        lines.append(f"snapshot {printable(snapshot[:8])} saved")
     return "\n".join(lines) + "\n"
 
 
@@ -90,7 +122,7 @@ def restore_summary(doc: dict[str, Any]) -> str:
 
 def verbose_item(doc: dict[str, Any]) -> str:
     """One `restic backup -v` line (restic -vv's wording) from a `verbose_status` document."""
-    action, item = str(doc.get("action", "")), str(doc.get("item", ""))
+    action, item = _text(doc.get("action", "")), _text(doc.get("item", ""))
     duration = _number(doc, "duration")
     if action == "scan_finished":
         return (f"scan finished in {duration:.3f}s: {_int(doc, 'total_files')} files, "
@@ -112,10 +144,11 @@ def check_summary(doc: dict[str, Any]) -> str:
 
 
 def error_line(doc: dict[str, Any], message: str) -> str:
-    """An `error` (one item that could not be read) or `exit_error` (restic's last word)."""
+    """An `error` (one item that could not be read) or `exit_error` (restic's last word), on
+    one line."""
     if doc.get("message_type") == "exit_error":
-        return message.rstrip("\n") + "\n"
-    return f"error: {message}\n"
+        return printable(message.rstrip("\n")) + "\n"
+    return f"error: {printable(message)}\n"
 
 
 def _table(rows: list[list[str]], header: list[str]) -> list[str]:
@@ -129,10 +162,10 @@ def _table(rows: list[list[str]], header: list[str]) -> list[str]:
 
 
 def _snapshot_row(snap: dict[str, Any], reasons: list[str] | None) -> list[str]:
-    time = str(snap.get("time", ""))[:19].replace("T", " ")
+    time = _text(str(snap.get("time", ""))[:19].replace("T", " "))
     tags, paths = _words(snap.get("tags")), _words(snap.get("paths"))
-    short = str(snap.get("short_id") or str(snap.get("id", ""))[:8])
-    row = [short, time, str(snap.get("hostname", "")), tags]
+    short = _text(snap.get("short_id") or str(snap.get("id", ""))[:8])
+    row = [short, time, _text(snap.get("hostname", "")), tags]
     return [*row, ", ".join(reasons or []), paths] if reasons is not None else [*row, paths]
 
 
@@ -160,7 +193,7 @@ def forget_groups(groups: list[Any]) -> str:
         reasons: dict[tuple[str, str], list[str]] = {}  # 0.14's reasons carry no snapshot id
         for r in _list(group.get("reasons")):
             if isinstance(r, dict) and isinstance(r.get("snapshot"), dict):
-                reasons[_key(r["snapshot"])] = [str(m) for m in _list(r.get("matches"))]
+                reasons[_key(r["snapshot"])] = [_text(m) for m in _list(r.get("matches"))]
         if keep:
             out.append(f"keep {len(keep)} snapshots:")
             out += _table([_snapshot_row(s, reasons.get(_key(s), [])) for s in keep],
@@ -174,6 +207,17 @@ def forget_groups(groups: list[Any]) -> str:
     return "\n".join(out) + "\n" if out else ""
 
 
+def _odd_names(stats: dict[str, Any]) -> bool:
+    """Whether a file name of an rclone stats block (`transferring`, `checking`) holds a
+    control character."""
+    for key in ("transferring", "checking"):
+        for item in _list(stats.get(key)):
+            name = item.get("name") if isinstance(item, dict) else item
+            if _CONTROL.search(str(name)):
+                return True
+    return False
+
+
 _RCLONE_LEVELS = {"warning": "NOTICE", "notice": "NOTICE", "info": "INFO  ", "error": "ERROR ",
                   "debug": "DEBUG ", "critical": "CRITICAL", "emergency": "EMERGENCY"}
 
@@ -181,10 +225,15 @@ _RCLONE_LEVELS = {"warning": "NOTICE", "notice": "NOTICE", "info": "INFO  ", "er
 def rclone_line(doc: dict[str, Any]) -> str:
     """One rclone `--use-json-log` line as rclone's text log line
     (`2026/12/06 14:48:24 INFO  : a: Copied (new)`)."""
-    stamp = str(doc.get("time", ""))[:19].replace("-", "/", 2).replace("T", " ")
-    level = str(doc.get("level", ""))
+    stamp = _text(str(doc.get("time", ""))[:19].replace("-", "/", 2).replace("T", " "))
+    level = _text(doc.get("level", ""))
     label = _RCLONE_LEVELS.get(level, level.upper())
     obj = doc.get("object")
-    msg = str(doc.get("msg", ""))
-    text = f"{obj}: {msg}" if obj else msg
-    return f"{stamp} {label}: {text}".rstrip("\n") + "\n"
+    msg = str(doc.get("msg", "")).rstrip("\n")
+    stats = doc.get("stats")
+    # rclone's stats block keeps its lines, unless a name in it (shortened there, maybe) holds
+    # a control character: then it is one line
+    msg = printable_lines(msg) if isinstance(stats, dict) and not _odd_names(stats) \
+        else printable(msg)
+    text = f"{_text(obj)}: {msg}" if obj else msg
+    return f"{stamp} {label}: {text}\n"

@@ -17,6 +17,7 @@ from runner.engine.jobs.humantext import (
     check_summary,
     error_line,
     forget_groups,
+    printable,
     rclone_line,
     restore_summary,
 )
@@ -80,7 +81,9 @@ class OutputParser:
         return "; ".join(self.errors)[:1000] or None
 
     def add_error(self, message: str) -> None:
-        message = message.strip()
+        """Remember one error message of the tool's, on one line without control characters
+        (it becomes the record's `error`: the CLI prints it, notifications send it)."""
+        message = printable(message.strip())
         if message and message not in self.errors and len(self.errors) < self.max_errors:
             self.errors.append(message[:500])
 

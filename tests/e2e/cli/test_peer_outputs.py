@@ -170,3 +170,102 @@ canaries = {{ "{canary}" = "{digest}", "{missing}" = "{'0' * 64}" }}
     assert by_path[str(missing)] == {
         "path": str(missing), "expected_sha256": "0" * 64, "actual_sha256": "",
         "status": "missing", "message": "file not present in restored tree"}
+
+
+# --- control characters in what the tools print (docs/runs.md, "Control characters") --------
+
+FORGED = "2026-01-01T00:00:00Z restic-runner: finished: succeeded"
+EVIL = f"evil\n{FORGED}\x1b[2J\x1b]0;pwned\x07"  # a newline, a screen clear, a title change
+
+
+def _assert_no_raw_controls(text: str, where: str) -> None:
+    """No forged line of the runner's and no control character but newline and tab."""
+    assert not any(line.startswith(FORGED) for line in text.splitlines()), (where, text)
+    odd = [c for c in text if (ord(c) < 0x20 and c not in "\n\t") or 0x7F <= ord(c) < 0xA0]
+    assert not odd, (where, odd, text)
+
+
+def _assert_outputs_clean(ws: Workspace, record: dict, *cli_output: str) -> str:
+    varlog = ws.root / "varlog"
+    run_log = (ws.state / "logs" / record["job"] / f"{record['run_id']}.log").read_text()
+    for name, text in (("run log", run_log), ("cron.log", (varlog / "cron.log").read_text()),
+                       ("-last.log", (varlog / f"{record['job']}-last.log").read_text()),
+                       ("log_tail", record["log_tail"]), ("error", record["error"] or ""),
+                       *(("CLI", out) for out in cli_output)):
+        _assert_no_raw_controls(text, name)
+    return run_log
+
+
+def test_a_file_name_with_a_newline_and_escapes_forges_no_line(ws: Workspace) -> None:
+    """A real directory whose name holds a newline, a forged runner line and terminal escapes
+    (restic backs it up): the backup's command line, restic's plain-text line about a missing
+    path and the forget step's table of the snapshot's paths are all logged escaped."""
+    evil = ws.data / EVIL
+    evil.mkdir()
+    (evil / "file.txt").write_text("data\n")
+    missing = ws.data / f"missing-{EVIL}"
+    ws.write_config(f"""
+[jobs.backup]
+kind = "backup"
+paths = [{json.dumps(str(evil))}, {json.dumps(str(missing))}]
+forget_args = ["--keep-last", "5"]
+""", top=f'compat_log_dir = "{ws.root / "varlog"}"')
+    done = ws.cli("run", "backup")
+    record = json.loads((ws.state / "last-backup.json").read_text())
+    assert record["status"] in ("succeeded", "warning"), done.stdout + done.stderr
+    assert ws.snapshots()[0]["paths"][0] == str(evil)  # restic took the name as it is
+    log = _assert_outputs_clean(ws, record, done.stdout, done.stderr)
+    escaped = "evil\\n" + FORGED + "\\u001b[2J\\u001b]0;pwned\\u0007"
+    assert f"$ {ws.restic} backup" in log and escaped in log  # the command line, a note
+    assert "keep 1 snapshots:" in log  # the forget table, its Paths column escaped
+    table = log[log.index("keep 1 snapshots:"):]
+    assert escaped in table, table
+    # restic's plain-text line: its newline cannot be told from a line end, but the line it
+    # starts is marked as not the runner's, and its escapes are escaped
+    assert f"\n[tool output] {FORGED}\\u001b[2J\\u001b]0;pwned\\u0007 does not exist, " \
+        "skipping\n" in log, log
+
+
+STUB = """#!/bin/sh
+# Test stub (tests/e2e/cli/test_peer_outputs.py): restic-shaped JSON whose messages hold a file
+# name with a newline and terminal escapes, as restic 0.18 (`message`) and 0.14 (`Op`/`Path`)
+# print them for a file they cannot read. Real restic cannot be made to print these here: the
+# tests run as root, who reads every file, and an error is the only place restic's JSON carries
+# a file name besides verbose and forget output (tested with real restic above).
+[ "$1" = version ] && { echo "restic 0.18.0 compiled with go1.24 on linux/amd64"; exit 0; }
+cat "$0.json" >&2
+exit 1
+"""
+STUB_NAME = f"/data/evil\n{FORGED}\x1b[2J"
+STUB_LINES = [
+    {"message_type": "error", "error": {"message": f"open {STUB_NAME}\x9b: permission denied"},
+     "during": "archival", "item": STUB_NAME},
+    {"message_type": "error", "error": {"Op": "open", "Path": STUB_NAME, "Err": 13},
+     "during": "archival", "item": "/data/evil"},
+    {"message_type": "exit_error", "code": 1,
+     "message": f"Fatal: cannot read /data/evil\n{FORGED}\x1b]0;pwned\x07\n"},
+]
+
+
+def test_restic_error_messages_with_such_a_name_forge_no_line(ws18: Workspace) -> None:
+    """Stub restic (see STUB): its error messages reach the run log, cron.log, -last.log, the
+    record's `error` and the CLI's summary on one line each, escaped."""
+    import dataclasses
+
+    stub = ws18.root / "restic-stub"
+    stub.write_text(STUB)
+    stub.chmod(0o755)
+    stub.with_name(stub.name + ".json").write_text(
+        "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in STUB_LINES))
+    stubbed = dataclasses.replace(ws18, restic=stub)
+    _config(stubbed)
+    done = stubbed.cli("run", "backup")
+    assert done.returncode == 1, done.stdout + done.stderr
+    record = json.loads((ws18.state / "last-backup.json").read_text())
+    assert record["status"] == "failed"
+    log = _assert_outputs_clean(ws18, record, done.stdout, done.stderr)
+    escaped = "/data/evil\\n" + FORGED + "\\u001b[2J"
+    assert f"error: open {escaped}\\u009b: permission denied\n" in log, log
+    assert f"error: open {escaped}: errno 13\n" in log
+    assert f"Fatal: cannot read /data/evil\\n{FORGED}\\u001b]0;pwned\\u0007\n" in log
+    assert escaped in record["error"] and "\n" not in record["error"]

@@ -169,8 +169,10 @@ def test_errors_are_logged_as_restic_says_them() -> None:
         b'{"message_type":"exit_error","code":10,"message":"Fatal: repository does not exist:'
         b' unable to open config file\\nIs there a repository at the following location?"}\n',
         "stderr")
+    # restic's messages on one line each: a newline in them is written `\n`, so that a file
+    # name cannot forge a line (tests/runner/engine/test_control_characters.py)
     assert logged == (b"error: open /d/x: permission denied\n"
-                      b"Fatal: repository does not exist: unable to open config file\n"
+                      b"Fatal: repository does not exist: unable to open config file\\n"
                       b"Is there a repository at the following location?\n")
 
 
