@@ -624,3 +624,86 @@ def test_an_authorization_values_credential_is_masked_alone_too() -> None:
     register_header_credential("Bearer WhAuth/@:%Hdr77Lambda-unique")
     text = REGISTRY.redact_text("answered HTTP 401: invalid token WhAuth/@:%Hdr77Lambda-unique")
     assert text == "answered HTTP 401: invalid token ***"
+
+
+# --- one rule for "this variable holds a secret" (L1/L2) -------------------------------------
+
+@pytest.mark.parametrize("name", [
+    "RCLONE_CONFIG_REMOTE_PASSWORD2", "RCLONE_CRYPT_PASSWORD2", "RCLONE_HEADERS",
+    "RCLONE_CONFIG_REMOTE_HEADERS", "MY_APP_PASSPHRASE", "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN", "B2_ACCOUNT_KEY", "AZURE_ACCOUNT_SAS", "OS_AUTH_TOKEN", "SMTP_PASS",
+    "MY_DB_PASSWORD", "WEBHOOK_HEADER_AUTH", "GITHUB_TOKEN", "ST_KEY", "db_password",
+    "RCLONE_CONFIG_REMOTE_CLIENT_SECRET", "SERVICE_CREDENTIALS_JSON", "RESTIC_REST_PASSWORD",
+    "RESTIC_FROM_PASSWORD", "MY_API_KEY", "STRIPE_SECRETKEY"])
+def test_names_that_say_secret(name: str) -> None:
+    from security.masking import secret_name
+
+    assert secret_name(name)
+
+
+@pytest.mark.parametrize("name", [
+    "RESTIC_PASSWORD_FILE", "RESTIC_PASSWORD_COMMAND", "RESTIC_KEY_HINT",
+    "RESTIC_FROM_KEY_HINT", "AWS_SHARED_CREDENTIALS_FILE", "GOOGLE_APPLICATION_CREDENTIALS",
+    "PWD", "OLDPWD", "SSH_AUTH_SOCK", "OS_AUTH_URL", "HOSTNAME", "RESTIC_REPOSITORY", "PATH",
+    "BACKUP_ROOT_DIR", "RCLONE_CONFIG_REMOTE_URL", "HTTPS_PROXY", "PASSENGER", "KEYBOARD"])
+def test_names_that_do_not(name: str) -> None:
+    from security.masking import secret_name
+
+    assert not secret_name(name)
+
+
+def _masked_in_every_form(secret: str) -> None:
+    from tests.support.secrets import encodings
+
+    for form in encodings(secret):
+        out = redact(b"before " + form + b" after")
+        assert form not in out, (secret, form)
+
+
+def test_a_url_value_registers_its_password_raw_and_decoded() -> None:
+    """A `user:password@` in any variable's value (a proxy, RESTIC_FROM_REPOSITORY, an rclone
+    URL) is a secret whatever the name; its password part is masked alone, as written and
+    percent-decoded, in every encoding."""
+    from security.masking import register_variable, secret_variable
+    from tests.support.secrets import CANARY
+
+    password = f"url-{uuid.uuid4().hex[:8]}-{CANARY}"
+    for name in ("HTTPS_PROXY", "RESTIC_FROM_REPOSITORY", "RCLONE_CONFIG_REMOTE_URL",
+                 "SOMETHING_ELSE"):
+        value = f"https://someone:{quote(password, safe='')}@proxy.example:3128"
+        assert secret_variable(name, value)
+        register_variable(name, value)
+    _masked_in_every_form(password)
+    _masked_in_every_form(quote(password, safe=""))
+    assert not secret_variable("HTTPS_PROXY", "http://proxy.example:3128")
+
+
+def test_a_header_list_registers_each_credential() -> None:
+    from security.masking import register_variable
+    from tests.support.secrets import CANARY
+
+    token = f"tok-{uuid.uuid4().hex[:8]}-" + base64.b64encode(CANARY.encode()).decode()
+    register_variable("RCLONE_HEADERS", f"Authorization,Bearer {token},X-Trace,abc123")
+    _masked_in_every_form(token)
+    _masked_in_every_form(f"Bearer {token}")
+
+
+def test_ordinary_values_of_secret_names_are_not_masked() -> None:
+    """`RCLONE_SFTP_KEY_USE_AGENT=true` says KEY: masking `true` would spoil every JSON line."""
+    from security.masking import register_variable
+
+    for value in ("true", "False", "off", "12345"):
+        register_variable("RCLONE_SFTP_KEY_USE_AGENT", value)
+    assert redact_text('{"ok": true, "n": 12345, "off": false}') == (
+        '{"ok": true, "n": 12345, "off": false}')
+
+
+def test_register_environment_masks_every_secret_variable_a_hook_sees() -> None:
+    from security.masking import register_environment
+    from tests.support.secrets import CANARY
+
+    secret = f"db-{uuid.uuid4().hex[:8]}-{CANARY}"
+    plain = f"plain-{uuid.uuid4().hex[:8]}"
+    register_environment({"MY_DB_PASSWORD": secret, "MY_DB_HOST": plain})
+    _masked_in_every_form(secret)
+    assert plain in redact_text(plain)

@@ -10,6 +10,7 @@ import pytest
 
 from runner.errors import UserError
 from security.secretfiles import read_secret_file
+from tests.support.secrets import CANARY, encodings
 
 
 @pytest.mark.parametrize("content", ["", "\n", "  \t \n\n"])
@@ -59,3 +60,59 @@ def test_a_foreign_owner_is_refused_in_environment_mode(tmp_path: Path) -> None:
             read_secret_file(path, "password_file")
     finally:
         accept_world_readable(False)
+
+
+def _lenient_read(path: Path) -> str:
+    from security.secretfiles import accept_world_readable
+
+    try:
+        accept_world_readable(True)
+        return read_secret_file(path, "password_file")
+    finally:
+        accept_world_readable(False)
+
+
+def test_environment_mode_refuses_a_file_a_non_root_group_may_write(tmp_path: Path) -> None:
+    """L4: 0664 root:users lets every member of `users` replace the secret; 0664 with root's
+    group (a Docker secret mount's ownership) is still accepted."""
+    import os
+
+    from security.secretfiles import SecretFileError
+
+    if os.geteuid() != 0:
+        pytest.skip("giving a file to another group needs root")  # the image's tests run as root
+    path = tmp_path / "secret"
+    path.write_text(CANARY + "\n")
+    path.chmod(0o664)
+    os.chown(path, 0, 100)
+    with pytest.raises(SecretFileError, match=r"writable by group gid 100") as refused:
+        _lenient_read(path)
+    assert str(path) in str(refused.value)
+    assert not any(form.decode(errors="replace") in str(refused.value)
+                   for form in encodings(CANARY))
+    os.chown(path, 0, 0)
+    assert _lenient_read(path) == CANARY
+
+
+def test_environment_mode_refuses_a_file_in_a_directory_anyone_may_write(tmp_path: Path) -> None:
+    """L4: a 0644 file in a 0777 directory without the sticky bit (anyone can rename it away and
+    put theirs in its place), or a link to one; with the sticky bit (as /tmp) it is accepted."""
+    from security.secretfiles import SecretFileError
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    path = shared / "secret"
+    path.write_text(CANARY + "\n")
+    path.chmod(0o644)
+    with pytest.raises(SecretFileError, match=r"every local user may write to without the "
+                                              r"sticky bit"):
+        _lenient_read(path)
+    mounted = tmp_path / "mounted"
+    mounted.mkdir(mode=0o755)
+    (mounted / "secret").symlink_to(path)  # a Kubernetes secret is a link into ..data/
+    with pytest.raises(SecretFileError, match=str(shared)):
+        _lenient_read(mounted / "secret")
+    shared.chmod(0o1777)
+    assert _lenient_read(path) == CANARY
+    assert _lenient_read(mounted / "secret") == CANARY

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -15,7 +16,9 @@ from runner.configuration.config import Config
 from runner.configuration.environment import load_from_environment
 from runner.configuration.envnotify import msmtp_account
 from runner.errors import ConfigError
+from security.masking import redact
 from security.secretfiles import accept_world_readable
+from tests.support.secrets import CANARY, encodings
 
 
 @pytest.fixture(autouse=True)
@@ -278,3 +281,127 @@ def test_compat_log_dir_comes_from_the_environment(env: dict[str, str], tmp_path
     assert load(env).compat_log_dir is None
     config = load(env, RESTIC_RUNNER_COMPAT_LOG_DIR=str(tmp_path / "var-log"))
     assert config.compat_log_dir == tmp_path / "var-log"
+
+
+# --- inline secrets: state_dir/env-secrets/ (M3, I3) and which variables are secret (L1) -------
+
+def test_secret_looking_tool_variables_go_through_0600_files_and_are_masked(
+        env: dict[str, str]) -> None:
+    """L1: names the old word list missed (PASSWORD2, HEADERS, PASSPHRASE) and URL values with a
+    `user:password@` are handed over in 0600 files, never as plain `env`; a URL's password is
+    masked alone, raw and percent-decoded, in every encoding."""
+    password = "url-" + CANARY
+    quoted = quote(password, safe="")
+    secret = {
+        "RCLONE_CONFIG_REMOTE_PASSWORD2": "pw2-" + CANARY,
+        "RCLONE_CRYPT_PASSWORD2": "crypt2-" + CANARY,
+        "RCLONE_HEADERS": "Authorization,Bearer hdr-token-0123456789",
+        "RCLONE_CONFIG_REMOTE_PASSPHRASE": "phrase-" + CANARY,
+        "RCLONE_CONFIG_REMOTE_URL": f"https://webdav:{quoted}@dav.example/remote.php",
+        "RESTIC_FROM_REPOSITORY": f"rest:https://from:{quoted}@rest.example/repo",
+        "HTTPS_PROXY": f"http://proxyuser:{quoted}@proxy.example:3128",
+    }
+    config = load(env, **secret, RCLONE_CONFIG_REMOTE_URL_PLAIN="x",
+                  RCLONE_CONFIG_REMOTE_TYPE="webdav")
+    for settings in (config.restic, config.rclone):
+        assert set(secret) <= set(settings.env_files)
+        assert not set(secret) & set(settings.env)
+        assert settings.env["RCLONE_CONFIG_REMOTE_TYPE"] == "webdav"
+        for name in secret:
+            path = settings.env_files[name]
+            assert path.read_text() == secret[name] + "\n"
+            assert path.stat().st_mode & 0o777 == 0o600
+    for value in (password, quoted, *(v for k, v in secret.items() if "URL" not in k
+                                      and "REPOSITORY" not in k and "PROXY" not in k)):
+        for form in encodings(value):
+            assert form not in redact(b"<" + form + b">"), (value, form)
+
+
+def test_env_secrets_as_a_symlink_is_refused_and_its_target_untouched(
+        env: dict[str, str], tmp_path: Path) -> None:
+    """M3: a link planted at state_dir/env-secrets is refused, naming it; the directory it
+    points to keeps its mode and gets no file."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    elsewhere.chmod(0o755)
+    state = Path(env["RESTIC_RUNNER_STATE_DIR"])
+    state.mkdir(mode=0o700)
+    (state / "env-secrets").symlink_to(elsewhere)
+    with pytest.raises(ConfigError, match="a symlink or not a directory") as refused:
+        load(env, RESTIC_PASSWORD_FILE="", RESTIC_PASSWORD="inline-" + CANARY)
+    assert str(state / "env-secrets") in str(refused.value)
+    assert refused.value.key == "RESTIC_RUNNER_STATE_DIR"
+    assert list(elsewhere.iterdir()) == [] and elsewhere.stat().st_mode & 0o777 == 0o755
+
+
+def test_env_secrets_as_a_file_is_refused(env: dict[str, str]) -> None:
+    state = Path(env["RESTIC_RUNNER_STATE_DIR"])
+    state.mkdir(mode=0o700)
+    (state / "env-secrets").write_text("not a directory\n")
+    with pytest.raises(ConfigError, match=r"env-secrets: a symlink or not a directory"):
+        load(env, RESTIC_PASSWORD_FILE="", RESTIC_PASSWORD="inline-" + CANARY)
+    assert (state / "env-secrets").read_text() == "not a directory\n"
+
+
+def test_a_link_planted_inside_env_secrets_is_replaced_not_followed(
+        env: dict[str, str], tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    victim.chmod(0o644)
+    secrets = Path(env["RESTIC_RUNNER_STATE_DIR"]) / "env-secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "restic_password").symlink_to(victim)
+    (secrets / "old_variable").symlink_to(victim)
+    config = load(env, RESTIC_PASSWORD_FILE="", RESTIC_PASSWORD="inline-" + CANARY)
+    assert config.restic.password_file == secrets / "restic_password"
+    assert not (secrets / "restic_password").is_symlink()
+    assert (secrets / "restic_password").read_text() == f"inline-{CANARY}\n"
+    assert victim.read_text() == "keep me\n" and victim.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in secrets.iterdir()) == ["restic_password"]
+
+
+def test_the_file_of_a_removed_variable_goes(env: dict[str, str]) -> None:
+    """I3: env-secrets/ holds the current inline secrets only; none left, nothing is created."""
+    secrets = Path(env["RESTIC_RUNNER_STATE_DIR"]) / "env-secrets"
+    load(env, B2_ACCOUNT_KEY="b2-" + CANARY, AWS_SECRET_ACCESS_KEY="aws-" + CANARY,
+         RESTIC_PASSWORD_FILE="", RESTIC_PASSWORD="inline-" + CANARY)
+    assert sorted(p.name for p in secrets.iterdir()) == [
+        "aws_secret_access_key", "b2_account_key", "restic_password"]
+    load(env, RESTIC_PASSWORD_FILE="", RESTIC_PASSWORD="inline-" + CANARY)
+    assert [p.name for p in secrets.iterdir()] == ["restic_password"]
+    load(env)
+    assert list(secrets.iterdir()) == []
+
+
+def test_without_inline_secrets_env_secrets_is_not_created(env: dict[str, str]) -> None:
+    load(env)
+    assert not (Path(env["RESTIC_RUNNER_STATE_DIR"]) / "env-secrets").exists()
+
+
+def test_unchanged_inline_secrets_are_not_rewritten(env: dict[str, str]) -> None:
+    """M3: what `config check` and `doctor` load writes nothing once the files are right."""
+    extra = {"RESTIC_PASSWORD_FILE": "", "RESTIC_PASSWORD": "inline-" + CANARY}
+    path = load(env, **extra).restic.password_file
+    assert path is not None
+    before = path.stat()
+    assert load(env, **extra).restic.password_file == path
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    load(env, **{**extra, "RESTIC_PASSWORD": "changed-" + CANARY})
+    assert path.read_text() == f"changed-{CANARY}\n"
+
+
+def test_with_hook_env_all_every_secret_variable_is_masked(env: dict[str, str],
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """L2: the hooks see the whole process environment, so loading the configuration registers
+    every variable whose name looks secret, and every URL password in any variable."""
+    password = "db-" + CANARY
+    url_password = "url-" + CANARY
+    monkeypatch.setenv("MY_DB_PASSWORD", password)
+    monkeypatch.setenv("MY_SERVICE_URL", f"https://me:{quote(url_password, safe='')}@svc.example/")
+    config = load(env)
+    assert config.jobs["backup"].hook_env == ("*",)
+    for value in (password, url_password):
+        for form in encodings(value):
+            assert form not in redact(b"<" + form + b">"), (value, form)
