@@ -101,6 +101,9 @@ COPY --from=build /opt/restic-runner /opt/restic-runner
 COPY docker/entrypoint.sh /usr/local/lib/restic-runner/entrypoint
 COPY docker/as-service-user.sh /usr/local/lib/restic-runner/as-service-user
 COPY docker/healthcheck.sh /usr/local/lib/restic-runner/healthcheck
+# `restic-runner` on PATH leaves root as the shims do (/opt/restic-runner/bin/restic-runner is
+# the program itself)
+COPY docker/restic-runner.sh /usr/local/bin/restic-runner
 # restic-backup-helper's /bin/<name> commands (/bin is /usr/bin here), also in /usr/local/bin:
 # `restic-runner compat <name>` as the service user
 RUN /opt/restic-runner/bin/python -m runner.cli.container shims /usr/local/bin /usr/bin \
@@ -131,7 +134,7 @@ COPY --from=runtime / /
 # environment mode on when no configuration file is found (/etc/restic-runner/restic-runner.toml
 # is one); the configuration applies its other defaults. Its outputs (cron.log,
 # last-<job>.json, <job>-last.log) are also written to /var/log.
-ENV PATH=/opt/restic-runner/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+ENV PATH=/usr/local/bin:/opt/restic-runner/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/var/lib/restic-runner \
@@ -140,13 +143,15 @@ ENV PATH=/opt/restic-runner/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
     RESTIC_RUNNER_COMPAT_LOG_DIR=/var/log \
     RESTIC_REPOSITORY=/mnt/restic
 VOLUME ["/var/lib/restic-runner"]
-WORKDIR /var/lib/restic-runner
+# A working directory the service user cannot write: ./restic-runner.toml there is a
+# configuration root would load (docs/configuration.md)
+WORKDIR /
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD ["/usr/local/lib/restic-runner/healthcheck"]
 # No USER: the entrypoint starts as root only to give the service user (uid 10001) the
-# directories it writes, then runs everything as that user, keeping CAP_DAC_READ_SEARCH to read
-# any data. Started as 10001 (Kubernetes runAsUser, compose `user:`) it needs no capability.
+# directories it writes (never a system or shared one), then runs everything as that user,
+# keeping CAP_DAC_READ_SEARCH to read any data (and, for a restore, what restoring owners takes). Started as 10001 (Kubernetes runAsUser, compose `user:`) it needs no capability.
 # Root that cannot change user (capabilities dropped, as restic-backup-helper's Kubernetes
 # manifest does) stays root: the directories it writes are group 0 and group-writable for it.
 ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/lib/restic-runner/entrypoint"]

@@ -4,6 +4,9 @@
 # as restic-backup-helper's root could) when the container has it. Not root, root that cannot
 # change user (no CAP_SETUID/CAP_SETGID, e.g. Kubernetes `capabilities: drop: [ALL]`), or
 # RESTIC_RUNNER_RUN_AS_ROOT=ON: COMMAND runs as it is. docs/deployment.md, "Users".
+# A restore (`restic-runner [compat] restore …`, the entrypoint's `restore`) also keeps what
+# putting files back with their owners takes: CAP_CHOWN, CAP_FOWNER, CAP_FSETID and
+# CAP_DAC_OVERRIDE, for that command only (docs/deployment.md, "Restoring ownership").
 set -eu
 service_uid=10001
 
@@ -13,6 +16,31 @@ has_cap() {
   [ "$(( (0x${mask:-0} >> $2) & 1 ))" = 1 ]
 }
 
+# is_restore COMMAND [ARGS...]: does this command line restore files? `restic-runner
+# [--config F] [compat] restore …` (any path to restic-runner), and the entrypoint's
+# `python3 -m runner.cli.container` followed by that or by `restore` / `/bin/restore`.
+is_restore() {
+  if [ "${2:-}" = -m ] && [ "${3:-}" = runner.cli.container ]; then
+    shift 3
+    case "${1:-}" in
+      restore | /bin/restore | /usr/bin/restore | /usr/local/bin/restore) return 0 ;;
+    esac
+  fi
+  case "${1:-}" in
+    restic-runner | */restic-runner) shift ;;
+    *) return 1 ;;
+  esac
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --config) [ $# -ge 2 ] || return 1; shift 2 ;;
+      --config=* | compat) shift ;;
+      restore) return 0 ;;
+      *) return 1 ;;
+    esac
+  done
+  return 1
+}
+
 if [ "$(id -u)" != 0 ] || [ "${RESTIC_RUNNER_RUN_AS_ROOT:-OFF}" = ON ]; then
   exec "$@"
 fi
@@ -20,8 +48,18 @@ if ! has_cap CapEff 6 || ! has_cap CapEff 7; then  # CAP_SETGID, CAP_SETUID
   exec "$@"
 fi
 keep=""
-if has_cap CapPrm 2; then  # CAP_DAC_READ_SEARCH
-  keep="+dac_read_search"
+# keep_cap BIT NAME: keep capability NAME (number BIT) when this process has it
+keep_cap() {
+  if has_cap CapPrm "$1"; then
+    keep="${keep:+$keep,}+$2"
+  fi
+}
+keep_cap 2 dac_read_search
+if is_restore "$@"; then
+  keep_cap 0 chown
+  keep_cap 1 dac_override
+  keep_cap 3 fowner
+  keep_cap 4 fsetid
 fi
 set -- --inh-caps="-all${keep:+,$keep}" -- "$@"
 if [ -n "$keep" ]; then

@@ -18,21 +18,66 @@ if [ "$(( (0x$caps >> 6) & 3 ))" != 3 ]; then  # CAP_SETGID and CAP_SETUID
   container "$@"
 fi
 
-# own DIR: DIR exists and belongs to the service user (recursively when it did not)
+# system_dir DIR: a directory own() never gives away: /, the system's directories, anything
+# inside those that hold only the system's files
+system_dir() {
+  case "$1" in
+    / | /var | /var/lib | /var/cache | /var/spool | /var/tmp | /var/local | /var/opt | /var/mail \
+    | /mnt | /media | /srv | /tmp | /data) return 0 ;;
+    /proc | /proc/* | /sys | /sys/* | /dev | /dev/* | /etc | /etc/* | /usr | /usr/* \
+    | /bin | /bin/* | /sbin | /sbin/* | /lib* | /boot | /boot/* | /run | /run/* \
+    | /root | /root/* | /home | /home/* | /opt | /opt/*) return 0 ;;
+  esac
+  return 1
+}
+
+# shared_reason DIR: why DIR looks shared with others (nothing when it does not): a file system
+# mounted inside it, an entry owned by a user other than root and the service user, a set-id
+# file or a device (what a system's or another user's tree holds, not a repository or a cache)
+shared_reason() {
+  if awk -v dir="$1/" 'index($5, dir) == 1 { found = 1 } END { exit !found }' \
+      /proc/self/mountinfo; then
+    echo "a file system is mounted inside it"
+    return 0
+  fi
+  if ! found=$(find "$1" -xdev \( \( ! -uid 0 ! -uid "$service_uid" \) -o -perm -4000 \
+      -o -perm -2000 -o -type b -o -type c \) -print -quit 2>/dev/null); then
+    echo "it cannot be read through"
+  elif [ -n "$found" ]; then
+    echo "it holds $found (owner uid $(stat -c %u "$found"), mode $(stat -c %a "$found"))"
+  fi
+}
+
+# own DIR: DIR exists and belongs to the service user. A missing DIR is made (only what is made
+# changes owner); an existing one not the service user's is given to it recursively only when it
+# is no system directory and looks like restic-backup-helper's root wrote it alone (only root's
+# and the service user's entries, no mount inside, no set-id file or device); never through a
+# symbolic link. docs/deployment.md, "The entrypoint".
 own() {
   [ -n "$1" ] || return 0
-  if [ ! -e "$1" ]; then
-    if mkdir -p "$1" 2>/dev/null; then
-      chown "$service_uid:$service_uid" "$1" 2>/dev/null || true
+  dir=$(readlink -m -- "$1")
+  if system_dir "$dir"; then
+    echo "restic-runner: not giving $1 to the service user (uid $service_uid): a system" \
+         "directory; give the service user a directory of its own there" >&2
+    return 0
+  fi
+  if [ ! -e "$dir" ]; then
+    if mkdir -p "$dir" 2>/dev/null; then
+      chown -h "$service_uid:$service_uid" "$dir" 2>/dev/null || true
     else
       echo "restic-runner: cannot create $1" >&2
     fi
     return 0
   fi
-  [ -d "$1" ] || return 0
-  [ "$(stat -c %u "$1")" = "$service_uid" ] && return 0
-  if [ "$(( (0x$caps >> 0) & 1 ))" = 1 ] \
-      && chown -R -P -h "$service_uid:$service_uid" "$1" 2>/dev/null; then  # links: not followed
+  [ -d "$dir" ] || return 0
+  [ "$(stat -c %u "$dir")" = "$service_uid" ] && return 0
+  reason=$(shared_reason "$dir")
+  if [ -n "$reason" ]; then
+    echo "restic-runner: not giving $1 to the service user (uid $service_uid): it looks" \
+         "shared ($reason); chown what it must write (chown -R $service_uid DIR) or set" \
+         "RESTIC_RUNNER_RUN_AS_ROOT=ON" >&2
+  elif [ "$(( (0x$caps >> 0) & 1 ))" = 1 ] \
+      && chown -R -P "$service_uid:$service_uid" "$dir" 2>/dev/null; then  # links: not followed
     echo "restic-runner: $1 now belongs to the service user (uid $service_uid)" >&2
   else
     echo "restic-runner: cannot give $1 to the service user (uid $service_uid): read-only" \
