@@ -188,12 +188,17 @@ def _state_entries(state: Path) -> list[Path]:
     found = []
     for path in state.iterdir():
         found.append(path)
-        if path.name in ("locks", "leases", "env-secrets", "logs") and not path.is_symlink():
+        if path.name in ("locks", "leases", "env-secrets", "logs") and _real_dir(path):
             for sub in path.iterdir():
                 found.append(sub)
                 if path.name == "logs" and sub.is_dir() and not sub.is_symlink():
                     found.extend(sub.iterdir())
     return found
+
+
+def _real_dir(path: Path) -> bool:
+    """A directory itself, not a link to one (nor a file planted under a directory's name)."""
+    return path.is_dir() and not path.is_symlink()
 
 
 def _store_size_check(state: Path) -> Check:

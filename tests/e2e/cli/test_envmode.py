@@ -259,3 +259,19 @@ def test_config_check_after_a_run_writes_nothing_and_removed_variables_lose_thei
     env.variables.pop("AWS_SECRET_ACCESS_KEY")
     assert env.cli("config", "check").returncode == 0
     assert [p.name for p in secrets.iterdir()] == ["restic_password"]
+
+
+def test_doctor_reports_a_file_planted_as_env_secrets(ws18: Workspace, tmp_path: Path) -> None:
+    """With a config file (env-secrets unused), a file or link planted under the name in
+    state_dir is reported, not walked into: doctor answers instead of failing internally."""
+    config = tmp_path / "restic-runner.toml"
+    config.write_text(f'state_dir = "{ws18.state}"\n[restic]\nrepository = "{ws18.repo}"\n'
+                      f'password_file = "{ws18.password_file}"\n'
+                      f'[jobs.backup]\nkind = "backup"\npaths = ["{ws18.data}"]\n')
+    ws18.state.mkdir(parents=True, exist_ok=True)
+    (ws18.state / "env-secrets").write_text("planted\n")
+    (ws18.state / "env-secrets").chmod(0o600)
+    done = runner(ws18).cli("--config", str(config), "doctor", "--json")
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr, explain(done)
+    report = json.loads(done.stdout)
+    assert any(c["section"] == "state" for c in report["checks"])
