@@ -32,6 +32,15 @@ def _config(ws: Workspace, compat: bool = True) -> None:
     ws.write_config(JOBS.format(data=ws.data), top=top)
 
 
+def _assert_public_copy(copied: bytes, state: bytes) -> None:
+    """compat_log_dir's last-<job>.json (0644) is the state directory's (0600) but for the
+    trigger's details: who triggered the run (the CLI's user here) is left out."""
+    private = json.loads(state)
+    assert private["trigger"]["source"] == "cli" and private["trigger"]["client"]
+    expected = {**private, "trigger": {"source": "cli"}}
+    assert copied == json.dumps(expected, indent=2).encode() + b"\n"
+
+
 def test_last_json_has_the_peers_fields_with_its_types(ws: Workspace) -> None:
     _config(ws, compat=False)
     code, record = ws.run_json("backup")
@@ -91,7 +100,7 @@ def test_compat_log_dir_gets_last_json_last_log_and_cron_log(ws: Workspace) -> N
     varlog = ws.root / "varlog"
     for job, record in (("backup", first), ("check", second)):
         copied = (varlog / f"last-{job}.json").read_bytes()
-        assert copied == (ws.state / f"last-{job}.json").read_bytes()
+        _assert_public_copy(copied, (ws.state / f"last-{job}.json").read_bytes())
         assert json.loads(copied)["run_id"] == record["run_id"]
         log = (varlog / f"{job}-last.log").read_text()
         assert log == (ws.state / "logs" / job / f"{record['run_id']}.log").read_text()
@@ -134,8 +143,8 @@ def test_a_run_that_cannot_start_is_written_there_too(ws: Workspace) -> None:
     last = json.loads((varlog / "last-backup.json").read_text())
     assert last["status"] == "failed" and last["steps"] == []
     assert last["backup_root_dir"] == str(ws.data) and "release" in last
-    assert (varlog / "last-backup.json").read_bytes() == \
-        (ws.state / "last-backup.json").read_bytes()
+    _assert_public_copy((varlog / "last-backup.json").read_bytes(),
+                        (ws.state / "last-backup.json").read_bytes())
     assert str(ws.password_file) in (varlog / "cron.log").read_text()
     assert (varlog / "backup-last.log").read_text() == (varlog / "cron.log").read_text()
 
@@ -170,6 +179,28 @@ canaries = {{ "{canary}" = "{digest}", "{missing}" = "{'0' * 64}" }}
     assert by_path[str(missing)] == {
         "path": str(missing), "expected_sha256": "0" * 64, "actual_sha256": "",
         "status": "missing", "message": "file not present in restored tree"}
+
+
+def test_a_fifo_planted_as_cron_log_neither_hangs_nor_fails_the_run(ws: Workspace) -> None:
+    """The review's M2: `mkfifo varlog/cron.log` held `run check` (and its job lock) forever.
+    Now the run ends as it would, its log says cron.log was refused, the other two files are
+    written, and the next run of the job is not skipped."""
+    import os
+
+    _config(ws)
+    varlog = ws.root / "varlog"
+    varlog.mkdir()
+    os.mkfifo(varlog / "cron.log")
+    done = ws.cli("run", "check", "--json", timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads(done.stdout)
+    log = (ws.state / "logs" / "check" / f"{record['run_id']}.log").read_text()
+    assert f"compat_log_dir: not written: {varlog / 'cron.log'}: not a regular file, " \
+        "refused" in log, log
+    assert json.loads((varlog / "last-check.json").read_text())["run_id"] == record["run_id"]
+    assert "no errors were found" in (varlog / "check-last.log").read_text()
+    code, again = ws.run_json("check")
+    assert code == 0 and again["status"] == "succeeded"
 
 
 # --- control characters in what the tools print (docs/runs.md, "Control characters") --------
