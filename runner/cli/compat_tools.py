@@ -432,6 +432,10 @@ def restore_test(config_file: str | None, args: list[str]) -> int:
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--yes", "-y", action="store_true")
     opts = p.parse_args(args)
+    from runner.cli.restore import check_includes, check_snapshot
+
+    check_snapshot(opts.id)
+    check_includes(tuple(opts.path))
     config = load_config(config_file)
     configured = next((j for j in config.jobs.values() if j.kind == "restore-test"), None)
     base = configured or repository_job(config)
@@ -521,10 +525,25 @@ def list_snapshots(config: Config, request: Any, *, limit: int | None,
 
 def run_restore(config: Config, request: Any, *, owner: str = "", verbose: bool = False,
                 as_json: bool = False) -> int:
-    """The one-off `restore` job through the engine; `--owner` after a real success."""
-    from runner.cli.restore import chown_tree, restore_job
+    """The one-off `restore` job through the engine; `--owner` after a real success. An
+    `--owner` this process cannot apply fails before anything is restored; one that fails
+    after the restore fails the command (exit 1) though the files stay restored."""
+    from runner.cli.restore import (
+        chown_refusal,
+        chown_tree,
+        ownership_warning,
+        parse_owner,
+        restore_job,
+    )
 
+    refusal = chown_refusal(*parse_owner(owner)) if owner and not request.dry_run else ""
+    if refusal:
+        echo(f"restic-runner: error: {refusal}; nothing restored", err=True)
+        return 1
     config, job = restore_job(config, request)
+    warning = "" if request.dry_run else ownership_warning()
+    if warning:
+        echo(warning, err=True)
     echo(f"restoring {job.snapshot} into {job.target_dir}" + (" (dry run)" if request.dry_run
                                                                else ""), err=as_json)
     record = run_once(config, job.name, as_json=as_json)
@@ -540,7 +559,8 @@ def run_restore(config: Config, request: Any, *, owner: str = "", verbose: bool 
     if code == 0 and owner and not request.dry_run and record["status"] == "succeeded":
         problem = chown_tree(Path(str(job.target_dir)), owner)
         if problem:
-            echo(f"warning: {problem}", err=True)
+            echo(f"restic-runner: error: --owner: {problem}", err=True)
+            return 1
     return code
 
 

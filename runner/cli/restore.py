@@ -38,24 +38,39 @@ class RestoreRequest(NamedTuple):
     job: str | None = None  # whose repository (default: the first restic job's)
 
 
-def protected_targets(config: Config, base: JobConfig) -> set[str]:
-    """Where a restore would land on the sources: `/`, `/data`, BACKUP_ROOT_DIR and every
-    backup job's paths."""
-    paths = {"/", CONVENTIONAL_SOURCE, os.environ.get("BACKUP_ROOT_DIR") or "/"}
+def protected_sources(config: Config, base: JobConfig) -> set[str]:
+    """Where a restore would land on the sources, resolved (no symlink, no `//`): `/data`,
+    BACKUP_ROOT_DIR and every backup job's paths on this repository."""
+    paths = {CONVENTIONAL_SOURCE, os.environ.get("BACKUP_ROOT_DIR") or "/"}
     for job in config.jobs.values():
         if job.kind == "backup" and job.restic.repository == base.restic.repository:
             paths.update(job.paths)
-    return {os.path.normpath(p) for p in paths}
+    return {os.path.realpath(p) for p in paths}
+
+
+def protection(target: str, sources: set[str]) -> str:
+    """Why a resolved `target` is refused without --force: it is `/`, a source, or inside one
+    (a source of `/` protects only `/` itself); empty when it is none of those."""
+    if target == "/":
+        return "it is /"
+    for source in sorted(sources):
+        if target == source:
+            return f"it is the backup source {source}"
+        if source != "/" and target.startswith(source + "/"):
+            return f"it is inside the backup source {source}"
+    return ""
 
 
 def check_target(config: Config, base: JobConfig, request: RestoreRequest) -> Path:
-    """The target, made if missing, or RestoreRefused saying why not."""
+    """The target, resolved (symlinks followed: what is checked is where restic writes) and
+    made if missing, or RestoreRefused saying why not."""
     if not request.target:
         raise UserError("--target must not be empty")
-    target = Path(os.path.abspath(request.target))
-    if str(target) in protected_targets(config, base) and not request.force:
-        raise RestoreRefused(f"refusing to restore into {target}: it is / or a backup source "
-                             "(pick another --target, e.g. /restore, or pass --force)")
+    target = Path(os.path.realpath(request.target))
+    why = protection(str(target), protected_sources(config, base))
+    if why and not request.force:
+        raise RestoreRefused(f"refusing to restore into {request.target}: {why} (pick another "
+                             "--target, e.g. /restore, or pass --force)")
     if not target.is_dir():
         try:
             target.mkdir(parents=True, exist_ok=True)
@@ -69,6 +84,26 @@ def check_target(config: Config, base: JobConfig, request: RestoreRequest) -> Pa
         raise RestoreRefused(f"restore target {target} is not empty: pass --force to restore "
                              "over it, --dry-run to preview, or pick another --target")
     return target
+
+
+def check_snapshot(snapshot: str) -> str:
+    """A snapshot id (or `latest`) as restic's positional argument: never one that restic would
+    read as a flag."""
+    if snapshot.startswith("-"):
+        raise UserError(f"snapshot id {snapshot!r}: an id never starts with '-' (a snapshot id, "
+                        "its short form, or latest)")
+    return snapshot
+
+
+def check_includes(includes: tuple[str, ...]) -> tuple[str, ...]:
+    """--include paths as paths of the snapshot: `..` leaves it, so it is refused."""
+    from runner.engine.jobs.restore import include_problem
+
+    for include in includes:
+        problem = include_problem(include)
+        if problem:
+            raise UserError(f"--include {include!r}: {problem}")
+    return includes
 
 
 def snapshot_matches(snapshot: dict[str, Any], request: RestoreRequest) -> bool:
@@ -115,8 +150,10 @@ def restore_job(config: Config, request: RestoreRequest) -> tuple[Config, JobCon
     base = repository_job(config, request.job)
     if request.dry_run:
         check_dry_run(base)
+    check_snapshot(request.snapshot)
+    check_includes(request.include)
     target = check_target(config, base, request)
-    snapshot = resolve_snapshot(base, request)
+    snapshot = check_snapshot(resolve_snapshot(base, request))
     args: list[str] = []
     if snapshot == "latest":  # restic applies the filters to `latest`
         args += [f"--tag={request.tag}"] if request.tag else []
@@ -129,17 +166,82 @@ def restore_job(config: Config, request: RestoreRequest) -> tuple[Config, JobCon
     return with_job(config, job), job
 
 
-def chown_tree(target: Path, owner: str) -> str | None:
-    """`--owner UID:GID` after a restore; the problem, if any (the restore stands)."""
+CAP_CHOWN = 0  # linux/capability.h
+
+
+def _capabilities(which: str) -> int:
+    """This process's capability set `which` (CapEff, CapAmb …) from /proc/self/status."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith(f"{which}:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def restic_restores_owners() -> bool:
+    """Whether a restic started from here gives restored files their owners back: it lchowns
+    each one, and when not root it ignores the refusal it gets without CAP_CHOWN. Root's
+    restic has our capabilities; another user's only the ambient ones."""
+    which = "CapEff" if os.geteuid() == 0 else "CapAmb"
+    return bool(_capabilities(which) >> CAP_CHOWN & 1)
+
+
+def ownership_warning() -> str:
+    """The line said before a restore that will not keep owners; empty when it will."""
+    if restic_restores_owners():
+        return ""
+    return (f"warning: restoring as uid {os.geteuid()} without CAP_CHOWN: restic cannot give "
+            f"restored files their owners back (it skips them when not root), so every "
+            f"restored file will be owned by uid {os.geteuid()}; restore as root to keep "
+            "owners (docs/cli.md, \"Ownership\")")
+
+
+def parse_owner(owner: str) -> tuple[int, int]:
+    """`--owner UID:GID` in numbers, or UserError."""
     try:
         uid, gid = (int(part) for part in owner.split(":", 1))
     except ValueError:
-        return f"--owner {owner}: expected UID:GID in numbers"
+        raise UserError(f"--owner {owner}: expected UID:GID in numbers") from None
+    if uid < 0 or gid < 0:
+        raise UserError(f"--owner {owner}: expected UID:GID in numbers")
+    return uid, gid
+
+
+def chown_refusal(uid: int, gid: int) -> str:
+    """Why this process cannot give files owner `uid:gid` (empty when it can): that needs
+    CAP_CHOWN, unless the owner is this user and one of its groups."""
+    if _capabilities("CapEff") >> CAP_CHOWN & 1:
+        return ""
+    if uid == os.geteuid() and (gid == os.getegid() or gid in os.getgroups()):
+        return ""
+    return (f"--owner {uid}:{gid}: this process (uid {os.geteuid()}) cannot change files' "
+            "owner: it has no CAP_CHOWN; run the restore as root, or chown the restored "
+            "files afterwards (docs/cli.md, \"Ownership\")")
+
+
+def chown_tree(target: Path, owner: str) -> str | None:
+    """`--owner UID:GID` after a restore; the problem, if any (the restore stands). Walks by
+    descriptor (os.fwalk): a directory swapped for a symlink while it runs is not followed,
+    and no symlink is."""
+    uid, gid = parse_owner(owner)
+
+    def stop(exc: OSError) -> None:
+        raise exc
+
     try:
-        os.chown(target, uid, gid)
-        for root, dirs, files in os.walk(target):
+        top = True
+        for _root, dirs, files, root_fd in os.fwalk(target, onerror=stop,
+                                                    follow_symlinks=False):
+            if top:
+                os.chown(root_fd, uid, gid)
+                top = False
             for name in dirs + files:
-                os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+                os.chown(name, uid, gid, dir_fd=root_fd, follow_symlinks=False)
     except OSError as exc:
-        return f"chown {owner} {target} failed ({exc.strerror}); the restore itself succeeded"
+        return f"chown {owner} {target} failed ({exc.strerror}); the files were restored"
+    if top:
+        return f"chown {owner} {target} failed (not a directory); the files were restored"
     return None

@@ -8,7 +8,9 @@ The check runs as a step of its own (`python -m runner.engine.jobs.restore inclu
 
 from __future__ import annotations
 
+import os
 import sys
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +48,53 @@ class RestoreOutput(ResticOutput):
                       and not isinstance(doc.get(name), bool)}
 
 
+def include_problem(include: str) -> str:
+    """Why `include` cannot be a path of a snapshot (empty when it can): `..` leaves it."""
+    if ".." in include.split("/"):
+        return "'..' is not part of any path in a snapshot"
+    return ""
+
+
 def matched(target: Path, include: str) -> bool:
     """Whether anything under `target` matches one `--include` (a path of the snapshot, or
-    restic's glob pattern; one without a leading `/` matches at any depth)."""
-    pattern = include.rstrip("/")
-    if not _GLOB & set(pattern):
-        if pattern.startswith("/"):
-            return (target / pattern.lstrip("/")).exists()
-        return any(target.rglob(pattern))
-    relative = pattern.lstrip("/")
-    return any(target.glob(relative) if pattern.startswith("/") else target.rglob(relative))
+    restic's glob pattern; one without a leading `/` matches at any depth). Only what restic
+    restored counts: the walk stays under `target` and never follows a symlink (one restored
+    from the snapshot may point anywhere); a `..` matches nothing."""
+    if include_problem(include):
+        return False
+    parts = [part for part in include.split("/") if part not in ("", ".")]
+    if not parts:
+        return False
+    if not include.startswith("/"):
+        parts = ["**", *parts]
+    return _match(str(target), parts)
+
+
+def _match(directory: str, parts: list[str]) -> bool:
+    """Whether `parts` (names or glob patterns, `**` any depth) match below `directory`,
+    descending only into real directories."""
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        if not rest:
+            return bool(_entries(directory))
+        return _match(directory, rest) or any(
+            _match(entry.path, parts) for entry in _entries(directory)
+            if entry.is_dir(follow_symlinks=False))
+    for entry in _entries(directory):
+        named = entry.name == head or (bool(_GLOB & set(head))
+                                       and fnmatchcase(entry.name, head))
+        if named and (not rest or (entry.is_dir(follow_symlinks=False)
+                                   and _match(entry.path, rest))):
+            return True
+    return False
+
+
+def _entries(directory: str) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as found:
+            return list(found)
+    except OSError:
+        return []
 
 
 def main(argv: list[str]) -> int:

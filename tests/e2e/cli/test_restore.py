@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -202,3 +203,131 @@ def test_environment_mode_restore_runs_the_helpers_hooks_and_outputs(ws18: Works
     assert (runner.root / "post.out").read_text() == "1 0 helper\n"
     last = runner.last_run("restore")
     assert last["exit_code"] == 0 and (runner.log / "restore-last.log").is_file()
+
+
+def test_a_source_behind_a_symlink_or_double_slash_is_refused(ws18: Workspace) -> None:
+    """Review L5: the same source named another way, or a directory inside it."""
+    _backup_config(ws18)
+    link = ws18.root / "to-data"
+    link.symlink_to(ws18.data)
+    before = _files(ws18.data)
+    for target in (str(link), f"/{ws18.data}", str(ws18.data / "restored-here")):
+        done = ws18.cli("restore", "latest", "--target", target)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "backup source" in done.stderr and "--force" in done.stderr
+    assert _files(ws18.data) == before and not (ws18.data / "restored-here").exists()
+    assert not (ws18.state / "last-restore.json").exists()  # nothing ran
+
+
+def test_an_include_with_dot_dot_is_refused_before_anything_runs(ws18: Workspace) -> None:
+    """Review L6: restic restored nothing for it, and the run said it succeeded."""
+    _backup_config(ws18)
+    done = ws18.cli("compat", "restore", "--target", str(ws18.root / "t"), "--include",
+                    "../../../etc")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "'..' is not part of any path in a snapshot" in done.stderr
+    assert not (ws18.state / "last-restore.json").exists()
+    test = ws18.cli("compat", "restore-test", "--path", "/data/../etc")
+    assert test.returncode == 2 and "'..'" in test.stderr
+
+
+def test_an_include_through_a_symlink_in_the_snapshot_matches_nothing(ws: Workspace) -> None:
+    """Review L6: the snapshot holds `link`, a symlink to a directory outside the target. A
+    first restore puts the link in the target; a second one (--force) includes a path below
+    it: restic restores nothing through a link, so that is exit 3 (the check followed the
+    link before and said "matched": whether a file exists outside the target)."""
+    outside = ws.root / "outside"
+    outside.mkdir()
+    (outside / "shadow").write_text("exists outside the target")
+    (ws.data / "link").symlink_to(outside)
+    _backup_config(ws)
+    target = ws.root / "t"
+    assert ws.cli("restore", "latest", "--target", str(target)).returncode == 0
+    assert (target / str(ws.data).lstrip("/") / "link").is_symlink()
+    done = ws.cli("compat", "restore", "--target", str(target), "--force", "--include",
+                  f"{ws.data}/link/shadow")
+    assert done.returncode == 3, done.stdout + done.stderr
+    record = json.loads((ws.state / "last-restore.json").read_text())
+    assert record["status"] == "failed" and record["exit_code"] == 3
+
+
+@pytest.mark.parametrize("argv", [("compat", "restore", "--id=--no-lock", "--target", "{t}"),
+                                  ("restore", "--target", "{t}", "--", "--no-lock"),
+                                  ("compat", "restore-test", "--id=--no-lock")])
+def test_a_snapshot_id_that_restic_would_read_as_a_flag_is_refused(ws18: Workspace,
+                                                                    argv: tuple[str, ...]
+                                                                    ) -> None:
+    """Review I1."""
+    _backup_config(ws18)
+    done = ws18.cli(*(a.format(t=ws18.root / "t") for a in argv))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "never starts with '-'" in done.stderr
+    assert not list(ws18.state.glob("last-restore*.json"))
+
+
+SERVICE_UID = 65534
+
+
+def _as_service_user(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+    """`restic-runner ARGS` as the image runs it (docker/as-service-user.sh's setpriv): a
+    non-root user keeping only CAP_DAC_READ_SEARCH (ambient, so restic has it too)."""
+    return subprocess.run(["setpriv", f"--reuid={SERVICE_UID}", f"--regid={SERVICE_UID}",
+                           "--clear-groups", "--bounding-set=-all,+dac_read_search",
+                           "--securebits=+no_setuid_fixup", "--inh-caps=-all,+dac_read_search",
+                           "--ambient-caps=+dac_read_search", RUNNER, *args], env=ws.env(),
+                          capture_output=True, text=True, timeout=120, cwd="/")
+
+
+def _owned_backup(ws: Workspace) -> Path:
+    """A backup of data holding a root-only file of uid 1234's; the repository, state and cache
+    then belong to the service user (as the image's entrypoint makes them)."""
+    owned = ws.data / "dir0" / "owned.txt"
+    owned.write_text("uid 1234's")
+    os.chown(owned, 1234, 1235)
+    owned.chmod(0o600)
+    _backup_config(ws)
+    for top in (ws.repo, ws.state, ws.root / "cache", ws.password_file):
+        for path in (top, *top.rglob("*")):
+            os.chown(path, SERVICE_UID, SERVICE_UID, follow_symlinks=False)
+    return owned.relative_to("/")
+
+
+def test_a_restore_that_cannot_keep_owners_says_so(ws18: Workspace) -> None:
+    """Review M5: restic restores no owner when it is not root (it ignores the refusal of
+    lchown); the restore says it before it runs, and still restores."""
+    owned = _owned_backup(ws18)
+    target = ws18.root / "as-service"
+    target.mkdir()
+    os.chown(target, SERVICE_UID, SERVICE_UID)
+    done = _as_service_user(ws18, "compat", "restore", "--target", str(target))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (f"warning: restoring as uid {SERVICE_UID} without CAP_CHOWN: restic cannot give "
+            "restored files their owners back") in done.stderr
+    assert (target / owned).stat().st_uid == SERVICE_UID  # what the warning said
+    as_root = ws18.root / "as-root"
+    done = ws18.cli("compat", "restore", "--target", str(as_root))
+    assert done.returncode == 0 and "CAP_CHOWN" not in done.stderr, done.stderr
+    assert ((as_root / owned).stat().st_uid, (as_root / owned).stat().st_gid) == (1234, 1235)
+
+
+def test_an_owner_the_process_cannot_apply_fails_loudly(ws18: Workspace) -> None:
+    """Review M5: --owner without CAP_CHOWN fails (exit 1, one line) before restoring; as root
+    it applies."""
+    owned = _owned_backup(ws18)
+    target = ws18.root / "as-service"
+    target.mkdir()
+    os.chown(target, SERVICE_UID, SERVICE_UID)
+    done = _as_service_user(ws18, "compat", "restore", "--target", str(target), "--owner",
+                            "1000:1000")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert (f"restic-runner: error: --owner 1000:1000: this process (uid {SERVICE_UID}) cannot "
+            "change files' owner: it has no CAP_CHOWN") in done.stderr
+    assert "nothing restored" in done.stderr and not any(target.iterdir())
+    as_root = ws18.root / "as-root"
+    done = ws18.cli("compat", "restore", "--target", str(as_root), "--owner", "1000:1001")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {(p.lstat().st_uid, p.lstat().st_gid) for p in (as_root, *as_root.rglob("*"))} == {
+        (1000, 1001)}
+    assert (as_root / owned).read_text() == "uid 1234's"
+    bad = ws18.cli("compat", "restore", "--target", str(ws18.root / "x"), "--owner", "www")
+    assert bad.returncode == 2 and "expected UID:GID in numbers" in bad.stderr

@@ -108,3 +108,129 @@ def test_status_verdicts(tmp_path: Path) -> None:
     no_backup = _config(tmp_path)._replace(disabled={"backup": "no backup paths"})
     assert verdict(no_backup, {"jobs": []}) == ("FAIL", [
         {"level": "FAIL", "message": "backup: disabled: no backup paths"}])
+
+
+@pytest.mark.parametrize("how", ["double slash", "symlink", "inside", "symlink inside",
+                                 "symlink to root"])
+def test_a_source_reached_another_way_is_refused_without_force(tmp_path: Path,
+                                                               how: str) -> None:
+    """Review L5: the protection compares resolved paths and covers what is under a source."""
+    source = tmp_path / "src"
+    (source / "sub").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to("/" if how == "symlink to root" else source)
+    target = {"double slash": f"/{source}", "symlink": str(link),
+              "inside": str(source / "sub" / "new"), "symlink inside": f"{link}/new",
+              "symlink to root": str(link)}[how]
+    job = _backup((str(source),))
+    config = _config(tmp_path, backup=job)
+    with pytest.raises(RestoreRefused, match=r"(backup source|it is /) .*pass --force"):
+        check_target(config, job, RestoreRequest(target=target))
+    assert not (source / "sub" / "new").exists() and not (source / "new").exists()
+    if how == "inside":
+        forced = check_target(config, job, RestoreRequest(target=target, force=True))
+        assert forced == source / "sub" / "new"
+
+
+def test_a_target_beside_a_source_is_not_inside_it(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    job = _backup((str(source),))
+    made = check_target(_config(tmp_path, backup=job), job,
+                        RestoreRequest(target=str(tmp_path / "src-restored")))
+    assert made == tmp_path / "src-restored"
+
+
+def _restored_tree_with_a_link_out(tmp_path: Path) -> tuple[Path, Path]:
+    """A target as restic leaves it after restoring a snapshot that holds `data/link`, a symlink
+    to a directory outside the target (which holds `secret`)."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("s")
+    target = tmp_path / "target"
+    (target / "data" / "docs").mkdir(parents=True)
+    (target / "data" / "docs" / "a.txt").write_text("a")
+    (target / "data" / "link").symlink_to(outside)
+    return target, outside
+
+
+@pytest.mark.parametrize("include", [
+    "/data/link/secret", "/data/link/*", "/data/link/**/secret", "link/secret", "secret",
+    "../outside/secret", "/../outside", "/data/../../outside/secret", "../../../etc"])
+def test_an_include_check_never_leaves_the_target(tmp_path: Path, include: str) -> None:
+    """Review L6: `..` and symlinks restored from the snapshot lead nowhere (restic restored
+    nothing through them, and the check is no oracle of what exists outside)."""
+    from runner.engine.jobs.restore import matched
+
+    target, _ = _restored_tree_with_a_link_out(tmp_path)
+    assert matched(target, include) is False
+
+
+@pytest.mark.parametrize("include", ["/data/link", "link", "/data/**/a.txt", "/data/*/a.txt",
+                                     "**/a.txt", "/data/docs/"])
+def test_an_include_check_sees_what_restic_restored(tmp_path: Path, include: str) -> None:
+    from runner.engine.jobs.restore import matched
+
+    target, _ = _restored_tree_with_a_link_out(tmp_path)
+    assert matched(target, include) is True  # the link itself was restored
+
+
+def test_dot_dot_includes_and_dash_ids_are_refused() -> None:
+    """Review L6 and I1: before anything runs."""
+    from runner.cli.restore import check_includes, check_snapshot
+
+    with pytest.raises(UserError, match=r"'\.\.' is not part of any path"):
+        check_includes(("/data/x", "../../../etc"))
+    assert check_includes(("/data/x..y", "/a/..b")) == ("/data/x..y", "/a/..b")
+    for bad in ("--no-lock", "-x"):
+        with pytest.raises(UserError, match="never starts with '-'"):
+            check_snapshot(bad)
+    assert check_snapshot("latest") == "latest"
+
+
+def test_chown_tree_never_follows_a_directory_swapped_for_a_symlink(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Review I2: while --owner walks the restored tree, whoever can write in it swaps a
+    directory for a symlink to one of root's. Stands in for that racing process: os.scandir,
+    about to list `sub`, first renames it and puts the symlink in its place."""
+    import os
+
+    from runner.cli.restore import chown_tree
+
+    target = tmp_path / "restored"
+    (target / "sub").mkdir(parents=True)
+    (target / "sub" / "file").write_text("restored")
+    (target / "sub" / "link").symlink_to(tmp_path / "victim" / "file")
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "file").write_text("root's")
+    real_scandir = os.scandir
+
+    def racing_scandir(path: object = ".") -> object:
+        listed = os.readlink(f"/proc/self/fd/{path}") if isinstance(path, int) else str(path)
+        if listed == str(target / "sub") and not (target / "moved").exists():
+            os.rename(target / "sub", target / "moved")
+            os.symlink(victim, target / "sub")
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", racing_scandir)
+    assert chown_tree(target, "4321:4322") is None
+    monkeypatch.undo()
+    assert (victim.stat().st_uid, (victim / "file").stat().st_uid) == (0, 0)
+    assert (victim / "file").stat().st_gid == 0
+    mine = target / "moved" if (target / "moved").exists() else target / "sub"
+    assert (mine / "file").stat().st_uid == 4321 and (mine / "file").stat().st_gid == 4322
+    assert (mine / "link").lstat().st_uid == 4321
+    assert target.stat().st_uid == 4321
+
+
+def test_owner_is_checked_before_a_restore(tmp_path: Path) -> None:
+    """Review M5: the format, and whether this process can chown at all (root with CAP_CHOWN
+    here; the refusal as another user: tests/e2e/cli/test_restore.py)."""
+    from runner.cli.restore import chown_refusal, parse_owner
+
+    assert parse_owner("1000:1001") == (1000, 1001)
+    for bad in ("www-data", "1000", "a:b", "-1:0"):
+        with pytest.raises(UserError, match="expected UID:GID in numbers"):
+            parse_owner(bad)
+    assert chown_refusal(1000, 1001) == ""
