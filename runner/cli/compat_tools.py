@@ -404,12 +404,23 @@ def _env_canaries(value: str) -> list[tuple[str, str]]:
 
 
 def _canary_file(path: str) -> list[tuple[str, str]]:
-    """`sha256sum` lines: `<digest>  <path>`; blank lines and # comments skipped."""
+    """`sha256sum` lines: `<digest>  <path>`; blank lines and # comments skipped. A line that is
+    not one is reported by its number only (the file may be anything: its text is not shown)."""
+    try:
+        lines = Path(path).read_bytes().decode().splitlines()
+    except OSError as exc:
+        raise UserError(f"--canary-file {path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--canary-file {path}: not UTF-8 text (sha256sum lines)") from None
     found = []
-    for line in Path(path).read_text().splitlines():
+    for number, line in enumerate(lines, 1):
         if line.strip() and not line.lstrip().startswith("#"):
             digest, _, name = line.strip().partition(" ")
-            found.append(_canary(f"{name.strip().lstrip('*')}={digest}"))
+            try:
+                found.append(_canary(f"{name.strip().lstrip('*')}={digest}"))
+            except ValueError:
+                raise UserError(f"--canary-file {path}: line {number} is not a sha256sum line "
+                                "(64 hex digits, then an absolute path)") from None
     return found
 
 

@@ -431,3 +431,26 @@ def test_rotate_log_never_writes_an_archive_through_a_planted_symlink(ws18: Work
         member = tar.extractfile("cron.log")
         assert member is not None and member.read() == b"a line of the log\n"
     assert old.is_symlink() and "1 archive(s) kept" in done.stdout
+
+
+def test_restore_test_reports_a_bad_canary_file_line_by_its_number_only(
+        ws18: Workspace) -> None:
+    """Review L7: the line's text was in a traceback ("internal error"); the file may be any
+    file, so only its name and the line number are said (exit 2, nothing runs)."""
+    _config(ws18)
+    canaries = ws18.root / "canaries.sha256"
+    secret = "CANARY-line-of-some-file-0123456789"
+    canaries.write_text(f"# sha256sum output\n{'0' * 64}  {ws18.data}/dir0/file000.txt\n"
+                        f"{secret}\n")
+    done = ws18.cli("compat", "restore-test", "--canary-file", str(canaries))
+    assert done.returncode == 2, explain(done)
+    assert f"--canary-file {canaries}: line 3 is not a sha256sum line" in done.stderr
+    assert secret not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+    assert not (ws18.state / "last-restore-test.json").exists()
+    canaries.write_bytes(b"\xff" + secret.encode() + b"\n")
+    binary = ws18.cli("compat", "restore-test", "--canary-file", str(canaries))
+    assert binary.returncode == 2 and "not UTF-8 text" in binary.stderr, explain(binary)
+    assert secret not in binary.stdout + binary.stderr
+    missing = ws18.cli("compat", "restore-test", "--canary-file", str(ws18.root / "absent"))
+    assert missing.returncode == 2 and "cannot read it" in missing.stderr, explain(missing)
