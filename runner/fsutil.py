@@ -141,16 +141,19 @@ def sync_private_files(directory: Path, files: Mapping[str, bytes]) -> None:
 
 
 def _holds(dir_fd: int, name: str, data: bytes) -> bool:
-    """Whether `name` is already our 0600 regular file holding exactly `data`."""
+    """Whether `name` is already a 0600 regular file holding exactly `data` (another user's too:
+    root checking the service user's files must not take them over)."""
     try:
+        if not stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+            return False  # not even opened: a FIFO or a device planted under the name
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      dir_fd=dir_fd)
     except OSError:
         return False
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
-        if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid()
-                or stat.S_IMODE(info.st_mode) != FILE_MODE or info.st_size != len(data)):
+        if (not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) != FILE_MODE
+                or info.st_size != len(data)):
             return False
         return f.read(len(data) + 1) == data
 

@@ -405,3 +405,29 @@ def test_with_hook_env_all_every_secret_variable_is_masked(env: dict[str, str],
     for value in (password, url_password):
         for form in encodings(value):
             assert form not in redact(b"<" + form + b">"), (value, form)
+
+
+def test_a_fifo_planted_inside_env_secrets_is_replaced_without_hanging(
+        env: dict[str, str]) -> None:
+    import os
+
+    secrets = Path(env["RESTIC_RUNNER_STATE_DIR"]) / "env-secrets"
+    secrets.mkdir(parents=True)
+    os.mkfifo(secrets / "restic_password")
+    load(env, RESTIC_PASSWORD_FILE="", RESTIC_PASSWORD="inline-" + CANARY)
+    assert (secrets / "restic_password").read_text() == f"inline-{CANARY}\n"
+
+
+def test_root_leaves_the_service_users_right_files_alone(env: dict[str, str]) -> None:
+    """`config check` or `doctor` run as root over the service user's env-secrets/ must not
+    take its files over (root-owned 0600 files the service could no longer read)."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("files of another user need root")  # the image's tests run as root
+    extra = {"RESTIC_PASSWORD_FILE": "", "RESTIC_PASSWORD": "inline-" + CANARY}
+    path = load(env, **extra).restic.password_file
+    assert path is not None
+    os.chown(path, 10001, 10001)
+    load(env, **extra)
+    assert path.stat().st_uid == 10001
