@@ -104,6 +104,7 @@ def read_secret_file(path: Path, key: str) -> str:
     if not value:
         raise SecretFileError(f"{key}: secret file {path} is empty (expected the secret in it)")
     register_secret(value)
+    register_repository(value)  # a proxy or endpoint URL: its password alone, raw and decoded
     return value
 
 

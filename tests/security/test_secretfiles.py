@@ -116,3 +116,19 @@ def test_environment_mode_refuses_a_file_in_a_directory_anyone_may_write(tmp_pat
     shared.chmod(0o1777)
     assert _lenient_read(path) == CANARY
     assert _lenient_read(mounted / "secret") == CANARY
+
+
+def test_a_secret_file_holding_a_url_registers_its_password_alone(tmp_path: Path) -> None:
+    """L1 with a config file: `env_files = {HTTPS_PROXY = "…"}` holding `user:password@` masks
+    the password printed alone, as written and percent-decoded, in every encoding."""
+    from urllib.parse import quote
+
+    from security.masking import redact
+    from tests.support.secrets import secret_file
+
+    password = "proxy-file-" + CANARY
+    path = secret_file(tmp_path / "proxy", f"http://me:{quote(password, safe='')}@proxy:3128")
+    read_secret_file(path, "env_files.HTTPS_PROXY")
+    for value in (password, quote(password, safe="")):
+        for form in encodings(value):
+            assert form not in redact(b"<" + form + b">"), (value, form)
