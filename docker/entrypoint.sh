@@ -31,16 +31,31 @@ system_dir() {
   return 1
 }
 
-# shared_reason DIR: why DIR looks shared with others (nothing when it does not): a file system
-# mounted inside it, an entry owned by a user other than root and the service user, a set-id
-# file or a device (what a system's or another user's tree holds, not a repository or a cache)
+# mounts_inside DIR: the mount points strictly inside DIR, one a line (as /proc/self/mountinfo
+# writes them: a space, tab, newline or backslash in one is an octal escape)
+mounts_inside() {
+  awk -v dir="$1/" 'index($5, dir) == 1 { print $5 }' /proc/self/mountinfo
+}
+
+# in_tree DIR EXPRESSION...: `find DIR EXPRESSION` over DIR's own tree: not into a file system
+# mounted inside it (a volume or bind mount there is given, or not, on its own)
+in_tree() {
+  tree=$1
+  shift
+  for mount in $(mounts_inside "$tree"); do
+    set -- -path "$mount" -prune -o "$@"
+  done
+  find "$tree" -xdev "$@"
+}
+
+# shared_reason DIR: why DIR looks shared with others (nothing when it does not): an entry
+# owned by a user other than root and the service user, a set-id file or a device (what a
+# system's or another user's tree holds, not a repository, cache or log directory)
 shared_reason() {
-  if awk -v dir="$1/" 'index($5, dir) == 1 { found = 1 } END { exit !found }' \
-      /proc/self/mountinfo; then
-    echo "a file system is mounted inside it"
-    return 0
-  fi
-  if ! found=$(find "$1" -xdev \( \( ! -uid 0 ! -uid "$service_uid" \) -o -perm -4000 \
+  case "$(mounts_inside "$1")" in
+    *[\\*?[]*) echo "a mount point inside it has an unusual name"; return 0 ;;
+  esac
+  if ! found=$(in_tree "$1" \( \( ! -uid 0 ! -uid "$service_uid" \) -o -perm -4000 \
       -o -perm -2000 -o -type b -o -type c \) -print -quit 2>/dev/null); then
     echo "it cannot be read through"
   elif [ -n "$found" ]; then
@@ -51,8 +66,8 @@ shared_reason() {
 # own DIR: DIR exists and belongs to the service user. A missing DIR is made (only what is made
 # changes owner); an existing one not the service user's is given to it recursively only when it
 # is no system directory and looks like restic-backup-helper's root wrote it alone (only root's
-# and the service user's entries, no mount inside, no set-id file or device); never through a
-# symbolic link. docs/deployment.md, "The entrypoint".
+# and the service user's entries, no set-id file or device); never through a symbolic link, nor
+# into a file system mounted inside it. docs/deployment.md, "The entrypoint".
 own() {
   [ -n "$1" ] || return 0
   dir=$(readlink -m -- "$1")
@@ -77,7 +92,7 @@ own() {
          "shared ($reason); chown what it must write (chown -R $service_uid DIR) or set" \
          "RESTIC_RUNNER_RUN_AS_ROOT=ON" >&2
   elif [ "$(( (0x$caps >> 0) & 1 ))" = 1 ] \
-      && chown -R -P "$service_uid:$service_uid" "$dir" 2>/dev/null; then  # links: not followed
+      && in_tree "$dir" -exec chown -h "$service_uid:$service_uid" {} + 2>/dev/null; then
     echo "restic-runner: $1 now belongs to the service user (uid $service_uid)" >&2
   else
     echo "restic-runner: cannot give $1 to the service user (uid $service_uid): read-only" \
