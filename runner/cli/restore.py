@@ -166,7 +166,7 @@ def restore_job(config: Config, request: RestoreRequest) -> tuple[Config, JobCon
     return with_job(config, job), job
 
 
-CAP_CHOWN = 0  # linux/capability.h
+CAP_CHOWN, CAP_FOWNER, CAP_FSETID = 0, 3, 4  # linux/capability.h
 
 
 def _capabilities(which: str) -> int:
@@ -181,22 +181,31 @@ def _capabilities(which: str) -> int:
     return 0
 
 
-def restic_restores_owners() -> bool:
-    """Whether a restic started from here gives restored files their owners back: it lchowns
-    each one, and when not root it ignores the refusal it gets without CAP_CHOWN. Root's
-    restic has our capabilities; another user's only the ambient ones."""
-    which = "CapEff" if os.geteuid() == 0 else "CapAmb"
-    return bool(_capabilities(which) >> CAP_CHOWN & 1)
+def restic_capabilities() -> int:
+    """The capabilities a restic started from here has: root's restic ours, another user's
+    only the ambient ones."""
+    return _capabilities("CapEff" if os.geteuid() == 0 else "CapAmb")
 
 
 def ownership_warning() -> str:
-    """The line said before a restore that will not keep owners; empty when it will."""
-    if restic_restores_owners():
-        return ""
-    return (f"warning: restoring as uid {os.geteuid()} without CAP_CHOWN: restic cannot give "
-            f"restored files their owners back (it skips them when not root), so every "
-            f"restored file will be owned by uid {os.geteuid()}; restore as root to keep "
-            "owners (docs/cli.md, \"Ownership\")")
+    """The line said before a restore that will not give files back their owners, modes and
+    times; empty when it will. restic lchowns each file (CAP_CHOWN), then sets its times and
+    mode, which for a file it no longer owns takes CAP_FOWNER (and CAP_FSETID to keep a setgid
+    bit); when not root it ignores every refusal and says nothing."""
+    caps, uid = restic_capabilities(), os.geteuid()
+    if not caps >> CAP_CHOWN & 1:
+        return (f"warning: restoring as uid {uid} without CAP_CHOWN: restic cannot give "
+                f"restored files their owners back, so every restored file will be owned by "
+                f"uid {uid}; restore as root to keep owners (docs/cli.md, \"Ownership\")")
+    if not caps >> CAP_FOWNER & 1:
+        return (f"warning: restoring as uid {uid} with CAP_CHOWN but without CAP_FOWNER: "
+                "restic gives restored files their owners back, then cannot set their modes "
+                "and times (docs/cli.md, \"Ownership\")")
+    if not caps >> CAP_FSETID & 1:
+        return (f"warning: restoring as uid {uid} without CAP_FSETID: restored files lose "
+                "their setgid bit where their group is not this user's (docs/cli.md, "
+                "\"Ownership\")")
+    return ""
 
 
 def parse_owner(owner: str) -> tuple[int, int]:
@@ -218,8 +227,8 @@ def chown_refusal(uid: int, gid: int) -> str:
     if uid == os.geteuid() and (gid == os.getegid() or gid in os.getgroups()):
         return ""
     return (f"--owner {uid}:{gid}: this process (uid {os.geteuid()}) cannot change files' "
-            "owner: it has no CAP_CHOWN; run the restore as root, or chown the restored "
-            "files afterwards (docs/cli.md, \"Ownership\")")
+            "owner: it has no CAP_CHOWN; run the restore as root (with CAP_CHOWN), or chown the "
+            "restored files afterwards (docs/cli.md, \"Ownership\")")
 
 
 def chown_tree(target: Path, owner: str) -> str | None:

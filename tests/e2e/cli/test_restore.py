@@ -266,25 +266,28 @@ def test_a_snapshot_id_that_restic_would_read_as_a_flag_is_refused(ws18: Workspa
 
 
 SERVICE_UID = 65534
+OWNED_MTIME = 978307200  # 2001-01-01
 
 
-def _as_service_user(ws: Workspace, *args: str) -> subprocess.CompletedProcess[str]:
+def _as_service_user(ws: Workspace, *args: str,
+                     caps: str = "+dac_read_search") -> subprocess.CompletedProcess[str]:
     """`restic-runner ARGS` as the image runs it (docker/as-service-user.sh's setpriv): a
-    non-root user keeping only CAP_DAC_READ_SEARCH (ambient, so restic has it too)."""
+    non-root user keeping only `caps` (CAP_DAC_READ_SEARCH), ambient so restic has them too."""
     return subprocess.run(["setpriv", f"--reuid={SERVICE_UID}", f"--regid={SERVICE_UID}",
-                           "--clear-groups", "--bounding-set=-all,+dac_read_search",
-                           "--securebits=+no_setuid_fixup", "--inh-caps=-all,+dac_read_search",
-                           "--ambient-caps=+dac_read_search", RUNNER, *args], env=ws.env(),
+                           "--clear-groups", f"--bounding-set=-all,{caps}",
+                           "--securebits=+no_setuid_fixup", f"--inh-caps=-all,{caps}",
+                           f"--ambient-caps={caps}", RUNNER, *args], env=ws.env(),
                           capture_output=True, text=True, timeout=120, cwd="/")
 
 
 def _owned_backup(ws: Workspace) -> Path:
-    """A backup of data holding a root-only file of uid 1234's; the repository, state and cache
-    then belong to the service user (as the image's entrypoint makes them)."""
+    """A backup of data holding a setgid file of uid 1234's (mode 2640); the repository, state
+    and cache then belong to the service user (as the image's entrypoint makes them)."""
     owned = ws.data / "dir0" / "owned.txt"
     owned.write_text("uid 1234's")
     os.chown(owned, 1234, 1235)
-    owned.chmod(0o600)
+    owned.chmod(0o2640)  # setgid, group-readable, others nothing
+    os.utime(owned, (OWNED_MTIME, OWNED_MTIME))
     _backup_config(ws)
     for top in (ws.repo, ws.state, ws.root / "cache", ws.password_file):
         for path in (top, *top.rglob("*")):
@@ -292,22 +295,45 @@ def _owned_backup(ws: Workspace) -> Path:
     return owned.relative_to("/")
 
 
-def test_a_restore_that_cannot_keep_owners_says_so(ws18: Workspace) -> None:
+@pytest.mark.parametrize("caps, warning, kept", [
+    ("", "without CAP_CHOWN: restic cannot give restored files their owners back",
+     ("mode", "time", "setgid")),
+    (",+chown", "with CAP_CHOWN but without CAP_FOWNER: restic gives restored files their "
+                "owners back, then cannot set their modes and times", ("owner",)),
+    (",+chown,+fowner", "without CAP_FSETID: restored files lose their setgid bit",
+     ("owner", "mode", "time")),
+    (",+chown,+fowner,+fsetid", "", ("owner", "mode", "time", "setgid")),
+])
+def test_a_restore_that_cannot_keep_owners_says_so(ws18: Workspace, caps: str, warning: str,
+                                                   kept: tuple[str, ...]) -> None:
     """Review M5: restic restores no owner when it is not root (it ignores the refusal of
-    lchown); the restore says it before it runs, and still restores."""
+    lchown), and with CAP_CHOWN alone no mode or time; the restore says so before it runs,
+    and still restores. The last case is what a non-root restore needs to lose nothing."""
     owned = _owned_backup(ws18)
     target = ws18.root / "as-service"
     target.mkdir()
     os.chown(target, SERVICE_UID, SERVICE_UID)
-    done = _as_service_user(ws18, "compat", "restore", "--target", str(target))
+    done = _as_service_user(ws18, "compat", "restore", "--target", str(target),
+                            caps=f"+dac_read_search{caps}")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (f"warning: restoring as uid {SERVICE_UID} without CAP_CHOWN: restic cannot give "
-            "restored files their owners back") in done.stderr
-    assert (target / owned).stat().st_uid == SERVICE_UID  # what the warning said
+    said = [line for line in done.stderr.splitlines() if line.startswith("warning: restoring")]
+    assert len(said) == bool(warning), done.stderr
+    assert not warning or said[0].startswith(f"warning: restoring as uid {SERVICE_UID} {warning}")
+    info = (target / owned).stat()
+    assert ((info.st_uid, info.st_gid) == (1234, 1235)) is ("owner" in kept)
+    assert (info.st_uid == SERVICE_UID) is ("owner" not in kept)  # what the warning said
+    assert (info.st_mode & 0o777 == 0o640) is ("mode" in kept)
+    assert (int(info.st_mtime) == OWNED_MTIME) is ("time" in kept)
+    assert bool(info.st_mode & 0o2000) is ("setgid" in kept)
+
+
+def test_a_restore_as_root_keeps_owners_and_warns_of_nothing(ws18: Workspace) -> None:
+    owned = _owned_backup(ws18)
     as_root = ws18.root / "as-root"
     done = ws18.cli("compat", "restore", "--target", str(as_root))
-    assert done.returncode == 0 and "CAP_CHOWN" not in done.stderr, done.stderr
-    assert ((as_root / owned).stat().st_uid, (as_root / owned).stat().st_gid) == (1234, 1235)
+    assert done.returncode == 0 and "warning: restoring" not in done.stderr, done.stderr
+    info = (as_root / owned).stat()
+    assert (info.st_uid, info.st_gid, info.st_mode & 0o2777) == (1234, 1235, 0o2640)
 
 
 def test_an_owner_the_process_cannot_apply_fails_loudly(ws18: Workspace) -> None:
