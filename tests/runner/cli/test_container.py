@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,72 @@ def test_other_stop_signals_reach_the_service_as_sigterm(tmp_path: Path, signum:
     process.send_signal(signum)
     assert process.wait(20) == 0
     assert (tmp_path / "service-stopped").read_text() == str(int(signal.SIGTERM))
+
+
+# --- docker/as-service-user.sh: which command lines keep what restoring owners takes ------------
+
+AS_SERVICE_USER = Path(__file__).resolve().parents[3] / "docker" / "as-service-user.sh"
+CAPS = 'grep "^CapEff" /proc/self/status | cut -f2; id -u\n'
+
+
+@pytest.fixture
+def stand_ins() -> Iterator[Path]:
+    """`restic-runner` and `python3` stand-ins printing their identity, in a directory the
+    service user can reach (tmp_path is root's 0700)."""
+    import os
+    import shutil
+    import tempfile
+
+    if os.geteuid() != 0:
+        pytest.skip("as-service-user leaves root only when started as root")
+    where = Path(tempfile.mkdtemp(prefix="as-service-user-"))
+    where.chmod(0o755)
+    for name in ("restic-runner", "python3"):
+        (where / name).write_text("#!/bin/sh\n" + CAPS)
+        (where / name).chmod(0o755)
+    yield where
+    shutil.rmtree(where)
+
+
+def _identity(where: Path, *command: str) -> tuple[str, str]:
+    done = subprocess.run(["sh", str(AS_SERVICE_USER), *command], capture_output=True,
+                          text=True, check=True, cwd=where,
+                          env={"PATH": f"{where}:/usr/bin:/bin"})
+    caps, uid = done.stdout.split()
+    return caps, uid
+
+
+@pytest.mark.parametrize("argv", [
+    ["restic-runner", "restore", "--target", "/r"],
+    ["restic-runner", "--config", "/etc/x.toml", "restore"],
+    ["restic-runner", "--config=/etc/x.toml", "compat", "restore", "--id", "abc"],
+    ["restic-runner", "compat", "--config", "/etc/x.toml", "restore"],
+    ["python3", "-m", "runner.cli.container", "restore"],
+    ["python3", "-m", "runner.cli.container", "/bin/restore", "--target", "/r"],
+    ["python3", "-m", "runner.cli.container", "restic-runner", "compat", "restore"],
+])
+def test_a_root_restore_keeps_chown_fowner_fsetid_dac_override(stand_ins: Path,
+                                                               argv: list[str]) -> None:
+    argv[0] = str(stand_ins / argv[0])
+    caps, uid = _identity(stand_ins, *argv)
+    assert uid == "10001"
+    # CAP_CHOWN 0, CAP_DAC_OVERRIDE 1, CAP_DAC_READ_SEARCH 2, CAP_FOWNER 3, CAP_FSETID 4
+    assert int(caps, 16) == 0b11111, caps
+
+
+@pytest.mark.parametrize("argv", [
+    ["restic-runner", "run", "restore"],  # a job named restore is a run, hooks and all
+    ["restic-runner", "compat", "restore-test"],
+    ["restic-runner", "--config", "restore", "run", "x"],
+    ["restic-runner", "compat", "backup", "restore"],
+    ["restic-runner", "--config"],
+    ["python3", "-m", "runner.cli.container", "tail", "restore"],
+    ["python3", "restore"],
+    ["sh", "-c", "restic-runner restore"],
+])
+def test_anything_else_keeps_only_dac_read_search(stand_ins: Path, argv: list[str]) -> None:
+    if argv[0] != "sh":
+        argv[0] = str(stand_ins / argv[0])
+    caps, uid = _identity(stand_ins, *argv)
+    assert uid == "10001"
+    assert int(caps, 16) == 0b100, caps
