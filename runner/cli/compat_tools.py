@@ -454,7 +454,7 @@ def restore_test(config_file: str | None, args: list[str]) -> int:
     canaries.update(opts.canary)
     if opts.canary_file:
         canaries.update(_canary_file(opts.canary_file))
-    target = Path(opts.target).absolute() if opts.target else (
+    target = Path(os.path.realpath(opts.target)) if opts.target else (
         base.target_dir or config.state_dir / "restore-test" / "restore-test")
     if opts.dry_run:
         from runner.cli.restore import check_dry_run

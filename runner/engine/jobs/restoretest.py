@@ -16,6 +16,10 @@ from pathlib import Path
 
 
 def prepare(directory: Path) -> int:
+    if directory.is_symlink():  # rmtree would not clear it, cleanup not remove what lands there
+        print(f"restore-test error: scratch directory {directory} is a symlink: refused",
+              file=sys.stderr)
+        return 1
     shutil.rmtree(directory, ignore_errors=True)
     from runner.fsutil import private_dir
 

@@ -454,3 +454,18 @@ def test_restore_test_reports_a_bad_canary_file_line_by_its_number_only(
     assert secret not in binary.stdout + binary.stderr
     missing = ws18.cli("compat", "restore-test", "--canary-file", str(ws18.root / "absent"))
     assert missing.returncode == 2 and "cannot read it" in missing.stderr, explain(missing)
+
+
+def test_restore_test_through_a_symlinked_target_leaves_nothing_behind(ws18: Workspace) -> None:
+    """A --target that is a symlink to an empty directory: the rehearsal restores into the
+    directory it names and removes what it restored (cleanup could not remove it through the
+    link: the snapshot's files stayed there)."""
+    _config(ws18)
+    _ok(ws18.cli("compat", "backup"))
+    real = ws18.root / "scratch-real"
+    real.mkdir()
+    link = ws18.root / "scratch-link"
+    link.symlink_to(real)
+    _ok(ws18.cli("compat", "restore-test", "--target", str(link), "--tag", "docs"))
+    assert not real.exists() or not any(real.iterdir())
+    assert link.is_symlink()

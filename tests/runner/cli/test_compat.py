@@ -234,3 +234,16 @@ def test_owner_is_checked_before_a_restore(tmp_path: Path) -> None:
         with pytest.raises(UserError, match="expected UID:GID in numbers"):
             parse_owner(bad)
     assert chown_refusal(1000, 1001) == ""
+
+
+def test_restore_test_never_prepares_a_symlinked_scratch_directory(tmp_path: Path) -> None:
+    """A configured target_dir that is a symlink: neither cleared nor used (what restic put
+    there could not be removed through the link)."""
+    from runner.engine.jobs.restoretest import prepare
+
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "keep").write_text("k")
+    (tmp_path / "link").symlink_to(real)
+    assert prepare(tmp_path / "link") == 1
+    assert (real / "keep").read_text() == "k" and (tmp_path / "link").is_symlink()
