@@ -82,10 +82,13 @@ def main(argv: list[str]) -> int:
 
 def touch_cron_log(directory: str | Path | None) -> None:
     """cron.log exists from the start, as the peer's entry.sh made it: `tail -f` follows it,
-    its Kubernetes manifest's readiness probe is `test -f /var/log/cron.log`."""
-    if directory:
-        with contextlib.suppress(OSError):
-            (Path(directory) / "cron.log").touch()
+    its Kubernetes manifest's readiness probe is `test -f /var/log/cron.log`. Made the engine's
+    careful way (never through a symlink, never waiting on a FIFO); a refusal is said."""
+    from runner.engine.compatlogs import touch_cron_log as make_cron_log
+
+    problem = make_cron_log(directory)
+    if problem:
+        say(f"warning: cron.log not created: {problem}")
 
 
 # --- the peer's start-up, then its foreground command ----------------------------------------

@@ -163,3 +163,27 @@ def test_anything_else_keeps_only_dac_read_search(stand_ins: Path, argv: list[st
     caps, uid = _identity(stand_ins, *argv)
     assert uid == "10001"
     assert int(caps, 16) == 0b100, caps
+
+
+def test_cron_log_is_made_without_following_a_link_or_waiting_on_a_fifo(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    from runner.cli.container import touch_cron_log
+
+    touch_cron_log(tmp_path)
+    assert (tmp_path / "cron.log").is_file()
+    fifo_dir, link_dir = tmp_path / "fifo", tmp_path / "link"
+    fifo_dir.mkdir()
+    link_dir.mkdir()
+    os.mkfifo(fifo_dir / "cron.log")  # nobody reads it: a plain open for writing would block
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (link_dir / "cron.log").symlink_to(victim)
+    started = time.monotonic()
+    touch_cron_log(fifo_dir)
+    touch_cron_log(link_dir)
+    assert time.monotonic() - started < 5
+    said = capsys.readouterr().out
+    assert said.count("warning: cron.log not created") == 2
+    assert victim.read_text() == "precious"
