@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import os
+import re
 import shutil
 import threading
 from collections import Counter
