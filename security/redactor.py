@@ -220,6 +220,20 @@ class SecretRegistry:
             self._forms |= forms
             self._dirty = True
 
+    def registered(self) -> tuple[bytes, ...]:
+        """The secrets registered so far (for tests: `restore` puts them back)."""
+        with self._lock:
+            return tuple(self._secrets)
+
+    def restore(self, secrets: tuple[bytes, ...]) -> None:
+        """Forget every secret but `secrets` (for tests: what one test registered in its
+        process does not mask another's output)."""
+        if tuple(self._secrets) == secrets:
+            return
+        self.clear()
+        for secret in secrets:
+            self.register(secret)
+
     def clear(self) -> None:
         """Forget every secret (for tests)."""
         with self._lock:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from runner.engine.history import History
+from security.masking import REGISTRY
 from tests.support.paths import ONE_RESTIC, PRECIOUS, RESTIC_BINARIES
 from tests.support.processes import free_port, wait_until
 from tests.support.receivers import Receiver
@@ -93,3 +94,13 @@ def victim(tmp_path: Path) -> Path:
     path.write_bytes(PRECIOUS)
     path.chmod(0o644)
     return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_secret_registry() -> Iterator[None]:
+    """What a test registers for masking in this process (a fuzzed config's inline password
+    `"forget"`, say) stays with that test: the registry is process-wide, and a later test in
+    the same worker would find `forget` masked in restic's output."""
+    before = REGISTRY.registered()
+    yield
+    REGISTRY.restore(before)
