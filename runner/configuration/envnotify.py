@@ -10,7 +10,6 @@ left out with a reason (a start-up warning and a failing `doctor` line); the job
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -166,6 +165,8 @@ def _mail_settings(b: Builder, account: dict[str, str], path: Path) -> dict[str,
 def _msmtp_password(b: Builder, account: dict[str, str]) -> str:
     if "password" in account:
         return b.secret_file("SMTP_PASSWORD", account["password"], warn=False)
+    import shlex  # msmtprc with passwordeval only
+
     command = shlex.split(account.get("passwordeval", ""))
     if len(command) == 2 and command[0] == "cat":  # the common form: the password in a file
         return command[1]

@@ -17,8 +17,6 @@ from runner.engine.jobs.output import (
     ResticOutput,
     RestoreTestOutput,
 )
-from runner.engine.jobs.rclonecalls import main_step, rclone_step
-from runner.engine.jobs.restore import restore_steps
 from runner.engine.jobs.steps import StepSpec
 
 __all__ = ["BUILDERS", "StepSpec", "is_dry_run", "plan", "unlock_step"]
@@ -93,6 +91,8 @@ def _replicate(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
     """One rclone call with the job's `args`; or, for a job made of job-file lines, each line's
     own call (the engine runs those one by one, with bisync recovery:
     runner.engine.jobs.replicatelines)."""
+    from runner.engine.jobs.rclonecalls import main_step, rclone_step  # replicate jobs only
+
     dry_run = is_dry_run(job, params)
     if job.replicate_lines:
         return [main_step(job, line, dry_run) for line in job.replicate_lines if not line.problem]
@@ -122,6 +122,13 @@ def _restore_test(job: JobConfig, params: Mapping[str, Any]) -> list[StepSpec]:
     ]
 
 
+def _restore_steps() -> Callable[..., list[StepSpec]]:
+    """The restore kind's builder, imported when a restore runs (not on a backup's path)."""
+    from runner.engine.jobs.restore import restore_steps
+
+    return restore_steps
+
+
 BUILDERS: dict[str, Callable[[JobConfig, Mapping[str, Any]], list[StepSpec]]] = {
     "backup": _backup,
     "forget": _forget,
@@ -130,7 +137,7 @@ BUILDERS: dict[str, Callable[[JobConfig, Mapping[str, Any]], list[StepSpec]]] = 
     "unlock": _unlock,
     "replicate": _replicate,
     "restore-test": _restore_test,
-    "restore": lambda job, params: restore_steps(job, is_dry_run(job, params),
+    "restore": lambda job, params: _restore_steps()(job, is_dry_run(job, params),
                                                  _restic(job, "restore")),
 }
 
