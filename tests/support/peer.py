@@ -19,7 +19,20 @@ from pathlib import Path
 
 from tests.support.paths import ROOT
 
-PEER_ROOT = ROOT.parent / "shared" / "reference" / "restic-backup-helper-2.14.2"
+_PEER = Path("reference") / "restic-backup-helper-2.14.2"
+
+
+def _peer_root() -> Path:
+    """The peer's repository: `$RESTIC_BACKUP_HELPER_DIR`, else `../shared` beside this
+    checkout, else the workplace's `/work/shared` (a clean clone for CI may live elsewhere)."""
+    given = os.environ.get("RESTIC_BACKUP_HELPER_DIR")
+    if given:
+        return Path(given)
+    candidates = [ROOT.parent / "shared" / _PEER, Path("/work/shared") / _PEER]
+    return next((path for path in candidates if path.is_dir()), candidates[0])
+
+
+PEER_ROOT = _peer_root()
 # Container directories the scripts hard-code -> their place under an install's root
 CONTAINER_DIRS = {"/var/log": "log", "/hooks": "hooks", "/config": "config", "/var/run": "run"}
 RELEASE = "2.14.2-side-by-side"
