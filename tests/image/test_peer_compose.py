@@ -22,9 +22,11 @@ Adapted, as a migrating user on this machine would (each container's `adapted` n
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -336,3 +338,139 @@ def test_stop_ends_a_scheduled_backup_gracefully_under_tail(tmp_path: Path) -> N
         print(f"stopped a scheduled backup mid-run in {took:.1f} s")
     finally:
         podman("rm", "--force", "--time", "5", container.name, check=False)
+
+
+@pytest.fixture
+def smoke_service(tmp_path: Path) -> Iterator[PeerContainer]:
+    tmp_path.chmod(0o755)
+    (container,) = smoke(tmp_path)
+    try:
+        start(container)
+        wait_for_log(container.name, STARTED)
+        yield container
+    finally:
+        podman("rm", "--force", "--time", "5", container.name, check=False)
+
+
+def exec_(c: PeerContainer, *command: str, env: dict[str, str] | None = None,
+          ) -> subprocess.CompletedProcess[str]:
+    """`docker compose exec -T <service> …`, as root like compose."""
+    flags = [f"--env={key}={value}" for key, value in (env or {}).items()]
+    return podman("exec", *flags, c.name, *command, check=False, timeout=300)
+
+
+def run_rm(c: PeerContainer, *command: str, env: dict[str, str] | None = None,
+           ) -> subprocess.CompletedProcess[str]:
+    """`docker compose run --rm --no-deps <service> …`: a one-off container, same settings."""
+    environment = {**c.environment, **(env or {})}
+    flags = [f"--env={key}={value}" for key, value in environment.items()]
+    volumes = [f"--volume={volume}" for volume in c.volumes]
+    return podman("run", "--rm", *c.flags, *flags, *volumes, IMAGE, *command, check=False,
+                  timeout=300)
+
+
+def ok(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert done.returncode == 0, f"exit {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def last(c: PeerContainer, name: str) -> dict:
+    return json.loads(ok(exec_(c, "cat", f"/var/log/last-{name}.json")).stdout)
+
+
+def test_the_peer_smoke_test_passes_step_by_step_in_the_image(
+        smoke_service: PeerContainer) -> None:
+    """restic-backup-helper's own CI smoke test (`scripts/ci-smoke-test.sh`), step by step, in
+    its smoke service: each step's command as the script gives it (`exec` into the running
+    container, or `run --rm` of a one-off one) with the script's own checks of exit codes and
+    of the `/var/log/last-*.json` documents (tests/compat/test_ci_smoke_steps.py runs the same
+    steps against the CLI and the peer's scripts). Deliberate differences (docs/migration.md),
+    asserted in their documented form: no baked `RESTIC_BACKUP_HELPER_RELEASE`;
+    `health-summary` and `doctor` print restic-runner's documents with the same facts; a run
+    record keeps `dry_run` a boolean; `snapshot-export` says to use `restic-runner restore`,
+    exit 2."""
+    c = smoke_service
+    ok(exec_(c, "sh", "-c", "mkdir -p /data/backup_src /data/sync_a /data/sync_b && printf "
+             "'%s\\n' smoke-ci > /data/backup_src/smoke.txt && printf '%s\\n' bisync-a "
+             "> /data/sync_a/a.txt"))
+    # the one step a migrating user adds (docs/migration.md): the helper replicated as root;
+    # local replicate directories must be the service user's
+    ok(exec_(c, "chown", "-R", f"{SERVICE_UID}:{SERVICE_UID}", "/data/sync_a", "/data/sync_b"))
+    assert ok(exec_(c, "restic", "version")).stdout.startswith("restic 0.18")
+
+    ok(run_rm(c, "config-check"))
+    checked = json.loads(ok(run_rm(c, "config-check", "--json")).stdout)
+    assert checked["schema"] == "restic-backup-helper.config-check/1", checked
+    assert checked["exit_code"] == 0 and checked["errors"] == 0, checked
+    assert {"RESTIC_REPOSITORY", "RESTIC_PASSWORD", "RESTIC_TAG", "BACKUP_PATHS"} <= {
+        check["key"] for check in checked["checks"]}
+    ok(run_rm(c, "cron-list"))
+
+    ok(exec_(c, "/bin/backup"))
+    ok(exec_(c, "sh", "-c", "restic snapshots >/dev/null"))
+    ok(exec_(c, "/bin/check"))
+    ok(exec_(c, "/bin/cron-list"))
+    ok(exec_(c, "/bin/status"))
+    status = json.loads(ok(exec_(c, "/bin/health-summary", "--json")).stdout)
+    assert status["verdict"] in ("OK", "WARN"), status  # restic-runner's document, same facts
+    ok(exec_(c, "/bin/doctor", "--json"))
+
+    ok(exec_(c, "/bin/replicate"))
+    ok(exec_(c, "test", "-f", "/data/sync_b/a.txt"))
+
+    ok(exec_(c, "/bin/sources-report"))
+    report = last(c, "sources-report")
+    assert report["job"] == "sources-report" and report["exit_code"] == 0, report
+    assert int(report["sources_count"]) >= 1 and int(report["total_files"]) >= 1, report
+
+    ok(exec_(c, "/bin/forget-preview"))
+    preview = last(c, "forget-preview")
+    assert preview["job"] == "forget-preview" and preview["exit_code"] == 0, preview
+
+    ok(exec_(c, "/bin/init-repo", "--dry-run", "--yes"))
+    init = last(c, "init-repo")
+    assert init["exit_code"] == 0 and init["dry_run"] == "ON", init
+    assert init["repo_existed"] == "true", init
+
+    ok(exec_(c, "/bin/notify-test", "--all", "--dry-run", env={
+        "MAILX_RCPT": "ops@smoke.invalid", "WEBHOOK_URL": "https://webhook.smoke.invalid/test"}))
+    notified = last(c, "notify-test")
+    assert notified["exit_code"] == 0 and notified["dry_run"] == "ON", notified
+    assert notified["mail_result"] == notified["webhook_result"] == "dry-run", notified
+
+    ok(exec_(c, "sh", "-c", "mkdir -p /tmp/restore-smoke && /bin/restore --dry-run --yes "
+             "--target /tmp/restore-smoke"))
+    restored = last(c, "restore")
+    assert restored["job"] == "restore" and restored["exit_code"] == 0, restored
+    assert restored["dry_run"] in ("ON", True), restored
+
+    export = exec_(c, "/bin/snapshot-export", "--dry-run")  # no equivalent: said in one line
+    assert export.returncode == 2, export
+    assert "restic-runner restore" in export.stdout + export.stderr
+
+    canary = hashlib.sha256(b"smoke-ci\n").hexdigest()
+    ok(exec_(c, "/bin/restore-test", "--min-files", "1", "--canary",
+             f"/data/backup_src/smoke.txt={canary}"))
+    rehearsal = last(c, "restore-test")
+    assert rehearsal["exit_code"] == 0 and rehearsal["verification"] == "passed", rehearsal
+    assert int(rehearsal["files_restored"]) >= 1 and int(rehearsal["bytes_restored"]) > 0
+    assert rehearsal["min_files_met"] in ("true", True), rehearsal
+    assert (rehearsal["canary_total"], rehearsal["canary_passed"],
+            rehearsal["canary_failed"]) == ("1", "1", "0"), rehearsal
+    assert rehearsal["target_autotmp"] == "ON" and rehearsal["cleanup_status"] == "cleaned"
+    assert [r["status"] for r in rehearsal["canary_results"]] == ["passed"], rehearsal
+
+    ok(exec_(c, "/bin/restore-test", "--dry-run"))
+    dry = last(c, "restore-test")
+    assert dry["exit_code"] == 0 and dry["dry_run"] in ("ON", True), dry
+    assert dry["verification"] == "skipped", dry
+
+    ok(exec_(c, "sh", "-c", "printf '%s\\n%s\\n' '# Repo URL for smoke "
+             "RESTIC_REPOSITORY_FILE test' /data/repo > /data/repo.url"))
+    precedence = json.loads(ok(run_rm(c, "config-check", "--json", env={
+        "RESTIC_REPOSITORY": "", "RESTIC_REPOSITORY_FILE": "/data/repo.url"})).stdout)
+    assert precedence["exit_code"] == 0 and precedence["errors"] == 0, precedence
+    repository = [check for check in precedence["checks"] if check["key"] == "RESTIC_REPOSITORY"]
+    assert repository and repository[0]["status"] == "ok", repository
+    assert "/data/repo" in repository[0]["message"], repository
+    assert "Traceback" not in logs(c.name)
