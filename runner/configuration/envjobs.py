@@ -139,9 +139,9 @@ def _replicate(b: Builder) -> dict[str, Any] | None:
     b.note("jobs.replicate.lines", "REPLICATE_JOB_FILE")
     b.note("jobs.replicate.args", "REPLICATE_JOB_ARGS")
     _schedule(b, job, "replicate", "REPLICATE_CRON")
-    if on(b.get("REPLICATE_BISYNC_CHECK_ACCESS")):
-        b.warnings.append("REPLICATE_BISYNC_CHECK_ACCESS=ON is not applied: restic-runner does "
-                          "not add --check-access to bisync (docs/migration.md)")
+    if on(b.get("REPLICATE_BISYNC_CHECK_ACCESS")):  # the engine gives it to bisync calls only
+        job["args"].append("--check-access")
+        b.note("jobs.replicate.args", "REPLICATE_BISYNC_CHECK_ACCESS")
     return job
 
 

@@ -159,6 +159,22 @@ def test_replicate_is_one_job_with_every_line(env: dict[str, str], tmp_path: Pat
     assert "mirror" in job.replicate_lines[4].problem
 
 
+def test_bisync_check_access_reaches_bisync_calls_only(env: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    """REPLICATE_BISYNC_CHECK_ACCESS=ON: `--check-access` on every bisync call (as the helper
+    adds it), never on a `sync` or `copy` call, which rclone refuses it on."""
+    from runner.engine.jobs.rclonecalls import line_args, main_step
+
+    (tmp_path / "replicate_jobs.txt").write_text("/a;/b\n/c;/d;sync\n")
+    job = load(env, REPLICATE_BISYNC_CHECK_ACCESS="on").jobs["replicate"]
+    bisync, sync = job.replicate_lines
+    assert "--check-access" in main_step(job, bisync, False).argv
+    assert "--check-access" not in main_step(job, sync, False).argv
+    assert "--check-access" not in line_args(bisync, "copy")  # the recovery's copies
+    plain = load(env).jobs["replicate"]
+    assert "--check-access" not in main_step(plain, plain.replicate_lines[0], False).argv
+
+
 def test_sync_variables_map_as_the_helpers_entrypoint_does(env: dict[str, str],
                                                            tmp_path: Path) -> None:
     legacy = tmp_path / "sync_jobs.txt"
