@@ -12,25 +12,32 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from security.privatefiles import FILE_MODE, NotRegularFile
 
 DIR_MODE = 0o700
 
 
-def atomic_write(path: Path, data: bytes, mode: int = FILE_MODE) -> None:
-    """Write `data` so readers see the old file or the new one, never a torn one.
+def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], object],
+                 mode: int = FILE_MODE) -> None:
+    """Write `data` (or what `data(out)` writes: a file streamed in) so readers see the old
+    file or the new one, never a torn one.
 
-    The rename replaces a symlink at `path` itself; it never writes through it."""
+    The new file is created (`O_EXCL`, never through a link) and renamed over `path`: whatever
+    was there, a symlink or a FIFO, is replaced, never written through."""
     # Not tempfile.mkstemp: importing tempfile costs more start-up time than this whole write.
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
                  0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if isinstance(data, bytes):
+                f.write(data)
+            else:
+                data(f)
             f.flush()
             os.fchmod(f.fileno(), mode)
         os.replace(tmp, path)

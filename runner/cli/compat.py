@@ -113,19 +113,10 @@ def locked_run(config_file: str | None, args: list[str]) -> int:
 
 COMMANDS: dict[str, Handler] = {
     **{name: run_worker(name) for name in WORKERS},
-    "unlock": compat_tools.HANDLERS["unlock"],
-    "status": compat_tools.HANDLERS["status"],
-    "health-summary": compat_tools.HANDLERS["status"],
-    "doctor": compat_tools.HANDLERS["doctor"],
-    "cron-list": compat_tools.HANDLERS["cron-list"],
+    **compat_tools.HANDLERS,
+    "health-summary": compat_tools.HANDLERS["status"],  # the helper's alias of status
     "notify-test": compat_notify.notify_test,
-    "config-check": compat_tools.HANDLERS["config-check"],
-    "forget-preview": compat_tools.HANDLERS["forget-preview"],
-    "restore-test": compat_tools.HANDLERS["restore-test"],
-    "init-repo": compat_tools.HANDLERS["init-repo"],
-    "restore": compat_tools.HANDLERS["restore"],
     "sources-report": compat_sources.sources_report,
-    "rotate_log": compat_tools.HANDLERS["rotate_log"],
     "locked_run": locked_run,
     **{name: no_equivalent(name) for name in NO_EQUIVALENT},
 }

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from runner.engine.record import RunRecord
-from runner.fsutil import open_private_file
+from runner.fsutil import atomic_write, open_private_file
 from security.masking import REGISTRY
 
 MODE = 0o644
@@ -108,11 +108,11 @@ def _write_all(directory: Path, job: str, last_json: Path | None,
         return f"compat_log_dir {directory}: {exc.strerror or exc}"
     writes: list[tuple[Path, Callable[[], None]]] = [
         (last_json_path(directory, job),
-         lambda: _replace(last_json_path(directory, job),
-                          lambda out: out.write(_last_json(last_json, document)))),
+         lambda: atomic_write(last_json_path(directory, job), _last_json(last_json, document),
+                              mode=MODE)),
         (last_log_path(directory, job),
-         lambda: _replace(last_log_path(directory, job),
-                          lambda out: _copy_log(run_log, out, tail))),
+         lambda: atomic_write(last_log_path(directory, job),
+                              lambda out: _copy_log(run_log, out, tail), mode=MODE)),
         (directory / CRON_LOG,
          lambda: _append(directory / CRON_LOG, _cron_lines(run_log, tail, job))),
     ]
@@ -163,28 +163,6 @@ def _regular(fd: int, path: Path) -> None:
         raise OSError(errno.EINVAL, "not a regular file, refused", str(path))
     if info.st_nlink != 1:
         raise OSError(errno.EMLINK, f"{info.st_nlink} hard links, refused", str(path))
-
-
-def _replace(target: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write a new file beside `target` and rename it over it: a reader sees the last run's
-    file or this one, and whatever was at `target` (a symlink, a FIFO) is replaced, never
-    written through."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _OPEN, 0o600)
-    try:
-        try:
-            _regular(fd, tmp)
-        except OSError:
-            os.close(fd)
-            raise
-        with os.fdopen(fd, "wb") as out:  # closes fd, whatever happens
-            write(out)
-            out.flush()
-            os.fchmod(out.fileno(), MODE)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _open_log(run_log: Path | None) -> int | None:

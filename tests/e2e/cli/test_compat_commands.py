@@ -169,7 +169,11 @@ def _stale_lock(ws: Workspace) -> str:
                             stderr=subprocess.DEVNULL)
     locks = ws.repo / "locks"
     deadline = time.monotonic() + 30
-    while not any(locks.iterdir()) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # listed by restic: the lock file is whole, not half-written
+        listed = subprocess.run([ws.restic, "list", "locks", "--no-lock"], env=ws.restic_env(),
+                                capture_output=True, text=True)
+        if listed.stdout.strip():
+            break
         time.sleep(0.05)
     proc.kill()
     proc.wait()
