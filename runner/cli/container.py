@@ -46,7 +46,10 @@ STARTED = "Container started."  # the start-up is done: the command runs
 
 
 def say(line: str) -> None:
-    print(line, flush=True)
+    """A start-up line, through the redactor like every line the CLI prints."""
+    from runner.cli.output import echo
+
+    echo(line)
 
 
 def peer_command(word: str) -> str | None:
