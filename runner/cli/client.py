@@ -12,7 +12,8 @@ from typing import Any
 from runner.errors import UserError
 from security.secretfiles import read_secret_file
 
-POLL_EVERY = 2.0
+POLL_EVERY = 2.0  # between polls when the service cannot long-poll for us
+LONG_POLL_CHUNK = 20.0  # seconds per `?wait=` request (the service caps it at its max_wait)
 GET_ATTEMPTS = 3
 EXIT_WAIT_TIMED_OUT = 124
 
@@ -64,7 +65,7 @@ class ApiClient:
         return headers
 
     def request(self, method: str, path: str, body: bytes = b"",
-                extra: dict[str, str] | None = None) -> Any:
+                extra: dict[str, str] | None = None, *, timeout: float | None = None) -> Any:
         """One request. Polling reuses a keep-alive connection that the server may close at the
         same instant (gunicorn's keepalive is 2 s), so a GET is tried up to GET_ATTEMPTS times,
         each attempt signed anew: the service refuses a signature it has seen as a replay. A
@@ -76,7 +77,8 @@ class ApiClient:
             headers = self._headers(body) | (extra or {})
             try:
                 return self.session.request(method, self.base + path, data=body,
-                                            headers=headers, timeout=self.timeout,
+                                            headers=headers,
+                                            timeout=timeout or self.timeout,
                                             allow_redirects=False)
             except requests.RequestException as exc:
                 if attempt == attempts:
@@ -104,21 +106,39 @@ class ApiClient:
         return self.wait_for(run_id, wait)
 
     def wait_for(self, run_id: str, seconds: float) -> TriggerOutcome:
+        """Long-polls `/runs/<id>/result?wait=` (the service answers within 25 ms of the run's
+        end); falls back to polling every POLL_EVERY seconds when the service answers "not yet"
+        before the wait asked for (its wait slots are taken, or an older service)."""
         deadline = time.monotonic() + seconds
         while True:
-            response = self.request("GET", f"/runs/{run_id}/result")
+            chunk = max(0.0, min(LONG_POLL_CHUNK, deadline - time.monotonic()))
+            asked = time.monotonic()
+            response = self.request("GET", f"/runs/{run_id}/result?wait={chunk:.3f}",
+                                    timeout=self.timeout + chunk)
             if response.status_code == 200:
-                record = _json(response)
-                code = record["exit_code"] if record["exit_code"] is not None else 1
-                return TriggerOutcome(code, f"{record['job']}: {record['status']} "
-                                            f"(exit {record['exit_code']}) · run {run_id}", run_id)
+                return _final_outcome(_json(response), run_id)
             if response.status_code != 404 or time.monotonic() >= deadline:
                 break
-            time.sleep(min(POLL_EVERY, max(0.0, deadline - time.monotonic())))
-        if response.status_code == 404 and _json(response).get("run_status"):
+            if time.monotonic() - asked < chunk - 1.0:  # answered early: poll, never spin
+                time.sleep(min(POLL_EVERY, max(0.0, deadline - time.monotonic())))
+        doc = _json(response)
+        if response.status_code == 404 and doc.get("run_status"):
             return TriggerOutcome(EXIT_WAIT_TIMED_OUT,
                                   f"run {run_id} still running after {seconds:g}s", run_id)
+        if response.status_code == 410:
+            return TriggerOutcome(1, f"run {run_id}: the service has no record of it "
+                                     "(never started there, or pruned)", run_id)
         return TriggerOutcome(1, f"run {run_id}: HTTP {response.status_code}", run_id)
+
+
+def _final_outcome(record: dict[str, Any], run_id: str) -> TriggerOutcome:
+    """`<job>: <status> (exit N)`, and the run's (masked) error line when it did not succeed."""
+    code = record.get("exit_code")
+    message = f"{record.get('job')}: {record.get('status')} (exit {code})"
+    if record.get("error") and record.get("status") not in ("succeeded",):
+        message += f": {record['error']}"
+    return TriggerOutcome(code if isinstance(code, int) else 1, f"{message} · run {run_id}",
+                          run_id)
 
 
 def _json(response: Any) -> dict[str, Any]:

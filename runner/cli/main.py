@@ -366,15 +366,23 @@ def _in_child(func: Callable[[], None]) -> None:
 @click.option("--dry-run", is_flag=True, help="Ask for a dry run (the job must allow it).")
 @click.option("--fail-if-busy", is_flag=True,
               help=f"Exit {EXIT_BUSY} instead of 0 when the job is already running.")
+@_config_option
+@click.pass_context
 @guarded
-def trigger(url: str, job: str, secret_file: str | None, token_file: str | None,
-            wait_seconds: float | None, idempotency_key: str | None, tags: tuple[str, ...],
-            dry_run: bool, fail_if_busy: bool) -> None:
+def trigger(ctx: click.Context, url: str, job: str, secret_file: str | None,
+            token_file: str | None, wait_seconds: float | None, idempotency_key: str | None,
+            tags: tuple[str, ...], dry_run: bool, fail_if_busy: bool,
+            config_file: str | None) -> None:
     """Start JOB on the restic-runner at URL; print the run id (and wait, with --wait)."""
     from runner.cli.client import ApiClient, TriggerOutcome
 
     if bool(secret_file) == bool(token_file):
         fail("give one of --secret-file or --token-file")
+    config_file = _config_file(ctx, config_file)
+    if config_file:  # not needed to trigger; when given, checked, and its secrets masked
+        from runner.configuration.load import load_config
+
+        load_config(config_file)
     params: dict[str, Any] = {}
     if tags:
         params["tags"] = list(tags)
@@ -399,9 +407,11 @@ def keys_group() -> None:
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="File to write (mode 0600); ed25519 also writes OUT.pub.")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
+@_config_option
 @guarded
-def keys_generate(kind: str, out: str, force: bool) -> None:
-    """Generate a whsec_ secret, a bearer token, or an Ed25519 whsk_/whpk_ pair."""
+def keys_generate(kind: str, out: str, force: bool, config_file: str | None) -> None:
+    """Generate a whsec_ secret, a bearer token, or an Ed25519 whsk_/whpk_ pair (no config is
+    read: --config is accepted, as by every command)."""
     from pathlib import Path
 
     from security import keys

@@ -23,7 +23,8 @@ from security.database import Schema, connect
 if TYPE_CHECKING:
     from runner.configuration.config import HistorySettings
 
-SCHEMA_VERSION = 5  # 3: the status indexes; 4: deliveries.lease_holder; 5: idempotency
+SCHEMA_VERSION = 6  # 3: the status indexes; 4: deliveries.lease_holder; 5: idempotency;
+# 6: idempotency.answered_at
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id      TEXT PRIMARY KEY,
@@ -93,6 +94,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     body_sha256 TEXT NOT NULL,
     run_id      TEXT,
     created     REAL NOT NULL,
+    answered_at REAL,  -- the run's final record was answered to the client: the key is spent
     PRIMARY KEY (client, key)
 );
 """
@@ -100,10 +102,14 @@ CREATE TABLE IF NOT EXISTS idempotency (
 
 def _migrations(db: sqlite3.Connection) -> str:
     """What an older store needs beyond `_SCHEMA` (whose tables exist only if missing)."""
+    script = ""
     columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
     if columns and "lease_holder" not in columns:  # before schema 4
-        return "ALTER TABLE deliveries ADD COLUMN lease_holder TEXT;"
-    return ""
+        script += "ALTER TABLE deliveries ADD COLUMN lease_holder TEXT;"
+    columns = {row[1] for row in db.execute("PRAGMA table_info(idempotency)")}
+    if columns and "answered_at" not in columns:  # before schema 6
+        script += "ALTER TABLE idempotency ADD COLUMN answered_at REAL;"
+    return script
 
 
 SCHEMA = Schema(SCHEMA_VERSION, _SCHEMA, _migrations)

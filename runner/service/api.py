@@ -17,6 +17,7 @@ from runner.configuration.config import Config
 from runner.engine.history import History
 from runner.engine.record import ENDED, RunRecord, Status
 from runner.engine.recovery import mark_interrupted
+from runner.service.gate import RETRY_AFTER_REFUSED, admit
 from runner.service.params import parse_trigger_body
 from runner.service.problems import Problem
 from runner.service.refusals import ORDINARY_ANSWER, REFUSAL_KIND
@@ -25,6 +26,8 @@ from runner.service.waits import WaitSlots
 from security.auth import Client, FailureLimiter, SeenIds
 
 RETRY_AFTER_BUSY = "30"
+WAIT_POLL_SECONDS = 0.025  # a long-poll sees a run's end within this (one indexed read)
+WAIT_RECHECK_SECONDS = 1.0  # and checks this often whether its supervisor died
 SMALL_LOG = 256 * 1024  # a log (or tail) up to this size is answered whole, not streamed
 MAX_PAGE = 200
 
@@ -37,8 +40,6 @@ api = Blueprint("api", __name__)
 def _admit() -> Response | None:
     """A refusal is answered straight from here: a flood of bad requests should cost as little
     as possible, so no exception travels through Flask's error handling."""
-    from runner.service.gate import admit
-
     try:
         admit(state())
     except Problem as refusal:
@@ -54,13 +55,21 @@ def _visible(record: RunRecord) -> bool:
     return _client().may_run(record["job"])
 
 
-def _run_or_404(run_id: str) -> dict[str, Any]:
+def _known_run(run_id: str) -> RunRecord | None:
+    """The run, if this client may see it; a run whose supervisor died is marked first (only
+    its own job's lock tells that a `running` record is stale)."""
     record = state().history().get(run_id)
     if record is None or not _visible(record):
-        raise Problem(404, "Not found", "no such run")
-    # running, unless its supervisor died: only its own job's lock tells
+        return None
     if record["status"] == Status.RUNNING and mark_interrupted(state().history(), record["job"]):
         record = state().history().get(run_id) or record
+    return record
+
+
+def _run_or_404(run_id: str) -> RunRecord:
+    record = _known_run(run_id)
+    if record is None:
+        raise Problem(404, "Not found", "no such run")
     return record
 
 
@@ -76,7 +85,8 @@ def _links(run_id: str) -> dict[str, str]:
 def trigger(job: str) -> Response:
     s, client = state(), _client()
     if not client.may_run(job):
-        raise Problem(403, "Forbidden", "this client may not run this job")
+        raise Problem(403, "Forbidden", "this client may not run this job",
+                      headers={"Retry-After": RETRY_AFTER_REFUSED})
     if job not in s.config.jobs:
         raise Problem(404, "Not found", "no such job")
     body = request.get_data(cache=True)
@@ -152,11 +162,9 @@ def _accepted(run_id: str, wait: float) -> Response:
     history = state().history()
     record = history.get(run_id)
     if wait and record and record["status"] not in ENDED:
-        with state().waits.slot(_client().name) as granted:
-            if granted:  # else over a cap: answered 202 at once, and the client polls
-                record = _wait_for_end(history, run_id, record, wait)
+        record = _wait_for_end(run_id, record, wait)
     if wait and record and record["status"] in ENDED:
-        return jsonify(record)  # only a caller who asked to wait gets the final record
+        return _final(record)  # only a caller who asked to wait gets the final record
     body = {"run_id": run_id, "job": record["job"] if record else None,
             "status": record["status"] if record else Status.RUNNING, "links": _links(run_id)}
     response = jsonify(body)
@@ -165,12 +173,29 @@ def _accepted(run_id: str, wait: float) -> Response:
     return response
 
 
-def _wait_for_end(history: History, run_id: str, record: RunRecord,
-                  wait: float) -> dict[str, Any]:
-    deadline = time.monotonic() + wait
-    while record["status"] not in ENDED and time.monotonic() < deadline:
-        time.sleep(0.1)
-        record = history.get(run_id) or record
+def _final(record: RunRecord) -> Response:
+    """The final record, answered to this client: its Idempotency-Keys for the run are spent
+    (docs/api.md, "Idempotency"), so the same key starts a new run from now on."""
+    state().idempotency().mark_answered(_client().name, record["run_id"])
+    return jsonify(record)
+
+
+def _wait_for_end(run_id: str, record: RunRecord, wait: float) -> RunRecord:
+    """Long-poll: the record once the run has ended, or as it is when `wait` is over (or at
+    once when this client's or the worker's wait slots are taken: it polls instead)."""
+    with state().waits.slot(_client().name) as granted:
+        if not granted:
+            return record
+        history = state().history()
+        deadline = time.monotonic() + wait
+        recheck = time.monotonic() + WAIT_RECHECK_SECONDS
+        while record["status"] not in ENDED and time.monotonic() < deadline:
+            time.sleep(WAIT_POLL_SECONDS)
+            if time.monotonic() >= recheck:  # a supervisor that died leaves `running`
+                record = _known_run(run_id) or record
+                recheck = time.monotonic() + WAIT_RECHECK_SECONDS
+            else:
+                record = history.get(run_id) or record
     return record
 
 
@@ -183,12 +208,21 @@ def run(run_id: str) -> Response:
 
 @api.get("/runs/<run_id>/result")
 def result(run_id: str) -> Response:
-    record = _run_or_404(run_id)
+    """`404` while the run is going (a sensor's "not yet"), `200` once it ended, `410` for a
+    run this service has no record of: a sensor polling a lost run id must stop, not poll
+    "not yet" for hours. `?wait=N` long-polls."""
+    wait = _wait_seconds()
+    record = _known_run(run_id)
+    if record is None:
+        raise Problem(410, "Unknown run", "this service has no record of the run: it was never "
+                      "started here, or its record was pruned")
+    if wait and record["status"] not in ENDED:
+        record = _wait_for_end(run_id, record, wait)
     if record["status"] not in ENDED:
         request.environ[ORDINARY_ANSWER] = True  # a sensor's poke, logged as such
         raise Problem(404, "Not finished", f"the run is {record['status']}",
                       run_id=run_id, run_status=record["status"])
-    return jsonify(record)
+    return _final(record)
 
 
 @api.get("/runs/<run_id>/log")

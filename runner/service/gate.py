@@ -64,11 +64,15 @@ def admit(s: ApiState) -> None:
             raise _too_many(wait) from None
         for key, _ in keys:
             s.limiter.record_failure(key, now)
+        # Retry-After: the same credentials will fail again; a client that loops on 401
+        # (Airflow's deferrable HttpSensor trigger, without sleeping) is told to wait
         raise Problem(401, "Unauthorized", "missing or invalid credentials",
-                      headers={"WWW-Authenticate": 'Bearer realm="restic-runner"'}) from None
+                      headers={"WWW-Authenticate": 'Bearer realm="restic-runner"',
+                               "Retry-After": RETRY_AFTER_REFUSED}) from None
 
 
 ALL_ADDRESSES = "addr:*"
+RETRY_AFTER_REFUSED = "60"
 _blocked_until: dict[str, tuple[float, float]] = {}  # key -> (blocked until, trust until)
 BLOCK_CACHE_SECONDS = 1.0
 

@@ -1,5 +1,10 @@
 """Idempotency keys for triggers: the same key and body return the same run; the same key with
-another body is refused (422). Kept 24 h, shared by all workers (SQLite in state_dir)."""
+another body is refused (422). Kept 24 h, shared by all workers (SQLite in state_dir).
+
+A key is spent once its run has ended and the final record has been answered to the same client
+(`mark_answered`): the same key then starts a new run. A retry of a lost request (whose answer
+nobody read) still gets its run, while a deliberate re-run under the same key (a cleared Airflow
+DAG run, a retried CronJob pod after a failed `--wait`) runs the job again (docs/api.md)."""
 
 from __future__ import annotations
 
@@ -31,8 +36,13 @@ class IdempotencyStore:
         now = time.time()
         self.db.execute("DELETE FROM idempotency WHERE created < ?", (now - KEEP_SECONDS,))
         try:
-            self.db.execute("INSERT INTO idempotency VALUES (?, ?, ?, NULL, ?)",
-                            (client, key, digest, now))
+            with self.db:  # spent (same body only: another body is still a conflict) -> anew
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("DELETE FROM idempotency WHERE client = ? AND key = ? AND "
+                                "body_sha256 = ? AND answered_at IS NOT NULL",
+                                (client, key, digest))
+                self.db.execute("INSERT INTO idempotency (client, key, body_sha256, run_id, "
+                                "created) VALUES (?, ?, ?, NULL, ?)", (client, key, digest, now))
             return Claim(owner=True)
         except sqlite3.IntegrityError:
             pass
@@ -51,6 +61,11 @@ class IdempotencyStore:
     def settle(self, client: str, key: str, run_id: str) -> None:
         self.db.execute("UPDATE idempotency SET run_id = ? WHERE client = ? AND key = ?",
                         (run_id, client, key))
+
+    def mark_answered(self, client: str, run_id: str) -> None:
+        """`client` received `run_id`'s final record: its keys for that run are spent."""
+        self.db.execute("UPDATE idempotency SET answered_at = ? WHERE client = ? AND run_id = ? "
+                        "AND answered_at IS NULL", (time.time(), client, run_id))
 
     def release(self, client: str, key: str) -> None:
         """The first request did not start a run (409, error): the key is free again."""

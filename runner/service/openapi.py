@@ -215,10 +215,14 @@ def _document(job_names: list[str] | None) -> dict[str, Any]:
                                                      **_AUTH_ERRORS,
                                                      "404": _problem("no such run")}}},
             "/runs/{run_id}/result": {"get": {
-                "summary": "The final record; 404 until the run has ended (for HttpSensor)",
-                "parameters": [_RUN_ID],
+                "summary": "The final record; 404 until the run has ended (for HttpSensor), "
+                           "410 for a run this service has no record of; ?wait= long-polls",
+                "parameters": [_RUN_ID, {"name": "wait", "in": "query",
+                                         "schema": {"type": "number", "minimum": 0}}],
                 "responses": {"200": _json("the final run record", _RUN), **_AUTH_ERRORS,
-                              "404": _problem("no such run, or not ended yet")}}},
+                              "400": _problem("bad wait"),
+                              "404": _problem("not ended yet (run_status says how it is)"),
+                              "410": _problem("no such run: never started here, or pruned")}}},
             "/runs/{run_id}/log": {"get": {
                 "summary": "The masked run log, streamed; ?tail=N: its last N lines",
                 "parameters": [_RUN_ID, {"name": "tail", "in": "query", "schema": {

@@ -149,7 +149,7 @@ def test_a_store_from_before_lease_holders_gains_the_column(tmp_path: Path) -> N
     history = History(tmp_path)
     try:
         db = history.db
-        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)")}
         assert "lease_holder" in columns
         assert db.execute("SELECT run_id, state, lease_holder FROM deliveries").fetchall() \
