@@ -8,7 +8,7 @@ from typing import Any
 from runner.configuration.config import Config
 from runner.configuration.units import human_bytes, human_duration
 from runner.engine.history import History
-from runner.engine.record import RunRecord, parse_rfc3339, rfc3339
+from runner.engine.record import RunRecord, Status, parse_rfc3339, rfc3339
 
 
 def run_details(record: RunRecord) -> str:
@@ -44,6 +44,7 @@ def _age(timestamp: str | None) -> float | None:
 
 def status_report(config: Config, history: History) -> dict[str, Any]:
     from notifiers.outbox import Outbox
+    from notifiers.registry import build_targets
     from runner.scheduling.scheduler import next_runs
 
     upcoming = next_runs(config)
@@ -63,16 +64,38 @@ def status_report(config: Config, history: History) -> dict[str, Any]:
             } | {"age_seconds": _age(last.get("finished_at")),
                  "dry_run": bool(last.get("dry_run"))},
             "last_success_at": (success or {}).get("finished_at"),
+            "last_success": _ended_summary(success),
+            # a warning (restic exit 3) counts, as for the shipped alert; a skip does not
+            "last_failure": _ended_summary(history.last_ended(
+                name, exclude=(Status.SUCCEEDED, Status.SKIPPED)), with_error=True),
             "running": [{"run_id": r["run_id"], "started_at": r["started_at"],
                          "progress": r.get("progress")} for r in history.running(name)],
         })
+    outbox = Outbox(history.db)
     return {"schema": "restic-runner.status/1", "hostname": config.hostname,
             "state_dir": str(config.state_dir), "jobs": jobs,
-            "deliveries_pending": Outbox(history.db).pending_retries()}
+            "deliveries_pending": outbox.pending_retries(),
+            "targets_stopped": outbox.stopped_targets(build_targets(config))}
+
+
+def _ended_summary(record: RunRecord | None, *, with_error: bool = False) -> dict[str, Any] | None:
+    """When a run ended and how long ago (and, for a failure, its status and error line)."""
+    if record is None:
+        return None
+    summary = {"run_id": record["run_id"], "finished_at": record.get("finished_at"),
+               "age_seconds": _age(record.get("finished_at"))}
+    if with_error:
+        summary |= {"status": record["status"], "exit_code": record.get("exit_code"),
+                    "dry_run": bool(record.get("dry_run")), "error": record.get("error")}
+    return summary
 
 
 def status_table(report: dict[str, Any]) -> str:
-    rows = [("JOB", "KIND", "LAST", "EXIT", "FINISHED", "AGE", "DURATION", "RUNNING", "NEXT")]
+    """One row per job, then each job's last failure with its error line, then what the
+    notifications need from the operator."""
+    rows = [("JOB", "KIND", "LAST", "EXIT", "FINISHED", "AGE", "DURATION", "LAST SUCCESS",
+             "RUNNING", "NEXT")]
+    failures = []
     for job in report["jobs"]:
         last = job["last"] or {}
         running = ", ".join(
@@ -84,17 +107,37 @@ def status_table(report: dict[str, Any]) -> str:
         shown = last.get("status", "never") + (" (dry run)" if last.get("dry_run") else "")
         rows.append((job["job"], job["kind"], shown,
                      str(last.get("exit_code", "-")), last.get("finished_at") or "-",
-                     human_duration(age) if age is not None else "-",
-                     f"{last['duration_seconds']:.1f}s" if last.get("duration_seconds")
-                     is not None else "-", running, job.get("next_run") or "-"))
+                     _ago(age), f"{last['duration_seconds']:.1f}s" if last.get(
+                         "duration_seconds") is not None else "-",
+                     _when(job.get("last_success")) if job.get("last_success") else "never",
+                     running, job.get("next_run") or "-"))
+        failure = job.get("last_failure")
+        if failure:
+            what = failure["status"] + (" (dry run)" if failure.get("dry_run") else "")
+            failures.append(f"  {job['job']}: {what} (exit {failure.get('exit_code')}) "
+                            f"{_when(failure)}: {failure.get('error') or 'no error recorded'}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     table = "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                       for r in rows)
+    if failures:
+        table += "\nLast failures:\n" + "\n".join(failures)
     pending = report.get("deliveries_pending")
     if pending:
         table += (f"\n{pending} notification deliveries wait for a retry (the service retries "
                   "them, or the next `run`)")
+    for target, reason in (report.get("targets_stopped") or {}).items():
+        table += (f"\nnotifications to {target} are stopped until its configuration changes: "
+                  f"{reason}")
     return table
+
+
+def _ago(seconds: float | None) -> str:
+    return human_duration(seconds) if seconds is not None else "-"
+
+
+def _when(summary: dict[str, Any]) -> str:
+    """`<finished_at> (<age> ago)`."""
+    return f"{summary.get('finished_at') or '?'} ({_ago(summary.get('age_seconds'))} ago)"
 
 
 def config_summary(config: Config) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,6 +78,28 @@ def test_status_table_lists_every_job(ws: Workspace) -> None:
     rows = {line.split()[0]: line.split() for line in table[1:]}
     assert rows["nightly"][1:4] == ["backup", "succeeded", "0"]
     assert rows["check"][1:3] == ["check", "never"]
+
+
+def test_status_shows_the_last_success_beside_the_last_failure(ws: Workspace) -> None:
+    """After a success then a failure: when the job last succeeded (and how long ago), the
+    failure with its error line, and the next scheduled run."""
+    ws.write_config(BACKUP.format(data=ws.data) + 'schedule = "0 3 * * *"\n')
+    ws.cli("run", "nightly", check=True)
+    shutil.rmtree(ws.data)  # restic: all target directories/files do not exist
+    assert ws.cli("run", "nightly").returncode == 1
+    report = json.loads(ws.cli("status", "--json", check=True).stdout)
+    [job] = report["jobs"]
+    assert job["last"]["status"] == "failed"
+    assert job["last_success"]["age_seconds"] >= 0 and job["last_success"]["run_id"]
+    failure = job["last_failure"]
+    assert failure["status"] == "failed" and "do not exist" in failure["error"]
+    assert job["next_run"]
+    table = ws.cli("status", check=True).stdout
+    header, row = table.splitlines()[:2]
+    assert "LAST SUCCESS" in header and "NEXT" in header
+    assert " ago)" in row and job["next_run"] in row
+    [failure_line] = [line for line in table.splitlines() if line.startswith("  nightly:")]
+    assert "failed (exit 1)" in failure_line and "do not exist" in failure_line
 
 
 def test_python_dash_m_runner(ws: Workspace) -> None:
