@@ -2,8 +2,10 @@
 
 An event is written once; each target that wants it gets a delivery row, `pending` until it is
 `delivered`, `failed` (given up: a permanent error or the retry budget spent), `disabled` (the
-target answered 410 Gone; it stays disabled until its configuration changes) or `superseded` (a
-start event not yet delivered when the run's end event came). Several processes
+target answered 410 Gone, or a healthchecks target 404; it stays disabled until its
+configuration changes: `stopped_targets`) or `superseded` (a start event not yet delivered when
+the run's end event came for the same target: sent after the end, it would say "running" again,
+and a healthchecks server would time the run from it). Several processes
 may deliver from one outbox (the service's deliveries worker, a run's own supervisor, a CLI
 `run`): a delivery is claimed with a lease in one write transaction, so it is attempted by one
 of them at a time. Deliveries to one target for one run go in order (start before end).
@@ -15,6 +17,7 @@ import json
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,7 @@ from runner.configuration.notify import RetryPolicy
 from runner.engine.record import RunRecord, utc_now
 
 LEASE_SECONDS = 120.0  # a claimed delivery is someone's for this long (longer than a timeout)
+SUPERSEDED = "the run ended before it was delivered"
 
 
 def new_event_id() -> str:
@@ -87,22 +91,12 @@ class Outbox:
                 record = json.loads(text)
                 finished = record.get("finished_at")
                 if finished and parse_rfc3339(finished).timestamp() >= since:
-                    self._supersede_start_of_dead_run(record["run_id"])
-                    count += self._insert_event(new_event(event_type(record), record), targets)
+                    count += self._insert_event(new_event(event_type(record), record), targets,
+                                                dead_run=True)
         return count
 
-    def _supersede_start_of_dead_run(self, run_id: str) -> None:
-        """Its start delivery, still pending, may be leased by the process that died under the
-        run (killed between sending and recording it): that lease would hold the end back, in
-        order behind it, for LEASE_SECONDS. A start sent after the end would say "running"
-        again, so it is dropped, leased or not."""
-        self.db.execute(
-            "UPDATE deliveries SET state = 'superseded', lease_until = 0, error = 'the run "
-            "ended before it was delivered' WHERE run_id = ? AND state = 'pending' AND "
-            "event_id IN (SELECT event_id FROM events WHERE run_id = ? AND type = ?)",
-            (run_id, run_id, STARTED))
-
-    def _insert_event(self, event: Event, targets: list[Target]) -> int:
+    def _insert_event(self, event: Event, targets: list[Target], *,
+                      dead_run: bool = False) -> int:
         now = time.time()
         wanted = [t for t in targets if t.wants(event.type, event.job)]
         self.db.execute(
@@ -111,13 +105,6 @@ class Outbox:
             (event.id, event.run_id, event.job, event.type,
              json.dumps({"id": event.id, "type": event.type, "timestamp": event.timestamp,
                          "record": event.record}), now))
-        if event.type != STARTED:
-            # a start event that failed and waits for a retry is dropped: sent after the end, it
-            # would say "running" again. One never tried, or in flight, goes first (in order).
-            self.db.execute(
-                "UPDATE deliveries SET state = 'superseded', error = 'the run ended before it "
-                "was delivered' WHERE run_id = ? AND state = 'pending' AND attempts > 0 "
-                "AND lease_until < ?", (event.run_id, now))
         for target in wanted:
             disabled = self._disabled(target)
             self.db.execute(
@@ -126,7 +113,38 @@ class Outbox:
                 (event.id, event.run_id, event.job, target.name,
                  "disabled" if disabled else "pending", now, now,
                  f"target disabled: {disabled}" if disabled else None))
+        if event.type != STARTED:
+            self._supersede_starts(now, run_id=event.run_id, dead_run=dead_run)
         return len(wanted)
+
+    def _supersede_starts(self, now: float, *, run_id: str | None = None,
+                          dead_run: bool = False) -> None:
+        """The rule of order: a start delivery not yet delivered when the run's end is queued
+        for the same target is dropped (`superseded`), so the end goes out at once, never behind
+        the start's retries. Sent after the end, a start would say "running" again (and a
+        healthchecks server would time the run from it). Applies to a start never tried, one
+        waiting for a retry, and one whose lease ran out or whose holder died (`claim` frees
+        those leases first). A start in flight in a live process cannot be called back: the end
+        waits for that one attempt, and `settle` drops the start if it failed. `dead_run`: the
+        run's own process died, and so did any lease no holder is named for (a process that
+        could not make its lease file), so only a live named holder's attempt is waited for."""
+        leased = "(lease_until < ? OR lease_holder IS NULL)" if dead_run else "lease_until < ?"
+        sql = ("UPDATE deliveries SET state = 'superseded', lease_until = 0, error = ? "
+               f"WHERE state = 'pending' AND {leased} AND EXISTS (SELECT 1 FROM events e "
+               "WHERE e.event_id = deliveries.event_id AND e.type = ?) AND EXISTS (SELECT 1 "
+               "FROM deliveries later WHERE later.run_id = deliveries.run_id AND "
+               "later.target = deliveries.target AND later.id > deliveries.id)")
+        args: list[Any] = [SUPERSEDED, now, STARTED]
+        if run_id is not None:
+            sql += " AND run_id = ?"
+            args.append(run_id)
+        self.db.execute(sql, args)
+
+    def _ended_since(self, delivery: Delivery) -> bool:
+        """Whether the run's end was queued for this delivery's target after it."""
+        return self.db.execute(
+            "SELECT 1 FROM deliveries WHERE run_id = ? AND target = ? AND id > ? LIMIT 1",
+            (delivery.event.run_id, delivery.target, delivery.id)).fetchone() is not None
 
     # --- claiming and settling -----------------------------------------------------------------
 
@@ -148,6 +166,7 @@ class Outbox:
         holder = self._holder_name()
         with self._transaction():
             self._free_leases_of_the_dead(now)
+            self._supersede_starts(now)
             rows = self.db.execute(sql, args).fetchall()
             for row in rows:
                 self.db.execute("UPDATE deliveries SET lease_until = ?, lease_holder = ? "
@@ -192,7 +211,11 @@ class Outbox:
             within_budget = next_at - delivery.created <= policy.give_up_after
             state = "pending" if outcome.retry and within_budget else "failed"
         stamp = utc_now()
+        error = outcome.error
         with self._transaction():
+            if state == "pending" and delivery.event.type == STARTED \
+                    and self._ended_since(delivery):
+                state, error = "superseded", SUPERSEDED  # the end waited for this attempt only
             self.db.execute(
                 "INSERT INTO delivery_attempts (delivery_id, at, delivered, detail, error, "
                 "seconds) VALUES (?, ?, ?, ?, ?, ?)",
@@ -201,7 +224,7 @@ class Outbox:
             self.db.execute(
                 "UPDATE deliveries SET state = ?, attempts = ?, next_at = ?, lease_until = 0, "
                 "last_at = ?, detail = ?, error = ? WHERE id = ?",
-                (state, attempts, next_at, stamp, outcome.detail, outcome.error, delivery.id))
+                (state, attempts, next_at, stamp, outcome.detail, error, delivery.id))
             if not outcome.delivered:
                 self._count(delivery.event.job, given_up=state in ("failed", "disabled"))
             if outcome.remember:
@@ -245,6 +268,24 @@ class Outbox:
                               (target,)).fetchone()
         return json.loads(row[0]) if row else {}
 
+    def stopped_targets(self, targets: Iterable[Target] | None = None) -> dict[str, str]:
+        """Targets the outbox has stopped using for good (a 410 Gone, a healthchecks 404) ->
+        why, on one masked line. Given the configured `targets`, only those still stopped: one
+        whose configuration changed since is used again, one no longer configured is left out.
+        Without them, every target ever stopped (its configuration may have changed since)."""
+        from security.masking import redact_text
+
+        rows = self.db.execute(
+            "SELECT target, disabled_fingerprint, disabled_at, disabled_reason FROM targets "
+            "WHERE disabled_fingerprint IS NOT NULL ORDER BY target").fetchall()
+        current = None if targets is None else {t.name: t.fingerprint() for t in targets}
+        stopped = {}
+        for name, fingerprint, since, reason in rows:
+            if current is not None and current.get(name) != fingerprint:
+                continue
+            stopped[name] = redact_text(" ".join(_stopped(reason, since).split()))
+        return stopped
+
     def pending_retries(self) -> int:
         """Deliveries waiting for a retry (tried at least once), of every job."""
         return sum(pending for pending, _, _ in self.job_counters().values())
@@ -257,7 +298,7 @@ class Outbox:
             "WHERE target = ?", (target.name,)).fetchone()
         if not row or not row[0] or row[0] != target.fingerprint():
             return None
-        return f"{row[2]} (since {row[1]}; change its configuration to enable it again)"
+        return _stopped(row[2], row[1])
 
     def _disable(self, target: Target, reason: str) -> None:
         self._ensure_target(target.name)
@@ -285,6 +326,10 @@ class Outbox:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self.db)
+
+
+def _stopped(reason: str | None, since: str) -> str:
+    return f"{reason or 'stopped'} (since {since}; change its configuration to enable it again)"
 
 
 class _Transaction:

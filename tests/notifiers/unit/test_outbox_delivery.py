@@ -2,10 +2,12 @@
 targets that want it, claimed by one caller at a time, settled as delivered, retried with
 exponential backoff (never sooner than a Retry-After), given up when the retry budget is spent
 or the failure is permanent, and a target that answered 410 is disabled until its
-configuration changes. (Its ordering rules between a run's events: test_outbox.py.)"""
+configuration changes, and listed as stopped meanwhile. (Its ordering rules between a run's
+events: test_outbox.py.)"""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -150,3 +152,27 @@ def test_a_gone_target_is_disabled_until_its_configuration_changes(history: Hist
     changed.fingerprint = lambda: "another configuration"  # type: ignore[method-assign]
     outbox.enqueue(new_event("run.succeeded", ended_run(history)), [changed])
     assert claim_one(outbox).target == "webhook:ops"
+
+
+def test_the_targets_stopped_for_good_are_listed_with_why(history: History,
+                                                        outbox: Outbox) -> None:
+    """What `status` and `doctor` show: each target still stopped, on one masked line."""
+    target, other = OneTarget("healthchecks:nightly"), OneTarget("webhook:ops")
+    assert outbox.stopped_targets([target, other]) == {}
+    outbox.enqueue(new_event("run.succeeded", ended_run(history)), [target, other])
+    first, second = outbox.claim()
+    gone = Outcome(False, "HTTP 404", "https://hc.example/... answered HTTP 404: not found:\n"
+                   "the server has no check with this UUID", retry=False, gone=True)
+    outbox.settle(first, gone, 0.05, policy=POLICY, target=target)
+    outbox.settle(second, Outcome.failed("HTTP 500", "down"), 0.05, policy=POLICY,
+                  target=other)
+    stopped = outbox.stopped_targets([target, other])
+    assert list(stopped) == ["healthchecks:nightly"]
+    assert re.fullmatch(r"https://hc\.example/\.\.\. answered HTTP 404: not found: the server "
+                        r"has no check with this UUID \(since \S+; change its configuration to "
+                        r"enable it again\)", stopped["healthchecks:nightly"])
+    assert outbox.stopped_targets() == stopped  # without the configuration: all ever stopped
+    changed = OneTarget("healthchecks:nightly")
+    changed.fingerprint = lambda: "another configuration"  # type: ignore[method-assign]
+    assert outbox.stopped_targets([changed, other]) == {}  # configured anew: used again
+    assert outbox.stopped_targets([other]) == {}  # no longer configured
