@@ -326,6 +326,14 @@ class AccessLogger(Logger):  # type: ignore[misc]
             handler.setFormatter(formatter(self.log_format))
             logger.handlers[:] = [handler]
 
+    def info(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        """With reuse_port each worker binds its own socket, so the master's "Listening at: %s
+        (%s)" has no address to name: dropped; the one start-up line, naming the address and
+        the pid, is `serve`'s `when_ready`."""
+        if str(msg).startswith("Listening at:") and args and not args[0]:
+            return
+        super().info(msg, *args, **kwargs)
+
     def exception(self, msg: Any, *args: Any, **kwargs: Any) -> None:
         """gunicorn logs any socket error but a reset with a traceback (a client that stops
         taking its answer wrote 1.2 KB each): those go through the refusal log's budgets."""
@@ -439,10 +447,10 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
         state_lock.release()
 
     def when_ready(server: Any) -> None:
-        # with reuse_port each worker binds its own socket, so gunicorn's "Listening at:"
-        # line names no address
-        server.log.info("restic-runner %s serving on http://%s with %d workers",
-                        __version__, options["bind"][0], options["workers"])
+        # gunicorn's own "Listening at:" line is dropped (AccessLogger.info): it names no
+        # address with reuse_port
+        server.log.info("restic-runner %s serving on http://%s with %d workers (pid %d)",
+                        __version__, options["bind"][0], options["workers"], server.pid)
 
     from runner import __version__
 
