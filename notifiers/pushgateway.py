@@ -5,7 +5,9 @@ overwrite each other (resticprofile #193). When a run starts: a POST that sets o
 `restic_<kind>_running` (and `_running_since_timestamp`), leaving the last run's values in
 place; when it ends: a PUT of the whole group, built from the history at delivery time (so a
 retried push never brings back older values, and `_last_success_timestamp` survives failures).
-The families are those of the service's `/metrics` (`notifiers.metrics`).
+When `serve` or `schedule` starts, the same PUT for every job it selects (`notifiers.announce`),
+so a job that never ran has its group too. The families are those of the service's `/metrics`
+(`notifiers.metrics`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from runner.configuration.config import Config
 
 GROUP_JOB = "restic_runner"
+ANNOUNCE = "job.announce"  # the event of notifiers.announce: a job's group, at start-up
 
 
 class _Handler:
@@ -68,6 +71,8 @@ class PushgatewayTarget:
     def wants(self, event: str, job: str) -> bool:
         if self.settings.jobs and job not in self.settings.jobs:
             return False
+        if event == ANNOUNCE:
+            return True
         return event_class(event) in ("start", "success", "warning", "failure", "test")
 
     def grouping_key(self, hostname: str, job: str) -> dict[str, str]:
@@ -101,6 +106,10 @@ class PushgatewayTarget:
                 post_to_gateway(self.settings.url, job=GROUP_JOB, grouping_key=key,
                                 registry=self._start_registry(event, ctx), handler=handler,
                                 timeout=self.settings.timeout)
+            elif event.type == ANNOUNCE and not (record["job"] in ctx.config.jobs
+                                                 and self.wants(ANNOUNCE, record["job"])):
+                return Outcome.failed("not sent", f"job {record['job']} is no longer pushed "
+                                      "(removed from the config or from `jobs`)", retry=False)
             else:
                 job = record["job"] if record["job"] in ctx.config.jobs else None
                 if job is None:  # notify-test, or a job no longer configured
@@ -151,6 +160,13 @@ class PushgatewayTarget:
         return [g["labels"] for g in data.get("data", [])
                 if g.get("labels", {}).get("job") == GROUP_JOB]
 
+    def stale_groups(self, config: Config) -> list[dict[str, str]]:
+        """This host's groups of jobs that are not pushed from here any more: removed from the
+        config, or no longer selected by `jobs` (`notify-test`'s, if its delete was lost)."""
+        return [{"hostname": g["hostname"], "job_name": g["job_name"]} for g in self.groups()
+                if g.get("hostname") == config.hostname and g.get("job_name")
+                and not (g["job_name"] in config.jobs and self.wants(ANNOUNCE, g["job_name"]))]
+
     def check(self, ctx: DeliveryContext) -> Check:
         try:
             answer = httpclient.request("GET", self.settings.url.rstrip("/") + "/api/v1/status",
@@ -195,3 +211,27 @@ def _auth_headers(settings: PushgatewaySettings) -> dict[str, str]:
     password = read_secret_file(settings.password_file, "notify.pushgateway.password_file")
     token = base64.b64encode(f"{settings.username}:{password}".encode()).decode()
     return {"Authorization": "Basic " + token}
+
+
+def stale_groups(config: Config) -> list[dict[str, str]]:
+    """`PushgatewayTarget.stale_groups` of the configured gateway (none configured: none)."""
+    if config.notify.pushgateway is None:
+        return []
+    return PushgatewayTarget(config.notify.pushgateway, config).stale_groups(config)
+
+
+def prune_groups(config: Config, *, dry_run: bool = False) -> list[dict[str, str]]:
+    """`restic-runner metrics prune`: delete this host's stale groups (those the start-up
+    announcement names); returns them."""
+    from runner.errors import UserError
+
+    if config.notify.pushgateway is None:
+        return []
+    target = PushgatewayTarget(config.notify.pushgateway, config)
+    stale = target.stale_groups(config)
+    if not dry_run:
+        for group in stale:
+            outcome = target.delete_group(group["hostname"], group["job_name"])
+            if not outcome.delivered:
+                raise UserError(f"notify.pushgateway: deleting {group}: {outcome.error}")
+    return stale

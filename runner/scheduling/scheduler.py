@@ -8,6 +8,8 @@ it holds `state_dir/scheduler.lock` (a service whose lock is taken by another sc
 and takes over if that one stops). Each tick forks a process that runs the job through the
 engine like any other run (lock, history, notifications; trigger source `schedule`); a tick that
 finds its job running records `skipped`. Ticks missed while no scheduler ran are not replayed.
+As `restic-runner schedule`, it first has every job's Pushgateway group pushed, in a process of
+its own that retries until they are delivered (`notifiers.announce`; `serve` does the same).
 On SIGTERM or SIGINT the scheduler asks its running jobs to stop (restic gets SIGINT and removes
 its repository lock), waits for them up to `[server] graceful_timeout`, then exits.
 """
@@ -102,6 +104,14 @@ class Scheduler:
             time.sleep(max(0.05, min(1.0, idle if idle is not None else 1.0)))
         self._shutdown()
 
+    def announce(self) -> None:
+        """Every job's Pushgateway group, pushed and retried by a child stopped like a run."""
+        from notifiers.announce import start_announcer
+
+        pid = start_announcer(self.config, deliver=True, in_child=self.lock.drop_inherited)
+        if pid:
+            self.children[pid] = "announce"
+
     def _stop(self, signum: int, _frame: object) -> None:
         self.stopping = True
 
@@ -157,6 +167,7 @@ def serve_scheduler(config: Config) -> None:
     if not scheduler.acquire():
         raise SchedulerBusy(f"another scheduler is running for {config.state_dir} "
                             f"(pid {scheduler.holder_pid()}); exactly one may run")
+    scheduler.announce()
     scheduler.run()
 
 

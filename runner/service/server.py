@@ -421,6 +421,7 @@ def claim_state_dir(config: Config) -> NamedLock:
 def serve(config: Config, *, bind: str | None = None, workers: int | None = None) -> None:
     import time
 
+    from notifiers.announce import start_announcer
     from notifiers.worker import start_deliveries_worker
     from runner.engine.children import signal_children, wait_children
     from runner.scheduling.scheduler import start_service_scheduler
@@ -429,7 +430,8 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
     state_lock = claim_state_dir(config)  # held until this process exits
     launcher = start_launcher(config)  # before any worker exists, and before SQLite is opened
     companions = [launcher, *(pid for pid in (start_deliveries_worker(config),
-                                              start_service_scheduler(config)) if pid)]
+                                              start_service_scheduler(config),
+                                              start_announcer(config)) if pid)]
     stopping_since: list[float] = []
 
     def on_halt() -> None:
