@@ -18,7 +18,8 @@ from runner.configuration.config import DRY_RUN_KINDS, Config, JobConfig
 from runner.engine.history import History
 from runner.engine.record import RunRecord, Status, parse_rfc3339
 
-# stat name in the run record -> metric suffix (restic_<kind>_last_<suffix>)
+# stat name in the run record -> metric suffix: restic_<kind>_last_<suffix> (the last run's) and
+# restic_<kind>_last_success_<suffix> (the last successful run's: a failure does not blank it)
 STAT_METRICS: dict[str, dict[str, str]] = {
     "backup": {"files_new": "files_new", "files_changed": "files_changed",
                "files_unmodified": "files_unmodified", "dirs_new": "dirs_new",
@@ -45,17 +46,35 @@ def _ts(text: str | None) -> float | None:
     return parse_rfc3339(text).timestamp() if text else None
 
 
+SUCCESS_STAT = "last_success_"  # prefix of a stat of the last successful run
+
+
 def kind_gauge(kind: str, suffix: str) -> GaugeMetricFamily:
     """The `restic_<kind>_<suffix>` family, named and described the same wherever it is built
     (the Pushgateway refuses a family whose help differs between pushes)."""
+    stat = suffix.removeprefix(SUCCESS_STAT)
+    if stat != suffix and stat != "timestamp":
+        description = f"{stat.replace('_', ' ')} of the last successful {kind} run"
+    else:
+        description = f"{suffix.replace('_', ' ')} of the last {kind} run"
     return GaugeMetricFamily(f"restic_{kind.replace('-', '_')}_{suffix}",
-                             f"restic-runner: {suffix.replace('_', ' ')} of the last {kind} run",
-                             labels=LABELS)
+                             f"restic-runner: {description}", labels=LABELS)
+
+
+def stat_values(record: RunRecord, prefix: str) -> dict[str, float]:
+    """`<prefix><suffix>` -> value of each listed stat the run reported (a number)."""
+    values = {}
+    for stat, suffix in STAT_METRICS.get(record["kind"], {}).items():
+        value = (record.get("stats") or {}).get(stat)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values[f"{prefix}{suffix}"] = float(value)
+    return values
 
 
 def run_values(record: RunRecord | None, last_success: dict[str, Any] | None,
                running: bool) -> dict[str, float]:
-    """The `restic_<kind>_*` values of one job (suffix -> value)."""
+    """The `restic_<kind>_*` values of one job (suffix -> value): the last run's, and the last
+    successful run's time and stats (kept when later runs fail)."""
     values: dict[str, float] = {"running": 1.0 if running else 0.0}
     if record is not None:
         values.update({
@@ -69,13 +88,12 @@ def run_values(record: RunRecord | None, last_success: dict[str, Any] | None,
             stamp = _ts(record.get(key))
             if stamp is not None:
                 values[suffix] = stamp
-        for stat, suffix in STAT_METRICS.get(record["kind"], {}).items():
-            value = (record.get("stats") or {}).get(stat)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                values[f"last_{suffix}"] = float(value)
-    success_at = _ts(last_success.get("finished_at")) if last_success else None
-    if success_at is not None:
-        values["last_success_timestamp"] = success_at
+        values.update(stat_values(record, "last_"))
+    if last_success is not None:
+        values.update(stat_values(last_success, SUCCESS_STAT))
+        success_at = _ts(last_success.get("finished_at"))
+        if success_at is not None:
+            values["last_success_timestamp"] = success_at
     return values
 
 

@@ -185,17 +185,19 @@ def test_panel_contents() -> None:
     assert age["type"] == "stat" and age["fieldConfig"]["defaults"]["unit"] == "s"
     assert len(age["fieldConfig"]["defaults"]["thresholds"]["steps"]) > 1
     assert "_last_success_timestamp" in age["targets"][0]["expr"]
-    data = by_title["Data added by the last backup"]
+    # the stats panels show the last successful backup's: a failed run does not blank them
+    data = by_title["Data added by the last successful backup"]
     assert data["type"] == "timeseries" and data["fieldConfig"]["defaults"]["unit"] == "bytes"
-    assert "restic_backup_last_data_added_bytes" in data["targets"][0]["expr"]
+    assert "restic_backup_last_success_data_added_bytes" in data["targets"][0]["expr"]
     assert "_last_exit_code" in by_title["Last exit code"]["targets"][0]["expr"]
     assert "_running\"" in by_title["Running"]["targets"][0]["expr"]
     duration = by_title["Duration of the last run"]
     assert duration["type"] == "timeseries"
     assert "_last_duration_seconds" in duration["targets"][0]["expr"]
-    files = " ".join(t["expr"] for t in by_title["Files new / changed in the last backup"]
-                     ["targets"])
-    assert "restic_backup_last_files_new" in files and "restic_backup_last_files_changed" in files
+    files = " ".join(t["expr"] for t in
+                     by_title["Files new / changed in the last successful backup"]["targets"])
+    assert "restic_backup_last_success_files_new" in files
+    assert "restic_backup_last_success_files_changed" in files
     deliveries = " ".join(t["expr"] for t in by_title["Notification deliveries"]["targets"])
     assert "increase(restic_runner_notification_failures_total" in deliveries
     assert "restic_runner_notifications_pending" in deliveries

@@ -36,6 +36,8 @@ def test_metrics_after_a_success_and_a_failure(server: Server) -> None:
         ok["stats"]["data_added"]
     assert samples[("restic_backup_last_files_new", "nightly")] == ok["stats"]["files_new"]
     assert samples[("restic_backup_running", "nightly")] == 0
+    assert samples[("restic_backup_last_success_files_new", "nightly")] == \
+        ok["stats"]["files_new"]
     success_at = samples[("restic_backup_last_success_timestamp", "nightly")]
     assert ("restic_backup_last_exit_code", "check") not in samples  # never ran
     assert "snapshot" not in text and str(server.ws.repo) not in text
@@ -53,3 +55,8 @@ def test_metrics_after_a_success_and_a_failure(server: Server) -> None:
     assert samples[("restic_backup_last_success", "nightly")] == 0
     assert samples[("restic_backup_last_exit_code", "nightly")] == failed["exit_code"]
     assert samples[("restic_backup_last_success_timestamp", "nightly")] == success_at
+    # and what the last successful backup did, beside the failure
+    assert samples[("restic_backup_last_success_data_added_bytes", "nightly")] == \
+        ok["stats"]["data_added"]
+    assert samples[("restic_backup_last_success_files_new", "nightly")] == \
+        ok["stats"]["files_new"]

@@ -69,13 +69,23 @@ def test_exposition_is_promtool_clean(ws18: Workspace, pushgateway: Pushgateway)
            'job_name="verify"} 1' in text
 
 
-def test_failure_keeps_the_last_success_timestamp(ws18: Workspace,
-                                                  pushgateway: Pushgateway) -> None:
+SUCCESS_STATS = {"files_new": "files_new", "files_changed": "files_changed",
+                 "data_added": "data_added_bytes", "total_files_processed": "files_processed"}
+
+
+def test_failure_keeps_the_last_success_time_and_stats(ws18: Workspace,
+                                                       pushgateway: Pushgateway) -> None:
+    """A failed run after a success: the group says the last run failed, and still shows when
+    the last backup succeeded and what it did (`restic_backup_last_success_*`)."""
     configure(ws18, pushgateway)
-    code, _ = ws18.run_json("nightly")
+    code, ok = ws18.run_json("nightly")
     assert code == 0
     labels = {"hostname": "test-host", "job_name": "nightly"}
     success_at = pushgateway.value("restic_backup_last_success_timestamp", **labels)
+    for stat, suffix in SUCCESS_STATS.items():
+        assert pushgateway.value(f"restic_backup_last_success_{suffix}", **labels) == \
+            pushgateway.value(f"restic_backup_last_{suffix}", **labels) == ok["stats"][stat]
+    assert ok["stats"]["data_added"] > 0 and ok["stats"]["files_new"] == 20
     # the same job now fails: its paths vanish
     (ws18.data).rename(ws18.root / "moved-away")
     code, failed = ws18.run_json("nightly")
@@ -83,6 +93,11 @@ def test_failure_keeps_the_last_success_timestamp(ws18: Workspace,
     assert pushgateway.value("restic_backup_last_success", **labels) == 0.0
     assert pushgateway.value("restic_backup_last_exit_code", **labels) == float(code)
     assert pushgateway.value("restic_backup_last_success_timestamp", **labels) == success_at
+    for stat, suffix in SUCCESS_STATS.items():
+        # the failed run reported none: its own stats are gone, the success's stay
+        assert pushgateway.value(f"restic_backup_last_{suffix}", **labels) is None
+        assert pushgateway.value(f"restic_backup_last_success_{suffix}", **labels) == \
+            ok["stats"][stat]
 
 
 def test_jobs_and_hosts_never_overwrite_each_other(ws18: Workspace, tmp_path: Path,

@@ -26,6 +26,8 @@ STAT_METRICS = (
     "restic_check_last_errors", "restic_replicate_last_transferred_bytes",
     "restic_replicate_last_transfers", "restic_replicate_last_errors",
 )
+# the same stats of the last successful run (a failure does not blank them)
+SUCCESS_STAT_METRICS = tuple(name.replace("_last_", "_last_success_", 1) for name in STAT_METRICS)
 RUNNER_METRICS = (
     "restic_runner_job_max_age_seconds", "restic_runner_notifications_pending",
     "restic_runner_notification_failures_total", "restic_runner_notifications_given_up_total",
@@ -33,7 +35,7 @@ RUNNER_METRICS = (
 PUSHGATEWAY_METRICS = ("push_time_seconds",)
 CONTRACT_METRICS = frozenset(
     [f"restic_{kind}_{suffix}" for kind in KINDS for suffix in PER_KIND_SUFFIXES]
-    + [*STAT_METRICS, *RUNNER_METRICS, *PUSHGATEWAY_METRICS]
+    + [*STAT_METRICS, *SUCCESS_STAT_METRICS, *RUNNER_METRICS, *PUSHGATEWAY_METRICS]
 )
 # hostname/job_name from the service; job/instance from the Pushgateway or the scrape config
 CONTRACT_LABELS = frozenset({"hostname", "job_name", "job", "instance", "__name__"})
