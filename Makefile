@@ -60,6 +60,7 @@ bench: bootstrap
 	$(PY) bench/bench_output_path.py
 	$(PY) bench/bench_redactor.py
 	$(PY) bench/bench_api.py
+	$(PY) bench/bench_trigger_wait.py
 	$(PY) bench/bench_notify.py
 	$(PY) bench/bench_load.py
 
