@@ -87,6 +87,10 @@ def test_promtool_unit_tests_pass() -> None:
     ("> on (hostname, job_name)\n          max by (hostname, job_name)",
      "> on (job_name)\n          max by (job_name)"),
     ("for: 1d", "for: 1h"),
+    # restic_<kind>_last_success_<stat> (a success's stats, 0 when nothing was new) is no
+    # restic_<kind>_last_success
+    ('({__name__=~"restic_[a-z_]+_last_success"}) == 0)',
+     '({__name__=~"restic_[a-z_]+_last_success.*"}) == 0)'),
     ("3 * max by", "2 * max by"),
 ])
 def test_promtool_unit_tests_catch_a_broken_rule(tmp_path: Path, before: str, after: str) -> None:
