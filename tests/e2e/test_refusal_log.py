@@ -98,3 +98,29 @@ def test_an_authenticated_clients_access_line_is_bounded(server: Server) -> None
     wait_until(lambda: b"GET /runs?job=nightly" in server.log.read_bytes()[before:], timeout=10)
     line = next(li for li in server.log.read_text()[before:].splitlines() if "GET /runs" in li)
     assert " cron " in line and len(line) < 400 and "python-requests" not in line
+
+
+def test_a_client_spinning_on_403_and_410_is_answered_cheaply_and_logged_boundedly(
+        server: Server) -> None:
+    """Airflow's deferrable HttpSensor trigger asks again at once, without sleeping, on any
+    answer but 404 (about 8,000 requests in 10 s): a client that may not see the job (403), or
+    polling a run the service does not know (410), gets a bounded log and Retry-After."""
+    import requests
+
+    before = server.log.read_text().count("\n")
+    limited = {"Authorization": f"Bearer {server.limited_token}"}
+    answers: dict[int, int] = {}
+    with requests.Session() as session:  # one kept-alive connection, as the trigger's
+        for i in range(1500):
+            if i % 2:
+                response = session.post(server.url + "/trigger/nightly", data=b"",
+                                        headers=limited, timeout=10)
+                assert response.headers["Retry-After"] == "60"
+            else:
+                response = session.get(server.url + "/runs/0b6c3f7e-5d1a-4c2b-9e8f-"
+                                       "2a1b3c4d5e6f/result", headers=limited, timeout=10)
+            answers[response.status_code] = answers.get(response.status_code, 0) + 1
+    assert answers == {403: 750, 410: 750}, answers
+    time.sleep(1)
+    added = server.log.read_text().splitlines()[before:]
+    assert len(added) <= 20, "\n".join(added[:40])
