@@ -154,3 +154,44 @@ def test_schedule_announces_and_names_groups_no_longer_pushed(ws18: Workspace,
         assert {g["labels"]["job_name"] for g in gateway.groups()} == {"nightly"}
     finally:
         gateway.stop()
+
+
+def test_a_failure_fires_its_alert_and_keeps_the_last_success_stats(ws18: Workspace,
+                                                                    tmp_path: Path) -> None:
+    """A success, then a failure of the same job (its paths vanish): Prometheus, reading the
+    gateway only, fires `ResticRunnerLastRunFailed` and still has the success's stats."""
+    (tmp_path / "pg").mkdir()
+    gateway = start_pushgateway(tmp_path / "pg")
+    try:
+        ws18.write_config(JOBS.format(data=ws18.data)
+                          + pushgateway_config(ws18, gateway.url, password=False))
+        code, ok = ws18.run_json("nightly")
+        assert code == 0 and ok["stats"]["data_added"] > 0
+        ws18.data.rename(ws18.root / "moved-away")
+        code, failed = ws18.run_json("nightly")
+        assert code != 0 and failed["status"] == "failed"
+        with running_prometheus(tmp_path / "prometheus",
+                                [pushgateway_scrape(gateway.url)]) as prometheus:
+            def firing() -> list[dict[str, object]]:
+                return [a for a in prometheus.alerts("ResticRunnerLastRunFailed")
+                        if a["state"] == "firing"]
+
+            alert = wait_until(firing, 30, 0.2)[0]
+            assert alert["labels"] == {"alertname": "ResticRunnerLastRunFailed",
+                                       "hostname": "test-host", "job_name": "nightly",
+                                       "severity": "warning"}
+            assert alert["value"] == f"{failed['exit_code']}e+00"
+
+            def value(metric: str) -> float | None:
+                samples = prometheus.query(f'{metric}{{job_name="nightly"}}')
+                return float(samples[0]["value"][1]) if samples else None
+
+            assert value("restic_backup_last_success") == 0
+            assert value("restic_backup_last_data_added_bytes") is None  # the failure's: none
+            for stat, suffix in (("data_added", "data_added_bytes"), ("files_new", "files_new"),
+                                 ("files_changed", "files_changed")):
+                assert value(f"restic_backup_last_success_{suffix}") == ok["stats"][stat]
+            success_at = value("restic_backup_last_success_timestamp")
+            assert success_at is not None and success_at > 0
+    finally:
+        gateway.stop()
