@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from tests.support.envmode import EnvRunner
 from tests.support.paths import RUNNER
 from tests.support.processes import free_port, stop_process, wait_until
 from tests.support.prometheus import pushgateway_scrape, running_prometheus
@@ -194,4 +195,31 @@ def test_a_failure_fires_its_alert_and_keeps_the_last_success_stats(ws18: Worksp
             success_at = value("restic_backup_last_success_timestamp")
             assert success_at is not None and success_at > 0
     finally:
+        gateway.stop()
+
+
+def test_environment_mode_announces_the_helpers_jobs(ws18: Workspace, tmp_path: Path) -> None:
+    """The container in environment mode (restic-backup-helper's variables, no config file)
+    runs `restic-runner schedule`: its jobs are in the gateway before any cron line fires."""
+    (tmp_path / "pg").mkdir()
+    gateway = start_pushgateway(tmp_path / "pg")
+    runner = EnvRunner(tmp_path / "env", ws18.restic, {
+        "RESTIC_REPOSITORY": str(ws18.repo), "RESTIC_PASSWORD_FILE": str(ws18.password_file),
+        "BACKUP_ROOT_DIR": str(ws18.data), "BACKUP_CRON": "0 3 * * *",
+        "CHECK_CRON": "0 4 * * 0", "HOSTNAME": "helper-host",
+        "RESTIC_RUNNER_PUSHGATEWAY_URL": gateway.url})
+    runner.root.mkdir()
+    scheduler = runner.popen("schedule")
+    try:
+        def groups() -> set[str]:
+            return {g["labels"]["job_name"] for g in gateway.groups()
+                    if g["labels"].get("hostname") == "helper-host"
+                    and "restic_runner_job_max_age_seconds" in g}
+
+        assert {"backup", "check"} <= wait_until(
+            lambda: groups() if {"backup", "check"} <= groups() else set(), 30, 0.2)
+        assert gateway.value("restic_backup_running", job_name="backup") == 0.0
+        assert gateway.value("restic_check_running", job_name="check") == 0.0
+    finally:
+        stop_process(scheduler)
         gateway.stop()
