@@ -266,8 +266,12 @@ def _notify_checks(config: Config, state_ok: bool, send_test: bool) -> list[Chec
                                 f"{r['target']}: test event {r['result']} ({detail})"))
     checks += _inline_url_warnings(config)
     from notifiers.outbox import Outbox
+    from notifiers.registry import build_targets
 
-    pending = Outbox(history.db).pending_retries()
+    outbox = Outbox(history.db)
+    checks += [Check("notify", FAIL, f"{name}: stopped, nothing is sent to it: {reason}")
+               for name, reason in outbox.stopped_targets(build_targets(config)).items()]
+    pending = outbox.pending_retries()
     if pending:
         checks.append(Check("notify", WARN, f"{pending} deliveries pending a retry "
                                               "(see `restic-runner status`)"))

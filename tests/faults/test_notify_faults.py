@@ -1,8 +1,10 @@
 """Notification targets failing while a run reports: the Pushgateway down then up, a webhook
-answering 500, answering too late, or 410 Gone, an SMTP server down, deferring (4xx) or refusing
-(5xx). The run's own status and exit code never change; deliveries are retried (short retry
-settings below) and arrive once the receiver is back, except where the docs say they stop
-(410: the target is disabled until its configuration changes; SMTP 5xx: given up at once).
+answering 500, answering too late, or 410 Gone, a healthchecks server down through a short
+failed run, or answering 404 for a deleted check, an SMTP server down, deferring (4xx) or
+refusing (5xx). The run's own status and exit code never change; deliveries are retried (short
+retry settings below) and arrive once the receiver is back, except where the docs say they stop
+(410, and a healthchecks 404: the target is disabled until its configuration changes; SMTP
+5xx: given up at once; a start still undelivered when the run's end is queued: superseded).
 
 Each run is a cron-style `restic-runner run`, which waits up to `cli_wait` for its deliveries:
 the fault is cleared while it waits. Real receivers on loopback: Debian's prometheus-pushgateway,
@@ -266,6 +268,162 @@ def test_webhook_410_gone_disables_the_target_until_its_config_changes(
             check(DUPLICATED, assert_not_duplicated, ws18, runs=3, snapshots=3, hooks=hook.requests,
                   events={(first["run_id"], "run.succeeded"),
                           (new["run_id"], "run.succeeded")})
+
+
+HEALTHCHECKS = """
+[jobs.nightly]
+kind = "backup"
+paths = ["{data}"]
+
+[jobs.broken]
+kind = "backup"
+paths = ["{data}/missing"]
+{pre_hook}
+
+[notify]
+retry_initial = "{retry}"
+retry_max_interval = "{retry}"
+cli_wait = "{wait}"
+
+[notify.healthchecks.nightly]
+url = "{url}/{check}"
+timeout = "2s"
+"""
+CHECK = "5f3a9e52-3c1b-4f7e-9d2a-6b8c0e1f2a3b"
+
+
+def healthchecks(ws: Workspace, server: Receiver, *, pre_hook: str = "", retry: str = "0.3s",
+                 wait: str = "30s", check: str = CHECK) -> None:
+    """A healthchecks target for `nightly` and `broken` (a job that fails at once: its path is
+    missing), on a receiver that answers as healthchecks does (a Ping-Body-Limit)."""
+    server.default = (200, {"Ping-Body-Limit": "10000"})
+    ws.write_config(HEALTHCHECKS.format(data=ws.data, url=server.url, check=check,
+                                        pre_hook=pre_hook, retry=retry, wait=wait))
+
+
+def test_healthchecks_down_through_a_short_failed_run_then_up(ws18: Workspace,
+                                                             hook: Receiver) -> None:
+    """The server is down when the run starts and when it fails. Its start ping, never
+    delivered, is superseded when the failure is queued: the server, back, gets the failure
+    alone (it never times the run from a start sent late), and at once."""
+    healthchecks(ws18, hook)
+    run = ws18.popen("run", "broken", "--json")
+    try:
+        wait_until(lambda: attempts_of(ws18, "healthchecks:nightly", "run.failed") >= 1,
+                   timeout=30)
+        hook.start()
+        code, record, err = finish(run)
+    finally:
+        kill(run)
+    assert code != 0 and record["status"] == "failed"  # delivery never changes these
+    run_id = record["run_id"]
+    start = note(record, "healthchecks:nightly", "run.started")
+    end = note(record, "healthchecks:nightly", "run.failed")
+    with FaultCheck("healthchecks down through a short failed run, then up") as check:
+        check(LOST, assert_no_run_lost, ws18, {run_id: "failed"},
+              delivered={run_id: [("healthchecks:nightly", "run.failed")]})
+        check(LOST, assert_equal, (start["status"], start["error"]),
+              ("superseded", "the run ended before it was delivered"))
+        # the server got the failure, once, and no start before or after it
+        check(DUPLICATED, assert_equal, [r.path for r in hook.requests],
+              [f"/{CHECK}/{code}?rid={run_id}"])
+        check(DUPLICATED, assert_not_duplicated, ws18, runs=1, snapshots=0)
+        check(REPO_LOCK, assert_no_repo_lock, ws18)
+        check(MESSAGE, assert_clear_message, attempt_errors(end) + err,
+              r"127\.0\.0\.1:\d+.*refused", where="the failure ping's attempt log")
+        check(MESSAGE, assert_clear_message, hook.requests[0].body.decode(),
+              r"all (source|target) directories/files do not exist", r"finished: failed",
+              where="the failure ping's body")
+        new = check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
+        if new:
+            check(LOST, lambda: assert_equal(
+                [note(new, "healthchecks:nightly", e)["status"]
+                 for e in ("run.started", "run.succeeded")], ["delivered", "delivered"]))
+
+
+def test_a_failed_start_ping_does_not_hold_the_end_behind_its_backoff(
+        ws18: Workspace, hook: Receiver, tmp_path: Path) -> None:
+    """The start ping is refused (the server is down) and would be retried a minute later;
+    the server is back before the run ends. The end goes out when the run ends, within the
+    run's 20 s wait, not after the start's retry; the start is dropped."""
+    release = tmp_path / "release"
+    hold = tmp_path / "hold.sh"
+    hold.write_text(f"#!/bin/sh\nwhile [ ! -e {release} ]; do sleep 0.05; done\n")
+    hold.chmod(0o755)
+    healthchecks(ws18, hook, pre_hook=f'pre_hook = ["{hold}"]', retry="60s", wait="20s")
+    run = ws18.popen("run", "broken", "--json")
+    try:
+        wait_until(lambda: attempts_of(ws18, "healthchecks:nightly", "run.started") >= 1,
+                   timeout=30)
+        hook.start()
+        release.touch()
+        code, record, err = finish(run)
+    finally:
+        kill(run)
+    assert code != 0 and record["status"] == "failed"
+    run_id = record["run_id"]
+    start = note(record, "healthchecks:nightly", "run.started")
+    end = note(record, "healthchecks:nightly", "run.failed")
+    with FaultCheck("a start ping refused, the server back before the run ends") as check:
+        check(LOST, assert_no_run_lost, ws18, {run_id: "failed"},
+              delivered={run_id: [("healthchecks:nightly", "run.failed")]})
+        check(LOST, assert_equal, (start["status"], start["attempts"], end["attempts"]),
+              ("superseded", 1, 1))
+        check(DUPLICATED, assert_equal, [r.path for r in hook.requests],
+              [f"/{CHECK}/{code}?rid={run_id}"])
+        check(DUPLICATED, assert_not_duplicated, ws18, runs=1, snapshots=0)
+        check(REPO_LOCK, assert_no_repo_lock, ws18)
+        check(MESSAGE, assert_clear_message, attempt_errors(start) + err,
+              r"127\.0\.0\.1:\d+.*refused", where="the start ping's attempt log")
+        new = check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
+        if new:
+            check(LOST, lambda: assert_equal(
+                note(new, "healthchecks:nightly", "run.succeeded")["status"], "delivered"))
+
+
+def test_healthchecks_404_for_a_deleted_check_stops_the_target_until_its_config_changes(
+        ws18: Workspace, hook: Receiver) -> None:
+    """A check deleted on the server answers 404 to every ping: the first one stops the target
+    (as a 410 does) instead of 24 hours of retries; doctor says so; a new URL enables it."""
+    healthchecks(ws18, hook)
+    hook.default = (404, {})
+    hook.start()
+    code_a, first = ws18.run_json("nightly")
+    code_b, second = ws18.run_json("nightly")  # the target is stopped: nothing is sent
+    assert (code_a, code_b) == (0, 0)
+    refused = note(first, "healthchecks:nightly", "run.started")
+    skipped = note(second, "healthchecks:nightly", "run.succeeded")
+    doctor = json.loads(ws18.cli("doctor", "--json").stdout)
+    stopped = [c for c in doctor["checks"] if "stopped" in c["message"]]
+    with FaultCheck("healthchecks 404: the check was deleted") as check:
+        check(LOST, assert_no_run_lost, ws18,
+              {first["run_id"]: "succeeded", second["run_id"]: "succeeded"})
+        # by design (docs/notifications.md): one attempt, then every delivery `disabled`
+        check(LOST, assert_equal, [(d.event, d.state, d.attempts) for d in read_deliveries(ws18)],
+              [("run.started", "disabled", 1), ("run.succeeded", "disabled", 0),
+               ("run.started", "disabled", 0), ("run.succeeded", "disabled", 0)])
+        check(DUPLICATED, assert_equal, len(hook.requests), 1)
+        check(DUPLICATED, assert_not_duplicated, ws18, runs=2, snapshots=2)
+        check(REPO_LOCK, assert_no_repo_lock, ws18)
+        check(MESSAGE, assert_clear_message, attempt_errors(refused),
+              r"http://127\.0\.0\.1:\d+/\.\.\. answered HTTP 404",
+              r"no check with this UUID \(deleted, or a wrong URL\)",
+              where="the start ping's attempt log")
+        check(MESSAGE, assert_clear_message, skipped.get("error"),
+              r"target disabled.*HTTP 404.*change its configuration",
+              where="the stopped delivery's error")
+        check(MESSAGE, assert_equal, [(c["status"], c["message"].split(":")[0]) for c in stopped],
+              [("fail", "healthchecks")])
+        check(MESSAGE, assert_clear_message, json.dumps(stopped),
+              r"stopped, nothing is sent to it.*HTTP 404.*change its configuration",
+              where="doctor")
+        check(MESSAGE, assert_equal, CHECK in json.dumps(doctor) + json.dumps(first), False)
+        # the fault clears: the operator points the target at a check that exists
+        healthchecks(ws18, hook, check="0b1c2d3e-4f50-4617-8829-3a4b5c6d7e8f")
+        new = check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
+        if new:
+            check(LOST, lambda: assert_equal(
+                note(new, "healthchecks:nightly", "run.succeeded")["status"], "delivered"))
 
 
 MAIL = """
