@@ -73,6 +73,18 @@ class Outbox:
         with self._transaction():
             return self._insert_event(event, targets)
 
+    def enqueue_replacing(self, event: Event, targets: list[Target]) -> int:
+        """`enqueue` for an event that carries the whole state, so a newer one makes the older
+        ones of its run id pointless (notifiers/announce.py's start-up announcements): their
+        deliveries still waiting, and not in flight, are `superseded`, in the same transaction.
+        """
+        with self._transaction():
+            self.db.execute(
+                "UPDATE deliveries SET state = 'superseded', error = 'replaced by a newer "
+                "event' WHERE run_id = ? AND state = 'pending' AND lease_until < ?",
+                (event.run_id, time.time()))
+            return self._insert_event(event, targets)
+
     def enqueue_unreported(self, targets: list[Target], since: float) -> int:
         """End events for runs that recovery ended, so their own process never wrote one: runs
         marked `interrupted`, and runs whose end was recorded late from their job lock (the
