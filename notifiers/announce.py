@@ -61,7 +61,7 @@ def announce(config: Config, outbox: Outbox) -> tuple[str, ...]:
         record = cast("RunRecord", {"run_id": run_id, "job": name,
                                     "kind": config.jobs[name].kind,
                                     "hostname": config.hostname})
-        outbox.enqueue(Event(new_event_id(), ANNOUNCE, utc_now(), record), [target])
+        outbox.enqueue_replacing(Event(new_event_id(), ANNOUNCE, utc_now(), record), [target])
         run_ids.append(run_id)
     return tuple(run_ids)
 
