@@ -341,9 +341,6 @@ echo "  http://127.0.0.1:$receiver_port/ (scripts/demo_webhook_receiver.py; secr
   cat <<EOF
 
 # --- added for the monitored part of the demo (scripts/demo.sh) ---
-[notify]
-cli_wait = "5s"
-
 [notify.pushgateway]
 url = "$pg_url"
 
