@@ -252,11 +252,15 @@ class Outbox:
     # --- what the outbox knows -----------------------------------------------------------------
 
     def next_due(self, run_ids: tuple[str, ...] | None = None) -> float | None:
-        """When the next pending delivery falls due (None: nothing pending)."""
-        sql = "SELECT MIN(MAX(next_at, lease_until)) FROM deliveries WHERE state = 'pending'"
+        """When the next pending delivery falls due (None: nothing pending). One in order behind
+        another (an end behind its start's attempt in flight) is not due before that one: a
+        courier waiting for it sleeps instead of asking again and again."""
+        sql = ("SELECT MIN(MAX(d.next_at, d.lease_until)) FROM deliveries d WHERE d.state = "
+               "'pending' AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.run_id = d.run_id "
+               "AND p.target = d.target AND p.id < d.id AND p.state = 'pending')")
         args: tuple[str, ...] = ()
         if run_ids is not None:
-            sql += f" AND run_id IN ({','.join('?' * len(run_ids))})"
+            sql += f" AND d.run_id IN ({','.join('?' * len(run_ids))})"
             args = run_ids
         row = self.db.execute(sql, args).fetchone()
         return row[0] if row and row[0] is not None else None

@@ -107,6 +107,7 @@ def test_the_end_waits_for_a_start_in_flight_in_a_live_process_once(
     [start] = supervisor.claim()
     _end(worker, failed_run, [target])
     assert worker.claim() == []  # the start's holder lives: its attempt goes first
+    assert worker.next_due() == pytest.approx(time.time() + LEASE_SECONDS, abs=5)  # no spin
     assert supervisor.settle(start, Outcome.failed("no answer", "refused"), 0.01,
                              policy=POLICY, target=target) == "superseded"  # no retry
     assert [d.event.type for d in worker.claim()] == ["run.failed"]  # at once
