@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.support.paths import ROOT, RUNNER
@@ -26,7 +27,8 @@ def _dag_module():
 
 def test_airflow_dag_requests(server: Server) -> None:
     dag = _dag_module()
-    assert dag.DAG is None  # no Airflow in CI: only the request shapes are exercised
+    assert dag.DAG is None  # no Airflow here: only the request shapes (tests/airflow/ runs it)
+    assert dag.dag_id_for(dag.JOB) == "restic_runner_nightly"
     request = dag.trigger_request("nightly", "restic_runner_nightly",
                                   "scheduled__2026-11-26T03:00:00+00:00", server.token)
 
@@ -42,11 +44,50 @@ def test_airflow_dag_requests(server: Server) -> None:
     while True:
         response = requests.get(server.url + dag.result_endpoint(run_id),
                                 headers={"Authorization": f"Bearer {server.token}"}, timeout=30)
-        if dag.result_is_final(response.status_code, response.json()):
+        if dag.result_is_final(response.status_code, response.text):
             break
         time.sleep(0.2)
-    assert response.json()["status"] == "succeeded"
+    record = response.json()
+    assert record["status"] == "succeeded"
+    assert record["trigger"]["idempotency_key"] == \
+        "airflow:restic_runner_nightly:scheduled__2026-11-26T03:00:00+00:00"
     assert "airflow" in server.ws.snapshots()[0]["tags"]
+    # the result was read: the same key (a cleared DAG run) starts a new run
+    again = dag.run_id_of(send().json())
+    assert again != run_id
+    assert server.wait_result(again)["status"] == "succeeded"
+    assert len(server.ws.snapshots()) == 2
+
+
+def test_airflow_dag_checks_fail_in_the_services_words(server: Server) -> None:
+    """What the wait task raises: the failed run's error line; 410 for a run the service does
+    not know; 401 with the service's detail and never the token that was sent."""
+    dag = _dag_module()
+    (server.ws.data).rename(server.ws.root / "moved")  # the backup fails: no source left
+    posted = server.post("/trigger/nightly", b"{}", server.bearer())
+    record = server.wait_result(posted.json()["run_id"])
+    assert record["status"] == "failed" and record["error"]
+    with pytest.raises(dag.RunNotGood) as failed:
+        dag.result_is_final(200, json.dumps(record))
+    assert str(failed.value).endswith(f"ended failed (exit 1): {record['error']}")
+    assert "do not exist" in str(failed.value)
+
+    unknown = server.get("/runs/00000000-0000-4000-8000-000000000000/result")
+    with pytest.raises(dag.RunNotGood, match=r"does not know this run \(410 Unknown run\)"):
+        dag.result_is_final(unknown.status_code, unknown.text)
+
+    wrong = "rrt_not-the-token-of-any-client"
+    refused = server.get(dag.result_endpoint(record["run_id"]), server.bearer(wrong))
+    with pytest.raises(dag.RunNotGood, match=r"refused the token \(401\)") as denied:
+        dag.result_is_final(refused.status_code, refused.text)
+    assert wrong not in str(denied.value) and refused.json()["detail"] in str(denied.value)
+
+    with pytest.raises(dag.ServiceTrouble, match="503: try again"):  # retried by Airflow
+        dag.result_is_final(503, json.dumps({"title": "Unavailable", "detail": "try again"}))
+    going = {"status": 404, "title": "Not finished", "run_status": "running"}
+    assert dag.result_is_final(404, json.dumps(going)) is False
+    with pytest.raises(dag.RunNotGood, match="answered 404"):  # not this API: a wrong host
+        dag.result_is_final(404, "<html>Not Found</html>")
 
 
 def test_curl_example(server: Server, tmp_path: Path) -> None:
