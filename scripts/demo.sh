@@ -56,6 +56,11 @@ trap 'failed "$LINENO" "$BASH_COMMAND"' ERR
 # --- what the demo starts, and stopping it ---------------------------------------------------
 pids=()   # background processes, in start order
 ports=()  # what they listen on
+any_alive() { # any_alive PID...: one of them still runs
+  local p
+  for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done
+  return 1
+}
 stop_all() {
   local pid i
   # newest first: the service stops before the receivers it delivers to
@@ -64,7 +69,15 @@ stop_all() {
   done
   for pid in "${pids[@]}"; do
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then # 10 s were not enough: it and its children (workers)
+      local children
+      children=$(ps -o pid= --ppid "$pid" 2>/dev/null | xargs) || true
+      echo "demo: $pid did not stop within 10 s: killed, with its children ${children:-(none)}" >&2
+      # shellcheck disable=SC2086 # one pid a word
+      kill -KILL "$pid" $children 2>/dev/null || true
+      # shellcheck disable=SC2086
+      for _ in $(seq 1 50); do any_alive $children || break; sleep 0.1; done
+    fi
     wait "$pid" 2>/dev/null || true
   done
   if [ ${#pids[@]} -gt 0 ]; then
@@ -91,6 +104,7 @@ PY
 trap stop_all EXIT
 trap 'echo; echo "demo: interrupted" >&2; exit 130' INT
 trap 'echo "demo: terminated" >&2; exit 143' TERM
+trap 'exit 129' HUP  # the terminal went away
 
 started() { # started PID PORT: remember a background process
   pids+=("$1")
