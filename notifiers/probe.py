@@ -67,23 +67,3 @@ def check_targets(config: Config, history: History) -> list[Check]:
     targets = build_targets(config)
     with ThreadPoolExecutor(max(1, len(targets))) as pool:
         return list(pool.map(check, targets))
-
-
-def prune_pushgateway(config: Config, *, dry_run: bool = False) -> list[dict[str, str]]:
-    """Delete this host's Pushgateway groups of jobs no longer configured; returns them."""
-    from notifiers.pushgateway import PushgatewayTarget
-
-    if not config.notify.pushgateway:
-        return []
-    target = PushgatewayTarget(config.notify.pushgateway, config)
-    stale = [{"hostname": g["hostname"], "job_name": g["job_name"]} for g in target.groups()
-             if g.get("hostname") == config.hostname and g.get("job_name")
-             and g["job_name"] not in config.jobs]
-    if not dry_run:
-        for group in stale:
-            outcome = target.delete_group(group["hostname"], group["job_name"])
-            if not outcome.delivered:
-                from runner.errors import UserError
-
-                raise UserError(f"notify.pushgateway: deleting {group}: {outcome.error}")
-    return stale

@@ -268,14 +268,15 @@ def metrics_group() -> None:
 @guarded
 def metrics_prune(ctx: click.Context, config_file: str | None, dry_run: bool,
                   as_json: bool) -> None:
-    """Delete this host's Pushgateway groups of jobs that are no longer configured."""
-    from notifiers.probe import prune_pushgateway
+    """Delete this host's Pushgateway groups of jobs no longer pushed (removed from the config
+    or from [notify.pushgateway] jobs)."""
+    from notifiers.pushgateway import prune_groups
     from runner.configuration.load import load_config
 
     config = load_config(_config_file(ctx, config_file))
     if not config.notify.pushgateway:
         fail("no [notify.pushgateway] configured")
-    stale = prune_pushgateway(config, dry_run=dry_run)
+    stale = prune_groups(config, dry_run=dry_run)
     if as_json:
         echo(json.dumps({"dry_run": dry_run, "deleted": [] if dry_run else stale,
                           "stale": stale}, indent=2))
@@ -285,7 +286,7 @@ def metrics_prune(ctx: click.Context, config_file: str | None, dry_run: bool,
             echo(f"{verb} group job=restic_runner hostname={group['hostname']} "
                   f"job_name={group['job_name']}")
         if not stale:
-            echo("no groups of unconfigured jobs")
+            echo("no groups of jobs no longer pushed")
 
 
 @main.command()

@@ -8,7 +8,8 @@ here: no test module or conftest is imported by another file. One job per module
 - `processes`: /proc, free loopback ports, `wait_until`, stopping processes, the umask.
 - `service`: `restic-runner serve` under gunicorn, API clients, the API's test client.
 - `receivers`: scripted HTTP receivers (webhooks, healthchecks).
-- `pushgateway`: a real Pushgateway; `smtp`: aiosmtpd SMTP servers; `rest_server`: rclone's
+- `pushgateway`: a real Pushgateway; `prometheus`: a real Prometheus with the shipped rules;
+  `smtp`: aiosmtpd SMTP servers; `rest_server`: rclone's
   restic REST server.
 - `runs`: runs made in-process on a real history (old ones, delivered or pending; one another
   live process holds the lock of), a target that never delivers.
