@@ -418,6 +418,32 @@ def claim_state_dir(config: Config) -> NamedLock:
     return lock
 
 
+def ensure_bindable(address: str) -> None:
+    """Each worker binds a socket of its own (reuse_port): a port that is taken made every
+    worker exit and gunicorn start new ones, forever. Tried once here instead, without
+    SO_REUSEPORT, so another service's reuse_port listener counts as taken too."""
+    from gunicorn.util import parse_address
+
+    from runner.errors import UserError
+
+    if address.startswith(("unix:", "fd://")):
+        return
+    host, port = parse_address(address)
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise UserError(f"server.bind: cannot resolve {host}: {exc.strerror}") from None
+    family, kind, proto, _, sockaddr = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(sockaddr)
+        except OSError as exc:
+            raise UserError(f"server.bind: cannot listen on {address}: {exc.strerror} "
+                            "(another process listens there?)") from None
+
+
 def serve(config: Config, *, bind: str | None = None, workers: int | None = None) -> None:
     import time
 
@@ -428,6 +454,7 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
     from runner.service.launcher import start_launcher
 
     state_lock = claim_state_dir(config)  # held until this process exits
+    ensure_bindable(bind or config.server.bind)
     launcher = start_launcher(config)  # before any worker exists, and before SQLite is opened
     companions = [launcher, *(pid for pid in (start_deliveries_worker(config),
                                               start_service_scheduler(config),

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import requests
 
@@ -285,3 +287,22 @@ def test_a_second_serve_on_the_same_state_dir_is_refused(server: Server) -> None
     assert "Traceback" not in second.stderr
     accepted = server.post("/trigger/nightly?wait=20")
     assert accepted.status_code == 200 and accepted.json()["status"] == "succeeded"
+
+
+def test_serve_on_a_taken_port_exits_at_once(server: Server, tmp_path: Path) -> None:
+    """Workers bind their own sockets (reuse_port): on a taken port each one failed and gunicorn
+    started new ones forever. Taken by another service (which listens with SO_REUSEPORT too)
+    or by any other program: refused before anything starts."""
+    other = tmp_path / "other.toml"
+    other.write_text(server.ws.config_path.read_text().replace(
+        str(server.ws.state), str(tmp_path / "second-state")))
+    env = {**server.ws.env(), "RESTIC_RUNNER_CONFIG": str(other)}
+    taken = server.url.removeprefix("http://")
+    with socket.create_server(("127.0.0.1", 0)) as plain:
+        for address in (taken, f"127.0.0.1:{plain.getsockname()[1]}"):
+            second = subprocess.run([RUNNER, "serve", "--bind", address], env=env,
+                                    capture_output=True, text=True, timeout=60, cwd=tmp_path)
+            assert second.returncode == 2, second.stderr
+            assert f"server.bind: cannot listen on {address}" in second.stderr
+            assert "Traceback" not in second.stderr
+    assert server.post("/trigger/nightly?wait=20").status_code == 200
