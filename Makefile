@@ -1,5 +1,6 @@
 # restic-runner — developer entry points. The README's two commands:
-#   make demo   set up, then run the main job on an embedded default config (./demo/)
+#   make demo   set up, then run the demo: backups, the API, Pushgateway + Prometheus, a failing
+#               job's alert firing and its signed webhook verified (./demo/)
 #   make test   set up, then lint and run the test suite
 # `make test-fast` runs the in-process tests only (tests/README.md: the layout), in under a minute.
 # Set-up (apt packages, .venv, restic 0.14 and 0.18 under .tools/) is scripts/bootstrap.sh:
@@ -18,7 +19,7 @@ BENCH_ARGS  ?=
 .PHONY: help venv bootstrap test test-fast lint demo bench image image-test lock clean distclean
 
 help:
-	@echo "make demo       set up and run the demo backup job (./demo/)"
+	@echo "make demo       set up and run the demo: backups, the API, a failing job, its firing alert and verified webhook (./demo/)"
 	@echo "make test       set up, ruff check, pytest $(PYTEST_ARGS)"
 	@echo "make test-fast  set up, ruff check, the in-process tests only (under a minute)"
 	@echo "make lint       ruff check (+ shellcheck of scripts/ when installed)"
