@@ -126,8 +126,7 @@ def status_table(report: dict[str, Any]) -> str:
         table += (f"\n{pending} notification deliveries wait for a retry (the service retries "
                   "them, or the next `run`)")
     for target, reason in (report.get("targets_stopped") or {}).items():
-        table += (f"\nnotifications to {target} are stopped until its configuration changes: "
-                  f"{reason}")
+        table += f"\nnotifications to {target} are stopped: {reason}"
     return table
 
 

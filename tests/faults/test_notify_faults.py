@@ -395,6 +395,8 @@ def test_healthchecks_404_for_a_deleted_check_stops_the_target_until_its_config_
     skipped = note(second, "healthchecks:nightly", "run.succeeded")
     doctor = json.loads(ws18.cli("doctor", "--json").stdout)
     stopped = [c for c in doctor["checks"] if "stopped" in c["message"]]
+    status = ws18.cli("status").stdout
+    status_json = json.loads(ws18.cli("status", "--json").stdout)
     with FaultCheck("healthchecks 404: the check was deleted") as check:
         check(LOST, assert_no_run_lost, ws18,
               {first["run_id"]: "succeeded", second["run_id"]: "succeeded"})
@@ -418,7 +420,13 @@ def test_healthchecks_404_for_a_deleted_check_stops_the_target_until_its_config_
         check(MESSAGE, assert_clear_message, json.dumps(stopped),
               r"stopped, nothing is sent to it.*HTTP 404.*change its configuration",
               where="doctor")
-        check(MESSAGE, assert_equal, CHECK in json.dumps(doctor) + json.dumps(first), False)
+        check(MESSAGE, assert_clear_message, status,
+              r"notifications to healthchecks:nightly are stopped: .*HTTP 404.*change its "
+              r"configuration", where="status")
+        check(MESSAGE, assert_equal, list(status_json["targets_stopped"]),
+              ["healthchecks:nightly"])
+        check(MESSAGE, assert_equal, CHECK in json.dumps(doctor) + json.dumps(first) + status
+              + json.dumps(status_json), False)
         # the fault clears: the operator points the target at a check that exists
         healthchecks(ws18, hook, check="0b1c2d3e-4f50-4617-8829-3a4b5c6d7e8f")
         new = check(JOB_LOCK, assert_job_lock_free, ws18, "nightly")
