@@ -39,6 +39,7 @@ bootstrap:
 	@bash scripts/bootstrap.sh
 
 test: bootstrap
+	@bash scripts/airflow-venv.sh  # Airflow for tests/airflow/, in .tools/airflow-venv of its own
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

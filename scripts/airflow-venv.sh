@@ -55,8 +55,9 @@ if [ "$refreeze" = 0 ] && [ -s "$constraints" ]; then constraint_args=(-c "$cons
   "${pins[@]}"
 if [ "$refreeze" = 1 ]; then
   {
-    echo "# pip freeze of .tools/airflow-venv (scripts/airflow-venv.sh --refreeze): the pins"
-    echo "# Airflow's constraints file would give, which a PyPI-only network cannot fetch."
+    echo "# pip freeze of .tools/airflow-venv (scripts/airflow-venv.sh --refreeze): what pip"
+    echo "# resolved for the two pins, in place of Airflow's constraints file (on GitHub, which a"
+    echo "# PyPI-only network cannot reach). tests/airflow/ passed with exactly these."
     "$venv/bin/python" -m pip freeze --disable-pip-version-check --exclude-editable
   } >"$constraints"
   wanted=$(fingerprint)

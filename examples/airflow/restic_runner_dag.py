@@ -16,9 +16,12 @@ apache-airflow-providers-http 6.3.0 (tests/airflow/ runs it with `airflow dags t
   provider's HttpTrigger to long-poll /runs/<run_id>/result?wait=…, and defers again only while
   the run is going, at most once per MIN_ROUND_SECONDS. (Not a deferrable HttpSensor: its
   trigger re-asks without pausing on 401, 403, 410 and 5xx.)
-- The connection `restic_runner` holds the base URL in `host`, with its scheme
-  (`"host": "https://backup.example.org"`), and the bearer token of a [[clients]] entry that may
-  run the job in `password`.
+- The connection `restic_runner` holds the base URL in `host`, with its scheme, and the bearer
+  token of a [[clients]] entry that may run the job as a header in `extra` (the HTTP hook sends
+  an extra's keys as headers), so the token is never in a task's arguments, rendered fields or
+  stored triggers:
+  `{"conn_type": "http", "host": "https://backup.example.org",
+    "extra": {"Authorization": "Bearer rrt_…"}}`.
 
 The request shapes and checks are plain functions above the DAG, testable without Airflow
 (tests/e2e/test_examples.py runs them against a real server).
@@ -50,12 +53,17 @@ def idempotency_key(dag_id: str, run_id: str) -> str:
     return f"airflow:{dag_id}:{run_id}"
 
 
-def trigger_request(job: str, dag_id: str, run_id: str, token: str) -> dict[str, Any]:
-    """What the trigger task sends."""
+def connection_headers(token: str) -> dict[str, str]:
+    """What the connection's `extra` holds: the HTTP hook adds it to every request."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+def trigger_request(job: str, dag_id: str, run_id: str) -> dict[str, Any]:
+    """What the trigger task sends (with the connection's headers)."""
     return {
         "method": "POST",
         "endpoint": f"/trigger/{job}",
-        "headers": {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+        "headers": {"Content-Type": "application/json",
                     "Idempotency-Key": idempotency_key(dag_id, run_id)},
         "data": json.dumps({"params": {"tags": ["airflow"]}}),
     }
@@ -180,13 +188,12 @@ if DAG is not None:  # pragma: no cover
 
     DAG_ID = dag_id_for(JOB)
     RUN_ID = "{{ ti.xcom_pull(task_ids='trigger') }}"
-    TOKEN = "{{ conn." + CONNECTION_ID + ".password }}"
 
     with DAG(dag_id=DAG_ID, schedule="0 3 * * *", catchup=False,
              start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
              max_active_runs=1,  # two runs of one job would answer each other 409
              tags=["restic-runner"]) as dag:
-        request = trigger_request(JOB, "{{ dag.dag_id }}", "{{ run_id }}", TOKEN)
+        request = trigger_request(JOB, "{{ dag.dag_id }}", "{{ run_id }}")
         trigger = HttpOperator(
             task_id="trigger", http_conn_id=CONNECTION_ID, method=request["method"],
             endpoint=request["endpoint"], headers=request["headers"], data=request["data"],
@@ -196,18 +203,17 @@ if DAG is not None:  # pragma: no cover
         )
         # the checks read every status themselves: no ERROR lines from the hook on "not yet"
         quiet = {"check_response": False}
-        auth = {"Authorization": f"Bearer {TOKEN}"}
         if DEFERRABLE:
             wait = LongPollResult(
                 task_id="wait_for_result", http_conn_id=CONNECTION_ID,
-                endpoint=result_endpoint(RUN_ID, LONG_POLL_SECONDS), headers=auth,
-                extra_options=quiet, execution_timeout=timedelta(hours=TIMEOUT_HOURS),
+                endpoint=result_endpoint(RUN_ID, LONG_POLL_SECONDS), extra_options=quiet,
+                execution_timeout=timedelta(hours=TIMEOUT_HOURS),
                 retries=2, retry_delay=timedelta(minutes=1),  # the service down a moment
             )
         else:
             wait = HttpSensor(
                 task_id="wait_for_result", http_conn_id=CONNECTION_ID, method="GET",
-                endpoint=result_endpoint(RUN_ID), headers=auth, extra_options=quiet,
+                endpoint=result_endpoint(RUN_ID), extra_options=quiet,
                 response_check=lambda response: _check(response.status_code, response.text),
                 poke_interval=POKE_SECONDS, timeout=TIMEOUT_HOURS * 3600, mode="reschedule",
                 retries=2, retry_delay=timedelta(minutes=1),  # the service down a moment

@@ -42,7 +42,8 @@ def _set(text: str, name: str, value: str) -> str:
 @dataclass
 class Airflow:
     """Airflow's CLI on a home of its own: a copy of the migrated database, a DAG folder, the
-    connection `restic_runner` as AIRFLOW_CONN_RESTIC_RUNNER in the JSON form."""
+    connection `restic_runner` as AIRFLOW_CONN_RESTIC_RUNNER in the JSON form, the token in
+    its extra as the Authorization header (docs/airflow-and-cron.md)."""
 
     home: Path
     service: Service
@@ -55,7 +56,8 @@ class Airflow:
 
     def env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith("AIRFLOW")}
-        connection = {"conn_type": "http", "host": self.service.url, "password": self.token}
+        connection = {"conn_type": "http", "host": self.service.url,
+                      "extra": {"Authorization": f"Bearer {self.token}"}}
         env.update(AIRFLOW_HOME=str(self.home), AIRFLOW__CORE__DAGS_FOLDER=str(self.dags),
                    AIRFLOW__CORE__LOAD_EXAMPLES="False",
                    AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{self.home}/airflow.db",
@@ -90,9 +92,9 @@ class Airflow:
         return next(r["run_id"] for r in runs if r["logical_date"].startswith(date))
 
     def assert_token_nowhere(self) -> None:
-        """The bearer token is in no output of Airflow and in no file it wrote."""
-        written = b"".join(p.read_bytes() for p in self.home.rglob("*")
-                           if p.is_file() and p.suffix != ".db")
+        """The bearer token is in no output of Airflow and in no file it wrote: its logs, its
+        database (task arguments, rendered fields, stored triggers, XCom)."""
+        written = b"".join(p.read_bytes() for p in self.home.rglob("*") if p.is_file())
         for form in encodings(self.token):
             assert all(form.decode(errors="replace") not in out for out in self.outputs)
             assert form not in written

@@ -30,11 +30,13 @@ def test_airflow_dag_requests(server: Server) -> None:
     assert dag.DAG is None  # no Airflow here: only the request shapes (tests/airflow/ runs it)
     assert dag.dag_id_for(dag.JOB) == "restic_runner_nightly"
     request = dag.trigger_request("nightly", "restic_runner_nightly",
-                                  "scheduled__2026-11-26T03:00:00+00:00", server.token)
+                                  "scheduled__2026-11-26T03:00:00+00:00")
+    auth = dag.connection_headers(server.token)  # the connection's extra
 
     def send() -> requests.Response:
         return requests.request(request["method"], server.url + request["endpoint"],
-                                headers=request["headers"], data=request["data"], timeout=30)
+                                headers={**auth, **request["headers"]}, data=request["data"],
+                                timeout=30)
 
     first = send()
     assert first.status_code == 202, first.text
@@ -42,8 +44,8 @@ def test_airflow_dag_requests(server: Server) -> None:
     assert dag.run_id_of(send().json()) == run_id  # a task retry: the same run
     # the sensor: pokes until 200
     while True:
-        response = requests.get(server.url + dag.result_endpoint(run_id),
-                                headers={"Authorization": f"Bearer {server.token}"}, timeout=30)
+        response = requests.get(server.url + dag.result_endpoint(run_id), headers=auth,
+                                timeout=30)
         if dag.result_is_final(response.status_code, response.text):
             break
         time.sleep(0.2)
