@@ -256,3 +256,64 @@ def test_the_connection_wants_the_json_form(airflow: Airflow) -> None:
     assert done.returncode == 0, done.stderr
     assert "uri_form http://backup.example.org:443\n" in done.stdout
     assert "json_form https://backup.example.org\n" in done.stdout
+
+
+# The deferrable wait's decisions, one by one, with Airflow's own classes and the service's
+# real answers. `airflow dags test` resumes a deferred task without the kwargs it deferred with
+# (Airflow 3.3.2), so the "answered at once: pause" branch that needs `asked_at` runs here.
+LONG_POLL_PROBE = """
+import importlib.util, json, sys, time
+import requests
+from airflow.providers.http.triggers.http import HttpResponseSerializer
+from airflow.sdk.exceptions import AirflowFailException, TaskDeferred
+
+spec = importlib.util.spec_from_file_location("restic_runner_dag", sys.argv[1])
+dag = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(dag)
+url, token = sys.argv[2], sys.argv[3]
+auth = dag.connection_headers(token)
+run_id = requests.post(url + "/trigger/slow", headers=auth, timeout=30).json()["run_id"]
+going = requests.get(url + dag.result_endpoint(run_id), headers=auth, timeout=30)
+unknown = requests.get(url + dag.result_endpoint("no-such-run"), headers=auth, timeout=30)
+wait = dag.LongPollResult(task_id="wait", http_conn_id="restic_runner",
+                          endpoint=dag.result_endpoint(run_id, dag.LONG_POLL_SECONDS))
+
+def decide(response, asked_at=None, event=None):
+    event = event or {"status": "success", "response": HttpResponseSerializer.serialize(response)}
+    try:
+        return {"returned": wait.answered({}, event, asked_at)}
+    except TaskDeferred as deferred:
+        return {"defers_on": type(deferred.trigger).__name__, "then": deferred.method_name,
+                "asked_at": (deferred.kwargs or {}).get("asked_at") is not None}
+    except AirflowFailException as failure:
+        return {"fails_for_good": str(failure)}
+    except Exception as error:
+        return {"fails_this_try": f"{type(error).__name__}: {error}"}
+
+print(json.dumps({
+    "status": going.status_code,
+    "not_yet_at_once": decide(going, asked_at=time.time()),
+    "not_yet_after_a_long_poll": decide(going, asked_at=time.time() - dag.MIN_ROUND_SECONDS),
+    "not_yet_unknown_when_asked": decide(going),
+    "unknown_run": decide(unknown, asked_at=time.time()),
+    "not_reached": decide(None, time.time(), {"status": "error", "message": "connect refused"}),
+}))
+"""
+
+
+def test_the_deferrable_wait_pauses_asks_again_or_ends(airflow: Airflow) -> None:
+    done = subprocess.run([AIRFLOW.parent / "python", "-c", LONG_POLL_PROBE, str(EXAMPLE),
+                           airflow.service.url, airflow.token], env=airflow.env(), text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-5000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert seen["status"] == 404  # `slow` is still running
+    pause = {"defers_on": "TimeDeltaTrigger", "then": "paused", "asked_at": False}
+    assert seen["not_yet_at_once"] == pause  # the service did not hold the request: no spin
+    assert seen["not_yet_unknown_when_asked"] == pause
+    assert seen["not_yet_after_a_long_poll"] == {"defers_on": "HttpTrigger", "then": "answered",
+                                                 "asked_at": True}
+    assert seen["unknown_run"]["fails_for_good"].startswith(
+        "restic-runner does not know this run (410 Unknown run)")
+    assert seen["not_reached"] == {
+        "fails_this_try": "AirflowException: restic-runner not reached: connect refused"}
