@@ -122,7 +122,7 @@ def result_is_final(status_code: int, text: str) -> bool:
                          f"{said}")
     if status_code in (401, 403):
         raise RunNotGood(f"restic-runner refused the token ({status_code}): {said}; check the "
-                         "connection's password and the client's `jobs`")
+                         "connection's Authorization header (extra) and the client's `jobs`")
     raise RunNotGood(f"restic-runner answered {status_code}: {said}")
 
 
