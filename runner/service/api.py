@@ -5,6 +5,7 @@ engine, in a detached supervisor); state comes from `runner.engine.history`; who
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from typing import Any
@@ -176,7 +177,11 @@ def _accepted(run_id: str, wait: float) -> Response:
 def _final(record: RunRecord) -> Response:
     """The final record, answered to this client: its Idempotency-Keys for the run are spent
     (docs/api.md, "Idempotency"), so the same key starts a new run from now on."""
-    state().idempotency().mark_answered(_client().name, record["run_id"])
+    try:
+        state().idempotency().mark_answered(_client().name, record["run_id"])
+    except sqlite3.Error as exc:  # a read-only or full state_dir: the answer is still true
+        current_app.logger.warning("the Idempotency-Keys of run %s stay unspent: %s",
+                                   record["run_id"], exc)
     return jsonify(record)
 
 

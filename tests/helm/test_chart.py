@@ -883,8 +883,9 @@ def chart_service(tmp_path: Path) -> Iterator[tuple[Rendered, int, Path]]:
 
 def test_chart_against_the_real_service(chart_service: tuple[Rendered, int, Path]) -> None:
     """The default config and generated secret start the real service; the test hook sees it
-    ready; a CronJob's exact args (Kubernetes' $(VAR) expansion done by hand) authenticate, and a
-    retry with the same Job name follows the same run."""
+    ready; a CronJob's exact args (Kubernetes' $(VAR) expansion done by hand) authenticate; a
+    pod retried after its --wait read the failed result runs the job again, while one lost
+    before it read anything follows the same run (docs/api.md, "Idempotency")."""
     r, port, secrets = chart_service
     local = f"http://127.0.0.1:{port}"
     script = _container(_hook(r)["spec"])["command"][2]
@@ -900,15 +901,23 @@ def test_chart_against_the_real_service(chart_service: tuple[Rendered, int, Path
              .replace(f"{CLIENT_SECRETS_DIR}/", f"{secrets}/")
              .replace("$(IDEMPOTENCY_KEY)", job_name) for a in container["args"]]
     runs = []
-    for _ in range(2):
-        result = subprocess.run([str(VENV_BIN / "restic-runner"), *args],
+    wait_at = args.index("--wait")
+    lost = args[:wait_at] + args[wait_at + 2:]  # a pod lost before it read the result
+    for pod_args in (args, args, lost, lost):
+        result = subprocess.run([str(VENV_BIN / "restic-runner"), *pod_args],
                                 capture_output=True, text=True, timeout=60)
         output = result.stdout + result.stderr
         # accepted (2 would be a refusal: 401/403/404) and followed to its end (124: still
         # running); the backup itself fails: there is no repository at that path
         serve_log = (secrets.parent / "serve.log").read_text(errors="replace")
         assert result.returncode not in (2, 124), output + serve_log[-3000:]
-        assert "backup:" in output
-        (run_id,) = re.findall(r"run ([0-9a-f-]{36})", output)
+        if pod_args is args:
+            assert "backup: failed" in output
+            (run_id,) = re.findall(r"run ([0-9a-f-]{36})", output)
+        else:
+            run_id = output.strip()
         runs.append((run_id, result.returncode))
-    assert runs[0] == runs[1]  # same Idempotency-Key: the same run, not a second backup
+    # the first pod read its failed result: the retried pod runs the backup again
+    assert runs[0][0] != runs[1][0] and runs[0][1] == runs[1][1] == 1
+    # two pods that never read a result: the second follows the first's run
+    assert runs[2] == runs[3] and runs[2][0] not in (runs[0][0], runs[1][0])
