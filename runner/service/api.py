@@ -5,6 +5,7 @@ engine, in a detached supervisor); state comes from `runner.engine.history`; who
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -176,13 +177,31 @@ def _accepted(run_id: str, wait: float) -> Response:
 
 def _final(record: RunRecord) -> Response:
     """The final record, answered to this client: its Idempotency-Keys for the run are spent
-    (docs/api.md, "Idempotency"), so the same key starts a new run from now on."""
+    (docs/api.md, "Idempotency"), so the same key starts a new run from now on. Not when the
+    client has already gone (a long-poll outlived it): nobody will read this answer, and its
+    retry must find the same run."""
+    if not _caller_still_connected():
+        return jsonify(record)
     try:
         state().idempotency().mark_answered(_client().name, record["run_id"])
     except sqlite3.Error as exc:  # a read-only or full state_dir: the answer is still true
         current_app.logger.warning("the Idempotency-Keys of run %s stay unspent: %s",
                                    record["run_id"], exc)
     return jsonify(record)
+
+
+def _caller_still_connected() -> bool:
+    """False when the caller has closed its side of the connection (killed, timed out, reset):
+    a peek at the socket reads its FIN. Unknown (no socket: a test client) counts as there."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is None:
+        return True
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+    except BlockingIOError:  # nothing to read, and not closed: still there
+        return True
+    except OSError:  # reset
+        return False
 
 
 def _wait_for_end(run_id: str, record: RunRecord, wait: float) -> RunRecord:

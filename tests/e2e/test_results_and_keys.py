@@ -5,7 +5,9 @@ Idempotency-Key that is spent once the client has read the run's final record (d
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
 import time
 
@@ -117,3 +119,27 @@ def test_refusals_say_when_to_ask_again(server: Server) -> None:
     forbidden = server.post("/trigger/nightly", b"", server.bearer(server.limited_token))
     problem(forbidden, 403)
     assert int(forbidden.headers["Retry-After"]) >= 30
+
+
+def test_an_answer_nobody_received_spends_no_key(server: Server) -> None:
+    """A client that gave up during its long-poll (killed, timed out: its side closed) never
+    read the final record the service then answers: its retry must find the same run."""
+    key = {"Idempotency-Key": "cronjob-nightly-29433780"}
+    for number, poll in enumerate(("/runs/{run_id}/result?wait=20", "/trigger/slow?wait=20")):
+        # new data: slow uploads at 150 KiB/s, so the run outlasts the client's second
+        (server.ws.root / "big" / f"more-{number}.bin").write_bytes(os.urandom(1536 * 1024))
+        run_id = server.post("/trigger/slow", b"{}", {**server.sign(b"{}"), **key}).json()[
+            "run_id"]
+        body = b"{}" if poll.startswith("/trigger") else b""
+        headers = {**server.sign(body), **key, "Content-Length": str(len(body))}
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        method = "POST" if body else "GET"
+        with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as conn:
+            conn.sendall(f"{method} {poll.format(run_id=run_id)} HTTP/1.1\r\nHost: x\r\n"
+                         f"{head}\r\n".encode() + body)
+            time.sleep(1)  # the long-poll is held; then the client goes away
+        _ended(server, run_id)
+        time.sleep(0.5)  # the service has answered the gone client by now
+        retry = server.post("/trigger/slow", b"{}", {**server.sign(b"{}"), **key})
+        assert retry.json()["run_id"] == run_id, poll
+        assert _signed_get(server, f"/runs/{run_id}/result").status_code == 200  # read: spent
