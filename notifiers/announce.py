@@ -104,6 +104,9 @@ def note_stale_groups(config: Config) -> list[str]:
         stale = [group["job_name"] for group in stale_groups(config)]
     except (HttpError, OSError, ValueError):
         return []
+    except Exception as exc:  # a hostile gateway's answer must not stop the announcements
+        _warn("pushgateway: its list of groups could not be read: %s", type(exc).__name__)
+        return []
     if stale:
         _warn("pushgateway: groups of jobs no longer pushed from %s: %s; `restic-runner metrics "
               "prune` deletes them", config.hostname, ", ".join(sorted(stale)))

@@ -29,6 +29,7 @@ from security.masking import mask_webhook_url, redact
 if TYPE_CHECKING:
     from runner.configuration.config import Config
 
+MAX_BODY_LIMIT = 1_000_000  # a hostile or broken server's limit is capped: a body is read whole
 DEFAULT_BODY_LIMIT = 10_000  # self-hosted healthchecks keeps this much by default (hosted: 100,000)
 CUT_MARK = "[the first {left_out} bytes of the log are left out: only its end fits in a ping; " \
            "the whole log: GET /runs/{run_id}/log]\n"
@@ -79,6 +80,16 @@ def ping_body(ctx: DeliveryContext, record: RunRecord, limit: int) -> bytes:
     return mark.encode() + kept
 
 
+def parse_body_limit(header: str) -> int | None:
+    """A server's `Ping-Body-Limit`: ASCII digits only (`isdigit` takes "²"), 1 to
+    MAX_BODY_LIMIT; anything else is ignored, never an error after the ping was accepted."""
+    text = header.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 9):
+        return None
+    limit = int(text)
+    return limit if 1 <= limit <= MAX_BODY_LIMIT else None
+
+
 class HealthchecksTarget:
     def __init__(self, settings: HealthchecksSettings, config: Config | None = None) -> None:
         self.settings = settings
@@ -114,7 +125,7 @@ class HealthchecksTarget:
         else DEFAULT_BODY_LIMIT."""
         limit = memory.get("ping_body_limit")
         if isinstance(limit, int) and memory.get("ping_body_limit_of") == self.fingerprint():
-            return limit
+            return max(1, min(limit, MAX_BODY_LIMIT))
         return DEFAULT_BODY_LIMIT
 
     def _body(self, event: Event, ctx: DeliveryContext) -> bytes:
@@ -132,10 +143,9 @@ class HealthchecksTarget:
             return Outcome.failed("no answer", str(exc))
         outcome = self._missing(answer, url) if answer.status == 404 else \
             httpclient.outcome_of(answer, url)
-        limit = answer.headers.get("ping-body-limit", "").strip()
-        if limit.isdigit():
-            outcome.remember.update(ping_body_limit=int(limit),
-                                    ping_body_limit_of=self.fingerprint())
+        limit = parse_body_limit(answer.headers.get("ping-body-limit", ""))
+        if limit is not None:
+            outcome.remember.update(ping_body_limit=limit, ping_body_limit_of=self.fingerprint())
         return outcome
 
     def _missing(self, answer: httpclient.Answer, url: str) -> Outcome:

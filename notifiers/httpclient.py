@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from runner.checks import Check
+from security.controlchars import escape_controls
 from security.masking import mask_webhook_url, redact_text
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ def describe_error(exc: BaseException, url: str) -> str:
 
 def answer_error(answer: Answer, url: str) -> str:
     """A masked one-line description of a non-2xx answer."""
-    snippet = answer.body[:200].decode("utf-8", "replace").strip().replace("\n", " ")
+    snippet = escape_controls(" ".join(answer.body[:200].decode("utf-8", "replace").split()))
     text = f"{mask_webhook_url(url)} answered HTTP {answer.status}"
     return redact_text(f"{text}: {snippet}" if snippet else text)
 

@@ -156,9 +156,17 @@ class PushgatewayTarget:
                               timeout=self.settings.timeout, max_body=64 << 20)
         if not answer.ok:
             raise httpclient.HttpError(httpclient.answer_error(answer, self.settings.url))
-        data = json.loads(answer.body)
-        return [g["labels"] for g in data.get("data", [])
-                if g.get("labels", {}).get("job") == GROUP_JOB]
+        try:
+            data = json.loads(answer.body)
+        except ValueError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("data", []), list):
+            raise httpclient.HttpError(f"{mask_webhook_url(self.settings.url)}: /api/v1/metrics "
+                                       "answered something that is not a Pushgateway's list")
+        return [labels for g in data.get("data", []) if isinstance(g, dict)
+                and isinstance(labels := g.get("labels"), dict)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())
+                and labels.get("job") == GROUP_JOB]
 
     def stale_groups(self, config: Config) -> list[dict[str, str]]:
         """This host's groups of jobs that are not pushed from here any more: removed from the

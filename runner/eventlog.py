@@ -9,6 +9,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from security.controlchars import escape_controls
 from security.masking import redact_text
 
 TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
@@ -17,6 +18,13 @@ TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 class MaskedText(logging.Formatter):
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT, "%Y-%m-%dT%H:%M:%S%z")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """One event, one line: a newline or ESC in a message (a label value, a receiver's
+        answer) is shown as `\\xNN`, never as a forged line of its own. A traceback, added
+        after, keeps its lines."""
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return redact_text(super().format(record))

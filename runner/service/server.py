@@ -418,16 +418,14 @@ def claim_state_dir(config: Config) -> NamedLock:
     return lock
 
 
-def ensure_bindable(address: str) -> None:
-    """Each worker binds a socket of its own (reuse_port): a port that is taken made every
-    worker exit and gunicorn start new ones, forever. Tried once here instead, without
-    SO_REUSEPORT, so another service's reuse_port listener counts as taken too."""
+def _bind_target(address: str) -> tuple[int, int, int, Any] | None:
+    """(family, type, proto, sockaddr) of a TCP `bind` address; None for a unix socket."""
     from gunicorn.util import parse_address
 
     from runner.errors import UserError
 
     if address.startswith(("unix:", "fd://")):
-        return
+        return None
     host, port = parse_address(address)
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
@@ -435,13 +433,52 @@ def ensure_bindable(address: str) -> None:
     except socket.gaierror as exc:
         raise UserError(f"server.bind: cannot resolve {host}: {exc.strerror}") from None
     family, kind, proto, _, sockaddr = infos[0]
+    return family, kind, proto, sockaddr
+
+
+def _taken(address: str, exc: OSError) -> Exception:
+    from runner.errors import UserError
+
+    return UserError(f"server.bind: cannot listen on {address}: {exc.strerror} (another "
+                     "process listens there, or holds the port?)")
+
+
+def ensure_bindable(address: str) -> None:
+    """Each worker binds a socket of its own (reuse_port): a port that is taken made every
+    worker exit and gunicorn start new ones, forever. Tried once here, before anything starts,
+    without SO_REUSEPORT, so another service's reuse_port listener counts as taken too."""
+    target = _bind_target(address)
+    if target is None:
+        return
+    family, kind, proto, sockaddr = target
     with socket.socket(family, kind, proto) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(sockaddr)
         except OSError as exc:
-            raise UserError(f"server.bind: cannot listen on {address}: {exc.strerror} "
-                            "(another process listens there?)") from None
+            raise _taken(address, exc) from None
+
+
+def hold_port(address: str) -> socket.socket | None:
+    """A socket bound to the port, never listening, kept by the master for the service's life:
+    it has SO_REUSEPORT (so this user's workers can bind beside it) but not SO_REUSEADDR, so
+    nobody else can bind the port any more — not even between `ensure_bindable` and the
+    workers (a local user binding with SO_REUSEADDR, listening later, would have taken the
+    connections and their bearer tokens). Not listening, it is given no connection. Made
+    after the companions are forked: a run's supervisor outlives the service and must not keep
+    the port."""
+    target = _bind_target(address)
+    if target is None:
+        return None
+    family, kind, proto, sockaddr = target
+    guard = socket.socket(family, kind, proto)
+    try:
+        guard.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        guard.bind(sockaddr)
+    except OSError as exc:
+        guard.close()
+        raise _taken(address, exc) from None
+    return guard
 
 
 def serve(config: Config, *, bind: str | None = None, workers: int | None = None) -> None:
@@ -459,6 +496,12 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
     companions = [launcher, *(pid for pid in (start_deliveries_worker(config),
                                               start_service_scheduler(config),
                                               start_announcer(config)) if pid)]
+    try:
+        port_guard = hold_port(bind or config.server.bind)  # referenced until serve returns
+    except Exception:
+        signal_children(companions)
+        wait_children(companions, time.monotonic() + config.server.graceful_timeout + 3)
+        raise
     stopping_since: list[float] = []
 
     def on_halt() -> None:
@@ -486,4 +529,8 @@ def serve(config: Config, *, bind: str | None = None, workers: int | None = None
     options = gunicorn_options(config, bind=bind, workers=workers)
     options["on_exit"] = on_exit
     options["when_ready"] = when_ready
-    RunnerServer(config, options, on_halt=on_halt).run()
+    try:
+        RunnerServer(config, options, on_halt=on_halt).run()
+    finally:
+        if port_guard is not None:
+            port_guard.close()

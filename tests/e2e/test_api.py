@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -306,3 +307,47 @@ def test_serve_on_a_taken_port_exits_at_once(server: Server, tmp_path: Path) -> 
             assert f"server.bind: cannot listen on {address}" in second.stderr
             assert "Traceback" not in second.stderr
     assert server.post("/trigger/nightly?wait=20").status_code == 200
+
+
+SQUATTER = """
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError as exc:
+    print("refused", exc.errno, flush=True)
+    sys.exit(0)
+print("bound", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_local_user_cannot_take_the_port_from_under_serve(server: Server,
+                                                            tmp_path: Path) -> None:
+    """A local user binding the port with SO_REUSEADDR without listening passed the start-up
+    check, then listened once the service ran: its workers failed to bind, forever, and the
+    squatter got the clients' bearer tokens. The master now holds the port (bound, never
+    listening): nobody else can bind it while the service runs, and one bound before is found."""
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+              "-c", SQUATTER]
+    port = server.url.rsplit(":", 1)[1]
+    late = subprocess.run([*nobody, port], capture_output=True, text=True, timeout=30)
+    assert late.stdout.split()[0] == "refused", late.stdout + late.stderr
+    assert server.post("/trigger/nightly?wait=20").status_code == 200
+    free = str(free_port())
+    early = subprocess.Popen([*nobody, free], stdout=subprocess.PIPE, text=True)
+    try:
+        assert early.stdout is not None and early.stdout.readline().strip() == "bound"
+        other = tmp_path / "other.toml"
+        other.write_text(server.ws.config_path.read_text().replace(
+            str(server.ws.state), str(tmp_path / "second-state")))
+        second = subprocess.run([RUNNER, "serve", "--bind", f"127.0.0.1:{free}"],
+                                env={**server.ws.env(), "RESTIC_RUNNER_CONFIG": str(other)},
+                                capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert second.returncode == 2, second.stderr
+        assert f"server.bind: cannot listen on 127.0.0.1:{free}" in second.stderr
+        assert "Booting worker" not in second.stdout + second.stderr
+    finally:
+        early.kill()
+        early.wait()
