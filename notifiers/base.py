@@ -86,6 +86,7 @@ class Outcome:
     gone: bool = False  # 410 Gone: disable the target until its configuration changes
     retry_after: float | None = None  # seconds the server asked us to wait
     remember: dict[str, Any] = field(default_factory=dict)  # target state, e.g. body limits
+    said: str = ""  # what a refusing server's body said: for the service log only, never stored
 
     @classmethod
     def ok(cls, detail: str, **remember: Any) -> Outcome:

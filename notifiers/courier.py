@@ -160,9 +160,10 @@ class Courier:
                                       target=self.targets.get(delivery.target))
                 touched.add((delivery.event.job, delivery.event.run_id))
                 if not outcome.delivered:
-                    _log_warning("notifications: %s of run %s to %s: %s (%s)",
+                    said = f"; it said: {outcome.said}" if outcome.said else ""
+                    _log_warning("notifications: %s of run %s to %s: %s (%s)%s",
                                 delivery.event.type, delivery.event.run_id, delivery.target,
-                                outcome.error or outcome.detail, state)
+                                outcome.error or outcome.detail, state, said)
             for job, run_id in touched:
                 latest = history.last_ended(job)
                 if latest is not None and latest["run_id"] == run_id:

@@ -114,11 +114,21 @@ def describe_error(exc: BaseException, url: str) -> str:
     return redact_text(f"{where}: {reason}")
 
 
-def answer_error(answer: Answer, url: str) -> str:
-    """A masked one-line description of a non-2xx answer."""
-    snippet = escape_controls(" ".join(answer.body[:200].decode("utf-8", "replace").split()))
+def answer_said(answer: Answer) -> str:
+    """The start of an answer's body, on one masked line, control characters escaped."""
+    return redact_text(escape_controls(" ".join(
+        answer.body[:200].decode("utf-8", "replace").split())))
+
+
+def answer_error(answer: Answer, url: str, *, quote: bool = False) -> str:
+    """A masked one-line description of a non-2xx answer. With `quote`, what the server said
+    too: only where the operator alone reads it (doctor, `metrics prune`). A delivery's error
+    is shown to every API client of the job, and a server that echoes guesses in its error
+    page would learn from the masking which guess was a secret (`***`): its words go to the
+    service log only (`Outcome.said`)."""
     text = f"{mask_webhook_url(url)} answered HTTP {answer.status}"
-    return redact_text(f"{text}: {snippet}" if snippet else text)
+    said = answer_said(answer) if quote else ""
+    return redact_text(f"{text}: {said}" if said else text)
 
 
 def outcome_of(answer: Answer, url: str, *, permanent: frozenset[int] = frozenset()) -> Outcome:
@@ -132,6 +142,7 @@ def outcome_of(answer: Answer, url: str, *, permanent: frozenset[int] = frozense
                              retry=answer.status not in permanent,
                              retry_after=answer.retry_after())
     outcome.gone = answer.status == 410
+    outcome.said = answer_said(answer)
     return outcome
 
 

@@ -155,7 +155,8 @@ class PushgatewayTarget:
         answer = httpclient.request("GET", url, headers=_auth_headers(self.settings),
                               timeout=self.settings.timeout, max_body=64 << 20)
         if not answer.ok:
-            raise httpclient.HttpError(httpclient.answer_error(answer, self.settings.url))
+            raise httpclient.HttpError(httpclient.answer_error(answer, self.settings.url,
+                                                                quote=True))
         try:
             data = json.loads(answer.body)
         except ValueError:
@@ -183,7 +184,8 @@ class PushgatewayTarget:
         except httpclient.HttpError as exc:
             return Check.of(self.name, False, str(exc))
         if not answer.ok:
-            return Check.of(self.name, False, httpclient.answer_error(answer, self.settings.url))
+            return Check.of(self.name, False,
+                            httpclient.answer_error(answer, self.settings.url, quote=True))
         auth = "credentials accepted" if self.settings.username else "no credentials configured"
         return Check.of(self.name, True, f"{mask_webhook_url(self.settings.url)} answers, {auth}")
 

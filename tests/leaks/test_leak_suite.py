@@ -223,10 +223,14 @@ def test_what_hooks_and_restic_printed_is_masked_in_the_logs(evidence: Evidence)
 
 def test_receivers_error_pages_were_recorded_masked(evidence: Evidence) -> None:
     """The receivers refused each end event once with an error page echoing what they got; the
-    delivery errors were recorded (the echoed Authorization value masked) and retried."""
+    delivery errors were recorded without the page (every API client of the job reads them,
+    and a masked echo tells a guesser which guess was a secret; the page goes to the log of the
+    process that tried, for the operator), and the deliveries were retried."""
     [history] = [i.data for i in items(evidence, "history-db", "table delivery_attempts (")]
-    assert history.count(b"answered HTTP 401: refused Authorization: ***") == 8
-    assert history.count(b"answered HTTP 500: no check at ") == 8
+    assert history.count(b"answered HTTP 401") == 8 and b"refused Authorization" not in history
+    assert history.count(b"answered HTTP 500") == 8 and b"no check at" not in history
+    for item in items(evidence, "api"):
+        assert b"refused Authorization" not in item.data and b"no check at" not in item.data
     assert len(evidence.records) == 8
     for record in evidence.records:
         ends = {n["target"]: n for n in record["notifications"] if n["event"] != "run.started"}

@@ -156,7 +156,7 @@ def test_a_404_for_a_deleted_check_stops_the_target(ws18: Workspace,
     [(status, line)] = stopped_lines(ws18)
     assert status == "fail"
     assert re.fullmatch(r"healthchecks:nightly: stopped, nothing is sent to it: "
-                        r"http://127\.0\.0\.1:\d+/\.\.\. answered HTTP 404: OK: the server has "
+                        r"http://127\.0\.0\.1:\d+/\.\.\. answered HTTP 404: the server has "
                         r"no check with this UUID \(deleted, or a wrong URL\); pings stopped "
                         r"\(since \S+; change its configuration to enable it again\)", line), line
     assert CHECK not in line

@@ -178,6 +178,21 @@ def test_a_failed_delivery_changes_no_status_or_exit_code(ws18: Workspace) -> No
     assert record["status"] == "failed" and code == record["exit_code"] != 0
 
 
+def test_a_refusing_receivers_words_go_to_the_log_not_to_the_record(ws18: Workspace,
+                                                                   receiver: Receiver) -> None:
+    """Every API client of the job reads a delivery's error: a receiver's page quoted there,
+    masked, would tell a receiver that echoes guesses which guess was a secret. The operator
+    still sees what it said, in the log of the process that tried (here the CLI's stderr)."""
+    receiver.default = (500, {})  # its body is "OK"
+    configure(ws18, receiver, notify="cli_wait = 0")
+    done = ws18.cli("run", "nightly", "--json")
+    record = json.loads(done.stdout)
+    [note] = [n for n in record["notifications"] if n["target"] == "webhook:ops"
+              and n["event"] == "run.succeeded"]
+    assert note["error"].endswith("answered HTTP 500"), note
+    assert "it said: OK" in done.stderr
+
+
 def test_a_receiver_down_during_the_run_gets_the_event_after_a_restart(
         ws18: Workspace) -> None:
     hook_port, api_port = free_port(), free_port()

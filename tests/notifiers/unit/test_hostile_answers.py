@@ -28,7 +28,11 @@ def test_control_characters_are_shown_not_sent() -> None:
 
 
 def test_a_receivers_answer_is_one_line_without_escapes() -> None:
-    text = answer_error(Answer(404, {}, HOSTILE.encode()), "https://hc.example/ping/x")
+    answer = Answer(404, {}, HOSTILE.encode())
+    # a delivery's error (every API client of the job reads it) never quotes the server
+    assert answer_error(answer, "https://hc.example/ping/x") == \
+        "https://hc.example/... answered HTTP 404"
+    text = answer_error(answer, "https://hc.example/ping/x", quote=True)  # doctor, prune
     assert "\x1b" not in text and "\r" not in text and "\n" not in text and "\x07" not in text
     assert "\\x1b[2J" in text and text.startswith("https://hc.example/... answered HTTP 404: ")
 
