@@ -23,6 +23,7 @@
 #
 # Usage: scripts/demo.sh [-h|--help]
 set -Eeuo pipefail
+umask 077 # what the demo writes (logs, ports, received webhooks) is for this user only
 
 case "${1:-}" in
   "") ;;
@@ -110,10 +111,12 @@ started() { # started PID PORT: remember a background process
   pids+=("$1")
   ports+=("$2")
 }
-wait_http() { # wait_http URL PID NAME LOG: until URL answers 2xx (30 s at most), or PID died
+wait_http() { # wait_http URL PID NAME LOG [MARKER]: until URL answers 2xx while PID lives (and
+  # its LOG says MARKER: a port another local user took first answers too), 30 s at most
   local deadline=$((SECONDS + 30))
   while [ "$SECONDS" -lt "$deadline" ]; do
-    if "$py" -c "import urllib.request as u; u.urlopen('$1', timeout=1)" 2>/dev/null; then
+    if "$py" -c "import urllib.request as u; u.urlopen('$1', timeout=1)" 2>/dev/null &&
+      kill -0 "$2" 2>/dev/null && { [ -z "${5:-}" ] || grep -qF -- "$5" "$4"; }; then
       return 0
     fi
     kill -0 "$2" 2>/dev/null || { tail -n 20 "$4" >&2; echo "demo: $3 did not start (log: $(show "$4"))" >&2; return 1; }
@@ -370,7 +373,7 @@ echo "  config $(show "$monitored"): $(show "$config") plus [notify] for the Pus
 server_log=$demo/server.log
 "$cli" serve --config "$monitored" >"$server_log" 2>&1 &
 started "$!" "$port"
-wait_http "$url/healthz" "$!" "restic-runner serve" "$server_log"
+wait_http "$url/healthz" "$!" "restic-runner serve" "$server_log" "serving on $url "
 "$py" -c "import urllib.request as u, json; print(json.load(u.urlopen('$url/readyz')))"
 echo "demo: listening on 127.0.0.1: API $port, Pushgateway $pg_port, Prometheus $prom_port, webhook receiver $receiver_port"
 

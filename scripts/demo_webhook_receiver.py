@@ -9,6 +9,7 @@ Binds 127.0.0.1 on a free port and writes the port to PORT_FILE once it listens.
 from __future__ import annotations
 
 import json
+import re
 import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,7 +38,11 @@ def make_handler(webhook: Webhook, events: Path) -> type[BaseHTTPRequestHandler]
             except Exception as error:  # any failed check: say which, refuse the delivery
                 record = {"verified": False, "reason": f"{type(error).__name__}: {error}"}
                 code = 401
-            record["webhook_id"] = headers.get("webhook-id")
+            # printed by the demo: anyone on the host can post here, so an id that is not a
+            # plain token (control characters, a forged line) is never shown as sent
+            sent_id = headers.get("webhook-id") or ""
+            record["webhook_id"] = sent_id if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", sent_id) \
+                else "(malformed)"
             with events.open("a") as out:
                 out.write(json.dumps(record) + "\n")
             self.send_response(code)
