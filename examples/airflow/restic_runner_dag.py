@@ -175,7 +175,11 @@ if DAG is not None:  # pragma: no cover
                 raise AirflowException(f"restic-runner not reached: {event['message']}")
             response = HttpResponseSerializer.deserialize(event["response"])
             if _check(response.status_code, response.text):
-                return response.json()
+                # the XCom: what a later task needs, not the whole record (its log tail, the
+                # caller's address, the idempotency key)
+                record = response.json()
+                return {key: record.get(key) for key in ("run_id", "job", "status",
+                                                         "exit_code")}
             waited = 0.0 if asked_at is None else time.time() - asked_at
             pause = MIN_ROUND_SECONDS - waited
             if pause > 0:  # answered "not yet" without holding the request: not so fast
