@@ -147,21 +147,13 @@ def cli_wait(service: Service) -> float:
     return returned - finished_at(service.record(run_id)["finished_at"])
 
 
-def long_poll(service: Service) -> float:
-    run_id = service.start()
-    while True:
-        answer = requests.get(f"{service.url}/runs/{run_id}/result?wait=20",
-                              headers=service.headers, timeout=30)
-        if answer.status_code == 200:
-            return time.time() - finished_at(answer.json()["finished_at"])
-
-
-def polling(every: float) -> Callable[[Service], float]:
+def polling(every: float, query: str = "") -> Callable[[Service], float]:
+    """A client that asks `/result{query}` until the run has ended, `every` seconds apart."""
     def follow(service: Service) -> float:
         run_id = service.start()
         while True:
-            answer = requests.get(f"{service.url}/runs/{run_id}/result",
-                                  headers=service.headers, timeout=10)
+            answer = requests.get(f"{service.url}/runs/{run_id}/result{query}",
+                                  headers=service.headers, timeout=30)
             if answer.status_code == 200:
                 return time.time() - finished_at(answer.json()["finished_at"])
             time.sleep(every)
@@ -184,7 +176,7 @@ def main() -> int:
                     str(ROOT / "notifiers"), str(ROOT / "security")], check=True)
     clients: dict[str, Callable[[Service], float]] = {
         "restic-runner trigger --wait (long-poll)": cli_wait,
-        "long-poll /result?wait=, in-process (no CLI)": long_poll,
+        "long-poll /result?wait=, in-process (no CLI)": polling(0.0, "?wait=20"),
         "poll /result every 2 s (the former client)": polling(2.0),
         "poll /result every 5 ms (floor, in-process)": polling(0.005),
     }
