@@ -9,8 +9,8 @@ Binds 127.0.0.1 on a free port and writes the port to PORT_FILE once it listens.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
