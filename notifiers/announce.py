@@ -67,13 +67,16 @@ def announce(config: Config, outbox: Outbox) -> tuple[str, ...]:
 
 
 def deliver_announcements(config: Config, history: History, outbox: Outbox,
-                          run_ids: tuple[str, ...]) -> None:
+                          run_ids: tuple[str, ...], *, once: bool = False) -> dict[str, str]:
     """Deliver these announcements, retrying with the outbox's backoff, until none is pending
-    (delivered, given up, or taken by another process's claim and settled there)."""
+    (delivered, given up, or taken by another process's claim and settled there); `once`: one
+    attempt each, the rest left to the next `run` or the service. Job -> its state, and why
+    when it was not delivered."""
     from notifiers.base import DeliveryContext, Outcome
 
     assert config.notify.pushgateway is not None
     target = PushgatewayTarget(config.notify.pushgateway, config)
+    states: dict[str, str] = {}
     while True:
         for delivery in outbox.claim(run_ids=run_ids):
             started = time.monotonic()
@@ -84,13 +87,33 @@ def deliver_announcements(config: Config, history: History, outbox: Outbox,
                 outcome = Outcome.failed("not sent", f"{type(exc).__name__}: {exc}")
             state = outbox.settle(delivery, outcome, time.monotonic() - started,
                                   policy=config.notify.retry, target=target)
+            states[delivery.event.job] = state
             if not outcome.delivered:
+                states[delivery.event.job] += f": {outcome.error or outcome.detail}"
                 _warn("notifications: announcing job %s to pushgateway: %s (%s)",
                       delivery.event.job, outcome.error or outcome.detail, state)
         due = outbox.next_due(run_ids)
-        if due is None:
-            return
+        if due is None or once:
+            return states
         time.sleep(min(LONGEST_SLEEP, max(0.05, due - time.time())))
+
+
+def announce_now(config: Config) -> dict[str, str]:
+    """`restic-runner metrics announce`: every announced job's group pushed now, one attempt
+    each (for a host where only cron runs `restic-runner run`, with no `serve` or `schedule`
+    to announce at start-up). Job -> state."""
+    from notifiers.leases import lease_holder
+    from notifiers.outbox import Outbox
+    from runner.engine.history import History
+
+    history = History(config.state_dir)
+    try:
+        outbox = Outbox(history.db, lease_holder(config.state_dir / "leases"))
+        run_ids = announce(config, outbox)
+        note_stale_groups(config)
+        return deliver_announcements(config, history, outbox, run_ids, once=True)
+    finally:
+        history.close()
 
 
 def note_stale_groups(config: Config) -> list[str]:

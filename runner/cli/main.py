@@ -289,6 +289,28 @@ def metrics_prune(ctx: click.Context, config_file: str | None, dry_run: bool,
             echo("no groups of jobs no longer pushed")
 
 
+@metrics_group.command("announce")
+@_config_option
+@click.pass_context
+@guarded
+def metrics_announce(ctx: click.Context, config_file: str | None) -> None:
+    """Push every job's Pushgateway group now, as serve and schedule do when they start (for a
+    host where only cron runs `restic-runner run`). Exit 1 when one is not delivered yet (the
+    next run retries it)."""
+    from notifiers.announce import announce_now, announced_jobs
+    from runner.configuration.load import load_config
+
+    config = load_config(_config_file(ctx, config_file))
+    if not config.notify.pushgateway:
+        fail("no [notify.pushgateway] configured")
+    if not announced_jobs(config):
+        fail("[notify.pushgateway] jobs selects no configured job")
+    states = announce_now(config)
+    for job, state in states.items():
+        echo(f"{job}: {state}", err=state != "delivered")
+    sys.exit(0 if all(state == "delivered" for state in states.values()) else 1)
+
+
 @main.command()
 @_config_option
 @click.option("--bind", metavar="HOST:PORT", help="Listen address (default: [server] bind).")

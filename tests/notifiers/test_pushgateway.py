@@ -171,3 +171,21 @@ def test_start_push_sets_running(ws18: Workspace, pushgateway: Pushgateway) -> N
     assert proc.wait(60) == 0
     assert pushgateway.value("restic_check_running", job_name="verify") == 0.0
     assert pushgateway.value("restic_check_running_since_timestamp", job_name="verify") is None
+
+
+def test_metrics_announce_pushes_jobs_that_never_ran(ws18: Workspace,
+                                                     pushgateway: Pushgateway) -> None:
+    """Where only cron runs `restic-runner run` (no serve or schedule to announce at start-up),
+    `metrics announce` gives every job its group now: the never-ran alert can fire."""
+    configure(ws18, pushgateway, extra='jobs = ["nightly", "verify"]')
+    done = ws18.cli("metrics", "announce")
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == ["nightly: delivered", "verify: delivered"]
+    groups = {g["labels"]["job_name"] for g in pushgateway.groups()}
+    assert groups == {"nightly", "verify"}
+    max_age = pushgateway.value("restic_runner_job_max_age_seconds", job_name="verify")
+    assert max_age is not None and max_age > 0  # what the never-ran alert needs
+    pushgateway.stop()  # down: the attempt fails, the delivery waits for the next run
+    done = ws18.cli("metrics", "announce")
+    assert done.returncode == 1
+    assert "nightly: pending: " in done.stderr and "refused" in done.stderr.lower()
