@@ -166,7 +166,7 @@ class HealthchecksTarget:
         outcome = Outcome.failed("HTTP 404", f"{httpclient.answer_error(answer, url)}: {why}; "
                                              "pings stopped", retry=False)
         outcome.gone = True
-        outcome.said = httpclient.answer_said(answer)
+        httpclient.note_refusal(outcome, answer)
         return outcome
 
     def check(self, ctx: DeliveryContext) -> Check:

@@ -142,8 +142,20 @@ def outcome_of(answer: Answer, url: str, *, permanent: frozenset[int] = frozense
                              retry=answer.status not in permanent,
                              retry_after=answer.retry_after())
     outcome.gone = answer.status == 410
-    outcome.said = answer_said(answer)
+    note_refusal(outcome, answer)
     return outcome
+
+
+def note_refusal(outcome: Outcome, answer: Answer) -> None:
+    """What a refusing server said, for the operator only: logged by the process that tried
+    (`Outcome.said`), and kept as the target's `last_refusal` for `doctor` (the process that
+    tried may have no log: a run's supervisor outlives the service). Never in a delivery's
+    error, which API clients read."""
+    from runner.engine.record import utc_now
+
+    outcome.said = answer_said(answer)
+    outcome.remember["last_refusal"] = {"at": utc_now(), "status": answer.status,
+                                        "said": outcome.said}
 
 
 def reachable_check(name: str, url: str, timeout: float, note: str) -> Check:

@@ -241,6 +241,11 @@ class Outbox:
                 self._count(delivery.event.job, given_up=state in ("failed", "disabled"))
             if outcome.remember:
                 self._remember(delivery.target, outcome.remember)
+            if outcome.delivered:  # what it last said when refusing is no longer the news
+                self.db.execute(
+                    "UPDATE targets SET memory = json_remove(memory, '$.last_refusal') WHERE "
+                    "target = ? AND json_extract(memory, '$.last_refusal') IS NOT NULL",
+                    (delivery.target,))
             if outcome.gone and target is not None:
                 self._disable(target, outcome.error or outcome.detail)
         return state

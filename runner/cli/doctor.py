@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.checks import FAIL, INFO, OK, WARN, Check
 from runner.configuration.config import Config, JobConfig
@@ -14,6 +14,10 @@ from runner.engine.binaries import probe_repository, tool_info
 from runner.errors import UserError
 from security.masking import redact_text
 from security.secretfiles import file_access, lenient_problem, world_readable_accepted
+
+if TYPE_CHECKING:
+    from notifiers.base import Target
+    from notifiers.outbox import Outbox
 
 SCHEMA = "restic-runner.doctor/1"
 
@@ -271,10 +275,25 @@ def _notify_checks(config: Config, state_ok: bool, send_test: bool) -> list[Chec
     outbox = Outbox(history.db)
     checks += [Check("notify", FAIL, f"{name}: stopped, nothing is sent to it: {reason}")
                for name, reason in outbox.stopped_targets(build_targets(config)).items()]
+    checks += _last_refusals(outbox, build_targets(config))
     pending = outbox.pending_retries()
     if pending:
         checks.append(Check("notify", WARN, f"{pending} deliveries pending a retry "
                                               "(see `restic-runner status`)"))
+    return checks
+
+
+def _last_refusals(outbox: Outbox, targets: list[Target]) -> list[Check]:
+    """What each target last said when it refused a delivery (kept for the operator only, never
+    in a delivery's error: docs/notifications.md), while that target is still failing: a
+    delivery to it delivered since clears it."""
+    checks = []
+    for target in targets:
+        refusal = outbox.memory(target.name).get("last_refusal")
+        if isinstance(refusal, dict) and refusal.get("said"):
+            checks.append(Check("notify", INFO, f"{target.name}: last refused at "
+                                f"{refusal.get('at')} (HTTP {refusal.get('status')}); it "
+                                f"said: {refusal['said']}"))
     return checks
 
 

@@ -191,6 +191,15 @@ def test_a_refusing_receivers_words_go_to_the_log_not_to_the_record(ws18: Worksp
               and n["event"] == "run.succeeded"]
     assert note["error"].endswith("answered HTTP 500"), note
     assert "it said: OK" in done.stderr
+    # a run's supervisor has no log: doctor keeps the last refusal for the operator
+    doctor = json.loads(ws18.cli("doctor", "--json").stdout)
+    [line] = [c["message"] for c in doctor["checks"] if "last refused" in c["message"]]
+    assert line.startswith("webhook:ops: last refused at ") and line.endswith(
+        "(HTTP 500); it said: OK"), line
+    receiver.default = (200, {})  # it accepts again: what it said is no longer the news
+    assert ws18.run_json("nightly")[0] == 0
+    doctor = json.loads(ws18.cli("doctor", "--json").stdout)
+    assert not [c for c in doctor["checks"] if "last refused" in c["message"]]
 
 
 def test_a_receiver_down_during_the_run_gets_the_event_after_a_restart(
