@@ -205,9 +205,12 @@ class Courier:
 def _log_warning(message: str, *args: object) -> None:
     import logging
 
+    from security.controlchars import escape_controls
     from security.masking import redact_text
 
-    logging.getLogger(LOGGER).warning("%s", redact_text(message % args))
+    # escaped here too: `run` has no service log to format it (a traceback keeps its lines)
+    logging.getLogger(LOGGER).warning(
+        "%s", escape_controls(redact_text(message % args), keep_newlines=True))
 
 
 def _log_exception(message: str) -> None:

@@ -85,3 +85,17 @@ def test_a_hostile_group_list_is_refused_or_filtered(gateway_answering: list[byt
     for _ in range(3):
         with pytest.raises(HttpError, match="not a Pushgateway's list"):
             target.groups()
+
+
+def test_warnings_without_a_service_log_are_escaped_too(caplog: pytest.LogCaptureFixture) -> None:
+    """`metrics announce` and `run` print warnings with logging's last-resort handler, not the
+    service's formatter: a stale group's label still cannot reach the terminal as escapes."""
+    from notifiers.announce import _warn
+    from notifiers.courier import _log_warning
+
+    with caplog.at_level(logging.WARNING):
+        _warn("groups: %s", "gone\x1b[2J\n[ERROR] forged")
+        _log_warning("it said: %s", "a\x1b]0;pwned\x07")
+    first, second = (r.getMessage() for r in caplog.records)
+    assert first == "groups: gone\\x1b[2J\\x0a[ERROR] forged"
+    assert second == "it said: a\\x1b]0;pwned\\x07"
