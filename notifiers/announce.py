@@ -170,7 +170,7 @@ def start_announcer(config: Config, *, deliver: bool = False,
 def _warn(message: str, *args: object) -> None:
     """Masked, and one line even where no service log formats it (`metrics announce` on a
     terminal): a hostile gateway's label values may carry escapes and newlines."""
-    from security.controlchars import escape_controls
+    from security.controlchars import printable
     from security.masking import redact_text
 
-    log.warning("%s", escape_controls(redact_text(message % args)))
+    log.warning("%s", printable(redact_text(message % args)))

@@ -205,12 +205,12 @@ class Courier:
 def _log_warning(message: str, *args: object) -> None:
     import logging
 
-    from security.controlchars import escape_controls
+    from security.controlchars import printable_lines
     from security.masking import redact_text
 
     # escaped here too: `run` has no service log to format it (a traceback keeps its lines)
     logging.getLogger(LOGGER).warning(
-        "%s", escape_controls(redact_text(message % args), keep_newlines=True))
+        "%s", printable_lines(redact_text(message % args)))
 
 
 def _log_exception(message: str) -> None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from runner.checks import Check
-from security.controlchars import escape_controls
+from security.controlchars import printable
 from security.masking import mask_webhook_url, redact_text
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def describe_error(exc: BaseException, url: str) -> str:
 
 def answer_said(answer: Answer) -> str:
     """The start of an answer's body, on one masked line, control characters escaped."""
-    return redact_text(escape_controls(" ".join(
+    return redact_text(printable(" ".join(
         answer.body[:200].decode("utf-8", "replace").split())))
 
 

@@ -9,7 +9,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from security.controlchars import escape_controls
+from security.controlchars import printable
 from security.masking import redact_text
 
 TEXT_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
@@ -21,9 +21,9 @@ class MaskedText(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         """One event, one line: a newline or ESC in a message (a label value, a receiver's
-        answer) is shown as `\\xNN`, never as a forged line of its own. A traceback, added
-        after, keeps its lines."""
-        record.message = escape_controls(record.message)
+        answer) is written as JSON writes it (`\\n`, `\\u001b`), never as a forged line of its
+        own. A traceback, added after, keeps its lines."""
+        record.message = printable(record.message)
         return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:

@@ -11,13 +11,13 @@ from typing import Any, NoReturn
 
 def echo(text: str, *, err: bool = False) -> None:
     """Every line the CLI prints goes through the redactor, and shows control characters
-    (ESC, CR, ...: from a receiver's answer or a file name) as `\\xNN` instead of sending them
-    to the terminal."""
-    from security.controlchars import escape_controls
+    (ESC, CR, ...: from a receiver's answer or a file name) escaped instead of sending them to
+    the terminal (its own line ends and tabs stay)."""
+    from security.controlchars import printable_lines
     from security.masking import redact_text
 
     stream = sys.stderr if err else sys.stdout
-    stream.write(escape_controls(redact_text(text), keep_newlines=True) + "\n")
+    stream.write(printable_lines(redact_text(text)) + "\n")
     stream.flush()
 
 

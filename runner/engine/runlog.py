@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from runner.engine.jobs.humantext import printable
 from runner.engine.jobs.output import OutputParser
 from runner.fsutil import open_private_file
+from security.controlchars import printable
 from security.masking import REGISTRY, StreamRedactor
 
 TAIL_BYTES = 16384

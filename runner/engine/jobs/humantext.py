@@ -10,29 +10,9 @@ own ("finished: succeeded") or repaint the terminal of whoever reads the log
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-# C0, DEL, C1, and the Unicode line and paragraph separators
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_ESCAPES = {**{c: f"\\u{c:04x}" for c in (*range(0x20), *range(0x7f, 0xa0), 0x2028, 0x2029)},
-            0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
-
-
-_KEEP_TABS = {c: e for c, e in _ESCAPES.items() if c != 0x09}
-
-
-def printable(text: str) -> str:
-    """`text` on one line, without control characters: a newline as `\\n`, a tab as `\\t`, a
-    carriage return as `\\r`, any other C0 or C1 character (ESC: `\\u001b`) as JSON writes it."""
-    return text.translate(_ESCAPES) if _CONTROL.search(text) else text
-
-
-def printable_lines(text: str) -> str:
-    """A text the tool wrote as several lines (rclone's stats block): its line ends and tabs
-    stay, every other control character is escaped as `printable` does. Only for text whose
-    line ends are all the tool's own."""
-    return "\n".join(line.translate(_KEEP_TABS) for line in text.split("\n"))
+from security.controlchars import printable, printable_lines
 
 
 def _text(value: object) -> str:
@@ -213,7 +193,7 @@ def _odd_names(stats: dict[str, Any]) -> bool:
     for key in ("transferring", "checking"):
         for item in _list(stats.get(key)):
             name = item.get("name") if isinstance(item, dict) else item
-            if _CONTROL.search(str(name)):
+            if printable(str(name)) != str(name):
                 return True
     return False
 

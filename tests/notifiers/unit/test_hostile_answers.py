@@ -16,15 +16,16 @@ from notifiers.pushgateway import PushgatewayTarget
 from runner.cli.output import echo
 from runner.configuration.notify import PushgatewaySettings
 from runner.eventlog import MaskedText
-from security.controlchars import escape_controls
+from security.controlchars import printable, printable_lines
 
 HOSTILE = "not found\x1b[2J\x1b[1;1H\x1b]0;pwned\x07FAKE: all OK\x1b[8m\r\n[ERROR] forged"
 
 
 def test_control_characters_are_shown_not_sent() -> None:
-    assert escape_controls("a\x1b[2Jb\rc\x07\x9bd\te\nf") == "a\\x1b[2Jb\\x0dc\\x07\\x9bd\te\\x0af"
-    assert escape_controls("a\nb\x1b", keep_newlines=True) == "a\nb\\x1b"
-    assert escape_controls("plain: ÄÖ € %/@") == "plain: ÄÖ € %/@"
+    assert printable("a\x1b[2Jb\rc\x07\x9bd\te\nf") == \
+        "a\\u001b[2Jb\\rc\\u0007\\u009bd\\te\\nf"
+    assert printable_lines("a\nb\x1b\tc") == "a\nb\\u001b\tc"
+    assert printable("plain: ÄÖ € %/@") == "plain: ÄÖ € %/@"
 
 
 def test_a_receivers_answer_is_one_line_without_escapes() -> None:
@@ -34,7 +35,7 @@ def test_a_receivers_answer_is_one_line_without_escapes() -> None:
         "https://hc.example/... answered HTTP 404"
     text = answer_error(answer, "https://hc.example/ping/x", quote=True)  # doctor, prune
     assert "\x1b" not in text and "\r" not in text and "\n" not in text and "\x07" not in text
-    assert "\\x1b[2J" in text and text.startswith("https://hc.example/... answered HTTP 404: ")
+    assert "\\u001b[2J" in text and text.startswith("https://hc.example/... answered HTTP 404: ")
 
 
 def test_the_cli_and_the_log_show_control_characters_escaped(
@@ -45,8 +46,8 @@ def test_the_cli_and_the_log_show_control_characters_escaped(
     record = logging.LogRecord("x", logging.WARNING, __file__, 1, "label %s", ("gone\n[ERROR] "
                                "FAKE line\x1b[8m",), None)
     line = MaskedText().format(record)
-    assert "\n" not in line and "\x1b" not in line and line.endswith("gone\\x0a[ERROR] FAKE "
-                                                                       "line\\x1b[8m")
+    assert "\n" not in line and "\x1b" not in line and line.endswith("gone\\n[ERROR] FAKE "
+                                                                       "line\\u001b[8m")
 
 
 @pytest.fixture
@@ -97,5 +98,5 @@ def test_warnings_without_a_service_log_are_escaped_too(caplog: pytest.LogCaptur
         _warn("groups: %s", "gone\x1b[2J\n[ERROR] forged")
         _log_warning("it said: %s", "a\x1b]0;pwned\x07")
     first, second = (r.getMessage() for r in caplog.records)
-    assert first == "groups: gone\\x1b[2J\\x0a[ERROR] forged"
-    assert second == "it said: a\\x1b]0;pwned\\x07"
+    assert first == "groups: gone\\u001b[2J\\n[ERROR] forged"
+    assert second == "it said: a\\u001b]0;pwned\\u0007"

@@ -1,15 +1,17 @@
 """Control characters the tools print (a file name holding a newline and a terminal escape)
 never reach a log line raw: rendered restic and rclone JSON, plain text lines, the runner's own
-notes, and the record's `error` (runner/engine/jobs/humantext.py, output.py, runlog.py)."""
+notes, and the record's `error` (security/controlchars.py; runner/engine/jobs/humantext.py,
+output.py, runlog.py)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from runner.engine.jobs.humantext import forget_groups, printable
+from runner.engine.jobs.humantext import forget_groups
 from runner.engine.jobs.output import BackupOutput, ForgetOutput, RcloneOutput
 from runner.engine.runlog import RunLog, escape_controls, tool_text
+from security.controlchars import printable
 
 FORGED = "2026-01-01T00:00:00Z restic-runner: finished: succeeded"
 # a file name: a newline to forge a line of the runner's, ESC to clear a terminal, a C1 CSI,
